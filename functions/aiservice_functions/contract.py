@@ -1,0 +1,76 @@
+"""The contract between the operator and the function runtime, in one place.
+
+The operator's compiler writes these environment variables and CloudEvent
+extensions into the Knative objects it emits; the runtime, the event store and the
+local executor read them. Both sides import this module so a name is spelled once.
+It must stay free of heavy imports: the pure core of the operator imports it.
+"""
+
+from __future__ import annotations
+
+# --- Environment of a function container (set by the compiler per revision) ---------
+ENV_ENTRYPOINT = "AISVC_ENTRYPOINT"
+"""Dotted module path of the function to serve, e.g. ``aiservice_functions.sentiment``."""
+ENV_MODEL_URI = "AISVC_MODEL_URI"
+"""Where the model of this revision is loaded from (file://, http(s)://, pkg://, s3://)."""
+ENV_MODEL_SHA256 = "AISVC_MODEL_SHA256"
+"""Optional sha256 the loaded model file must match (required for http(s)://)."""
+ENV_MODEL_VERSION = "AISVC_MODEL_VERSION"
+"""The AIService model name of this revision (``v1``); sent back as ``modelversion``."""
+ENV_REPLY_TYPE = "AISVC_REPLY_TYPE"
+"""CloudEvent ``type`` of reply events (the AIService's ``spec.produces``); empty: no reply."""
+ENV_SERVICE_NAME = "AISVC_SERVICE"
+"""Name of the AIService; the reply ``source`` is built from it and the revision."""
+ENV_NAMESPACE = "AISVC_NAMESPACE"
+ENV_CONCURRENCY = "AISVC_CONCURRENCY"
+"""Events one process serves at once (Knative's containerConcurrency; 0 = runtime default)."""
+ENV_MAX_BODY_BYTES = "AISVC_MAX_BODY_BYTES"
+ENV_BATCH_MAX_SIZE = "AISVC_BATCH_MAX_SIZE"
+ENV_BATCH_MAX_WAIT_MS = "AISVC_BATCH_MAX_WAIT_MS"
+ENV_TIMEOUT_SECONDS = "AISVC_TIMEOUT_SECONDS"
+"""Per-event inference deadline; past it the event is answered 500 so delivery retries."""
+
+# Knative Serving sets these in every container it starts; the local executor does too.
+ENV_K_SERVICE = "K_SERVICE"
+ENV_K_REVISION = "K_REVISION"
+ENV_PORT = "PORT"
+
+DEFAULT_PORT = 8080
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+# --- CloudEvent extensions -----------------------------------------------------------
+EXT_MODEL_VERSION = "modelversion"
+"""On every reply: the model version that produced it."""
+EXT_TRACEPARENT = "traceparent"
+"""W3C trace context, copied from the request to the reply."""
+EXT_SHADOW = "aisvcshadow"
+"""Set (``"true"``) on events mirrored to a canary in shadow mode: answer 202, no reply."""
+SHADOW_PATH = "/shadow"
+"""Knative Triggers cannot add extensions, so the shadow Trigger posts to this path instead;
+the runtime treats it exactly like an event carrying `EXT_SHADOW`."""
+EXT_REPLAY = "aisvcreplay"
+"""Set on events re-sent from the dead-letter store; its value is the replay count."""
+EXT_HOPS = "aisvchops"
+"""Reply-chain depth, incremented on every reply; the local broker drops loops past a limit."""
+EXT_ERROR_DEST = "knativeerrordest"
+EXT_ERROR_CODE = "knativeerrorcode"
+EXT_ERROR_DATA = "knativeerrordata"
+
+# --- Health and metrics paths of the runtime ---------------------------------------
+PATH_LIVENESS = "/health/liveness"
+PATH_READINESS = "/health/readiness"
+PATH_METRICS = "/metrics"
+
+# --- Event store HTTP API ------------------------------------------------------------
+EVENT_STORE_DEAD_LETTERS_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/dead-letters"
+EVENT_STORE_AUDIT_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/audit"
+
+
+def dead_letter_path(namespace: str, name: str) -> str:
+    """Path on the event store that ingests the dead letters of one AIService."""
+    return EVENT_STORE_DEAD_LETTERS_PATH.format(namespace=namespace, name=name)
+
+
+def audit_path(namespace: str, name: str) -> str:
+    """Path on the event store that ingests the audit events of one AIService."""
+    return EVENT_STORE_AUDIT_PATH.format(namespace=namespace, name=name)
