@@ -52,6 +52,9 @@ EXT_REPLAY = "aisvcreplay"
 """Set on events re-sent from the dead-letter store; its value is the replay count."""
 EXT_HOPS = "aisvchops"
 """Reply-chain depth, incremented on every reply; the local broker drops loops past a limit."""
+EXT_REVISION = "aisvcrevision"
+"""Optional: the Knative revision an event was delivered to, for per-revision dead-letter
+counts in the event store (set by senders that know it, e.g. the local dispatcher)."""
 EXT_ERROR_DEST = "knativeerrordest"
 EXT_ERROR_CODE = "knativeerrorcode"
 EXT_ERROR_DATA = "knativeerrordata"
@@ -64,6 +67,16 @@ PATH_METRICS = "/metrics"
 # --- Event store HTTP API ------------------------------------------------------------
 EVENT_STORE_DEAD_LETTERS_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/dead-letters"
 EVENT_STORE_AUDIT_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/audit"
+
+
+EVENT_STORE_STATS_PATH = "/v1/stats"
+"""GET: dead-letter counts per AIService and per revision (canary analysis reads it)."""
+ENV_EVENT_STORE_URL = "AISVC_EVENT_STORE_URL"
+"""Base URL of the event store, for clients (``aisvc dlq``, the rollout analysis)."""
+ENV_EVENT_STORE_TOKEN = "AISVC_EVENT_STORE_TOKEN"
+"""Bearer token for the event store's query and replay API (server and clients)."""
+ENV_EVENT_STORE_TOKEN_FILE = "AISVC_EVENT_STORE_TOKEN_FILE"
+"""A file holding that token (the chart mounts it from a Secret)."""
 
 
 def dead_letter_path(namespace: str, name: str) -> str:
