@@ -42,6 +42,8 @@ FILTER_DIALECTS: tuple[FilterDialect, ...] = get_args(FilterDialect)
 MAX_NAME_LENGTH = 40
 """An AIService name leaves room in 63-character revision names for `-<model>-<hash>`."""
 MAX_MODEL_NAME_LENGTH = 12
+RESERVED_MODEL_NAMES = ("stable", "canary")
+"""Model names double as traffic tags, next to the `stable` and `canary` tags."""
 
 
 class SpecError(ValueError):
@@ -525,7 +527,7 @@ def _parse_function(r: _Reader, data: Mapping[str, Any]) -> Function:
             )
         )
     for index, (env_name, _) in enumerate(env):
-        if env_name.startswith(("AISVC_", "K_")):
+        if env_name.startswith(("AISVC_", "K_")) or env_name == "PORT":
             r.fail(f"{path}.env[{index}].name", f"{env_name} is reserved for the runtime")
     resources = r.mapping(data.get("resources"), f"{path}.resources")
     r.unknown(resources, f"{path}.resources", {"requests", "limits"})
@@ -573,6 +575,8 @@ def _parse_models(r: _Reader, value: Any) -> tuple[Model, ...]:
         name = r.string(data, "name", path, pattern=DNS_LABEL, hint="a DNS-1035 label")
         if len(name) > MAX_MODEL_NAME_LENGTH:
             r.fail(f"{path}.name", f"must be at most {MAX_MODEL_NAME_LENGTH} characters")
+        if name in RESERVED_MODEL_NAMES:
+            r.fail(f"{path}.name", f"{name!r} is reserved for a traffic tag")
         uri = r.string(
             data, "uri", path, pattern=MODEL_URI, hint="file://, http(s)://, pkg:// or s3://"
         )
