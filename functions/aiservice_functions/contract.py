@@ -29,6 +29,11 @@ ENV_BATCH_MAX_SIZE = "AISVC_BATCH_MAX_SIZE"
 ENV_BATCH_MAX_WAIT_MS = "AISVC_BATCH_MAX_WAIT_MS"
 ENV_TIMEOUT_SECONDS = "AISVC_TIMEOUT_SECONDS"
 """Per-event inference deadline; past it the event is answered 500 so delivery retries."""
+ENV_TORCH_THREADS = "AISVC_TORCH_THREADS"
+"""torch intra-op threads per process (default 1: stable when other processes share the cores)."""
+ENV_MODEL_CACHE_DIR = "AISVC_MODEL_CACHE_DIR"
+"""Where models fetched over http(s)/s3 are kept, keyed by sha256."""
+ENV_LOG_LEVEL = "AISVC_LOG_LEVEL"
 
 # Knative Serving sets these in every container it starts; the local executor does too.
 ENV_K_SERVICE = "K_SERVICE"

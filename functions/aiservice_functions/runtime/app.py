@@ -1,0 +1,380 @@
+"""The Flask app serving one function as CloudEvents over HTTP.
+
+Error contract with Knative delivery (4xx is dead-lettered at once, 5xx is retried
+with backoff and then dead-lettered):
+
+=====  ==========================================================================
+200    reply event, in the request's content mode
+202    processed, no reply (no ``produces`` type, function returned None, shadow)
+400    not a valid CloudEvent, or data the function cannot read (JSON reason)
+413    body over ``AISVC_MAX_BODY_BYTES``
+415    batched or non-JSON structured content mode
+422    the function rejected the payload (reason names the field)
+500    the model failed or passed ``AISVC_TIMEOUT_SECONDS``
+503    the model is not loaded yet, or failed to load
+=====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from aiservice_functions import contract
+from aiservice_functions.models import uri as model_uri
+from aiservice_functions.models.batching import InlineRunner, MicroBatcher, describe
+from aiservice_functions.models.torch_setup import configure_torch, torch_threads_from_env
+from aiservice_functions.runtime.cloudevents_http import (
+    CloudEvent,
+    InvalidEvent,
+    make_event,
+    parse_request,
+    render_response,
+)
+from aiservice_functions.runtime.config import RuntimeConfig
+from aiservice_functions.runtime.function import Function, Rejected, load_entrypoint
+from aiservice_functions.runtime.metrics import RuntimeMetrics
+
+log = logging.getLogger("aiservice_functions.runtime")
+
+
+class NotReady(Exception):
+    pass
+
+
+@dataclass
+class ModelState:
+    """Loaded in the background so liveness answers while a big model loads."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+    model: Any = None
+    sha256: str | None = None
+    runner: MicroBatcher[Any, Any] | InlineRunner[Any, Any] | None = None
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+class FunctionService:
+    """Everything one served function needs; the Flask views are thin wrappers."""
+
+    def __init__(
+        self,
+        function: Function,
+        config: RuntimeConfig,
+        *,
+        load_gate: threading.Event | None = None,
+    ) -> None:
+        self.function = function
+        self.config = config
+        self.metrics = RuntimeMetrics()
+        self.state = ModelState()
+        self._load_gate = load_gate
+        self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
+
+    # --- model lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loader.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self.state.ready.wait(timeout)
+
+    def _load(self) -> None:
+        cfg = self.config
+        uri = cfg.model_uri or self.function.default_model_uri
+        started = time.monotonic()
+        try:
+            if self._load_gate is not None:
+                self._load_gate.wait()
+            if uri is None:
+                raise model_uri.ModelURIError(
+                    f"no model: set {contract.ENV_MODEL_URI} (the function has no bundled model)"
+                )
+            threads = torch_threads_from_env()
+            if self.function.uses_torch:
+                configure_torch(threads)
+            resolved = model_uri.resolve(uri, cfg.model_sha256, stack=self.state.stack)
+            model = self.function.load(resolved.path, cfg.model_version)
+            self.state.model = model
+            self.state.sha256 = resolved.sha256
+            self.state.runner = self._make_runner(model, threads)
+        except Exception as err:
+            self.state.error = f"{type(err).__name__}: {err}"
+            log.error("model failed to load", extra={"model_uri": uri, "error": self.state.error})
+            return
+        self.metrics.model_ready.labels(cfg.model_version).set(1)
+        self.state.ready.set()
+        log.info(
+            "model loaded",
+            extra={
+                "function": self.function.name,
+                "model_uri": uri,
+                "model_sha256": resolved.sha256,
+                "model_version": cfg.model_version,
+                "load_seconds": round(time.monotonic() - started, 3),
+                "torch_threads": threads if self.function.uses_torch else None,
+                **describe(self.state.runner),
+            },
+        )
+
+    def _make_runner(
+        self, model: Any, threads: int
+    ) -> MicroBatcher[Any, Any] | InlineRunner[Any, Any]:
+        batch_hist = self.metrics.batch_size.labels(self.config.model_version)
+
+        def infer(items: Sequence[Any]) -> Sequence[Any]:
+            return self.function.infer(model, items)
+
+        if self.config.batch_max_size <= 1:
+            return InlineRunner(infer, on_batch=batch_hist.observe)
+
+        def thread_setup() -> None:
+            if self.function.uses_torch:
+                import torch
+
+                torch.set_num_threads(threads)
+
+        return MicroBatcher(
+            infer,
+            max_size=self.config.batch_max_size,
+            max_wait_s=self.config.batch_max_wait_ms / 1000.0,
+            on_batch=batch_hist.observe,
+            thread_setup=thread_setup,
+        )
+
+    def close(self) -> None:
+        runner = self.state.runner
+        if isinstance(runner, MicroBatcher):
+            runner.close()
+        self.state.stack.close()
+
+    # --- one event ------------------------------------------------------------------
+
+    def infer_one(self, item: Any) -> Any:
+        runner = self.state.runner
+        if not self.state.ready.is_set() or runner is None:
+            raise NotReady(self.state.error or "model is still loading")
+        timeout = self.config.timeout_seconds
+        if isinstance(runner, InlineRunner):
+            started = time.monotonic()
+            output = runner.run(item)
+            if time.monotonic() - started > timeout:
+                # A forward pass cannot be interrupted; answer as a timeout all the same
+                # so the sender sees one consistent deadline.
+                raise TimeoutError(f"inference took longer than {timeout:g}s")
+            return output
+        future: Future[Any] = runner.submit(item)
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise TimeoutError(f"inference took longer than {timeout:g}s") from None
+
+    def reply_event(self, incoming: CloudEvent, data: Any) -> CloudEvent:
+        attributes: dict[str, Any] = {
+            "type": self.config.reply_type,
+            "source": self.config.reply_source,
+            contract.EXT_MODEL_VERSION: self.config.model_version,
+        }
+        traceparent = incoming.get_extension(contract.EXT_TRACEPARENT)
+        if traceparent:
+            attributes[contract.EXT_TRACEPARENT] = traceparent
+        tracestate = incoming.get_extension("tracestate")
+        if tracestate:
+            attributes["tracestate"] = tracestate
+        attributes[contract.EXT_HOPS] = str(_hops(incoming) + 1)
+        return make_event(attributes, data)
+
+    def handle(self, headers: Any, body: bytes) -> tuple[int, dict[str, str], bytes, str]:
+        """Answer one HTTP request; returns status, headers, body and the outcome label."""
+        try:
+            parsed = parse_request(headers, body)
+        except InvalidEvent as err:
+            return _error(err.status, err.reason, "invalid_event")
+        event = parsed.event
+        try:
+            item = self.function.decode(event)
+        except Rejected as err:
+            return _error(err.status, err.reason, "rejected", field=err.field)
+        except InvalidEvent as err:
+            return _error(err.status, err.reason, "rejected")
+        except Exception as err:
+            log.exception("decode failed", extra=_event_log(event))
+            return _error(
+                500, f"function failed to decode the event: {type(err).__name__}", "error"
+            )
+        try:
+            output = self.infer_one(item)
+        except NotReady as err:
+            return _error(503, f"not ready: {err}", "not_ready")
+        except TimeoutError as err:
+            log.warning("inference timed out", extra=_event_log(event))
+            return _error(500, str(err), "timeout")
+        except Rejected as err:
+            return _error(err.status, err.reason, "rejected", field=err.field)
+        except Exception as err:
+            log.exception("inference failed", extra=_event_log(event))
+            return _error(500, f"model failed: {type(err).__name__}", "error")
+        if _truthy(event.get_extension(contract.EXT_SHADOW)):
+            return 202, {}, b"", "shadow"
+        if output is None or not self.config.reply_type:
+            return 202, {}, b"", "no_reply"
+        try:
+            status, out_headers, out_body = render_response(
+                self.reply_event(event, output), parsed.mode
+            )
+        except Exception as err:
+            log.exception("reply could not be rendered", extra=_event_log(event))
+            return _error(500, f"reply could not be rendered: {type(err).__name__}", "error")
+        return status, out_headers, out_body, "replied"
+
+
+def _hops(event: CloudEvent) -> int:
+    value = event.get_extension(contract.EXT_HOPS)
+    try:
+        return max(0, int(value)) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _event_log(event: CloudEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.get_id(),
+        "event_type": event.get_type(),
+        "event_source": event.get_source(),
+    }
+
+
+def _error(
+    status: int, reason: str, outcome: str, field: str | None = None
+) -> tuple[int, dict[str, str], bytes, str]:
+    import json
+
+    payload: dict[str, Any] = {"error": reason, "status": status}
+    if field is not None:
+        payload["field"] = field
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    return status, {"content-type": "application/json"}, body, outcome
+
+
+def create_app(
+    function: Function | str,
+    config: RuntimeConfig | None = None,
+    *,
+    load_gate: threading.Event | None = None,
+    start: bool = True,
+) -> Flask:
+    """Build the WSGI app for ``function`` (a :class:`Function` or an entrypoint string).
+
+    The model starts loading in a background thread at once (``start=False`` defers it;
+    ``load_gate`` holds it until set, for tests of readiness). ``app.extensions
+    ["aisvc"]`` is the :class:`FunctionService`.
+    """
+    fn = load_entrypoint(function) if isinstance(function, str) else function
+    cfg = config or RuntimeConfig.from_env(fn.batching)
+    service = FunctionService(fn, cfg, load_gate=load_gate)
+    app = Flask(f"aisvc-{fn.name}")
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+    app.extensions["aisvc"] = service
+    version = cfg.model_version
+
+    @app.post("/")
+    def receive() -> Response:
+        started = time.perf_counter()
+        try:
+            body = request.get_data(cache=False)
+            status, headers, out, outcome = service.handle(request.headers, body)
+        except RequestEntityTooLarge:
+            status, headers, out, outcome = _error(
+                413,
+                f"body larger than {cfg.max_body_bytes} bytes ({contract.ENV_MAX_BODY_BYTES}); "
+                "send a reference to large data instead",
+                "too_large",
+            )
+        except Exception as err:  # last resort: never crash, never a 2xx for a failure
+            log.exception("unexpected failure")
+            status, headers, out, outcome = _error(
+                500, f"internal error: {type(err).__name__}", "error"
+            )
+        elapsed = time.perf_counter() - started
+        service.metrics.events.labels(outcome, version).inc()
+        service.metrics.latency.labels(version, outcome).observe(elapsed)
+        if status >= 400:
+            log.log(
+                logging.WARNING if status >= 500 else logging.INFO,
+                "event refused" if status < 500 else "event failed",
+                extra={"status": status, "outcome": outcome, "reason": _reason(out), **_ids()},
+            )
+        return Response(out, status=status, headers=headers)
+
+    @app.get(contract.PATH_LIVENESS)
+    def liveness() -> Response:
+        if service.state.error is not None:
+            # A model that cannot load will not load by waiting: let the kubelet restart us.
+            return _json(500, {"status": "failed", "error": service.state.error})
+        return _json(200, {"status": "alive"})
+
+    @app.get(contract.PATH_READINESS)
+    def readiness() -> Response:
+        if service.state.ready.is_set():
+            return _json(
+                200,
+                {"status": "ready", "model_version": version, "model_sha256": service.state.sha256},
+            )
+        if service.state.error is not None:
+            return _json(503, {"status": "failed", "error": service.state.error})
+        return _json(503, {"status": "loading"})
+
+    @app.get(contract.PATH_METRICS)
+    def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        # 404/405 and friends as JSON too, so every answer carries a reason.
+        code = err.code or 500
+        return _json(code, {"error": err.description or err.name, "status": code})
+
+    if start:
+        service.start()
+    return app
+
+
+def _json(status: int, payload: dict[str, Any]) -> Response:
+    import json
+
+    return Response(json.dumps(payload), status=status, content_type="application/json")
+
+
+def _reason(body: bytes) -> str:
+    import json
+
+    try:
+        return str(json.loads(body).get("error", ""))[:300]
+    except ValueError:
+        return ""
+
+
+def _ids() -> dict[str, str]:
+    """Event attributes worth logging with a refusal (headers only; never the body)."""
+    headers = request.headers
+    return {
+        key: headers[name]
+        for key, name in (("event_id", "ce-id"), ("event_type", "ce-type"))
+        if name in headers
+    }

@@ -1,0 +1,107 @@
+"""Runtime settings from the container environment (names in ``contract``).
+
+Knative sets ``K_SERVICE``/``K_REVISION``/``PORT``; the operator's compiler and the
+local executor set the ``AISVC_*`` variables per revision. Everything is read once
+at start and bad values are refused with the variable's name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiservice_functions import contract
+from aiservice_functions.runtime.function import BatchDefaults
+
+DEFAULT_CONCURRENCY = 8
+"""Threads serving events when containerConcurrency is 0 (unbounded in Knative)."""
+MAX_THREADS = 64
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the runtime cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= minimum or value == float("inf"):
+        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    model_uri: str | None
+    model_sha256: str | None
+    model_version: str
+    reply_type: str
+    service: str
+    namespace: str
+    revision: str
+    concurrency: int
+    max_body_bytes: int
+    batch_max_size: int
+    """1 means no batching: each request thread runs its own forward pass."""
+    batch_max_wait_ms: float
+    timeout_seconds: float
+
+    @property
+    def reply_source(self) -> str:
+        """``source`` of reply events: which service and revision answered."""
+        return f"/aiservices/{self.namespace}/{self.service}/{self.revision}"
+
+    @property
+    def threads(self) -> int:
+        """gunicorn gthread threads: one per event Knative may send at once."""
+        return min(self.concurrency or DEFAULT_CONCURRENCY, MAX_THREADS)
+
+    @classmethod
+    def from_env(
+        cls, batching: BatchDefaults, env: Mapping[str, str] | None = None
+    ) -> RuntimeConfig:
+        env = os.environ if env is None else env
+        revision = env.get(contract.ENV_K_REVISION) or "local"
+        service = (
+            env.get(contract.ENV_SERVICE_NAME) or env.get(contract.ENV_K_SERVICE) or "function"
+        )
+        version = env.get(contract.ENV_MODEL_VERSION) or revision
+        default_size = batching.max_size if batching.enabled else 1
+        return cls(
+            model_uri=env.get(contract.ENV_MODEL_URI) or None,
+            model_sha256=env.get(contract.ENV_MODEL_SHA256) or None,
+            model_version=version,
+            reply_type=env.get(contract.ENV_REPLY_TYPE, "").strip(),
+            service=service,
+            namespace=env.get(contract.ENV_NAMESPACE) or "default",
+            revision=revision,
+            concurrency=_int(env, contract.ENV_CONCURRENCY, 0, 0),
+            max_body_bytes=_int(
+                env, contract.ENV_MAX_BODY_BYTES, contract.DEFAULT_MAX_BODY_BYTES, 1
+            ),
+            batch_max_size=_int(env, contract.ENV_BATCH_MAX_SIZE, default_size, 1),
+            batch_max_wait_ms=_float(env, contract.ENV_BATCH_MAX_WAIT_MS, batching.max_wait_ms, 0),
+            timeout_seconds=_float(
+                env, contract.ENV_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS, 0.001
+            ),
+        )

@@ -1,0 +1,96 @@
+"""The contract a function module fulfils, and how an entrypoint is resolved.
+
+Splitting a function into ``decode`` / ``infer`` lets the runtime validate each event
+on its own request thread (a bad payload is the sender's fault: 4xx, never retried)
+and run ``infer`` on whole micro-batches on the one thread that owns torch. The reply
+data comes back per item, so batching never changes an answer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiservice_functions.runtime.cloudevents_http import CloudEvent, data_json
+
+
+class Rejected(Exception):
+    """The function refuses this event's payload (answered 4xx, not retried).
+
+    Use 422 (the default) for data that parses but is not acceptable, 400 for data
+    that cannot be read at all. ``field`` names the offending field when there is one.
+    """
+
+    def __init__(self, reason: str, status: int = 422, field: str | None = None) -> None:
+        if not 400 <= status < 500:
+            raise ValueError(f"a rejection is a 4xx status, not {status}")
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.field = field
+
+
+@dataclass(frozen=True)
+class BatchDefaults:
+    """A function's own batching defaults; ``AISVC_BATCH_*`` override them.
+
+    Batching pays for big models (one forward pass serves many events) and costs
+    for tiny ones (the HTTP layer is the limit), so each function declares its own.
+    """
+
+    enabled: bool = False
+    max_size: int = 32
+    max_wait_ms: float = 5.0
+
+
+def _decode_json(event: CloudEvent) -> Any:
+    return data_json(event)
+
+
+@dataclass(frozen=True)
+class Function:
+    """What a function module exposes as its ``function`` attribute.
+
+    - ``load(path, version)``: build the model from a local file (the runtime has
+      already resolved the model URI and checked its sha256); runs once, in the
+      background, before the service reports ready.
+    - ``decode(event)``: turn one CloudEvent into one model input; raise
+      :class:`Rejected` (or ``InvalidEvent``) for a payload the function cannot take.
+      Runs on the request thread; keep it free of torch work.
+    - ``infer(model, items)``: one output per input, in order; runs under
+      ``torch.inference_mode()`` on a single inference thread when batching. An
+      output is the reply event's JSON data, or ``None`` for "no reply". Raising
+      fails the events (500, retried by the delivery).
+    """
+
+    name: str
+    load: Callable[[Path, str], Any]
+    infer: Callable[[Any, Sequence[Any]], Sequence[Any]]
+    decode: Callable[[CloudEvent], Any] = _decode_json
+    default_model_uri: str | None = None
+    batching: BatchDefaults = BatchDefaults()
+    uses_torch: bool = True
+    """Whether the runtime sets torch threads and inference mode (False skips importing torch)."""
+
+
+def load_entrypoint(entrypoint: str) -> Function:
+    """Import ``package.module`` (attribute ``function``) or ``package.module:attr``."""
+    module_name, _, attr = entrypoint.partition(":")
+    if not module_name:
+        raise ValueError(f"entrypoint {entrypoint!r} names no module")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(
+            f"entrypoint {entrypoint!r}: cannot import {module_name!r}: {err}"
+        ) from err
+    obj = getattr(module, attr or "function", None)
+    if not isinstance(obj, Function):
+        raise ValueError(
+            f"entrypoint {entrypoint!r}: {module_name}.{attr or 'function'} must be an "
+            "aiservice_functions.runtime.function.Function"
+        )
+    return obj
