@@ -1,0 +1,738 @@
+"""The canary rollout state machine: metrics in, traffic weight and an explained decision out.
+
+`step(spec, state, observation, now)` is called on every operator tick. It moves a rollout
+through Flagger's phases::
+
+    Initializing -> Progressing -> Promoting -> Succeeded
+                        |  ^            (analysis passes at every step)
+                        v  |
+                       Paused           (by a user, or while a metric source is unreachable)
+                        |
+                        v
+                   RollingBack -> Failed  (failure limit reached; `rollback: stepped` only)
+                   Failed                 (`rollback: instant`, or `aisvc abort`)
+
+Rules it keeps:
+
+- Analysis runs once per `interval`, over the metrics of that interval, and only a full
+  interval after each weight change, so every verdict is about the current weight.
+- Too little data (fewer than `minEvents` canary events in the interval) never advances
+  and never counts as a failure: the rollout holds.
+- A metric source that cannot be read pauses the rollout with the reason; it resumes by
+  itself once the source answers. It never promotes blind.
+- Failed analyses count up over the whole rollout (Flagger's `failedChecks`); at
+  `failureLimit` the canary is rolled back, at once or one step per interval.
+- A change of anything that makes the stable or canary revision, or of the rollout
+  settings, restarts the rollout from the first step (`specHash`).
+- Shadow rollouts send the canary a mirror of every event; its share of real traffic stays
+  0 through every step (each step is still an analysis gate) and jumps to 100 at promotion.
+- Promotion is recorded in status, never written to the spec: a `Succeeded` rollout keeps
+  100% on the canary for as long as the spec still names it (GitOps tools are not fought
+  over `spec`). Setting `spec.traffic.stable` to the canary and removing `spec.rollout`
+  makes it permanent without moving traffic.
+
+The state is a frozen value that round-trips through `status.rollout` (JSON, RFC 3339
+timestamps), so a restarted operator resumes exactly where it was.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, cast, get_args
+
+from .spec import AIServiceSpec, Analysis, Rollout
+
+Phase = Literal[
+    "Initializing", "Progressing", "Paused", "Promoting", "Succeeded", "RollingBack", "Failed"
+]
+PHASES: Final[tuple[Phase, ...]] = get_args(Phase)
+TERMINAL: Final[frozenset[str]] = frozenset({"Succeeded", "Failed"})
+
+PausedBy = Literal["", "user", "analysis"]
+
+Command = Literal["abort", "promote", "pause", "resume"]
+COMMANDS: Final[tuple[Command, ...]] = get_args(Command)
+"""In priority order: when several are pending at once, the first one acts."""
+
+Action = Literal[
+    "start",  # a new rollout (or a restart after a spec change)
+    "wait",  # the canary revision is not ready yet
+    "advance",  # analysis passed (or the canary became ready): next step
+    "hold",  # too little data: stay at this step
+    "check-failed",  # analysis failed, failure limit not reached yet
+    "rollback",  # failure limit reached: traffic goes back to stable
+    "promote",  # every step passed, or a user promoted: canary takes 100%
+    "succeed",  # the canary is the new stable
+    "pause",
+    "resume",
+    "abort",
+    "ignore",  # a command that does not apply in this phase
+]
+
+HISTORY_LIMIT: Final = 20
+ANNOTATION_PREFIX: Final = "aiservice.dev/"
+
+
+def annotation(command: Command) -> str:
+    """The annotation a user (or `aisvc`) sets on the AIService to send `command`."""
+    return ANNOTATION_PREFIX + command
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, millisecond precision, `Z` suffix: the form kept in status."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# --- Inputs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the metric sources saw for the canary revision over the last interval.
+
+    A value of `None` means "no data for it"; `unavailable` lists the sources that could
+    not be read at all (each with the reason), which pauses the rollout.
+    """
+
+    events: int = 0
+    errors: int = 0
+    p99_latency_ms: float | None = None
+    dead_letters: int | None = 0
+    window_seconds: float = 0.0
+    canary_ready: bool = True
+    """Whether the canary revision exists and is ready (traffic can only go to it then)."""
+    unavailable: tuple[str, ...] = ()
+
+    @property
+    def available(self) -> bool:
+        return not self.unavailable
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one analysis, with every value and threshold behind it."""
+
+    result: Literal["pass", "fail", "insufficient", "unavailable"]
+    reasons: tuple[str, ...]
+    metrics: Mapping[str, Any]
+
+
+def analyze(analysis: Analysis, obs: Observation) -> Verdict:
+    """Judge one interval of canary metrics against the thresholds."""
+    error_rate = obs.errors / obs.events if obs.events else None
+    dl_rate = obs.dead_letters / obs.events if obs.events and obs.dead_letters is not None else None
+    metrics: dict[str, Any] = {
+        "events": obs.events,
+        "errors": obs.errors,
+        "errorRate": _round(error_rate),
+        "p99LatencyMs": _round(obs.p99_latency_ms),
+        "deadLetters": obs.dead_letters,
+        "deadLetterRate": _round(dl_rate),
+        "windowSeconds": _round(obs.window_seconds),
+        "minEvents": analysis.min_events,
+        "maxErrorRate": analysis.max_error_rate,
+        "maxP99LatencyMs": analysis.max_p99_latency_ms,
+        "maxDeadLetterRate": analysis.max_dead_letter_rate,
+    }
+    if obs.unavailable:
+        return Verdict("unavailable", obs.unavailable, metrics)
+    if obs.events < analysis.min_events:
+        reason = f"{obs.events} canary events in the interval < minEvents {analysis.min_events}"
+        return Verdict("insufficient", (reason,), metrics)
+    missing = []
+    if obs.p99_latency_ms is None:
+        missing.append("p99 latency: no data")
+    if obs.dead_letters is None:
+        missing.append("dead letters: no data")
+    if missing:
+        return Verdict("unavailable", tuple(missing), metrics)
+    assert error_rate is not None and dl_rate is not None and obs.p99_latency_ms is not None
+    failed = []
+    if error_rate > analysis.max_error_rate:
+        failed.append(f"error rate {error_rate:.4g} > maxErrorRate {analysis.max_error_rate:g}")
+    if obs.p99_latency_ms > analysis.max_p99_latency_ms:
+        failed.append(
+            f"p99 latency {obs.p99_latency_ms:.4g} ms > maxP99LatencyMs "
+            f"{analysis.max_p99_latency_ms:g}"
+        )
+    if dl_rate > analysis.max_dead_letter_rate:
+        failed.append(
+            f"dead-letter rate {dl_rate:.4g} > maxDeadLetterRate {analysis.max_dead_letter_rate:g}"
+        )
+    if failed:
+        return Verdict("fail", tuple(failed), metrics)
+    summary = (
+        f"{obs.events} events, error rate {error_rate:.4g}, p99 {obs.p99_latency_ms:.4g} ms, "
+        f"dead-letter rate {dl_rate:.4g}: within thresholds"
+    )
+    return Verdict("pass", (summary,), metrics)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
+# --- State ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One explained change (or refusal to change): what, why, and the numbers behind it."""
+
+    at: str
+    action: Action
+    phase: Phase
+    step: int
+    weight: int
+    reason: str
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    command: Command | None = None
+    """The user command this decision answered, if any."""
+    repeats: int = 1
+    """How many consecutive identical decisions this history entry stands for."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "at": self.at,
+            "action": self.action,
+            "phase": self.phase,
+            "step": self.step,
+            "weight": self.weight,
+            "reason": self.reason,
+            "metrics": dict(self.metrics),
+        }
+        if self.command:
+            out["command"] = self.command
+        if self.repeats != 1:
+            out["repeats"] = self.repeats
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        return cls(
+            at=_str(data, "at"),
+            action=_choice(data, "action", get_args(Action)),
+            phase=_choice(data, "phase", PHASES),
+            step=_int(data, "step"),
+            weight=_int(data, "weight"),
+            reason=_str(data, "reason"),
+            metrics=dict(data.get("metrics") or {}),
+            command=data.get("command") or None,
+            repeats=_int(data, "repeats", 1),
+        )
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """Where one rollout stands; `to_status()` / `from_status()` keep it in `status.rollout`."""
+
+    phase: Phase
+    canary: str
+    stable: str
+    spec_hash: str
+    shadow: bool = False
+    step: int = 0
+    """Steps reached, 1-based: 0 before the first step, `len(steps)` at the last."""
+    weight: int = 0
+    """The canary's percent of real (not mirrored) traffic."""
+    failures: int = 0
+    started_at: str = ""
+    last_step_at: str = ""
+    last_analysis_at: str = ""
+    last_analysis: Mapping[str, Any] = field(default_factory=dict)
+    paused_by: PausedBy = ""
+    message: str = ""
+    history: tuple[Decision, ...] = ()
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL
+
+    @property
+    def last_decision(self) -> Decision | None:
+        return self.history[-1] if self.history else None
+
+    def to_status(self) -> dict[str, Any]:
+        """The JSON-safe `status.rollout` object."""
+        return {
+            "phase": self.phase,
+            "canary": self.canary,
+            "stable": self.stable,
+            "specHash": self.spec_hash,
+            "shadow": self.shadow,
+            "step": self.step,
+            "weight": self.weight,
+            "failures": self.failures,
+            "startedAt": self.started_at,
+            "lastStepAt": self.last_step_at,
+            "lastAnalysisAt": self.last_analysis_at,
+            "lastAnalysis": dict(self.last_analysis),
+            "pausedBy": self.paused_by,
+            "message": self.message,
+            "history": [d.to_dict() for d in self.history],
+        }
+
+    @classmethod
+    def from_status(cls, data: Mapping[str, Any]) -> RolloutState:
+        """Read `status.rollout` back; `ValueError` naming the field when it is unusable."""
+        if not isinstance(data, Mapping):
+            raise ValueError("status.rollout must be an object")
+        history = data.get("history")
+        history = [] if history is None else history
+        if not isinstance(history, list):
+            raise ValueError("status.rollout.history must be a list")
+        paused_by = data.get("pausedBy") or ""
+        if paused_by not in ("", "user", "analysis"):
+            raise ValueError(f"status.rollout.pausedBy: unknown value {paused_by!r}")
+        return cls(
+            phase=_choice(data, "phase", PHASES),
+            canary=_str(data, "canary"),
+            stable=_str(data, "stable"),
+            spec_hash=_str(data, "specHash"),
+            shadow=bool(data.get("shadow", False)),
+            step=_int(data, "step"),
+            weight=_int(data, "weight"),
+            failures=_int(data, "failures"),
+            started_at=_str(data, "startedAt", ""),
+            last_step_at=_str(data, "lastStepAt", ""),
+            last_analysis_at=_str(data, "lastAnalysisAt", ""),
+            last_analysis=dict(data.get("lastAnalysis") or {}),
+            paused_by=cast(PausedBy, paused_by),
+            message=_str(data, "message", ""),
+            history=tuple(Decision.from_dict(d) for d in history),
+        )
+
+
+def _str(data: Mapping[str, Any], key: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise ValueError(f"status.rollout.{key} must be a string, not {value!r}")
+    return value
+
+
+def _int(data: Mapping[str, Any], key: str, default: int = 0) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"status.rollout.{key} must be an integer, not {value!r}")
+    return value
+
+
+def _choice(data: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> Any:
+    value = data.get(key)
+    if value not in choices:
+        raise ValueError(f"status.rollout.{key}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+# --- Spec identity -------------------------------------------------------------------
+
+
+def spec_hash(spec: AIServiceSpec) -> str:
+    """Hash of everything a rollout depends on: the two models, what builds their revisions
+    (function, autoscaling) and the rollout settings. Any change restarts the rollout."""
+    rollout = _rollout(spec)
+    relevant = {
+        "rollout": asdict(rollout),
+        "stable": asdict(spec.model(spec.traffic.stable)),
+        "canary": asdict(spec.model(rollout.canary)),
+        "function": asdict(spec.function),
+        "autoscaling": asdict(spec.autoscaling),
+    }
+    text = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _rollout(spec: AIServiceSpec) -> Rollout:
+    if spec.rollout is None:
+        raise ValueError("spec.rollout is not set: there is no rollout to step")
+    return spec.rollout
+
+
+def current_state(spec: AIServiceSpec, status_rollout: Any) -> RolloutState | None:
+    """The rollout state in `status.rollout` if it belongs to this spec, else `None`."""
+    if spec.rollout is None or not status_rollout:
+        return None
+    try:
+        state = RolloutState.from_status(status_rollout)
+    except ValueError:
+        return None
+    return state if state.spec_hash == spec_hash(spec) else None
+
+
+def canary_weight(spec: AIServiceSpec, status_rollout: Any) -> int | None:
+    """The canary weight to compile with (`compile.intended_weights(ais, w)`): the weight of
+    the rollout in status while it belongs to this spec, 0 for a rollout not started yet,
+    `None` when the spec has no rollout. Every reconcile must use it, so that an update of
+    the AIService never moves traffic behind the rollout's back."""
+    if spec.rollout is None:
+        return None
+    state = current_state(spec, status_rollout)
+    return 0 if state is None else state.weight
+
+
+# --- The machine ---------------------------------------------------------------------
+
+
+def analysis_due(spec: AIServiceSpec, state: RolloutState | None, now: datetime) -> bool:
+    """Whether this tick needs an observation (callers may skip querying metrics if not)."""
+    if state is None or state.spec_hash != spec_hash(spec):
+        return True
+    if state.phase == "Initializing":
+        return True
+    if state.phase == "Paused":
+        return state.paused_by == "analysis"
+    if state.phase == "Progressing":
+        return now >= _next_analysis(_rollout(spec), state)
+    return False
+
+
+def _next_analysis(rollout: Rollout, state: RolloutState) -> datetime:
+    marks = [parse_time(t) for t in (state.last_step_at, state.last_analysis_at) if t]
+    base = max(marks) if marks else datetime.min.replace(tzinfo=UTC)
+    return base + timedelta(seconds=rollout.interval_seconds)
+
+
+def step(
+    spec: AIServiceSpec,
+    state: RolloutState | None,
+    observation: Observation | None,
+    now: datetime,
+    commands: Collection[Command] = (),
+) -> tuple[RolloutState, int, Decision | None]:
+    """Advance the rollout by one tick: `(new state, canary weight, decision or None)`.
+
+    `observation` may be `None` when `analysis_due` said no metrics are needed. `commands`
+    are the pending user commands; a decision with `command` set consumed them all (the
+    highest-priority one acted, the rest were superseded), so the caller clears them.
+    """
+    rollout = _rollout(spec)
+    at = rfc3339(now)
+    digest = spec_hash(spec)
+    if state is None or state.spec_hash != digest:
+        return _start(spec, rollout, state, digest, at)
+    pending = [c for c in COMMANDS if c in commands]
+    if pending:
+        return _command(rollout, state, pending[0], at)
+    obs = observation
+    if state.phase == "Initializing":
+        if obs is None or not obs.canary_ready:
+            return _decide(
+                state,
+                at,
+                "wait",
+                state.phase,
+                state.step,
+                state.weight,
+                f"waiting for the {state.canary} revision to become ready",
+            )
+        return _advance_to(rollout, state, 1, at, "advance", "canary revision ready", {})
+    if state.phase == "Paused":
+        if state.paused_by == "analysis" and obs is not None and obs.available:
+            return _decide(
+                replace(state, paused_by=""),
+                at,
+                "resume",
+                "Progressing",
+                state.step,
+                state.weight,
+                "metric sources answer again",
+            )
+        return state, state.weight, None
+    if state.phase == "Progressing":
+        if obs is None or now < _next_analysis(rollout, state):
+            return state, state.weight, None
+        return _analyze(rollout, state, obs, at)
+    if state.phase == "RollingBack":
+        if now < _next_analysis(rollout, state):
+            return state, state.weight, None
+        lower = _lower_weight(rollout, state.weight)
+        phase: Phase = "RollingBack" if lower > 0 else "Failed"
+        nxt = replace(state, last_step_at=at, step=max(state.step - 1, 0))
+        return _decide(
+            nxt,
+            at,
+            "rollback",
+            phase,
+            nxt.step,
+            lower,
+            f"stepped rollback: canary weight {state.weight}% -> {lower}%",
+        )
+    if state.phase == "Promoting":
+        return _decide(
+            state,
+            at,
+            "succeed",
+            "Succeeded",
+            state.step,
+            100,
+            f"{state.canary} serves all traffic; make it permanent by setting "
+            f"spec.traffic.stable: {state.canary} and removing spec.rollout",
+        )
+    return state, state.weight, None  # Succeeded, Failed: sticky until the spec changes
+
+
+def _start(
+    spec: AIServiceSpec, rollout: Rollout, old: RolloutState | None, digest: str, at: str
+) -> tuple[RolloutState, int, Decision | None]:
+    fresh = RolloutState(
+        phase="Initializing",
+        canary=rollout.canary,
+        stable=spec.traffic.stable,
+        spec_hash=digest,
+        shadow=rollout.shadow,
+        started_at=at,
+        history=old.history if old else (),
+    )
+    if old is None:
+        reason = f"rollout of {rollout.canary} over {spec.traffic.stable} started"
+    else:
+        reason = (
+            f"spec changed during a {old.phase} rollout (hash {old.spec_hash} -> {digest}): "
+            f"restarting {rollout.canary} from the first step"
+        )
+    mode = "shadow: mirrored events only until promotion" if rollout.shadow else "real traffic"
+    steps = ", ".join(f"{s}%" for s in rollout.steps)
+    return _decide(
+        fresh,
+        at,
+        "start",
+        "Initializing",
+        0,
+        0,
+        f"{reason}; steps {steps} every {rollout.interval_seconds:g}s ({mode})",
+    )
+
+
+def _command(
+    rollout: Rollout, state: RolloutState, command: Command, at: str
+) -> tuple[RolloutState, int, Decision | None]:
+    def ignore(why: str) -> tuple[RolloutState, int, Decision | None]:
+        return _decide(
+            state,
+            at,
+            "ignore",
+            state.phase,
+            state.step,
+            state.weight,
+            f"{command} ignored: {why}",
+            command=command,
+        )
+
+    if state.terminal:
+        return ignore(f"the rollout already {state.phase}")
+    if command == "abort":
+        return _decide(
+            replace(state, paused_by=""),
+            at,
+            "abort",
+            "Failed",
+            state.step,
+            0,
+            "aborted by a user: all traffic back to stable",
+            command=command,
+        )
+    if command == "promote":
+        return _decide(
+            replace(state, paused_by=""),
+            at,
+            "promote",
+            "Promoting",
+            state.step,
+            100,
+            "promoted by a user: remaining analysis skipped",
+            command=command,
+        )
+    if command == "pause":
+        if state.phase in ("RollingBack", "Promoting"):
+            return ignore(f"a {state.phase} rollout cannot be paused")
+        if state.paused_by == "user":
+            return ignore("already paused")
+        return _decide(
+            replace(state, paused_by="user"),
+            at,
+            "pause",
+            "Paused",
+            state.step,
+            state.weight,
+            "paused by a user: weights held, no analysis",
+            command=command,
+        )
+    if state.phase != "Paused":
+        return ignore("the rollout is not paused")
+    phase: Phase = "Progressing" if state.step > 0 else "Initializing"
+    # Analysis starts over: the next verdict covers a full interval after the resume.
+    resumed = replace(state, paused_by="", last_analysis_at=at)
+    return _decide(
+        resumed, at, "resume", phase, state.step, state.weight, "resumed by a user", command=command
+    )
+
+
+def _analyze(
+    rollout: Rollout, state: RolloutState, obs: Observation, at: str
+) -> tuple[RolloutState, int, Decision | None]:
+    verdict = analyze(rollout.analysis, obs)
+    analysed = replace(
+        state,
+        last_analysis_at=at,
+        last_analysis={**verdict.metrics, "at": at, "result": verdict.result},
+    )
+    reason = "; ".join(verdict.reasons)
+    if verdict.result == "unavailable":
+        return _decide(
+            replace(analysed, paused_by="analysis"),
+            at,
+            "pause",
+            "Paused",
+            state.step,
+            state.weight,
+            f"metrics unavailable: {reason}",
+            verdict.metrics,
+        )
+    if verdict.result == "insufficient":
+        return _decide(
+            analysed,
+            at,
+            "hold",
+            "Progressing",
+            state.step,
+            state.weight,
+            f"not enough data: {reason}",
+            verdict.metrics,
+        )
+    if verdict.result == "fail":
+        failures = state.failures + 1
+        limit = rollout.analysis.failure_limit
+        failed = replace(analysed, failures=failures)
+        if failures < limit:
+            return _decide(
+                failed,
+                at,
+                "check-failed",
+                "Progressing",
+                state.step,
+                state.weight,
+                f"{reason} ({failures}/{limit} failed checks)",
+                verdict.metrics,
+            )
+        if rollout.rollback == "stepped":
+            lower = _lower_weight(rollout, state.weight)
+            if lower > 0:
+                return _decide(
+                    replace(failed, last_step_at=at, step=state.step - 1),
+                    at,
+                    "rollback",
+                    "RollingBack",
+                    state.step - 1,
+                    lower,
+                    f"{reason} ({failures}/{limit} failed checks): stepped rollback, "
+                    f"canary weight {state.weight}% -> {lower}%",
+                    verdict.metrics,
+                )
+        return _decide(
+            failed,
+            at,
+            "rollback",
+            "Failed",
+            state.step,
+            0,
+            f"{reason} ({failures}/{limit} failed checks): rolled back to {state.stable}",
+            verdict.metrics,
+        )
+    if state.step >= len(rollout.steps):
+        return _decide(
+            analysed,
+            at,
+            "promote",
+            "Promoting",
+            state.step,
+            100,
+            f"all {len(rollout.steps)} steps passed; {reason}",
+            verdict.metrics,
+        )
+    return _advance_to(rollout, analysed, state.step + 1, at, "advance", reason, verdict.metrics)
+
+
+def _advance_to(
+    rollout: Rollout,
+    state: RolloutState,
+    step_no: int,
+    at: str,
+    action: Action,
+    why: str,
+    metrics: Mapping[str, Any],
+) -> tuple[RolloutState, int, Decision | None]:
+    percent = rollout.steps[step_no - 1]
+    weight = 0 if rollout.shadow else percent
+    target = f"step {step_no}/{len(rollout.steps)}: "
+    target += (
+        f"shadow gate {percent}% (mirrored events, 0% real traffic)"
+        if rollout.shadow
+        else f"canary weight {weight}%"
+    )
+    moved = replace(state, last_step_at=at)
+    return _decide(moved, at, action, "Progressing", step_no, weight, f"{why}; {target}", metrics)
+
+
+def _lower_weight(rollout: Rollout, weight: int) -> int:
+    lower = [s for s in rollout.steps if s < weight]
+    return lower[-1] if lower else 0
+
+
+def _decide(
+    state: RolloutState,
+    at: str,
+    action: Action,
+    phase: Phase,
+    step_no: int,
+    weight: int,
+    reason: str,
+    metrics: Mapping[str, Any] | None = None,
+    *,
+    command: Command | None = None,
+) -> tuple[RolloutState, int, Decision | None]:
+    """Apply a decision to the state and record it (identical repeats are folded)."""
+    decision = Decision(
+        at=at,
+        action=action,
+        phase=phase,
+        step=step_no,
+        weight=weight,
+        reason=reason,
+        metrics=dict(metrics or {}),
+        command=command,
+    )
+    history = list(state.history)
+    last = history[-1] if history else None
+    same_reason = action in ("hold", "wait") or (last is not None and last.reason == reason)
+    if (
+        last is not None
+        and same_reason
+        and (last.action, last.phase, last.weight) == (action, phase, weight)
+    ):
+        history[-1] = replace(decision, repeats=last.repeats + 1)
+        if action == "wait":  # nothing new to tell anyone while waiting
+            return state, state.weight, None
+    else:
+        history.append(decision)
+    new = replace(
+        state,
+        phase=phase,
+        step=step_no,
+        weight=weight,
+        message=reason,
+        history=tuple(history[-HISTORY_LIMIT:]),
+    )
+    return new, weight, decision
