@@ -1,0 +1,115 @@
+"""``python -m aiservice_functions.event_store serve --db URL --port N``.
+
+Configuration also comes from the environment (what the chart sets):
+``AISVC_EVENT_STORE_DB`` (database URL), ``AISVC_EVENT_STORE_TOKEN_FILE`` /
+``AISVC_EVENT_STORE_TOKEN`` (query/replay token), ``AISVC_EVENT_STORE_BROKER_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from flask import Flask
+
+from aiservice_functions import contract
+from aiservice_functions.event_store import auth
+from aiservice_functions.event_store.app import DEFAULT_MAX_BODY_BYTES, create_app
+from aiservice_functions.event_store.replay import DEFAULT_BROKER_URL, ReplayOptions
+from aiservice_functions.event_store.retention import RetentionPolicy
+from aiservice_functions.event_store.storage import open_store
+
+ENV_DB = "AISVC_EVENT_STORE_DB"
+ENV_BROKER_URL = "AISVC_EVENT_STORE_BROKER_URL"
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``12h``, ``30d`` → seconds."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration (like 30d, 12h, 15m, 90s): {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m aiservice_functions.event_store")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the event store HTTP service")
+    s.add_argument(
+        "--db",
+        default=os.environ.get(ENV_DB, "sqlite:///var/lib/aisvc/events.db"),
+        help="sqlite:///path (default) or postgresql://user@host/db",
+    )
+    s.add_argument("--host", default="0.0.0.0")
+    s.add_argument("--port", type=int, default=int(os.environ.get(contract.ENV_PORT, "8080")))
+    s.add_argument(
+        "--workers", type=int, default=1, help="processes (keep 1 on SQLite; raise on PostgreSQL)"
+    )
+    s.add_argument("--threads", type=int, default=8)
+    s.add_argument("--token-file", default=None, help="file holding the query/replay token")
+    s.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve the query/replay API without a token (local use only)",
+    )
+    s.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    s.add_argument(
+        "--broker-url",
+        default=os.environ.get(ENV_BROKER_URL, DEFAULT_BROKER_URL),
+        help="Broker ingress base; replays go to {url}/{namespace}/{broker}",
+    )
+    s.add_argument("--replay-concurrency", type=int, default=4)
+    s.add_argument("--replay-rate", type=float, default=0.0, help="events/s, 0 = unbounded")
+    s.add_argument("--retention-max-age", type=duration, default=None, help="e.g. 30d")
+    s.add_argument(
+        "--retention-max-count", type=int, default=None, help="records kept per AIService and kind"
+    )
+    s.add_argument("--retention-interval", type=duration, default=60.0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    token = auth.load_token(token_file=args.token_file)
+    if token is None and not args.allow_unauthenticated:
+        print(
+            "note: no token configured; the query/replay API refuses every request "
+            f"(set {contract.ENV_EVENT_STORE_TOKEN_FILE} or --allow-unauthenticated)",
+            file=sys.stderr,
+        )
+    # Fail fast on a bad URL or an unreachable database, before forking workers.
+    open_store(args.db).close()
+    retention = RetentionPolicy(
+        max_age_s=args.retention_max_age,
+        max_count=args.retention_max_count,
+        interval_s=args.retention_interval,
+    )
+    replay_defaults = ReplayOptions(
+        broker_url=args.broker_url,
+        concurrency=args.replay_concurrency,
+        rate=args.replay_rate,
+    )
+
+    def factory() -> Flask:
+        return create_app(
+            open_store(args.db),
+            token=token,
+            allow_unauthenticated=args.allow_unauthenticated,
+            max_body_bytes=args.max_body_bytes,
+            replay_defaults=replay_defaults,
+            retention=retention,
+        )
+
+    from aiservice_functions.event_store.server import serve
+
+    serve(factory, args.host, args.port, workers=args.workers, threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

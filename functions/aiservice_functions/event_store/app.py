@@ -1,0 +1,358 @@
+"""The event store's HTTP API (Flask): ingest, query, stats, replay, health.
+
+Ingest (open inside the cluster: Knative's dispatcher sends no credentials; restrict it
+with a NetworkPolicy) — any CloudEvent, binary or structured mode:
+
+- ``POST /v1/namespaces/{ns}/aiservices/{name}/dead-letters``: a dead letter (the
+  operator sets this URL as every Trigger's ``deadLetterSink``);
+- ``POST /v1/namespaces/{ns}/aiservices/{name}/audit``: a decision event (replies,
+  rollout decisions).
+
+Answers ``201 {"seq": N, "created": true}`` once the record is committed, ``200`` with
+``"created": false`` for a redelivery (same source and id: stored once), ``400``/``415``
+with ``{"error": reason}`` for what is not a CloudEvent, ``413`` past the body limit,
+``503`` when the database is unavailable (Knative retries).
+
+Query and replay (``Authorization: Bearer <token>``; 401 without it, 403 when wrong):
+
+- ``GET /v1/events?kind=&namespace=&name=&type=&code=&revision=&since=&until=&replayed=
+  &limit=&cursor=`` and ``GET /v1/namespaces/{ns}/aiservices/{name}/dead-letters`` (same
+  filters) → ``{"items": [summary...], "nextCursor": str|null}``, newest first;
+  ``since``/``until`` are RFC 3339 and bound the time the store first received the event;
+  ``replayed`` is ``true``/``false``; pass ``nextCursor`` as ``cursor`` for the next page.
+- ``GET /v1/events/{seq}`` → one record with ``errorData`` decoded and the whole ``event``.
+- ``GET /v1/stats?namespace=&name=&since=&until=`` → counts, for canary analysis::
+
+      {"since": "2026-01-01T00:00:00Z" | null, "until": ... | null,
+       "services": [{"namespace": "shop", "name": "sentiment", "deadLetters": 12,
+                     "unreplayed": 3, "audit": 40,
+                     "lastDeadLetterAt": "2026-01-01T00:04:59.120000Z" | null}],
+       "revisions": [{"namespace": "shop", "name": "sentiment",
+                      "revision": "sentiment-v2-7f3a1" | "canary" | null,
+                      "deadLetters": 9, "unreplayed": 3}]}
+
+  ``revision`` is resolved as documented in :mod:`.revision` (a revision name, else a
+  traffic tag, else ``null`` when the event went through the untagged route).
+- ``POST /v1/replay`` with a JSON body ``{"seqs": [1, 2]}`` or ``{"filter": {"namespace":
+  ..., "name": ..., "type": ..., "code": ..., "revision": ..., "since": ..., "until": ...}}``
+  (or ``{"all": true}``), and optionally ``target`` (a URL; default the namespace's
+  Broker ingress), ``broker`` (default ``default``), ``force``, ``concurrency``, ``rate``
+  (events/s), ``limit`` → ``{"selected", "replayed", "failed", "results": [...]}``.
+
+Health: ``/health/liveness``; ``/health/readiness`` (the database answers).
+No event data, error data or tokens are logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any, Final
+
+import httpx
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from aiservice_functions import contract
+from aiservice_functions.event_store import auth, ingest
+from aiservice_functions.event_store.records import (
+    KINDS,
+    EventFilter,
+    Kind,
+    RevisionCount,
+    ServiceCount,
+    parse_time,
+    rfc3339,
+    to_us,
+)
+from aiservice_functions.event_store.replay import ReplayOptions, check_url, replay
+from aiservice_functions.event_store.retention import RetentionPolicy, RetentionThread
+from aiservice_functions.event_store.storage import SqlStore, StoreUnavailable
+from aiservice_functions.runtime.cloudevents_http import InvalidEvent
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES: Final = contract.DEFAULT_MAX_BODY_BYTES
+EXTENSION_KEY: Final = "aisvc_event_store"
+
+
+class BadRequest(Exception):
+    """A query parameter or body field is wrong; the message names it."""
+
+
+def _flask_path(template: str) -> str:
+    return template.replace("{", "<").replace("}", ">")
+
+
+def _error(status: int, reason: str) -> Response:
+    response = jsonify({"error": reason})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="aisvc-event-store"'
+    return response
+
+
+def _opt_int(source: dict[str, Any], key: str) -> int | None:
+    value = source.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{key} must be an integer, got {str(value)[:40]!r}") from None
+
+
+def _opt_float(source: dict[str, Any], key: str) -> float | None:
+    value = source.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{key} must be a number, got {str(value)[:40]!r}") from None
+    if number < 0:
+        raise BadRequest(f"{key} must not be negative")
+    return number
+
+
+def _opt_time(source: dict[str, Any], key: str) -> int | None:
+    value = source.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        return to_us(parse_time(str(value)))
+    except ValueError:
+        raise BadRequest(f"{key} must be an RFC 3339 timestamp, got {str(value)[:40]!r}") from None
+
+
+def _opt_bool(source: dict[str, Any], key: str) -> bool | None:
+    value = source.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{key} must be true or false, got {text[:40]!r}")
+
+
+def _opt_str(source: dict[str, Any], key: str) -> str | None:
+    value = source.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{key} must be a string")
+    return value
+
+
+def _filter(source: dict[str, Any], **fixed: Any) -> EventFilter:
+    kind = _opt_str(source, "kind")
+    if kind is not None and kind not in KINDS:
+        raise BadRequest(f"kind must be one of {', '.join(KINDS)}, got {kind[:40]!r}")
+    values: dict[str, Any] = {
+        "kind": kind,
+        "namespace": _opt_str(source, "namespace"),
+        "name": _opt_str(source, "name"),
+        "type": _opt_str(source, "type"),
+        "error_code": _opt_int(source, "code"),
+        "revision": _opt_str(source, "revision"),
+        "since": _opt_time(source, "since"),
+        "until": _opt_time(source, "until"),
+        "replayed": _opt_bool(source, "replayed"),
+    }
+    values.update(fixed)
+    return EventFilter(**values)
+
+
+def _service_json(c: ServiceCount) -> dict[str, Any]:
+    return {
+        "namespace": c.namespace,
+        "name": c.name,
+        "deadLetters": c.dead_letters,
+        "unreplayed": c.unreplayed,
+        "audit": c.audit,
+        "lastDeadLetterAt": rfc3339(c.last_dead_letter_at),
+    }
+
+
+def _revision_json(c: RevisionCount) -> dict[str, Any]:
+    return {
+        "namespace": c.namespace,
+        "name": c.name,
+        "revision": c.revision,
+        "deadLetters": c.dead_letters,
+        "unreplayed": c.unreplayed,
+    }
+
+
+def create_app(
+    store: SqlStore,
+    *,
+    token: str | None = None,
+    allow_unauthenticated: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    replay_defaults: ReplayOptions | None = None,
+    retention: RetentionPolicy | None = None,
+    http_client: httpx.Client | None = None,
+) -> Flask:
+    """The WSGI app over ``store``; starts the retention thread when ``retention`` is active."""
+    app = Flask("aiservice_functions.event_store")
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    defaults = replay_defaults or ReplayOptions()
+    thread = RetentionThread(store, retention).start() if retention and retention.active else None
+    app.extensions[EXTENSION_KEY] = {"store": store, "retention": thread}
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> Response:
+        return _error(413, f"body larger than {max_body_bytes} bytes")
+
+    @app.errorhandler(StoreUnavailable)
+    def unavailable(err: StoreUnavailable) -> Response:
+        log.warning("database unavailable: %s", err)
+        return _error(503, "storage unavailable, retry later")
+
+    @app.errorhandler(BadRequest)
+    def bad_request(err: BadRequest) -> Response:
+        return _error(400, str(err))
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        return _error(err.code or 500, err.description or err.name)
+
+    def guard() -> Response | None:
+        refusal = auth.check(token, allow_unauthenticated, request.headers.get("Authorization"))
+        return _error(refusal.status, refusal.reason) if refusal else None
+
+    def ingest_event(kind: Kind, namespace: str, name: str) -> Response:
+        body = request.get_data(cache=False)
+        try:
+            record = ingest.to_record(kind, namespace, name, dict(request.headers), body)
+        except InvalidEvent as err:
+            log.info("refused %s for %s/%s: %s", kind, namespace[:63], name[:63], err.reason)
+            return _error(err.status, err.reason)
+        seq, created = store.add(record)
+        log.info(
+            "%s %s %s/%s seq=%d", "stored" if created else "redelivered", kind, namespace, name, seq
+        )
+        response = jsonify({"seq": seq, "created": created})
+        response.status_code = 201 if created else 200
+        return response
+
+    def list_events(source: dict[str, Any], flt: EventFilter) -> Response:
+        limit = _opt_int(source, "limit") or 50
+        try:
+            page = store.page(flt, limit=limit, cursor=_opt_str(source, "cursor"))
+        except ValueError as err:
+            raise BadRequest(str(err)) from None
+        return jsonify({"items": [r.summary() for r in page.items], "nextCursor": page.next_cursor})
+
+    @app.route(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH), methods=["POST", "GET"])
+    def dead_letters(namespace: str, name: str) -> Response:
+        if request.method == "POST":
+            return ingest_event("dead-letter", namespace, name)
+        refused = guard()
+        if refused:
+            return refused
+        args = dict(request.args)
+        return list_events(args, _filter(args, kind="dead-letter", namespace=namespace, name=name))
+
+    @app.route(_flask_path(contract.EVENT_STORE_AUDIT_PATH), methods=["POST", "GET"])
+    def audit(namespace: str, name: str) -> Response:
+        if request.method == "POST":
+            return ingest_event("audit", namespace, name)
+        refused = guard()
+        if refused:
+            return refused
+        args = dict(request.args)
+        return list_events(args, _filter(args, kind="audit", namespace=namespace, name=name))
+
+    @app.get("/v1/events")
+    def events() -> Response:
+        refused = guard()
+        if refused:
+            return refused
+        args = dict(request.args)
+        return list_events(args, _filter(args))
+
+    @app.get("/v1/events/<int:seq>")
+    def event(seq: int) -> Response:
+        refused = guard()
+        if refused:
+            return refused
+        record = store.get(seq)
+        if record is None:
+            return _error(404, f"no record with seq {seq}")
+        return jsonify(record.detail())
+
+    @app.get(contract.EVENT_STORE_STATS_PATH)
+    def stats() -> Response:
+        refused = guard()
+        if refused:
+            return refused
+        args = dict(request.args)
+        flt = _filter(args, kind=None, replayed=None)
+        services, revisions = store.stats(flt)
+        return jsonify(
+            {
+                "since": rfc3339(flt.since),
+                "until": rfc3339(flt.until),
+                "services": [_service_json(c) for c in services],
+                "revisions": [_revision_json(c) for c in revisions],
+            }
+        )
+
+    @app.post("/v1/replay")
+    def replay_route() -> Response:
+        refused = guard()
+        if refused:
+            return refused
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a JSON object")
+        seqs = body.get("seqs")
+        raw_filter = body.get("filter")
+        if seqs is not None:
+            if not isinstance(seqs, list) or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in seqs
+            ):
+                raise BadRequest("seqs must be a list of integers")
+            flt = EventFilter(seqs=tuple(seqs))
+            if isinstance(raw_filter, dict):
+                flt = replace(_filter(raw_filter), seqs=tuple(seqs))
+        elif isinstance(raw_filter, dict) and raw_filter:
+            flt = _filter(raw_filter)
+        elif body.get("all") is True:
+            flt = EventFilter()
+        else:
+            raise BadRequest('select what to replay: "seqs", a non-empty "filter", or "all": true')
+        target = _opt_str(body, "target")
+        try:
+            if target:
+                check_url(target, "target")
+        except ValueError as err:
+            raise BadRequest(str(err)) from None
+        options = replace(
+            defaults,
+            target=target or defaults.target,
+            broker=_opt_str(body, "broker") or defaults.broker,
+            force=bool(_opt_bool(body, "force")),
+            concurrency=min(_opt_int(body, "concurrency") or defaults.concurrency, 64),
+            rate=defaults.rate if (rate := _opt_float(body, "rate")) is None else rate,
+            limit=_opt_int(body, "limit") or defaults.limit,
+        )
+        summary = replay(store, flt, options, client=http_client)
+        return jsonify(summary.to_json())
+
+    @app.get(contract.PATH_LIVENESS)
+    def liveness() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get(contract.PATH_READINESS)
+    def readiness() -> Response:
+        store.ping()
+        return jsonify({"status": "ok", "backend": store.backend})
+
+    return app

@@ -1,0 +1,207 @@
+"""Re-send dead letters: to the Broker ingress of their namespace, or to a given URL.
+
+The event goes out in binary mode with its original ``id`` and ``source`` (consumers can
+de-duplicate), without Knative's ``knativeerror*`` extensions, and with ``aisvcreplay``
+set to this replay's count (1 on the first). A record is marked replayed only when the
+target answers 2xx. Records are claimed before sending, so a concurrent replay never
+sends the same record twice, and an unforced replay skips replayed records — replaying
+the same selection again sends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+
+from aiservice_functions import contract
+from aiservice_functions.event_store.records import ERROR_EXTENSIONS, EventFilter, StoredEvent
+from aiservice_functions.event_store.storage import SqlStore
+from aiservice_functions.runtime.cloudevents_http import (
+    STRUCTURED_JSON,
+    InvalidEvent,
+    parse_request,
+    render_response,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BROKER_URL: Final = "http://broker-ingress.knative-eventing.svc.cluster.local"
+MAX_SELECTION: Final = 10_000
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    broker_url: str = DEFAULT_BROKER_URL
+    """Base of the Broker ingress; the target is ``{broker_url}/{namespace}/{broker}``."""
+    broker: str = "default"
+    target: str | None = None
+    """Send every selected event here instead of to its namespace's Broker."""
+    force: bool = False
+    """Also re-send records that were replayed already."""
+    concurrency: int = 4
+    rate: float = 0.0
+    """Events per second over the whole run; 0 = as fast as ``concurrency`` allows."""
+    timeout: float = 10.0
+    limit: int = 1000
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    seq: int
+    id: str
+    namespace: str
+    name: str
+    target: str
+    ok: bool
+    status: int | None
+    error: str | None
+    replay: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "namespace": self.namespace,
+            "name": self.name,
+            "target": self.target,
+            "ok": self.ok,
+            "status": self.status,
+            "error": self.error,
+            "replay": self.replay,
+        }
+
+
+@dataclass(frozen=True)
+class ReplaySummary:
+    selected: int
+    replayed: int
+    failed: int
+    results: list[ReplayResult]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "selected": self.selected,
+            "replayed": self.replayed,
+            "failed": self.failed,
+            "results": [r.to_json() for r in self.results],
+        }
+
+
+def check_url(url: str, what: str) -> str:
+    """Refuse anything but an absolute http(s) URL, naming ``what``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} must be an absolute http(s) URL, got {url[:200]!r}")
+    return url
+
+
+def replay_request(record: StoredEvent) -> tuple[dict[str, str], bytes]:
+    """Binary-mode headers and body re-sending ``record``'s event."""
+    document = {k: v for k, v in record.document.items() if k not in ERROR_EXTENSIONS}
+    document[contract.EXT_REPLAY] = str(record.replay_count + 1)
+    try:
+        event = parse_request(
+            {"content-type": STRUCTURED_JSON}, json.dumps(document).encode("utf-8")
+        ).event
+    except InvalidEvent as err:  # stored events were valid when they came in
+        raise ValueError(f"stored event cannot be rebuilt: {err.reason}") from None
+    _, headers, body = render_response(event, "binary")
+    return headers, body
+
+
+class _Pace:
+    """Spaces sends ``1/rate`` seconds apart across threads (0: no spacing)."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            at = max(now, self._next)
+            self._next = at + self._interval
+        delay = at - now
+        if delay > 0:
+            time.sleep(delay)
+
+
+def replay(
+    store: SqlStore,
+    selection: EventFilter,
+    options: ReplayOptions,
+    client: httpx.Client | None = None,
+) -> ReplaySummary:
+    """Replay the dead letters matching ``selection`` and say what happened to each."""
+    if options.target:
+        check_url(options.target, "target")
+    check_url(options.broker_url, "broker URL")
+    concurrency = max(1, min(options.concurrency, 64))
+    limit = max(1, min(options.limit, MAX_SELECTION))
+    token = uuid.uuid4().hex
+    per_slot = math.ceil(limit / concurrency) + 1
+    lease_s = options.timeout * per_slot + (limit / options.rate if options.rate > 0 else 0) + 60
+    records = store.claim(selection, options.force, limit, token, int(lease_s * 1_000_000))
+    pace = _Pace(options.rate)
+    own_client = client is None
+    http = client or httpx.Client(timeout=options.timeout)
+
+    def send(record: StoredEvent) -> ReplayResult:
+        target = options.target or (
+            f"{options.broker_url.rstrip('/')}/{record.namespace}/{options.broker}"
+        )
+        count = record.replay_count + 1
+        status: int | None = None
+        error: str | None = None
+        try:
+            headers, body = replay_request(record)
+            pace.wait()
+            response = http.post(target, headers=headers, content=body, timeout=options.timeout)
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"target answered HTTP {status}"
+        except httpx.HTTPError as err:
+            error = f"request failed: {type(err).__name__}"
+        except ValueError as err:
+            error = str(err)
+        ok = error is None
+        try:
+            store.finish_replay(record.seq, token, status, error, count if ok else None)
+        except Exception as err:  # the send happened; say the bookkeeping failed
+            log.warning("replay of seq %s: could not record result: %s", record.seq, err)
+            error = error or f"sent, but not recorded: {type(err).__name__}"
+            ok = False
+        return ReplayResult(
+            record.seq,
+            record.event_id,
+            record.namespace,
+            record.name,
+            target,
+            ok,
+            status,
+            error,
+            count,
+        )
+
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="replay") as pool:
+            results = list(pool.map(send, records))
+    finally:
+        if own_client:
+            http.close()
+    done = sum(1 for r in results if r.ok)
+    log.info("replay: %d selected, %d replayed, %d failed", len(results), done, len(results) - done)
+    return ReplaySummary(len(results), done, len(results) - done, results)

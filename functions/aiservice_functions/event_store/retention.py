@@ -1,0 +1,90 @@
+"""Retention: a maximum age, and a maximum count per AIService, enforced in the background.
+
+A daemon thread wakes every ``interval`` seconds and deletes in batches of ``batch``
+records, each batch its own short transaction with a pause after it, so ingest is never
+blocked behind one long delete (on SQLite a writer holds the only write lock). The count
+limit applies to each AIService's dead letters and its audit events separately; the oldest
+go first. Un-replayed dead letters are not spared: size the limits for that.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from aiservice_functions.event_store.records import now_us
+from aiservice_functions.event_store.storage import SqlStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    max_age_s: float | None = None
+    max_count: int | None = None
+    """Per AIService and kind (dead letters, audit events)."""
+    interval_s: float = 60.0
+    batch: int = 500
+    pause_s: float = 0.05
+    """Pause between two delete batches: lets waiting writers in."""
+
+    @property
+    def active(self) -> bool:
+        return self.max_age_s is not None or self.max_count is not None
+
+
+def enforce(store: SqlStore, policy: RetentionPolicy, stop: threading.Event | None = None) -> int:
+    """One full pass; returns how many records were deleted."""
+    stop = stop or threading.Event()
+    deleted = 0
+    if policy.max_age_s is not None:
+        cutoff = now_us() - int(policy.max_age_s * 1_000_000)
+        while not stop.is_set():
+            n = store.delete_older_than(cutoff, policy.batch)
+            deleted += n
+            if n < policy.batch:
+                break
+            stop.wait(policy.pause_s)
+    if policy.max_count is not None:
+        for namespace, name, kind in store.over_count(policy.max_count):
+            while not stop.is_set():
+                n = store.delete_beyond_count(namespace, name, kind, policy.max_count, policy.batch)
+                deleted += n
+                if n < policy.batch:
+                    break
+                stop.wait(policy.pause_s)
+    return deleted
+
+
+class RetentionThread:
+    """Runs :func:`enforce` every ``policy.interval_s`` until :meth:`stop`."""
+
+    def __init__(self, store: SqlStore, policy: RetentionPolicy) -> None:
+        self.store = store
+        self.policy = policy
+        self._stop = threading.Event()
+        self.passes = 0
+        self.deleted = 0
+        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+
+    def start(self) -> RetentionThread:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = enforce(self.store, self.policy, self._stop)
+                self.deleted += n
+                if n:
+                    log.info("retention: deleted %d records", n)
+            except Exception as err:  # keep running: the next pass may succeed
+                log.warning("retention pass failed: %s", type(err).__name__)
+            self.passes += 1
+            self._stop.wait(self.policy.interval_s)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)

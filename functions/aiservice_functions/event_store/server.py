@@ -1,0 +1,59 @@
+"""Serving the event store: gunicorn with threaded workers (``gthread``).
+
+One worker process by default, with several threads. On SQLite that is the right shape,
+not a limitation: SQLite admits one writer at a time, so more processes would only add
+lock contention, while threads overlap the fsync of one commit with the parsing of the
+next request. On PostgreSQL, ``--workers`` can be raised. Each worker opens its own
+connections (after the fork) and runs its own retention thread; deletes are bounded and
+idempotent, so workers retaining at once only repeat each other's no-ops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
+        self._factory = factory
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self._factory()
+
+
+def serve(
+    factory: Callable[[], Flask],
+    host: str,
+    port: int,
+    workers: int = 1,
+    threads: int = 8,
+    timeout: int = 120,
+) -> None:
+    """Run gunicorn in this process until it is stopped (SIGTERM: graceful)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _Gunicorn(
+        factory,
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": threads,
+            "timeout": timeout,
+            "graceful_timeout": 20,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "info",
+            "preload_app": False,
+        },
+    ).run()
