@@ -1,0 +1,97 @@
+{{/* Names, labels and images shared by every template of the chart. */}}
+
+{{- define "aisvc.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "aisvc.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "aisvc.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "aisvc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: aiservice-operator
+{{- end -}}
+
+{{- define "aisvc.operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "aisvc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "aisvc.eventStore.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "aisvc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: event-store
+{{- end -}}
+
+{{- define "aisvc.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "aisvc.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "aisvc.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "aisvc.eventStore.image" -}}
+{{- $repo := default .Values.image.repository .Values.eventStore.image.repository -}}
+{{- $tag := default (default .Chart.AppVersion .Values.image.tag) .Values.eventStore.image.tag -}}
+{{- printf "%s:%s" $repo $tag -}}
+{{- end -}}
+
+{{- define "aisvc.eventStore.fullname" -}}
+{{- printf "%s-event-store" (include "aisvc.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "aisvc.eventStore.tokenSecret" -}}
+{{- default (printf "%s-token" (include "aisvc.eventStore.fullname" .)) .Values.eventStore.token.existingSecret -}}
+{{- end -}}
+
+{{- define "aisvc.eventStore.url" -}}
+{{- $host := printf "%s.%s.svc.%s" .Values.eventStore.service.name .Release.Namespace .Values.clusterDomain -}}
+{{- if eq (int .Values.eventStore.service.port) 80 -}}
+{{- printf "http://%s" $host -}}
+{{- else -}}
+{{- printf "http://%s:%d" $host (int .Values.eventStore.service.port) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The hardened security context of every container of the chart. */}}
+{{- define "aisvc.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "aisvc.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
