@@ -43,6 +43,17 @@ MAX_NAME_LENGTH = 40
 """An AIService name leaves room in 63-character revision names for `-<model>-<hash>`."""
 MAX_MODEL_NAME_LENGTH = 12
 RESERVED_MODEL_NAMES = ("stable", "canary")
+# List and string bounds, the same as the CRD's (which needs them to bound CEL cost).
+MAX_CONSUMES = 16
+MAX_FILTERS = 16
+MAX_FILTER_ATTRIBUTES = 16
+MAX_FILTER_DEPTH = 3
+"""`filters[0].all[0].not` is depth 3: only exact, prefix, suffix and cesql there."""
+MAX_MODELS = 8
+MAX_STEPS = 10
+MAX_ENV = 64
+MAX_URI_LENGTH = 2048
+MAX_TYPE_LENGTH = 253
 """Model names double as traffic tags, next to the `stable` and `canary` tags."""
 
 
@@ -260,12 +271,14 @@ class _Reader:
             return {}
         return value
 
-    def sequence(self, value: Any, path: str) -> Sequence[Any]:
+    def sequence(self, value: Any, path: str, max_items: int | None = None) -> Sequence[Any]:
         if value is None:
             return ()
         if not isinstance(value, list | tuple):
             self.fail(path, f"must be a list, not {type(value).__name__}")
             return ()
+        if max_items is not None and len(value) > max_items:
+            self.fail(path, f"must hold at most {max_items} entries, not {len(value)}")
         return value
 
     def unknown(self, data: Mapping[str, Any], path: str, known: set[str]) -> None:
@@ -281,6 +294,7 @@ class _Reader:
         default: str | None = None,
         pattern: re.Pattern[str] | None = None,
         hint: str = "",
+        max_length: int = 253,
     ) -> str:
         value = data.get(key, default)
         where = f"{path}.{key}"
@@ -290,7 +304,9 @@ class _Reader:
         if not isinstance(value, str):
             self.fail(where, f"must be a string, not {type(value).__name__}")
             return ""
-        if pattern is not None and not pattern.match(value):
+        if len(value) > max_length:
+            self.fail(where, f"must be at most {max_length} characters")
+        elif pattern is not None and not pattern.match(value):
             self.fail(where, f"{value!r} is not valid{': ' + hint if hint else ''}")
         return value
 
@@ -446,7 +462,7 @@ def _parse_spec(r: _Reader, data: Mapping[str, Any]) -> AIServiceSpec | None:
 
 
 def _parse_consumes(r: _Reader, value: Any) -> tuple[Consume, ...]:
-    items = r.sequence(value, "spec.consumes")
+    items = r.sequence(value, "spec.consumes", MAX_CONSUMES)
     if not items:
         r.fail("spec.consumes", "must list at least one event type")
     consumes: list[Consume] = []
@@ -457,7 +473,7 @@ def _parse_consumes(r: _Reader, value: Any) -> tuple[Consume, ...]:
         event_type = r.string(data, "type", path, pattern=EVENT_TYPE, hint="a CloudEvent type")
         filters = tuple(
             _parse_filter(r, f, f"{path}.filters[{i}]")
-            for i, f in enumerate(r.sequence(data.get("filters"), f"{path}.filters"))
+            for i, f in enumerate(r.sequence(data.get("filters"), f"{path}.filters", MAX_FILTERS))
         )
         consumes.append(Consume(type=event_type, filters=filters))
     seen: set[Consume] = set()
@@ -468,17 +484,22 @@ def _parse_consumes(r: _Reader, value: Any) -> tuple[Consume, ...]:
     return tuple(consumes)
 
 
-def _parse_filter(r: _Reader, value: Any, path: str) -> Filter:
+def _parse_filter(r: _Reader, value: Any, path: str, depth: int = 1) -> Filter:
     data = r.mapping(value, path, required=True)
     if len(data) != 1:
         r.fail(path, "must have exactly one of exact, prefix, suffix, all, any, not, cesql")
         return Filter("exact")
     ((dialect, body),) = data.items()
     where = f"{path}.{dialect}"
+    if dialect in ("all", "any", "not") and depth >= MAX_FILTER_DEPTH:
+        r.fail(where, f"filters nest at most {MAX_FILTER_DEPTH} levels deep")
+        return Filter("exact")
     if dialect in ("exact", "prefix", "suffix"):
         attrs = r.mapping(body, where, required=True)
         if not attrs:
             r.fail(where, "must name at least one attribute")
+        if len(attrs) > MAX_FILTER_ATTRIBUTES:
+            r.fail(where, f"must name at most {MAX_FILTER_ATTRIBUTES} attributes")
         for key, val in attrs.items():
             if not isinstance(val, str):
                 r.fail(f"{where}.{key}", "must be a string")
@@ -489,19 +510,23 @@ def _parse_filter(r: _Reader, value: Any, path: str) -> Filter:
             attributes=tuple(sorted((str(k), str(v)) for k, v in attrs.items())),
         )
     if dialect in ("all", "any"):
-        children = r.sequence(body, where)
+        children = r.sequence(body, where, MAX_FILTERS)
         if not children:
             r.fail(where, "must hold at least one filter")
         return Filter(
             cast(FilterDialect, dialect),
-            children=tuple(_parse_filter(r, c, f"{where}[{i}]") for i, c in enumerate(children)),
+            children=tuple(
+                _parse_filter(r, c, f"{where}[{i}]", depth + 1) for i, c in enumerate(children)
+            ),
         )
     if dialect == "not":
-        return Filter("not", children=(_parse_filter(r, body, where),))
+        return Filter("not", children=(_parse_filter(r, body, where, depth + 1),))
     if dialect == "cesql":
         if not isinstance(body, str) or not body.strip():
             r.fail(where, "must be a non-empty CESQL expression")
             return Filter("cesql")
+        if len(body) > 1024:
+            r.fail(where, "must be at most 1024 characters")
         return Filter("cesql", expression=body)
     r.fail(
         path, f"{dialect!r} is not a filter dialect (exact, prefix, suffix, all, any, not, cesql)"
@@ -517,13 +542,13 @@ def _parse_function(r: _Reader, data: Mapping[str, Any]) -> Function:
         {"image", "entrypoint", "env", "resources", "concurrency", "timeoutSeconds", "batching"},
     )
     env: list[tuple[str, str]] = []
-    for index, item in enumerate(r.sequence(data.get("env"), f"{path}.env")):
+    for index, item in enumerate(r.sequence(data.get("env"), f"{path}.env", MAX_ENV)):
         entry = r.mapping(item, f"{path}.env[{index}]", required=True)
         r.unknown(entry, f"{path}.env[{index}]", {"name", "value"})
         env.append(
             (
                 r.string(entry, "name", f"{path}.env[{index}]", pattern=ENV_NAME),
-                r.string(entry, "value", f"{path}.env[{index}]", default=""),
+                r.string(entry, "value", f"{path}.env[{index}]", default="", max_length=4096),
             )
         )
     for index, (env_name, _) in enumerate(env):
@@ -534,7 +559,7 @@ def _parse_function(r: _Reader, data: Mapping[str, Any]) -> Function:
     batching = r.mapping(data.get("batching"), f"{path}.batching")
     r.unknown(batching, f"{path}.batching", {"maxBatchSize", "maxWaitMs"})
     return Function(
-        image=r.string(data, "image", path),
+        image=r.string(data, "image", path, max_length=512),
         entrypoint=r.string(
             data,
             "entrypoint",
@@ -564,7 +589,7 @@ def _parse_function(r: _Reader, data: Mapping[str, Any]) -> Function:
 
 
 def _parse_models(r: _Reader, value: Any) -> tuple[Model, ...]:
-    items = r.sequence(value, "spec.models")
+    items = r.sequence(value, "spec.models", MAX_MODELS)
     if not items:
         r.fail("spec.models", "must list at least one model version")
     models: list[Model] = []
@@ -578,7 +603,12 @@ def _parse_models(r: _Reader, value: Any) -> tuple[Model, ...]:
         if name in RESERVED_MODEL_NAMES:
             r.fail(f"{path}.name", f"{name!r} is reserved for a traffic tag")
         uri = r.string(
-            data, "uri", path, pattern=MODEL_URI, hint="file://, http(s)://, pkg:// or s3://"
+            data,
+            "uri",
+            path,
+            pattern=MODEL_URI,
+            hint="file://, http(s)://, pkg:// or s3://",
+            max_length=MAX_URI_LENGTH,
         )
         sha = r.string(data, "sha256", path, default="")
         if sha and not SHA256.match(sha):
@@ -602,7 +632,7 @@ def _parse_traffic(r: _Reader, data: Mapping[str, Any], names: Sequence[str]) ->
     if stable and names and stable not in names:
         r.fail(f"{path}.stable", f"{stable!r} is not a declared model ({', '.join(names)})")
     split: list[TrafficSplit] = []
-    for index, item in enumerate(r.sequence(data.get("split"), f"{path}.split")):
+    for index, item in enumerate(r.sequence(data.get("split"), f"{path}.split", MAX_MODELS)):
         where = f"{path}.split[{index}]"
         entry = r.mapping(item, where, required=True)
         r.unknown(entry, where, {"model", "percent"})
@@ -634,7 +664,7 @@ def _parse_rollout(
         r.fail(f"{path}.canary", "must differ from spec.traffic.stable")
     if traffic.split:
         r.fail("spec.traffic.split", "cannot be combined with spec.rollout")
-    steps_raw = r.sequence(data.get("steps", [10, 25, 50, 100]), f"{path}.steps")
+    steps_raw = r.sequence(data.get("steps", [10, 25, 50, 100]), f"{path}.steps", MAX_STEPS)
     steps: list[int] = []
     for index, step in enumerate(steps_raw):
         if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step <= 100:
@@ -714,15 +744,21 @@ def _parse_delivery(r: _Reader, data: Mapping[str, Any]) -> Delivery:
 def _parse_dead_letter(r: _Reader, data: Mapping[str, Any]) -> DeadLetter:
     path = "spec.deadLetter"
     r.unknown(data, path, {"sink"})
-    sink = r.mapping(data.get("sink"), f"{path}.sink")
-    if not sink:
+    if data.get("sink") is None:
         return DeadLetter()
+    sink = r.mapping(data.get("sink"), f"{path}.sink")
     r.unknown(sink, f"{path}.sink", {"uri", "ref"})
     if ("uri" in sink) == ("ref" in sink):
         r.fail(f"{path}.sink", "must set exactly one of uri and ref")
         return DeadLetter()
     if "uri" in sink:
-        uri = r.string(sink, "uri", f"{path}.sink", pattern=re.compile(r"^https?://.+"))
+        uri = r.string(
+            sink,
+            "uri",
+            f"{path}.sink",
+            pattern=re.compile(r"^https?://.+"),
+            max_length=MAX_URI_LENGTH,
+        )
         return DeadLetter(uri=uri)
     rp = f"{path}.sink.ref"
     ref = r.mapping(sink.get("ref"), rp, required=True)

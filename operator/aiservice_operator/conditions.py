@@ -1,0 +1,244 @@
+"""The AIService `status`: conditions and the view of what Knative is actually serving.
+
+Conditions follow the Kubernetes convention: one entry per type, `lastTransitionTime`
+moves only when `status` changes (a new reason or message alone keeps it), so
+`kubectl wait` and dashboards see real transitions, not every reconcile. The operator
+owns `Ready`; `RolloutProgressing` and `Degraded` belong to the rollout engine and are
+carried over untouched by `summarize_status`.
+
+Pure: the caller passes `now`; nothing here reads a clock or the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from .compile import Desired
+from .spec import AIService, SpecError
+
+READY = "Ready"
+ROLLOUT_PROGRESSING = "RolloutProgressing"
+DEGRADED = "Degraded"
+CONDITION_TYPES = (READY, ROLLOUT_PROGRESSING, DEGRADED)
+
+REASON_READY = "Ready"
+REASON_INVALID_SPEC = "InvalidSpec"
+REASON_REVISION_PENDING = "RevisionPending"
+REASON_KNATIVE_NOT_READY = "KnativeNotReady"
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+MAX_MESSAGE_LENGTH = 1024
+
+
+def timestamp(now: datetime) -> str:
+    """RFC 3339 in UTC with second precision: the form Kubernetes writes."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    observed_generation: int,
+) -> dict[str, Any]:
+    """One condition entry in the `metav1.Condition` shape."""
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message[:MAX_MESSAGE_LENGTH],
+        "lastTransitionTime": timestamp(now),
+        "observedGeneration": observed_generation,
+    }
+
+
+def merge_conditions(
+    previous: Iterable[Mapping[str, Any]], updates: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """`previous` with each update replacing its type; an update whose status equals the
+    previous one keeps the previous `lastTransitionTime`. Sorted by type (stable output)."""
+    merged = {str(c.get("type")): dict(c) for c in previous if c.get("type")}
+    for update in updates:
+        new = dict(update)
+        old = merged.get(str(new["type"]))
+        if old is not None and old.get("status") == new["status"] and old.get("lastTransitionTime"):
+            new["lastTransitionTime"] = old["lastTransitionTime"]
+        merged[str(new["type"])] = new
+    return [merged[t] for t in sorted(merged)]
+
+
+def find_condition(conditions: Iterable[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
+    """The condition of a type, or None."""
+    return next((c for c in conditions if c.get("type") == type_), None)
+
+
+# --- Knative Service status ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnativeState:
+    """What a Knative Service's status says, in the terms the operator decides on."""
+
+    ready: bool
+    reason: str
+    message: str
+    url: str
+    ready_revisions: frozenset[str]
+    traffic: tuple[Mapping[str, Any], ...]
+
+
+def knative_state(
+    service_status: Mapping[str, Any] | None, revisions: Iterable[Mapping[str, Any]] = ()
+) -> KnativeState:
+    """Read a Knative Service status (and, when the caller has them, Revision objects).
+
+    Ready revisions: the latest ready one, every one the Route currently serves (Knative
+    only routes to revisions that became ready), and any Revision whose own `Ready`
+    condition is True. Each model revision keeps a tagged route once ready, so it stays
+    visible here while the template rolls on to the next model.
+    """
+    status = service_status or {}
+    conditions = status.get("conditions") or ()
+    ready_cond = find_condition(conditions, "Ready") or {}
+    ready_names: set[str] = set()
+    if status.get("latestReadyRevisionName"):
+        ready_names.add(str(status["latestReadyRevisionName"]))
+    traffic = tuple(t for t in status.get("traffic") or () if isinstance(t, Mapping))
+    ready_names |= {str(t["revisionName"]) for t in traffic if t.get("revisionName")}
+    for revision in revisions:
+        rev_cond = find_condition((revision.get("status") or {}).get("conditions") or (), "Ready")
+        name = (revision.get("metadata") or {}).get("name")
+        if name and rev_cond is not None and rev_cond.get("status") == "True":
+            ready_names.add(str(name))
+    return KnativeState(
+        ready=ready_cond.get("status") == "True",
+        reason=str(ready_cond.get("reason") or ""),
+        message=str(ready_cond.get("message") or ""),
+        url=str(status.get("url") or ""),
+        ready_revisions=frozenset(ready_names),
+        traffic=traffic,
+    )
+
+
+def _model_of(ais: AIService, desired: Desired, revision: str) -> str:
+    """The model a revision serves: from the current spec, else from its name's shape."""
+    for model, name in desired.revision_names.items():
+        if name == revision:
+            return model
+    prefix = f"{ais.name}-"
+    if revision.startswith(prefix) and "-" in revision[len(prefix) :]:
+        return revision[len(prefix) :].rsplit("-", 1)[0]
+    return ""
+
+
+def status_traffic(ais: AIService, desired: Desired, state: KnativeState) -> list[dict[str, Any]]:
+    """`status.traffic`: what Knative routes now, one entry per target, with its model."""
+    entries = []
+    for target in state.traffic:
+        revision = str(target.get("revisionName") or "")
+        entry: dict[str, Any] = {
+            "model": _model_of(ais, desired, revision),
+            "revisionName": revision,
+            "percent": int(target.get("percent") or 0),
+            "tag": str(target.get("tag") or ""),
+        }
+        if target.get("url"):
+            entry["url"] = str(target["url"])
+        entries.append(entry)
+    return entries
+
+
+# --- The status the operator writes --------------------------------------------------
+
+
+def _ready_condition(
+    ais: AIService, desired: Desired, state: KnativeState, now: datetime
+) -> dict[str, Any]:
+    generation = ais.generation
+    if desired.pending_models:
+        waiting = ", ".join(
+            f"{m} ({desired.revision_names.get(m, '?')})" for m in desired.pending_models
+        )
+        return condition(
+            READY,
+            "False",
+            REASON_REVISION_PENDING,
+            f"waiting for the revisions of models {waiting} to become ready",
+            now=now,
+            observed_generation=generation,
+        )
+    if not state.ready:
+        detail = f"{state.reason}: {state.message}" if state.reason else "no Ready condition yet"
+        return condition(
+            READY,
+            "Unknown" if not state.reason else "False",
+            REASON_KNATIVE_NOT_READY,
+            f"Knative Service {ais.name} is not ready ({detail})",
+            now=now,
+            observed_generation=generation,
+        )
+    return condition(
+        READY,
+        "True",
+        REASON_READY,
+        f"serving at {state.url}" if state.url else "serving",
+        now=now,
+        observed_generation=generation,
+    )
+
+
+def summarize_status(
+    ais: AIService,
+    desired: Desired,
+    knative_service_status: Mapping[str, Any] | None,
+    now: datetime,
+    previous_status: Mapping[str, Any] | None = None,
+    *,
+    revisions: Iterable[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The status fields the operator owns: observedGeneration, conditions (Ready merged
+    into the previous ones), url and traffic. `rollout` and `deadLetters` are not touched:
+    the caller merges this into the previous status."""
+    previous = previous_status or {}
+    state = knative_state(knative_service_status, revisions)
+    conditions = merge_conditions(
+        previous.get("conditions") or (), [_ready_condition(ais, desired, state, now)]
+    )
+    return {
+        "observedGeneration": ais.generation,
+        "conditions": conditions,
+        "url": state.url,
+        "traffic": status_traffic(ais, desired, state),
+    }
+
+
+def invalid_spec_status(
+    error: SpecError,
+    generation: int,
+    now: datetime,
+    previous_status: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Status for an AIService that cannot be compiled: Ready False, InvalidSpec, and the
+    offending fields in the message. What is running keeps running (url/traffic kept)."""
+    previous = previous_status or {}
+    message = "; ".join(f"{path}: {text}" for path, text in error.errors)
+    ready = condition(
+        READY,
+        "False",
+        REASON_INVALID_SPEC,
+        message,
+        now=now,
+        observed_generation=generation,
+    )
+    return {
+        "observedGeneration": generation,
+        "conditions": merge_conditions(previous.get("conditions") or (), [ready]),
+    }
