@@ -1,0 +1,72 @@
+"""The project's images follow the image rules (see dockerfile_rules), checked on their
+Dockerfiles because no container engine can build them here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from chart_helpers import ROOT
+from dockerfile_rules import stages, violations
+
+IMAGES = ["operator/Dockerfile", "functions/Dockerfile"]
+
+
+@pytest.mark.parametrize("relpath", IMAGES)
+def test_project_image_follows_the_rules(relpath: str) -> None:
+    path = ROOT / relpath
+    if not path.exists():
+        pytest.skip(f"{relpath} does not exist in this tree")
+    assert violations(path) == []
+
+
+def test_operator_image_runs_the_chart_commands() -> None:
+    """The chart starts `kopf` and `python -m aiservice_functions.event_store` from it."""
+    final = stages(ROOT / "operator" / "Dockerfile")[-1]
+    env = " ".join(text for op, text in final.instructions if op == "ENV")
+    assert "/opt/venv/bin" in env
+    copies = [text for op, text in final.instructions if op == "COPY"]
+    assert any(text.startswith("/opt/venv") for text in copies)
+
+
+GOOD = """\
+ARG BASE=python:3.11.11-slim-bookworm
+FROM ${BASE} AS build
+RUN apt-get update && apt-get install -y gcc libpq-dev
+RUN pip install "flask==3.1.3" && pip install --no-deps .
+FROM ${BASE}
+COPY --from=build /opt/venv /opt/venv
+USER 10001:10001
+"""
+
+BAD = {
+    "single stage": ("FROM python:3.11.11-slim\nUSER 1000\n", "not multi-stage"),
+    "latest tag": (GOOD.replace("3.11.11-slim-bookworm", "latest"), "not pinned to a version"),
+    "bare image": (GOOD.replace("python:3.11.11-slim-bookworm", "python"), "not pinned"),
+    "unpinned pip": (GOOD.replace('"flask==3.1.3"', "flask>=3"), "'flask>=3' is not pinned"),
+    "pip -r": (GOOD.replace('"flask==3.1.3"', "-r requirements.txt"), "pip install -r"),
+    "root user": (GOOD.replace("USER 10001:10001", "USER 0"), "root"),
+    "named user": (GOOD.replace("USER 10001:10001", "USER app"), "not numeric"),
+    "no user": (GOOD.replace("USER 10001:10001\n", ""), "no USER"),
+    "build tools in final stage": (
+        GOOD.replace(
+            "COPY --from", "RUN apt-get install -y --no-install-recommends gcc make\nCOPY --from"
+        ),
+        "build tools: gcc, make",
+    ),
+}
+
+
+def test_a_good_dockerfile_passes(tmp_path: Path) -> None:
+    path = tmp_path / "Dockerfile"
+    path.write_text(GOOD)
+    assert violations(path) == []
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_each_rule_catches_its_breach(tmp_path: Path, case: str) -> None:
+    text, expected = BAD[case]
+    path = tmp_path / "Dockerfile"
+    path.write_text(text)
+    found = violations(path)
+    assert any(expected in v for v in found), found
