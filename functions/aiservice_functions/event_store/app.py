@@ -234,7 +234,7 @@ def create_app(
             log.info("refused %s for %s/%s: %s", kind, namespace[:63], name[:63], err.reason)
             return _error(err.status, err.reason)
         seq, created = store.add(record)
-        log.info(
+        log.debug(
             "%s %s %s/%s seq=%d", "stored" if created else "redelivered", kind, namespace, name, seq
         )
         response = jsonify({"seq": seq, "created": created})

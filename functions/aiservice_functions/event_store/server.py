@@ -55,5 +55,8 @@ def serve(
             "errorlog": "-",
             "loglevel": "info",
             "preload_app": False,
+            # gunicorn >= 25 opens a control socket under $HOME by default; several stores
+            # on one machine would clash, and a read-only container home has no room.
+            "control_socket_disable": True,
         },
     ).run()
