@@ -1,0 +1,43 @@
+"""The broker ingress: Knative's URL shape on loopback, both CloudEvents content modes.
+
+``POST /{namespace}/{broker}`` takes one CloudEvent (binary or structured mode), logs it
+durably and only then answers 202, so an accepted event survives a crash. A malformed
+event is refused with 400/415 and the reason; an unknown broker with 404.
+``GET /_aisvc/status`` serves the status snapshot ``aisvc status`` reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiservice_functions.runtime.cloudevents_http import InvalidEvent, parse_request
+from aiservice_operator.local.dispatcher import Dispatcher
+
+STATUS_PATH = "/_aisvc/status"
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+
+
+def ingress_app(
+    dispatcher: Dispatcher, brokers: set[str], status: Callable[[], dict[str, Any]]
+) -> web.Application:
+    async def accept(request: web.Request) -> web.Response:
+        broker = f"{request.match_info['ns']}/{request.match_info['broker']}"
+        if broker not in brokers:
+            known = ", ".join(sorted(brokers)) or "none"
+            return web.json_response({"error": f"no broker {broker} (known: {known})"}, status=404)
+        try:
+            parsed = parse_request(dict(request.headers), await request.read())
+        except InvalidEvent as err:
+            return web.json_response({"error": err.reason}, status=err.status)
+        fresh = await dispatcher.accept(broker, parsed.event)
+        return web.Response(status=202, headers={} if fresh else {"x-aisvc-duplicate": "true"})
+
+    async def show_status(_: web.Request) -> web.Response:
+        return web.json_response(status())
+
+    app = web.Application(client_max_size=MAX_EVENT_BYTES)
+    app.router.add_get(STATUS_PATH, show_status)
+    app.router.add_post("/{ns}/{broker}", accept)
+    return app

@@ -1,0 +1,266 @@
+"""The broker's durable event log (SQLite, WAL).
+
+Every event the broker accepts is committed here before the sender gets its 202, and
+every delivery outcome (with the reply it produced) is committed in one transaction, so
+a broker killed at any moment restarts with exactly the deliveries still owed.
+
+Durability: WAL with ``synchronous=FULL``: a commit is fsynced before it is
+acknowledged, so an accepted event survives a power cut, not only a process crash.
+The fsync is paid once per *group* of commits: one writer thread takes every write
+queued while the previous commit ran and commits them together (group commit), so its
+cost is shared by all concurrent senders.
+
+Duplicates: an event from outside is identified by (broker, source, id, replay count),
+as CloudEvents defines identity; a reply by the delivery that caused it. Sending the
+same event twice, or a redelivery after a crash producing a second reply, therefore
+logs one event, not two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiservice_functions import contract
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  broker TEXT NOT NULL,
+  source TEXT NOT NULL,
+  id TEXT NOT NULL,
+  replay TEXT NOT NULL DEFAULT '',
+  cause TEXT UNIQUE,
+  event TEXT NOT NULL,
+  accepted_at REAL NOT NULL,
+  done INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_identity
+  ON events (broker, source, id, replay) WHERE cause IS NULL;
+CREATE INDEX IF NOT EXISTS events_pending ON events (done) WHERE done = 0;
+CREATE TABLE IF NOT EXISTS deliveries (
+  seq INTEGER NOT NULL,
+  trigger TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  status INTEGER,
+  attempts INTEGER NOT NULL,
+  at REAL NOT NULL,
+  PRIMARY KEY (seq, trigger)
+);
+"""
+
+OUTCOMES = ("delivered", "dead-lettered", "dead-letter-failed", "dropped", "filtered")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An accepted event with deliveries still owed after a restart."""
+
+    seq: int
+    broker: str
+    event: dict[str, Any]
+    settled: frozenset[str]
+    """Triggers whose delivery already has an outcome."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    broker: str
+    event: dict[str, Any]
+
+
+_Op = Callable[[sqlite3.Connection], Any]
+
+
+class EventLog:
+    """Append-only event log with outcomes; writes go through one group-committing thread."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be FULL or NORMAL")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.executescript(SCHEMA)
+        self._queue: queue.Queue[tuple[_Op, asyncio.Future[Any]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- reads at start-up (before the writer runs) ---------------------------------
+
+    def pending(self) -> list[Pending]:
+        """Accepted events not yet fully delivered, oldest first."""
+        rows = self._db.execute(
+            "SELECT seq, broker, event FROM events WHERE done = 0 ORDER BY seq"
+        ).fetchall()
+        settled: dict[int, set[str]] = {}
+        for seq, trigger in self._db.execute(
+            "SELECT d.seq, d.trigger FROM deliveries d JOIN events e ON e.seq = d.seq "
+            "WHERE e.done = 0"
+        ):
+            settled.setdefault(seq, set()).add(trigger)
+        return [
+            Pending(seq, broker, json.loads(event), frozenset(settled.get(seq, ())))
+            for seq, broker, event in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """Totals so far: events accepted and deliveries per outcome."""
+        out = {"accepted": self._db.execute("SELECT count(*) FROM events").fetchone()[0]}
+        for outcome, n in self._db.execute(
+            "SELECT outcome, count(*) FROM deliveries GROUP BY outcome"
+        ):
+            out[outcome] = n
+        return out
+
+    # --- the writer -------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._write_loop, name="event-log", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._db.close()
+
+    def _write_loop(self) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            batch = []
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= 512:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            else:
+                stop = True
+            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            self._db.execute("BEGIN IMMEDIATE")
+            for op, future in batch:
+                self._db.execute("SAVEPOINT op")
+                try:
+                    results.append((future, op(self._db), None))
+                    self._db.execute("RELEASE op")
+                except Exception as err:  # one bad write must not fail the whole group
+                    self._db.execute("ROLLBACK TO op")
+                    self._db.execute("RELEASE op")
+                    results.append((future, None, err))
+            self._db.execute("COMMIT")
+            for future, value, error in results:
+                loop.call_soon_threadsafe(_settle, future, value, error)
+
+    async def _run(self, op: _Op) -> Any:
+        assert self._loop is not None, "EventLog.start() was not called"
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put((op, future))
+        return await future
+
+    # --- writes -----------------------------------------------------------------------
+
+    async def append(
+        self, broker: str, event: dict[str, Any], *, cause: str | None = None, done: bool = False
+    ) -> int | None:
+        """Log an event durably; its sequence number, or None if it was logged before.
+
+        ``done``: no Trigger matches it, so no delivery is owed (it is still logged).
+        """
+        text = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        replay = str(event.get(contract.EXT_REPLAY, ""))
+        now = time.time()
+
+        def op(db: sqlite3.Connection) -> int | None:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO events (broker, source, id, replay, cause, event, "
+                "accepted_at, done) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (broker, event["source"], event["id"], replay, cause, text, now, int(done)),
+            )
+            return cursor.lastrowid if cursor.rowcount else None
+
+        result: int | None = await self._run(op)
+        return result
+
+    async def settle(
+        self,
+        seq: int,
+        trigger: str,
+        outcome: str,
+        *,
+        status: int | None = None,
+        attempts: int = 0,
+        reply: Reply | None = None,
+        finish: bool = False,
+    ) -> int | None:
+        """Record one delivery's outcome and its reply together; the reply's seq if logged.
+
+        ``finish``: this was the event's last owed delivery (see `finish`).
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        reply_text = (
+            json.dumps(reply.event, separators=(",", ":"), ensure_ascii=False) if reply else ""
+        )
+        now = time.time()
+
+        def op(db: sqlite3.Connection) -> int | None:
+            db.execute(
+                "INSERT OR REPLACE INTO deliveries (seq, trigger, outcome, status, attempts, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (seq, trigger, outcome, status, attempts, now),
+            )
+            if finish:
+                db.execute("UPDATE events SET done = 1 WHERE seq = ?", (seq,))
+            if reply is None:
+                return None
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO events (broker, source, id, replay, cause, event, "
+                "accepted_at) VALUES (?, ?, ?, '', ?, ?, ?)",
+                (
+                    reply.broker,
+                    reply.event["source"],
+                    reply.event["id"],
+                    f"{seq}:{trigger}",
+                    reply_text,
+                    now,
+                ),
+            )
+            return cursor.lastrowid if cursor.rowcount else None
+
+        result: int | None = await self._run(op)
+        return result
+
+    async def finish(self, seq: int) -> None:
+        """Mark an event as owing no more deliveries."""
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE events SET done = 1 WHERE seq = ?", (seq,))
+
+        await self._run(op)
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)

@@ -1,0 +1,398 @@
+"""`aisvc up`: compile the manifests and run the resulting Knative objects on this machine.
+
+Order of start-up follows the operator's: every revision is started and must report
+ready (Knative starts each new revision at ``initial-scale`` 1) before the AIService is
+compiled again with those revisions ready, which is when traffic may point at them.
+Then the broker opens, and the deliveries the durable log still owes are resumed.
+
+Files live in a state directory (default ``.aisvc``): the broker log, the event store's
+database, process logs, and ``local.json``, which tells ``aisvc send``/``status``/``dlq``
+where the local run listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from aiservice_functions import contract
+from aiservice_operator.compile import CompileOptions, Desired, compile_aiservice
+from aiservice_operator.local.dispatcher import Dispatcher, TriggerRuntime, load_trigger
+from aiservice_operator.local.ingress import STATUS_PATH, ingress_app
+from aiservice_operator.local.log import EventLog
+from aiservice_operator.local.manifests import Manifests
+from aiservice_operator.local.scaling import ScaleSettings
+from aiservice_operator.local.serving import Services, serving_app
+from aiservice_operator.local.supervisor import (
+    FunctionProcess,
+    LaunchSpec,
+    RevisionFailed,
+    RevisionPool,
+    free_port,
+)
+from aiservice_operator.local.traffic import route_of
+from aiservice_operator.spec import AIService
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "local.json"
+RECONCILE_EVERY_S = 0.5
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    state_dir: Path = Path(".aisvc")
+    broker_port: int = 0
+    serving_port: int = 0
+    event_store_port: int = 0
+    event_store: bool = True
+    idle_seconds: float = 30.0
+    synchronous: str = "FULL"
+    hop_limit: int = 16
+    ready_timeout: float = 180.0
+    cluster_domain: str = "cluster.local"
+
+
+@dataclass
+class ServiceRun:
+    ais: AIService
+    desired: Desired
+    rollout: dict[str, Any] | None = None
+    """The rollout status block (phase, step, weight, ...) while a canary is rolled."""
+
+
+class LocalRun:
+    """Everything one `aisvc up` runs; `start()` then `stop()` (also an async context)."""
+
+    def __init__(self, manifests: Manifests, options: UpOptions = UpOptions()) -> None:
+        self.manifests = manifests
+        self.options = options
+        self.state_dir = options.state_dir
+        self.broker_port = options.broker_port or free_port()
+        self.serving_port = options.serving_port or free_port()
+        self.store_port = options.event_store_port or free_port()
+        self.event_store_url = f"http://127.0.0.1:{self.store_port}"
+        self.compile_options = CompileOptions(
+            event_store_url=self.event_store_url, cluster_domain=options.cluster_domain
+        )
+        self.services_runs: dict[tuple[str, str], ServiceRun] = {}
+        self.warnings: list[str] = []
+        self.started_at = time.time()
+        self._session: aiohttp.ClientSession | None = None
+        self._runners: list[web.AppRunner] = []
+        self._store: FunctionProcess | None = None
+        self._reconciler: asyncio.Task[None] | None = None
+        self.log: EventLog | None = None
+        self.services: Services | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.resumed = 0
+
+    # --- URLs ---------------------------------------------------------------------------
+
+    @property
+    def broker_url(self) -> str:
+        return f"http://127.0.0.1:{self.broker_port}"
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://127.0.0.1:{self.serving_port}"
+
+    def broker_urls(self) -> dict[str, str]:
+        assert self.dispatcher is not None
+        brokers = self.dispatcher.brokers | self.manifests.brokers
+        return {b: f"{self.broker_url}/{b}" for b in sorted(brokers)}
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> LocalRun:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        )
+        self.services = Services(self._session)
+        self.log = EventLog(self.state_dir / "broker.db", synchronous=self.options.synchronous)
+        self.log.start(asyncio.get_running_loop())
+        self.dispatcher = Dispatcher(
+            self.log, self.services, self._session, hop_limit=self.options.hop_limit
+        )
+        try:
+            if self.options.event_store:
+                await self._start_event_store()
+            await self._start_services()
+            self.dispatcher.triggers = self._load_triggers()
+            await self._serve(
+                ingress_app(self.dispatcher, self._brokers(), self.snapshot), self.broker_port
+            )
+            await self._serve(serving_app(self.services), self.serving_port)
+            self.resumed = self.dispatcher.resume(self.log.pending())
+            self._reconciler = asyncio.get_running_loop().create_task(self._reconcile_loop())
+            self._write_state()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop accepting, cancel deliveries (the log keeps what is owed), stop processes."""
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
+            self._reconciler = None
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners = []
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self.services is not None:
+            await asyncio.gather(*(p.stop() for p in self.services.pools.values()))
+        if self._store is not None:
+            await self._store.stop()
+            self._store = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        with contextlib.suppress(FileNotFoundError):
+            state = self.state_dir / STATE_FILE
+            if json.loads(state.read_text()).get("pid") == os.getpid():
+                state.unlink()
+
+    # --- parts --------------------------------------------------------------------------
+
+    async def _start_event_store(self) -> None:
+        assert self._session is not None
+        db = (self.state_dir / "event-store.db").resolve()
+        command = (
+            sys.executable, "-m", "aiservice_functions.event_store", "serve",
+            "--db", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(self.store_port),
+            "--allow-unauthenticated", "--broker-url", self.broker_url,
+        )  # fmt: skip
+        spec = LaunchSpec("event-store", "event-store", "", "", "", {}, argv=command)
+        self._store = FunctionProcess(
+            spec, self.store_port, self.state_dir / "logs" / "event-store.log"
+        )
+        await self._store.start(self._session, self.options.ready_timeout)
+
+    async def _start_services(self) -> None:
+        """Start every revision, wait for readiness, then compile with them ready."""
+        assert self.services is not None and self._session is not None
+        first: dict[tuple[str, str], Desired] = {}
+        starts = []
+        for ais in self.manifests.aiservices:
+            desired = compile_aiservice(ais, options=self.compile_options)
+            first[(ais.namespace, ais.name)] = desired
+            for name, template in desired.revisions.items():
+                pool = RevisionPool(
+                    LaunchSpec.from_template(template, ais.namespace),
+                    ScaleSettings.from_template(template, self.options.idle_seconds),
+                    self._session,
+                    self.state_dir / "logs",
+                    self.options.ready_timeout,
+                )
+                self.services.pools[name] = pool
+                starts.append(pool.start_one())
+        results = await asyncio.gather(*starts, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise RevisionFailed("; ".join(str(f) for f in failures))
+        for ais in self.manifests.aiservices:
+            ready = list(first[(ais.namespace, ais.name)].revisions)
+            self.apply(
+                ais, compile_aiservice(ais, ready_revisions=ready, options=self.compile_options)
+            )
+
+    def apply(self, ais: AIService, desired: Desired) -> None:
+        """Serve a (re)compiled AIService: its route, and its Triggers if the run has started."""
+        assert self.services is not None
+        self.services.routes[(ais.namespace, ais.name)] = route_of(desired.service)
+        self.services_runs[(ais.namespace, ais.name)] = ServiceRun(ais, desired)
+        if self.dispatcher is not None and self.dispatcher.triggers:
+            self.dispatcher.triggers = self._load_triggers()
+
+    def _load_triggers(self) -> list[TriggerRuntime]:
+        known = set(self.services_runs)
+        objects = [t for run in self.services_runs.values() for t in run.desired.triggers]
+        triggers = []
+        for obj in [*objects, *self.manifests.triggers]:
+            trigger = load_trigger(obj, known, self.options.cluster_domain)
+            triggers.append(self._local_dead_letter(trigger))
+        return triggers
+
+    def _local_dead_letter(self, trigger: TriggerRuntime) -> TriggerRuntime:
+        """A dead-letter URL inside a cluster no local run can reach goes to the local store."""
+        sink = trigger.dead_letter
+        suffix = f".svc.{self.options.cluster_domain}"
+        if isinstance(sink, str) and (urlsplit(sink).hostname or "").endswith(suffix):
+            owner = trigger.owner or trigger.name
+            local = self.event_store_url + contract.dead_letter_path(trigger.namespace, owner)
+            warning = (
+                f"Trigger {trigger.namespace}/{trigger.name}: dead-letter sink {sink} is inside "
+                f"a cluster; dead letters go to the local event store ({local}) instead"
+            )
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+            return _replace_dead_letter(trigger, local)
+        return trigger
+
+    def _brokers(self) -> set[str]:
+        assert self.dispatcher is not None
+        return self.dispatcher.brokers | self.manifests.brokers
+
+    async def _serve(self, app: web.Application, port: int) -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        self._runners.append(runner)
+
+    async def _reconcile_loop(self) -> None:
+        assert self.services is not None
+        while True:
+            await asyncio.sleep(RECONCILE_EVERY_S)
+            for pool in list(self.services.pools.values()):
+                try:
+                    await pool.reconcile()
+                except Exception:  # keep supervising the others
+                    log.exception("reconciling %s failed", pool.name)
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": os.getpid(),
+            "startedAt": self.started_at,
+            "brokerUrl": self.broker_url,
+            "brokers": self.broker_urls(),
+            "servingUrl": self.serving_url,
+            "statusUrl": self.broker_url + STATUS_PATH,
+            "eventStoreUrl": self.event_store_url if self.options.event_store else None,
+            "eventStoreToken": None,
+            "clusterDomain": self.options.cluster_domain,
+        }
+        path = self.state_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        tmp.replace(path)
+
+    # --- status -------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state the live view, the status API and `aisvc status` show."""
+        assert self.services is not None and self.dispatcher is not None
+        stats = self.dispatcher.stats
+        services = []
+        for (ns, name), run in sorted(self.services_runs.items()):
+            route = self.services.routes[(ns, name)]
+            weights = route.weights
+            tags: dict[str, list[str]] = {}
+            for tag, revision in route.tags.items():
+                tags.setdefault(revision, []).append(tag)
+            revisions = []
+            for model, revision in run.desired.revision_names.items():
+                pool = self.services.pools.get(revision)
+                snap = pool.snapshot() if pool else {}
+                revisions.append(
+                    {
+                        "model": model,
+                        "revision": revision,
+                        "percent": weights.get(revision, 0),
+                        "tags": sorted(tags.get(revision, [])),
+                        "url": f"{self.serving_url}/{ns}/{name}/tags/{model}",
+                        "processes": len(snap.get("processes", [])),
+                        "ready": sum(1 for p in snap.get("processes", []) if p["ready"]),
+                        "inFlight": snap.get("inFlight", 0),
+                        "restarts": snap.get("restarts", 0),
+                        "sent": self.services.sent[revision],
+                        "failed": self.services.failed[revision],
+                        "lastError": snap.get("lastError", ""),
+                    }
+                )
+            triggers = [
+                t for t in self.dispatcher.triggers if t.owner == name and t.namespace == ns
+            ]
+            services.append(
+                {
+                    "namespace": ns,
+                    "name": name,
+                    "url": f"{self.serving_url}/{ns}/{name}",
+                    "revisions": revisions,
+                    "events": {
+                        "delivered": sum(stats.delivered[t.name] for t in triggers),
+                        "answered": sum(stats.answered[t.name] for t in triggers),
+                        "deadLettered": sum(stats.dead_lettered[t.name] for t in triggers),
+                        "retries": sum(stats.retries[t.name] for t in triggers),
+                        "dropped": sum(
+                            stats.dropped[t.name] + stats.dead_letter_failed[t.name]
+                            for t in triggers
+                        ),
+                    },
+                    "rollout": run.rollout,
+                }
+            )
+        trigger_rows = [
+            {
+                "name": t.name,
+                "namespace": t.namespace,
+                "broker": t.broker,
+                "subscriber": t.subscriber_url,
+                "role": t.role,
+                "delivered": stats.delivered[t.name],
+                "answered": stats.answered[t.name],
+                "deadLettered": stats.dead_lettered[t.name],
+                "retries": stats.retries[t.name],
+                "dropped": stats.dropped[t.name] + stats.dead_letter_failed[t.name],
+            }
+            for t in self.dispatcher.triggers
+        ]
+        return {
+            "brokers": {
+                b: {"url": url, "accepted": stats.accepted[b], "duplicates": stats.duplicates[b]}
+                for b, url in self.broker_urls().items()
+            },
+            "services": services,
+            "triggers": trigger_rows,
+            "eventStoreUrl": self.event_store_url if self.options.event_store else None,
+            "resumed": self.resumed,
+            "warnings": list(self.warnings),
+        }
+
+
+def _replace_dead_letter(trigger: TriggerRuntime, url: str) -> TriggerRuntime:
+    return dataclasses.replace(trigger, dead_letter=url)
+
+
+def read_state(state_dir: Path = Path(".aisvc")) -> Mapping[str, Any] | None:
+    """The running local executor's URLs (``local.json``), or None if none is running."""
+    path = state_dir / STATE_FILE
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    pid = state.get("pid")
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    return state
