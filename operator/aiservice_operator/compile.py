@@ -272,16 +272,18 @@ def _canonical_filter(f: Filter) -> dict[str, Any]:
         return {f.dialect: children}
     if f.dialect == "not":
         return {"not": _canonical_filter(f.children[0])}
-    return f.to_knative()
+    return f.to_knative()  # leaves: attributes sorted, one per entry
 
 
 def _trigger_filters(consume: Consume) -> list[dict[str, Any]]:
     """`spec.filters`: the type first, then the user's filters in canonical order."""
-    user = sorted(
-        (_canonical_filter(f) for f in consume.filters),
-        key=lambda c: json.dumps(c, sort_keys=True),
-    )
-    return [{"exact": {"type": consume.type}}, *user]
+    user: list[dict[str, Any]] = []
+    for f in consume.filters:
+        canonical = _canonical_filter(f)
+        # Top-level entries are ANDed already: an `all` there adds nothing but nesting.
+        user += canonical["all"] if set(canonical) == {"all"} else [canonical]
+    unique = {json.dumps(c, sort_keys=True): c for c in user}
+    return [{"exact": {"type": consume.type}}, *(unique[k] for k in sorted(unique))]
 
 
 def trigger_name(ais: AIService, consume: Consume) -> str:

@@ -26,6 +26,8 @@ DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MODEL_URI = re.compile(r"^(file|https?|pkg|s3)://.+$")
+ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9]{0,19}$")
+"""A CloudEvents attribute name as Knative's filters accept it."""
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 ISO8601_DURATION = re.compile(
     r"^P(?!$)(?:(?P<d>\d+(?:\.\d+)?)D)?"
@@ -83,7 +85,10 @@ class Filter:
     def to_knative(self) -> dict[str, Any]:
         """The filter in the Trigger's `spec.filters[]` shape."""
         if self.dialect in ("exact", "prefix", "suffix"):
-            return {self.dialect: dict(self.attributes)}
+            # Knative allows one attribute per exact/prefix/suffix entry: AND them with `all`.
+            if len(self.attributes) == 1:
+                return {self.dialect: dict(self.attributes)}
+            return {"all": [{self.dialect: {k: v}} for k, v in self.attributes]}
         if self.dialect == "not":
             return {"not": self.children[0].to_knative()}
         if self.dialect == "cesql":
@@ -503,7 +508,7 @@ def _parse_filter(r: _Reader, value: Any, path: str, depth: int = 1) -> Filter:
         for key, val in attrs.items():
             if not isinstance(val, str):
                 r.fail(f"{where}.{key}", "must be a string")
-            if not re.match(r"^[a-z0-9]{1,20}$", str(key)):
+            if not ATTRIBUTE_NAME.match(str(key)):
                 r.fail(f"{where}.{key}", "is not a CloudEvents attribute name")
         return Filter(
             cast(FilterDialect, dialect),
