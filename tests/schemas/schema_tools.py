@@ -122,7 +122,7 @@ def to_json_schema(node: Mapping[str, Any], *, root: bool = True) -> dict[str, A
         preserve = node.get("x-kubernetes-preserve-unknown-fields") or node.get(
             "x-kubernetes-embedded-resource"
         )
-        if not preserve and not node.get("additionalProperties") is True:
+        if not preserve and node.get("additionalProperties") is not True:
             out["additionalProperties"] = False
     return out
 

@@ -20,7 +20,7 @@ from schema_tools import KNATIVE_SCHEMAS, REPO_ROOT, knative_violations
 
 pytestmark = pytest.mark.skipif(
     not (KNATIVE_SCHEMAS / "service.yaml").is_file(),
-    reason=f"Knative CRD schemas not found at {KNATIVE_SCHEMAS} (a checkout with shared/ beside it)",
+    reason=f"Knative CRD schemas not found at {KNATIVE_SCHEMAS} (needs shared/ beside the repo)",
 )
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
