@@ -39,6 +39,16 @@ class Rendered:
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [o for o in self.objects if o["kind"] == kind]
 
+    def deployment(self, component: str) -> dict[str, Any]:
+        """The Deployment of one component of the chart: `operator` or `event-store`."""
+        found = [
+            o
+            for o in self.of_kind("Deployment")
+            if o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+        ]
+        assert len(found) == 1, f"expected one {component} Deployment, got {len(found)}"
+        return found[0]
+
     def one(self, kind: str, name: str | None = None) -> dict[str, Any]:
         found = [o for o in self.of_kind(kind) if name is None or o["metadata"]["name"] == name]
         assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"

@@ -21,7 +21,7 @@ KUBERNETES_VERSION = "1.35.0"
 """The Kubernetes version the rendered objects are validated against (helm's own client is 1.35)."""
 
 # Kinds that are not part of Kubernetes itself: they are checked by the tests below instead.
-CUSTOM_KINDS = {"ClusterKopfPeering", "ServiceMonitor"}
+CUSTOM_KINDS = {"ClusterKopfPeering", "PodMonitor"}
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -46,14 +46,17 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "database": {"type": "postgresql", "postgresql": {"existingSecret": "pg-dsn"}},
             "token": {"existingSecret": "store-token", "key": "bearer"},
         },
-        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+        "rollout": {
+            "prometheus": {"url": "http://prometheus-operated.monitoring:9090"},
+            "queries": {"requests": 'sum(rate(my_requests{{revision="{revision}"}}[{interval}]))'},
+        },
+        "metrics": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}},
         "podDisruptionBudget": {"maxUnavailable": 2},
     },
     "minimal": {
         "operator": {"peering": {"enabled": False}},
         "serviceAccount": {"create": False, "name": "preexisting"},
         "eventStore": {"enabled": False},
-        "metrics": {"enabled": False},
         "podDisruptionBudget": {"enabled": False},
     },
 }
@@ -199,7 +202,14 @@ def test_event_store_defaults_to_sqlite_on_a_volume(render: RenderFn) -> None:
     assert pod["automountServiceAccountToken"] is False
     container = pod["containers"][0]
     assert container["command"] == ["python", "-m", "aiservice_functions.event_store"]
-    assert container["args"] == ["serve", "--port=8080", "--db=/data/events.db"]
+    assert container["args"] == [
+        "serve",
+        "--port=8080",
+        "--workers=1",
+        "--broker-url=http://broker-ingress.knative-eventing.svc.cluster.local",
+    ]
+    assert _env(container)["AISVC_EVENT_STORE_DB"] == "sqlite:///data/events.db"
+    assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
     pvc = rendered.one("PersistentVolumeClaim")
     assert {"name": "data", "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]}} in (
         pod["volumes"]
@@ -228,9 +238,10 @@ def test_event_store_on_postgresql_from_a_secret(render: RenderFn) -> None:
     assert "strategy" not in store["spec"]
     container = store["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.internal/aisvc/event-store:1.2.3"
-    assert "--db=$(AISVC_EVENT_STORE_DSN)" in container["args"]
-    assert _env(container)["AISVC_EVENT_STORE_DSN"] == {
-        "secretKeyRef": {"name": "pg-dsn", "key": "dsn"}
+    assert not [a for a in container["args"] if a.startswith("--db")]
+    assert "--broker-url=http://broker-ingress.knative-eventing.svc.corp.local" in container["args"]
+    assert _env(container)["AISVC_EVENT_STORE_DB"] == {
+        "secretKeyRef": {"name": "pg-dsn", "key": "url"}
     }
     operator = _operator(rendered.objects)["spec"]["template"]["spec"]
     assert _env(operator["containers"][0])["AISVC_EVENT_STORE_URL"] == (

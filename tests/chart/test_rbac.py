@@ -1,0 +1,101 @@
+"""The chart grants the operator exactly what its code requests: no call left out, none extra.
+
+The list of requests comes from the code (`kube.API_CALLS`, filled by the decorator on each
+method that talks to the API server, plus the framework's own needs), not from this file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiservice_operator import kube
+from aiservice_operator.config import ENV_PEERING_NAME
+from aiservice_operator.rbac import PEERING_CALLS, deployment_permissions
+from chart_helpers import NAMESPACE, Rendered, RenderFn
+
+Permission = tuple[str, str, str]
+
+
+def _granted_to_operator(rendered: Rendered, service_account: str) -> set[Permission]:
+    """Every (group, resource, verb) the rendered roles grant the operator's ServiceAccount."""
+    roles = {
+        (o["kind"], o["metadata"]["name"]): o
+        for o in rendered.objects
+        if o["kind"].endswith("Role")
+    }
+    granted: set[Permission] = set()
+    for binding in rendered.objects:
+        if not binding["kind"].endswith("RoleBinding"):
+            continue
+        subjects = binding.get("subjects", [])
+        if not any(
+            s["kind"] == "ServiceAccount"
+            and s["name"] == service_account
+            and s["namespace"] == NAMESPACE
+            for s in subjects
+        ):
+            continue
+        role = roles[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
+        for rule in role["rules"]:
+            assert "resourceNames" not in rule or rule["resourceNames"]
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        granted.add((group, resource, verb))
+    return granted
+
+
+def _operator_account(rendered: Rendered) -> str:
+    name: str = rendered.deployment("operator")["spec"]["template"]["spec"]["serviceAccountName"]
+    return name
+
+
+def test_the_code_registers_its_api_calls() -> None:
+    """The registry is filled from the decorated methods, so it cannot be empty or stale."""
+    decorated = {
+        getattr(member, "__api_call__", None)
+        for cls in vars(kube).values()
+        if isinstance(cls, type)
+        for member in vars(cls).values()
+    } - {None}
+    assert decorated == kube.API_CALLS
+    assert ("serving.knative.dev", "services", "create") in kube.API_CALLS
+
+
+@pytest.mark.parametrize("peering", [True, False])
+def test_rules_are_exactly_what_the_operator_requests(render: RenderFn, peering: bool) -> None:
+    values: dict[str, Any] = {"operator": {"peering": {"enabled": peering}}}
+    rendered = render(values)
+    granted = _granted_to_operator(rendered, _operator_account(rendered))
+    needed = set(deployment_permissions(peering=peering))
+    assert not needed - granted, f"calls the chart does not allow: {sorted(needed - granted)}"
+    assert not granted - needed, f"granted but never requested: {sorted(granted - needed)}"
+    assert (granted >= PEERING_CALLS) is peering
+
+
+def test_no_wildcards_and_no_secrets(render: RenderFn) -> None:
+    for role in render().objects:
+        if not role["kind"].endswith("Role"):
+            continue
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], rule
+            assert "secrets" not in rule["resources"], rule
+
+
+def test_peering_replicas_use_the_object_the_role_allows(render: RenderFn) -> None:
+    rendered = render({"operator": {"replicas": 2}})
+    peering = rendered.one("ClusterKopfPeering")
+    container = rendered.deployment("operator")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env[ENV_PEERING_NAME] == peering["metadata"]["name"]
+
+
+def test_event_store_has_no_api_access(render: RenderFn) -> None:
+    rendered = render()
+    store = rendered.deployment("event-store")
+    account = store["spec"]["template"]["spec"]["serviceAccountName"]
+    assert account != _operator_account(rendered)
+    assert store["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert _granted_to_operator(rendered, account) == set()
