@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiservice_functions import contract
+
 from aiservice_operator.spec import iso8601_seconds
 
 RETRYABLE_4XX = frozenset({404, 408, 409, 429})

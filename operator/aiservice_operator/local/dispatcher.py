@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from aiservice_functions.runtime.cloudevents_http import (
     parse_request,
     render_response,
 )
+
 from aiservice_operator.local import delivery
 from aiservice_operator.local.filters import Predicate, attribute_strings, compile_trigger
 from aiservice_operator.local.log import EventLog, Pending, Reply
@@ -44,6 +45,8 @@ LOOP_STATUS = 508
 """The code a looping reply is dead-lettered with (HTTP's "Loop Detected")."""
 
 Destination = ServiceAddress | str
+Listener = Callable[[str, "TriggerRuntime", CloudEvent], None]
+"""Told of each outcome worth showing: ("reply" | "dead-letter" | "dropped", trigger, event)."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,7 @@ class Dispatcher:
         self.triggers: list[TriggerRuntime] = list(triggers)
         self.hop_limit = hop_limit
         self.stats = Stats()
+        self.listeners: list[Listener] = []
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -274,6 +278,7 @@ class Dispatcher:
                 finish=last,
             )
             if reply is not None and reply_seq is not None:
+                self._tell("reply", trigger, reply)
                 self.stats.answered[trigger.name] += 1
                 self.stats.accepted[broker] += 1
                 reply_doc = event_to_dict(reply)
@@ -282,6 +287,13 @@ class Dispatcher:
                 )
 
         await asyncio.gather(*(one(t) for t in targets))
+
+    def _tell(self, kind: str, trigger: TriggerRuntime, event: CloudEvent) -> None:
+        for listener in self.listeners:
+            try:
+                listener(kind, trigger, event)
+            except Exception:  # a display problem must not fail a delivery
+                log.exception("listener failed")
 
     async def _post(self, dest: Destination, event: CloudEvent, timeout: float | None) -> _Attempt:
         _, headers, body = render_response(event, "binary")
@@ -354,6 +366,7 @@ class Dispatcher:
         """Send a failed event to the Trigger's dead-letter sink; the delivery's outcome."""
         if trigger.dead_letter is None:
             self.stats.dropped[trigger.name] += 1
+            self._tell("dropped", trigger, event)
             log.warning(
                 "%s: event %s failed and the Trigger has no deadLetterSink: dropped",
                 trigger.name,
@@ -378,6 +391,7 @@ class Dispatcher:
             decision = delivery.decide(policy, attempt, result.status)
             if decision == "delivered":
                 self.stats.dead_lettered[trigger.name] += 1
+                self._tell("dead-letter", trigger, letter)
                 return "dead-lettered"
             if decision == "retry":
                 await asyncio.sleep(delivery.backoff_seconds(policy, attempt))

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 from aiservice_functions.runtime.cloudevents_http import InvalidEvent, parse_request
+
 from aiservice_operator.local.dispatcher import Dispatcher
 
 STATUS_PATH = "/_aisvc/status"

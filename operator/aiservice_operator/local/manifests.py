@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from aiservice_operator.spec import API_GROUP, KIND, AIService, SpecError, parse
 
 EVENTING = "eventing.knative.dev/"

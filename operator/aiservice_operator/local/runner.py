@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 from aiservice_functions import contract
+
 from aiservice_operator.compile import CompileOptions, Desired, compile_aiservice
 from aiservice_operator.local.dispatcher import Dispatcher, TriggerRuntime, load_trigger
 from aiservice_operator.local.ingress import STATUS_PATH, ingress_app

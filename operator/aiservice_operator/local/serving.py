@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+
 from aiservice_operator.local.supervisor import RevisionPool
 from aiservice_operator.local.traffic import Route, ServiceAddress
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 from aiservice_functions import contract
+
 from aiservice_operator.local.scaling import ScaleSettings, choose_process, desired_processes
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,224 @@
+"""`aisvc up` and `aisvc send`: run AIServices on this machine, and post events to them.
+
+`up` compiles the manifests with the operator's compiler and runs the Knative objects
+it produces (see `aiservice_operator.local`); it writes where it listens to
+``<state dir>/local.json``, which `send`, `status` and `dlq` read when no cluster is
+targeted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from aiservice_operator.local.runner import LocalRun
+
+# The executor (aiohttp, the CloudEvents SDK) is imported inside the commands, so that
+# mounting them keeps every other `aisvc` command quick to start.
+
+DEFAULT_STATE_DIR = Path(".aisvc")
+DEFAULT_BROKER_PORT = 8480
+DEFAULT_SERVING_PORT = 8481
+DEFAULT_EVENT_STORE_PORT = 8482
+
+StateDir = Annotated[
+    Path, typer.Option("--state-dir", help="Where the local run keeps its log, databases and URLs.")
+]
+
+
+def up(
+    files: Annotated[
+        list[Path], typer.Option("-f", "--filename", help="AIService (and Trigger) YAML files.")
+    ],
+    demo: Annotated[
+        bool, typer.Option(help="Send a few sample events, print what comes back, and stop.")
+    ] = False,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    broker_port: Annotated[int, typer.Option(help="Broker ingress port (0: any free port).")] = (
+        DEFAULT_BROKER_PORT
+    ),
+    serving_port: Annotated[int, typer.Option(help="Service URLs port (0: any free port).")] = (
+        DEFAULT_SERVING_PORT
+    ),
+    event_store_port: Annotated[int, typer.Option(help="Event store port (0: any free port).")] = (
+        DEFAULT_EVENT_STORE_PORT
+    ),
+    idle: Annotated[
+        float, typer.Option(help="Seconds without events before a minScale-0 revision stops.")
+    ] = 30.0,
+    live: Annotated[bool, typer.Option(help="Show the live view (else plain log lines).")] = True,
+    synchronous: Annotated[
+        str, typer.Option(help="SQLite synchronous mode of the broker log: FULL or NORMAL.")
+    ] = "FULL",
+) -> None:
+    """Run AIServices on this machine: broker, Triggers, revisions, traffic, dead letters.
+
+    No cluster needed. Events: POST CloudEvents to the broker URL shown (Knative's
+    /{namespace}/{broker} shape) or use `aisvc send`. Ctrl-C stops everything; events
+    accepted but not yet delivered are delivered on the next `aisvc up`.
+    """
+    from aiservice_operator.local import manifests as manifest_files
+    from aiservice_operator.local.runner import LocalRun, UpOptions
+
+    console = Console()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        loaded = manifest_files.load(files)
+    except manifest_files.ManifestError as err:
+        console.print(f"[red]{err}")
+        raise typer.Exit(code=1) from None
+    options = UpOptions(
+        state_dir=state_dir,
+        broker_port=broker_port,
+        serving_port=serving_port,
+        event_store_port=event_store_port,
+        idle_seconds=idle,
+        synchronous=synchronous.upper(),
+    )
+    code = asyncio.run(_up(LocalRun(loaded, options), console, demo=demo, live=live))
+    raise typer.Exit(code=code)
+
+
+async def _up(run: LocalRun, console: Console, *, demo: bool, live: bool) -> int:
+    from rich.live import Live
+
+    from aiservice_operator.local.supervisor import RevisionFailed
+    from aiservice_operator.local.view import render
+
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if main is not None:
+        loop.add_signal_handler(signal.SIGTERM, main.cancel)
+    try:
+        with console.status("starting revisions (each must report ready first)..."):
+            await run.start()
+    except (RevisionFailed, ValueError) as err:
+        console.print(f"[red]cannot start: {err}")
+        return 1
+    try:
+        console.print(f"broker: {', '.join(run.broker_urls().values())}")
+        console.print(f"services: {run.serving_url}/<namespace>/<service>[/tags/<tag>]")
+        if run.resumed:
+            console.print(f"resuming {run.resumed} events accepted before the last stop")
+        if demo:
+            from aiservice_operator.local.demo import run_demo
+
+            return await run_demo(run, console)
+        if live:
+            with Live(render(run.snapshot()), console=console, refresh_per_second=2) as view:
+                while True:
+                    await asyncio.sleep(0.5)
+                    view.update(render(run.snapshot()))
+        else:
+            await asyncio.Event().wait()
+        return 0
+    except asyncio.CancelledError:
+        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(signal.SIGTERM)
+        await run.stop()
+        console.print("stopped")
+
+
+def send(
+    event_type: Annotated[str, typer.Option("--type", "-t", help="CloudEvent type.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="JSON data.")] = "{}",
+    source: Annotated[str, typer.Option(help="CloudEvent source.")] = "/aisvc/send",
+    event_id: Annotated[str, typer.Option("--id", help="CloudEvent id (default: random).")] = "",
+    extension: Annotated[
+        list[str], typer.Option("--ext", "-e", help="Extension attribute name=value.")
+    ] = [],  # noqa: B006 - typer reads the default
+    broker: Annotated[
+        str, typer.Option(help="namespace/broker of the local run (default: its only broker).")
+    ] = "",
+    to: Annotated[str, typer.Option(help="Post here instead of the local broker.")] = "",
+    structured: Annotated[bool, typer.Option(help="Structured content mode.")] = False,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+) -> None:
+    """Post one CloudEvent, by default to the broker of the local run (`aisvc up`)."""
+    import httpx
+
+    try:
+        payload: Any = json.loads(data)
+    except ValueError as err:
+        typer.echo(f"--data is not JSON: {err}", err=True)
+        raise typer.Exit(code=2) from None
+    url = to or _broker_url(state_dir, broker)
+    attributes = {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": source,
+        "type": event_type,
+    }
+    for item in extension:
+        name, sep, value = item.partition("=")
+        if not sep:
+            typer.echo(f"--ext {item!r}: expected name=value", err=True)
+            raise typer.Exit(code=2)
+        attributes[name] = value
+    if structured:
+        headers = {"content-type": "application/cloudevents+json"}
+        body = json.dumps({**attributes, "datacontenttype": "application/json", "data": payload})
+    else:
+        headers = {f"ce-{k}": v for k, v in attributes.items()}
+        headers["content-type"] = "application/json"
+        body = json.dumps(payload)
+    try:
+        response = httpx.post(url, headers=headers, content=body.encode(), timeout=30)
+    except httpx.HTTPError as err:
+        typer.echo(f"{url}: {err}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"{response.status_code} {url} id={attributes['id']}")
+    if response.content:
+        typer.echo(response.text)
+    if response.status_code >= 300:
+        raise typer.Exit(code=1)
+
+
+def _broker_url(state_dir: Path, broker: str) -> str:
+    from aiservice_operator.local.runner import read_state
+
+    state = read_state(state_dir)
+    if state is None:
+        typer.echo(
+            f"no local run found in {state_dir} (start one with `aisvc up -f FILE`), "
+            "or pass --to URL",
+            err=True,
+        )
+        raise typer.Exit(code=1)
+    brokers: dict[str, str] = dict(state.get("brokers") or {})
+    if broker:
+        if broker not in brokers:
+            typer.echo(f"no broker {broker} in the local run ({', '.join(brokers)})", err=True)
+            raise typer.Exit(code=1)
+        return brokers[broker]
+    if len(brokers) != 1:
+        typer.echo(
+            f"the local run has brokers {', '.join(brokers)}: pick one with --broker", err=True
+        )
+        raise typer.Exit(code=1)
+    return next(iter(brokers.values()))
+
+
+def register(app: typer.Typer) -> None:
+    """Mount `up` and `send` on the `aisvc` app."""
+    app.command()(up)
+    app.command()(send)
+
+
+if __name__ == "__main__":  # python -m aiservice_operator.local_cli up -f ...
+    cli = typer.Typer(add_completion=False)
+    register(cli)
+    sys.exit(cli())
