@@ -79,6 +79,9 @@ def render(
     typer.echo(to_yaml(objects), nl=False)
 
 
+__import__("aiservice_operator.local_cli").local_cli.register(app)  # aisvc up, aisvc send
+
+
 def main() -> None:
     """Entry point of the `aisvc` and `kubectl-aisvc` executables."""
     app()
