@@ -23,3 +23,8 @@ if ! command -v unzip >/dev/null 2>&1; then
   apt_install unzip
 fi
 "$(dirname "$0")/helm.sh" >/dev/null || echo "ci-deps: no helm binary; chart tests will skip" >&2
+
+# Prometheus server for the canary-analysis tests (scripts/prometheus.sh starts it).
+if ! command -v prometheus >/dev/null 2>&1; then
+  apt_install --no-install-recommends prometheus
+fi
