@@ -149,7 +149,8 @@ class FunctionProcess:
             if not self.alive:
                 raise RevisionFailed(
                     f"{self.spec.revision}: the function server exited with code "
-                    f"{self.proc.returncode} while starting; see {self.log_path}"
+                    f"{self.proc.returncode} while starting: {self.last_log_line()} "
+                    f"(log: {self.log_path})"
                 )
             with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 async with session.get(probe, timeout=aiohttp.ClientTimeout(total=2)) as resp:
@@ -161,6 +162,14 @@ class FunctionProcess:
         raise RevisionFailed(
             f"{self.spec.revision}: not ready after {timeout:.0f}s; see {self.log_path}"
         )
+
+    def last_log_line(self) -> str:
+        """The last line the process wrote, which usually says why it failed."""
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1][:300] if lines else ""
 
     async def stop(self) -> None:
         self.stopping = True
