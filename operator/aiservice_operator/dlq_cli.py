@@ -1,0 +1,389 @@
+"""`aisvc dlq`: browse, inspect and replay dead letters held by the event store.
+
+Talks to the event store's HTTP API (see `aiservice_functions.event_store.app`) at
+`--url` / `AISVC_EVENT_STORE_URL`, with the bearer token from `--token` /
+`AISVC_EVENT_STORE_TOKEN`. Tables for people, `--output json` for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import httpx
+import typer
+from aiservice_functions import contract
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="dlq",
+    help="Browse and replay dead letters held by the event store.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+
+
+Url = Annotated[
+    str,
+    typer.Option("--url", envvar=contract.ENV_EVENT_STORE_URL, help="Base URL of the event store."),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar=contract.ENV_EVENT_STORE_TOKEN,
+        help="Bearer token of the event store's query API.",
+        show_default=False,
+    ),
+]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json.")]
+Namespace = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")]
+Name = Annotated[str | None, typer.Option("--name", help="AIService name.")]
+Type = Annotated[str | None, typer.Option("--type", help="CloudEvent type.")]
+Code = Annotated[int | None, typer.Option("--code", help="HTTP status of the failed delivery.")]
+Revision = Annotated[
+    str | None, typer.Option("--revision", help="Revision name or traffic tag (canary, v2).")
+]
+Since = Annotated[
+    str | None,
+    typer.Option("--since", help="Received at or after: RFC 3339, or an age like 30m, 2h, 7d."),
+]
+Until = Annotated[str | None, typer.Option("--until", help="Received before: RFC 3339, or an age.")]
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class StoreError(Exception):
+    """The event store could not be reached or refused the request; the text says why."""
+
+
+def _when(value: str | None, option: str) -> str | None:
+    """An RFC 3339 timestamp, or an age (`2h`) turned into one."""
+    if value is None:
+        return None
+    match = _AGE.match(value.strip().lower())
+    if match:
+        ago = timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+        return (datetime.now(UTC) - ago).isoformat().replace("+00:00", "Z")
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is neither an RFC 3339 timestamp nor an age like 30m, 2h, 7d",
+            param_hint=option,
+        ) from None
+    return value
+
+
+def _request(method: str, url: str, path: str, token: str | None, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base = url.rstrip("/")
+    try:
+        with httpx.Client(timeout=kwargs.pop("timeout", 30.0)) as client:
+            response = client.request(method, base + path, headers=headers, **kwargs)
+    except httpx.HTTPError as err:
+        raise StoreError(f"cannot reach the event store at {base}: {err}") from None
+    if response.status_code >= 400:
+        try:
+            reason = response.json().get("error") or response.text
+        except ValueError:
+            reason = response.text
+        hint = ""
+        if response.status_code in (401, 403):
+            hint = f" (set --token or {contract.ENV_EVENT_STORE_TOKEN})"
+        raise StoreError(
+            f"event store at {base} answered {response.status_code}: {str(reason)[:300]}{hint}"
+        )
+    return response.json()
+
+
+def _fail(err: Exception) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(code=1)
+
+
+def _filters(
+    namespace: str | None,
+    name: str | None,
+    type_: str | None,
+    code: int | None,
+    revision: str | None,
+    since: str | None,
+    until: str | None,
+) -> dict[str, Any]:
+    values = {
+        "namespace": namespace,
+        "name": name,
+        "type": type_,
+        "code": code,
+        "revision": revision,
+        "since": _when(since, "--since"),
+        "until": _when(until, "--until"),
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _short_time(value: str | None) -> str:
+    return (value or "")[:19].replace("T", " ")
+
+
+def _summary_table(items: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("SEQ", "RECEIVED", "AISERVICE", "TYPE", "ID", "CODE", "REVISION", "REPLAYED"):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        replayed = f"yes ({item['replayCount']})" if item["replayed"] else "no"
+        if not item["replayed"] and item.get("lastReplayStatus"):
+            replayed = f"failed ({item['lastReplayStatus']})"
+        table.add_row(
+            str(item["seq"]),
+            _short_time(item["receivedAt"]),
+            f"{item['namespace']}/{item['name']}",
+            item["type"],
+            item["id"],
+            str(item["errorCode"] or ""),
+            item["revision"] or "",
+            replayed,
+        )
+    return table
+
+
+@app.command("list")
+def list_(
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    namespace: Namespace = None,
+    name: Name = None,
+    type_: Type = None,
+    code: Code = None,
+    revision: Revision = None,
+    since: Since = None,
+    until: Until = None,
+    replayed: Annotated[
+        bool | None,
+        typer.Option("--replayed/--pending", help="Only replayed, or only pending ones."),
+    ] = None,
+    audit: Annotated[
+        bool, typer.Option("--audit", help="List audit events instead of dead letters.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Records per page (max 500).")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="Continue after a previous page.")] = None,
+    all_pages: Annotated[bool, typer.Option("--all", help="Follow every page.")] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """List dead letters (newest first), filtered and paginated."""
+    params = _filters(namespace, name, type_, code, revision, since, until)
+    params["kind"] = "audit" if audit else "dead-letter"
+    if replayed is not None:
+        params["replayed"] = "true" if replayed else "false"
+    params["limit"] = limit
+    items: list[dict[str, Any]] = []
+    next_cursor = cursor
+    try:
+        while True:
+            if next_cursor:
+                params["cursor"] = next_cursor
+            page = _request("GET", url, "/v1/events", token, params=params)
+            items += page["items"]
+            next_cursor = page["nextCursor"]
+            if not all_pages or not next_cursor:
+                break
+    except StoreError as err:
+        raise _fail(err) from None
+    if output is Output.json:
+        typer.echo(json.dumps({"items": items, "nextCursor": next_cursor}, indent=2))
+        return
+    console = Console()
+    what = "audit events" if audit else "dead letters"
+    console.print(_summary_table(items, f"{len(items)} {what}"))
+    if next_cursor:
+        console.print(f"more: --cursor {next_cursor}  (or --all)")
+
+
+@app.command()
+def show(
+    seq: Annotated[int, typer.Argument(help="The record's SEQ (from `aisvc dlq list`).")],
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Show one record: why it failed and the whole event."""
+    try:
+        record = _request("GET", url, f"/v1/events/{seq}", token)
+    except StoreError as err:
+        raise _fail(err) from None
+    if output is Output.json:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    console = Console()
+    table = Table(show_header=False, title=f"record {seq}", title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for label, key in (
+        ("kind", "kind"),
+        ("aiservice", None),
+        ("id", "id"),
+        ("source", "source"),
+        ("type", "type"),
+        ("received", "receivedAt"),
+        ("receipts", "receipts"),
+        ("failed at", "errorDest"),
+        ("status", "errorCode"),
+        ("revision", "revision"),
+        ("replays", "replayCount"),
+        ("replayed at", "replayedAt"),
+        ("last replay", "lastReplayError"),
+    ):
+        value = f"{record['namespace']}/{record['name']}" if key is None else record.get(key)
+        table.add_row(label, "" if value is None else str(value))
+    error_data = record.get("errorData")
+    if error_data is not None:
+        shown = error_data if isinstance(error_data, str) else json.dumps(error_data, indent=2)
+        table.add_row("response", shown)
+    console.print(table)
+    console.print_json(json.dumps(record["event"]))
+
+
+@app.command()
+def replay(
+    seqs: Annotated[
+        list[int] | None, typer.Argument(help="SEQs to replay; or select with the filters.")
+    ] = None,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    namespace: Namespace = None,
+    name: Name = None,
+    type_: Type = None,
+    code: Code = None,
+    revision: Revision = None,
+    since: Since = None,
+    until: Until = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every pending dead letter (no other selection).")
+    ] = False,
+    target: Annotated[
+        str | None,
+        typer.Option(help="Send to this URL instead of the namespace's Broker ingress."),
+    ] = None,
+    broker: Annotated[str | None, typer.Option(help="Broker name (default: default).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also re-send records replayed before.")
+    ] = False,
+    concurrency: Annotated[int | None, typer.Option(help="Parallel sends.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Events per second (0: unbounded).")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many records.")] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Re-send dead letters with their original id; marks them replayed on a 2xx.
+
+    Replaying the same selection again sends nothing unless --force.
+    """
+    flt = _filters(namespace, name, type_, code, revision, since, until)
+    body: dict[str, Any] = {}
+    if seqs:
+        body["seqs"] = seqs
+    if flt:
+        body["filter"] = flt
+    if not body:
+        if not all_:
+            typer.echo(
+                "error: say what to replay: SEQs, a filter (-n/--name/--type/...), or --all",
+                err=True,
+            )
+            raise typer.Exit(code=2)
+        body["all"] = True
+    for key, value in (
+        ("target", target),
+        ("broker", broker),
+        ("concurrency", concurrency),
+        ("rate", rate),
+        ("limit", limit),
+    ):
+        if value is not None:
+            body[key] = value
+    if force:
+        body["force"] = True
+    try:
+        summary = _request("POST", url, "/v1/replay", token, json=body, timeout=600.0)
+    except StoreError as err:
+        raise _fail(err) from None
+    if output is Output.json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        console = Console()
+        table = Table(
+            title=(
+                f"{summary['selected']} selected, {summary['replayed']} replayed, "
+                f"{summary['failed']} failed"
+            ),
+            title_justify="left",
+        )
+        for column in ("SEQ", "ID", "AISERVICE", "REPLAY", "RESULT"):
+            table.add_column(column, overflow="fold")
+        for r in summary["results"]:
+            result = f"ok ({r['status']})" if r["ok"] else (r["error"] or "failed")
+            table.add_row(
+                str(r["seq"]), r["id"], f"{r['namespace']}/{r['name']}", str(r["replay"]), result
+            )
+        console.print(table)
+        if summary["selected"] == 0:
+            console.print("nothing to replay (already replayed? use --force to re-send)")
+    if summary["failed"]:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def stats(
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    namespace: Namespace = None,
+    name: Name = None,
+    since: Since = None,
+    until: Until = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Dead-letter counts per AIService and per revision."""
+    params = _filters(namespace, name, None, None, None, since, until)
+    try:
+        result = _request("GET", url, contract.EVENT_STORE_STATS_PATH, token, params=params)
+    except StoreError as err:
+        raise _fail(err) from None
+    if output is Output.json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console = Console()
+    services = Table(title="per AIService", title_justify="left")
+    for column in ("AISERVICE", "DEAD LETTERS", "PENDING", "AUDIT", "LAST"):
+        services.add_column(column)
+    for s in result["services"]:
+        services.add_row(
+            f"{s['namespace']}/{s['name']}",
+            str(s["deadLetters"]),
+            str(s["unreplayed"]),
+            str(s["audit"]),
+            _short_time(s["lastDeadLetterAt"]),
+        )
+    revisions = Table(title="per revision", title_justify="left")
+    for column in ("AISERVICE", "REVISION", "DEAD LETTERS", "PENDING"):
+        revisions.add_column(column)
+    for r in result["revisions"]:
+        revisions.add_row(
+            f"{r['namespace']}/{r['name']}",
+            r["revision"] or "(untagged route)",
+            str(r["deadLetters"]),
+            str(r["unreplayed"]),
+        )
+    console.print(services)
+    console.print(revisions)
