@@ -1,0 +1,58 @@
+"""The ``sentiment`` function: ``{"text": "..."}`` → ``{"label", "score"}``.
+
+``label`` is ``"positive"`` or ``"negative"``; ``score`` is the head's probability of
+that label (0.5-1.0). Events are micro-batched: one padded MiniLM forward pass serves
+up to 32 concurrent events, which is where this model's throughput comes from.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiservice_functions.runtime.cloudevents_http import CloudEvent, data_json
+from aiservice_functions.runtime.function import BatchDefaults, Function, Rejected
+from aiservice_functions.sentiment.encoder import MiniLMEncoder
+from aiservice_functions.sentiment.model import (
+    InputError,
+    Prediction,
+    SentimentModel,
+    text_from,
+)
+
+DEFAULT_MODEL_URI = "pkg://aiservice_functions.sentiment/models/head-v2.pt"
+
+
+@functools.cache
+def shared_encoder() -> MiniLMEncoder:
+    """One MiniLM per process, shared by every head version loaded in it (~90 MB)."""
+    return MiniLMEncoder()
+
+
+def load(path: Path, version: str) -> SentimentModel:
+    """Build the predictor from a head file; the encoder ships with the image."""
+    return SentimentModel.from_file(path, encoder=shared_encoder())
+
+
+def decode(event: CloudEvent) -> str:
+    """The text of one event; a payload that is not ``{"text": "..."}`` is 422."""
+    try:
+        return text_from(data_json(event))
+    except InputError as err:
+        raise Rejected(err.reason, status=422, field=err.field) from None
+
+
+def infer(model: SentimentModel, texts: Sequence[str]) -> list[Prediction]:
+    """One forward pass for the whole batch, padded to its longest text."""
+    return model.predict(texts)
+
+
+function = Function(
+    name="sentiment",
+    load=load,
+    decode=decode,
+    infer=infer,
+    default_model_uri=DEFAULT_MODEL_URI,
+    batching=BatchDefaults(enabled=True, max_size=32, max_wait_ms=5.0),
+)
