@@ -1,0 +1,94 @@
+"""Operator settings from the environment (the chart sets them on the Deployment).
+
+- `AISVC_KUBE_SERVER`: API server URL used plainly, without credentials (tests,
+  `kubectl proxy`); unset: the in-cluster service account, else kubeconfig.
+- `AISVC_WATCH_NAMESPACES`: comma-separated namespaces to watch; unset: all namespaces.
+- `AISVC_EVENT_STORE_URL`: base URL that default dead-letter sinks point at
+  (default: the chart's event store Service).
+- `AISVC_CLUSTER_DOMAIN`: cluster DNS domain for tag and canary URLs (`cluster.local`).
+- `AISVC_PEERING_NAME`: Kopf peering name, for several replicas with one active;
+  unset: standalone.
+- `AISVC_RETRY_DELAY_SECONDS`: wait before retrying after a conflict or an unreachable
+  API (5).
+- `AISVC_WATCH_TIMEOUT_SECONDS`: server-side timeout of each watch request (300).
+- `AISVC_LIVENESS_ENDPOINT`: e.g. `http://0.0.0.0:8080/healthz` for a liveness probe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiservice_functions import contract
+
+from .compile import CompileOptions
+
+ENV_KUBE_SERVER = "AISVC_KUBE_SERVER"
+ENV_WATCH_NAMESPACES = "AISVC_WATCH_NAMESPACES"
+ENV_CLUSTER_DOMAIN = "AISVC_CLUSTER_DOMAIN"
+ENV_PEERING_NAME = "AISVC_PEERING_NAME"
+ENV_RETRY_DELAY = "AISVC_RETRY_DELAY_SECONDS"
+ENV_WATCH_TIMEOUT = "AISVC_WATCH_TIMEOUT_SECONDS"
+ENV_LIVENESS = "AISVC_LIVENESS_ENDPOINT"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Config:
+    kube_server: str = ""
+    namespaces: tuple[str, ...] = ()
+    event_store_url: str = CompileOptions().event_store_url
+    cluster_domain: str = "cluster.local"
+    peering_name: str = ""
+    retry_delay: float = 5.0
+    watch_timeout: int = 300
+    liveness_endpoint: str = ""
+
+    @property
+    def standalone(self) -> bool:
+        return not self.peering_name
+
+    @property
+    def compile_options(self) -> CompileOptions:
+        return CompileOptions(
+            event_store_url=self.event_store_url, cluster_domain=self.cluster_domain
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        """Read the settings; a malformed value raises `ConfigError` naming its variable."""
+
+        def number(name: str, default: float, minimum: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a number") from None
+            if value < minimum:
+                raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+            return value
+
+        server = env.get(ENV_KUBE_SERVER, "").strip()
+        if server and not server.startswith(("http://", "https://")):
+            raise ConfigError(f"{ENV_KUBE_SERVER}={server!r} must be an http(s):// URL")
+        store = env.get(contract.ENV_EVENT_STORE_URL, "").strip() or cls.event_store_url
+        if not store.startswith(("http://", "https://")):
+            raise ConfigError(f"{contract.ENV_EVENT_STORE_URL}={store!r} must be an http(s) URL")
+        namespaces = tuple(
+            ns.strip() for ns in env.get(ENV_WATCH_NAMESPACES, "").split(",") if ns.strip()
+        )
+        return cls(
+            kube_server=server,
+            namespaces=namespaces,
+            event_store_url=store.rstrip("/"),
+            cluster_domain=env.get(ENV_CLUSTER_DOMAIN, "").strip() or "cluster.local",
+            peering_name=env.get(ENV_PEERING_NAME, "").strip(),
+            retry_delay=number(ENV_RETRY_DELAY, 5.0, 0.0),
+            watch_timeout=int(number(ENV_WATCH_TIMEOUT, 300, 1)),
+            liveness_endpoint=env.get(ENV_LIVENESS, "").strip(),
+        )

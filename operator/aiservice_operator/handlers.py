@@ -1,0 +1,324 @@
+"""The Kopf wiring: when to reconcile an AIService, and how errors and Events are reported.
+
+One reconcile for create, update and resume: parse the spec, read what Knative serves
+(the Service and its Revisions), compile the desired objects, apply them through `kube`,
+and write the status. The compiler points traffic only at ready revisions, so the rollout
+of a new revision proceeds when Knative reports it ready: owned Knative Services (and
+Triggers) are watched, and any change to one — a revision becoming ready, a status update,
+someone editing or deleting it — reconciles its AIService again. That one mechanism gives
+revision-before-traffic sequencing and drift correction without polling; a reconcile that
+finds nothing to change writes nothing, so the watch loop settles.
+
+Errors: an invalid spec sets Ready=False/InvalidSpec naming the fields and stops retrying
+(`kopf.PermanentError`) until the spec changes; conflicts, throttling, server errors and an
+unreachable API retry after `AISVC_RETRY_DELAY_SECONDS` (`kopf.TemporaryError`).
+
+Run: `python -m aiservice_operator` or `kopf run -m aiservice_operator.handlers -A`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+
+from . import compile as compiler
+from . import conditions, kube
+from .config import Config
+from .spec import API_GROUP, API_VERSION, PLURAL, SpecError, parse
+
+OWNED = {compiler.LABEL_MANAGED_BY: compiler.MANAGED_BY}
+Obj = dict[str, Any]
+
+
+# --- Start-up ---------------------------------------------------------------------------
+
+
+def connection_info(config: Config) -> kopf.ConnectionInfo | None:
+    """Credentials: `AISVC_KUBE_SERVER` (plain, no auth), else the in-cluster service
+    account, else kubeconfig."""
+    if config.kube_server:
+        return kopf.ConnectionInfo(server=config.kube_server, insecure=True)
+    settings = kopf.OperatorSettings()
+    return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+
+
+def _as_connection(info: kopf.ConnectionInfo) -> kube.Connection:
+    def text(value: object) -> str | None:
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    return kube.Connection(
+        server=info.server,
+        token=info.token,
+        ca_path=text(info.ca_path),
+        ca_data=text(info.ca_data),
+        insecure=bool(info.insecure),
+        certificate_path=text(info.certificate_path),
+        certificate_data=text(info.certificate_data),
+        private_key_path=text(info.private_key_path),
+        private_key_data=text(info.private_key_data),
+    )
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo | None:
+    config: Config = memo.get("config") or Config.from_env(os.environ)
+    return connection_info(config)
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: Config = memo.get("config") or Config.from_env(os.environ)
+    memo["config"] = config
+    # The framework's bookkeeping goes to annotations, so `status` is the operator's alone.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration"
+    )
+    # Events: the operator posts its own (kopf.event); only framework warnings are posted.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = config.watch_timeout
+    settings.peering.standalone = config.standalone
+    if config.peering_name:
+        settings.peering.name = config.peering_name
+    info = connection_info(config)
+    if info is None:
+        raise kopf.PermanentError("no Kubernetes credentials: not in a cluster, no kubeconfig")
+    memo["kube"] = kube.Kube(_as_connection(info))
+    memo["locks"] = {}
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    client: kube.Kube | None = memo.get("kube")
+    if client is not None:
+        await client.close()
+
+
+# --- Reconcile --------------------------------------------------------------------------
+
+
+@kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
+@kopf.on.create(API_GROUP, API_VERSION, PLURAL)
+@kopf.on.update(API_GROUP, API_VERSION, PLURAL)
+async def reconcile_aiservice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile(memo, _plain(body))
+
+
+@kopf.on.event(compiler.SERVING_API.split("/")[0], "v1", "services", labels=OWNED)
+@kopf.on.event(compiler.EVENTING_API.split("/")[0], "v1", "triggers", labels=OWNED)
+async def child_changed(
+    body: kopf.Body,
+    type: str,
+    memo: kopf.Memo,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
+    """A child changed (status, an edit, a deletion): reconcile its AIService again.
+
+    The initial listing (`type` None) is skipped: the resume handler covers it.
+    """
+    if type is None:
+        return
+    labels = body.get("metadata", {}).get("labels") or {}
+    name, namespace = labels.get(compiler.LABEL_NAME), body.get("metadata", {}).get("namespace")
+    if not name or not namespace:
+        return
+    client: kube.Kube = memo["kube"]
+    try:
+        owner = await client.get_aiservice(namespace, name)
+        if owner is None or owner["metadata"].get("deletionTimestamp"):
+            return
+        await reconcile(memo, owner)
+    except (kopf.TemporaryError, kopf.PermanentError, kube.ApiError) as err:
+        # The AIService's own handler retries; the next child event reconciles anyway.
+        logger.info(f"reconcile of {namespace}/{name} after a child change deferred: {err}")
+
+
+def _event(body: Obj, *, type: str, reason: str, message: str) -> None:
+    """Post a Kubernetes Event about the AIService (kopf queues and sends it)."""
+    kopf.event(cast(kopf.Body, body), type=type, reason=reason, message=message[:1024])
+
+
+def _plain(body: Mapping[str, Any]) -> Obj:
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": dict(body.get("metadata") or {}),
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def _lock(memo: kopf.Memo, namespace: str, name: str) -> asyncio.Lock:
+    locks: dict[tuple[str, str], asyncio.Lock] = memo["locks"]
+    return locks.setdefault((namespace, name), asyncio.Lock())
+
+
+async def reconcile(memo: kopf.Memo, body: Obj) -> None:
+    """Bring one AIService's children and status in line with its spec (serialized per
+    AIService: watch events of children and of the AIService itself may overlap)."""
+    meta = body["metadata"]
+    async with _lock(memo, meta.get("namespace", "default"), meta["name"]):
+        client: kube.Kube = memo["kube"]
+        config: Config = memo["config"]
+        try:
+            await _reconcile(client, config, body)
+        except kube.ApiError as err:
+            if err.retryable:
+                raise kopf.TemporaryError(str(err), delay=config.retry_delay) from err
+            _event(body, type="Warning", reason="ApplyFailed", message=str(err)[:1024])
+            raise kopf.PermanentError(f"the API refused the desired objects: {err}") from err
+
+
+def _knative_status(service: Obj | None) -> Obj | None:
+    """The Knative Service status, or a not-ready one while Knative has not seen its latest
+    spec (a Ready from an older generation says nothing about the current one)."""
+    if service is None:
+        return None
+    status = dict(service.get("status") or {})
+    observed = status.get("observedGeneration") or 0
+    if observed < (service.get("metadata") or {}).get("generation", 0):
+        status["conditions"] = [
+            {
+                "type": "Ready",
+                "status": "Unknown",
+                "reason": "Reconciling",
+                "message": "Knative has not processed the latest spec yet",
+            }
+        ]
+    return status
+
+
+async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
+    meta = body["metadata"]
+    namespace, name = meta.get("namespace", "default"), meta["name"]
+    previous: Obj = body.get("status") or {}
+    now = datetime.now(UTC)
+    try:
+        ais = parse(body)
+    except SpecError as err:
+        status = conditions.invalid_spec_status(err, meta.get("generation", 0), now, previous)
+        before = _ready(previous)
+        await _write_status(client, body, status)
+        after = _ready(status)
+        if (before.get("reason"), before.get("message")) != (after["reason"], after["message"]):
+            _event(body, type="Warning", reason=after["reason"], message=after["message"])
+        raise kopf.PermanentError(f"invalid spec: {err}") from err
+
+    live, revisions = await asyncio.gather(
+        client.get_service(namespace, name), client.list_revisions(namespace, name)
+    )
+    ready = conditions.knative_state(_knative_status(live), revisions).ready_revisions
+    desired = compiler.compile_aiservice(
+        ais,
+        weights=_weights(ais, previous),
+        ready_revisions=ready,
+        options=config.compile_options,
+    )
+    applied = await client.apply_service(desired.service, live)
+    triggers = await client.apply_triggers(namespace, compiler.child_labels(ais), desired.triggers)
+    status = conditions.summarize_status(
+        ais, desired, _knative_status(applied.object), now, previous, revisions=revisions
+    )
+    await _write_status(client, body, status)
+    _post_events(body, previous, status, applied, triggers)
+
+
+def _weights(ais: Any, previous: Mapping[str, Any]) -> dict[str, int] | None:
+    """During a rollout, the canary weight the rollout recorded in status; else the spec's."""
+    weight = (previous.get("rollout") or {}).get("weight")
+    if ais.spec.rollout is not None and isinstance(weight, int) and 0 <= weight <= 100:
+        return compiler.intended_weights(ais, canary_weight=weight)
+    return None
+
+
+async def _write_status(client: kube.Kube, body: Obj, status: Obj) -> None:
+    """Patch the status only when a field the operator owns changed."""
+    previous = body.get("status") or {}
+    if all(previous.get(key) == value for key, value in status.items()):
+        return
+    meta = body["metadata"]
+    await client.patch_aiservice_status(meta.get("namespace", "default"), meta["name"], status)
+    body["status"] = {**previous, **status}
+
+
+def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    return conditions.find_condition(status.get("conditions") or (), conditions.READY) or {}
+
+
+def _post_events(
+    body: Obj,
+    previous: Mapping[str, Any],
+    status: Mapping[str, Any],
+    applied: kube.Applied,
+    triggers: Mapping[str, kube.Applied],
+) -> None:
+    """Kubernetes Events for the transitions a user watches for."""
+    if applied.action == "created":
+        _event(body, type="Normal", reason="Created", message="created the Knative Service")
+    changed = sorted(n for n, a in triggers.items() if a.action != "unchanged")
+    if changed:
+        summary = ", ".join(f"{n} {triggers[n].action}" for n in changed)
+        _event(body, type="Normal", reason="TriggersApplied", message=summary)
+    before = {t.get("revisionName") for t in previous.get("traffic") or ()}
+    for target in status.get("traffic") or ():
+        if target.get("revisionName") and target["revisionName"] not in before:
+            _event(
+                body,
+                type="Normal",
+                reason="RevisionReady",
+                message=f"revision {target['revisionName']} of model {target.get('model')} "
+                "is ready and routable",
+            )
+    split = _split(status)
+    if split and split != _split(previous):
+        _event(
+            body,
+            type="Normal",
+            reason="TrafficShifted",
+            message=", ".join(f"{m}: {p}%" for m, p in sorted(split.items())),
+        )
+    old, new = _ready(previous), _ready(status)
+    if new and (old.get("status"), old.get("reason")) != (new.get("status"), new.get("reason")):
+        _event(
+            body,
+            type="Normal" if new.get("status") != "False" else "Warning",
+            reason=str(new.get("reason") or "Ready"),
+            message=str(new.get("message") or ""),
+        )
+
+
+def _split(status: Mapping[str, Any]) -> dict[str, int]:
+    split: dict[str, int] = {}
+    for target in status.get("traffic") or ():
+        if target.get("percent"):
+            key = str(target.get("model") or target.get("revisionName"))
+            split[key] = split.get(key, 0) + int(target["percent"])
+    return split
+
+
+# --- Running ----------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Run the operator until SIGTERM/SIGINT, configured from the environment."""
+    config = Config.from_env(os.environ)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    kopf.run(
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        standalone=config.standalone,
+        peering_name=config.peering_name or None,
+        liveness_endpoint=config.liveness_endpoint or None,
+        memo=kopf.Memo(config=config),
+    )

@@ -1,0 +1,393 @@
+"""The operator's only client of the Kubernetes API: read, apply and prune an AIService's children.
+
+Apply is idempotent and write-shy: a child is created when missing and patched only when
+what the operator owns in it (spec, its labels, annotations and ownerReferences) differs
+from the live object, compared as "desired is contained in live" so fields the API server
+or Knative's webhooks default do not count as drift. A reconcile that changes nothing
+writes nothing. Patches carry a `test` of the resourceVersion the decision was made on, so
+a concurrent change answers 409/422 instead of being overwritten; `ApiError.retryable`
+tells the caller to try again.
+
+RBAC registry: every method that sends a request is decorated with
+`@api_call(group, resource, verb)`, which records the triple in `API_CALLS` — the
+permissions this module needs. `FRAMEWORK_CALLS` lists what the operator framework itself
+does (watching AIServices and owned children, patching AIService metadata, posting
+Events). The chart's RBAC rules must cover `required_permissions()`, the union of both.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import tempfile
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, ParamSpec, TypeVar
+
+import aiohttp
+
+from .spec import API_GROUP, API_VERSION, PLURAL
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Obj = dict[str, Any]
+
+SERVING_GROUP, SERVING_VERSION = "serving.knative.dev", "v1"
+EVENTING_GROUP, EVENTING_VERSION = "eventing.knative.dev", "v1"
+
+API_CALLS: set[tuple[str, str, str]] = set()
+"""(API group, resource, verb) of every request this module can send."""
+
+FRAMEWORK_CALLS: frozenset[tuple[str, str, str]] = frozenset(
+    {
+        (API_GROUP, PLURAL, "list"),
+        (API_GROUP, PLURAL, "watch"),
+        (API_GROUP, PLURAL, "patch"),  # the framework's own annotations (diff base, progress)
+        (SERVING_GROUP, "services", "list"),
+        (SERVING_GROUP, "services", "watch"),
+        (EVENTING_GROUP, "triggers", "list"),
+        (EVENTING_GROUP, "triggers", "watch"),
+        ("", "events", "create"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+        ("", "namespaces", "list"),
+        ("", "namespaces", "watch"),
+    }
+)
+"""What the operator framework (Kopf) requests on its own: watches, its annotations, Events."""
+
+
+def api_call(group: str, resource: str, verb: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Register the permission a method needs; the method itself is returned unchanged."""
+
+    def register(fn: Callable[P, R]) -> Callable[P, R]:
+        API_CALLS.add((group, resource, verb))
+        fn.__api_call__ = (group, resource, verb)  # type: ignore[attr-defined]
+        return fn
+
+    return register
+
+
+def required_permissions() -> list[tuple[str, str, str]]:
+    """Every (group, resource, verb) the running operator needs, sorted."""
+    return sorted(API_CALLS | FRAMEWORK_CALLS)
+
+
+class ApiError(Exception):
+    """A failed API request; `status` 0 means the server could not be reached."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}" if status else message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        """Worth retrying: unreachable, conflict (409, failed resourceVersion test), throttled,
+        or a server error. Other 4xx mean the request itself is wrong."""
+        return self.status in (0, 409, 422, 429) or self.status >= 500
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the API server is and how to authenticate (from the framework's login)."""
+
+    server: str
+    token: str | None = None
+    ca_path: str | None = None
+    ca_data: str | None = None
+    insecure: bool = False
+    certificate_path: str | None = None
+    certificate_data: str | None = None
+    private_key_path: str | None = None
+    private_key_data: str | None = None
+
+
+def _pem_file(data: str) -> str:
+    """Write PEM data to a private temporary file (ssl wants paths); returns the path."""
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
+        f.write(data)
+        return f.name
+
+
+def _ssl(conn: Connection) -> ssl.SSLContext | bool:
+    if conn.insecure:
+        return False
+    if not conn.server.startswith("https"):
+        return True
+    context = ssl.create_default_context(
+        cafile=conn.ca_path, cadata=conn.ca_data if conn.ca_data else None
+    )
+    cert = conn.certificate_path or (conn.certificate_data and _pem_file(conn.certificate_data))
+    key = conn.private_key_path or (conn.private_key_data and _pem_file(conn.private_key_data))
+    if cert:
+        context.load_cert_chain(cert, key or None)
+    return context
+
+
+# --- Comparing desired with live --------------------------------------------------------
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """Whether `live` holds everything `desired` says (maps: a superset; lists: same length,
+    each item containing the desired one; scalars: equal)."""
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            k in live and contains(live[k], v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return bool(live == desired)
+
+
+def _owned_metadata_matches(live: Obj, desired: Obj) -> bool:
+    lmeta, dmeta = live.get("metadata") or {}, desired.get("metadata") or {}
+    for key in ("labels", "annotations"):
+        if not contains(lmeta.get(key) or {}, dmeta.get(key) or {}):
+            return False
+    if dmeta.get("ownerReferences"):
+        uids = {ref.get("uid") for ref in lmeta.get("ownerReferences") or []}
+        if not {ref["uid"] for ref in dmeta["ownerReferences"]} <= uids:
+            return False
+    return True
+
+
+def needs_update(live: Obj, desired: Obj) -> bool:
+    """True when the live object has drifted from what the operator owns in it."""
+    return not (
+        _owned_metadata_matches(live, desired) and contains(live.get("spec"), desired.get("spec"))
+    )
+
+
+def update_patch(live: Obj, desired: Obj) -> list[Obj]:
+    """A JSON patch that makes `live` match `desired`, guarded by its resourceVersion.
+
+    The spec is replaced whole (a field the operator stopped setting disappears; the API
+    server re-defaults what it defaults); labels and annotations are merged; desired
+    ownerReferences go first, other owners are kept.
+    """
+    lmeta, dmeta = live.get("metadata") or {}, desired.get("metadata") or {}
+    ops: list[Obj] = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": lmeta["resourceVersion"]},
+        {"op": "add", "path": "/spec", "value": desired.get("spec") or {}},
+    ]
+    for key in ("labels", "annotations"):
+        if dmeta.get(key):
+            merged = {**(lmeta.get(key) or {}), **dmeta[key]}
+            ops.append({"op": "add", "path": f"/metadata/{key}", "value": merged})
+    if dmeta.get("ownerReferences"):
+        uids = {ref["uid"] for ref in dmeta["ownerReferences"]}
+        others = [r for r in lmeta.get("ownerReferences") or [] if r.get("uid") not in uids]
+        ops.append(
+            {
+                "op": "add",
+                "path": "/metadata/ownerReferences",
+                "value": [*dmeta["ownerReferences"], *others],
+            }
+        )
+    return ops
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The result of applying one object."""
+
+    action: Literal["created", "updated", "unchanged", "recreated", "deleted"]
+    object: Obj
+
+
+@dataclass
+class Kube:
+    """An async API client bound to one event loop (create it inside the loop that uses it)."""
+
+    connection: Connection
+    timeout: float = 30.0
+    _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"Accept": "application/json", "User-Agent": "aiservice-operator"}
+            if self.connection.token:
+                headers["Authorization"] = f"Bearer {self.connection.token}"
+            self._session = aiohttp.ClientSession(
+                base_url=None,
+                headers=headers,
+                connector=aiohttp.TCPConnector(ssl=_ssl(self.connection)),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Obj | None:
+        """Send one request; None for 404 on reads, `ApiError` for every other failure."""
+        url = self.connection.server.rstrip("/") + path
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else {}
+        try:
+            async with self._client().request(
+                method, url, params=params, data=data, headers=headers
+            ) as response:
+                text = await response.text()
+                if response.status == 404 and method == "GET":
+                    return None
+                if response.status >= 400:
+                    try:
+                        status = json.loads(text)
+                    except ValueError:
+                        status = {}
+                    raise ApiError(
+                        response.status,
+                        str(status.get("reason") or response.reason or ""),
+                        str(status.get("message") or text[:500]),
+                    )
+                return json.loads(text) if text else {}
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise ApiError(0, "Unreachable", f"{method} {path}: {err!r}") from err
+
+    # --- paths -----------------------------------------------------------------------
+
+    @staticmethod
+    def _path(group: str, version: str, plural: str, namespace: str, name: str = "") -> str:
+        base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        path = f"{base}/namespaces/{urllib.parse.quote(namespace)}/{plural}"
+        return f"{path}/{urllib.parse.quote(name)}" if name else path
+
+    # --- AIServices ------------------------------------------------------------------
+
+    @api_call(API_GROUP, PLURAL, "get")
+    async def get_aiservice(self, namespace: str, name: str) -> Obj | None:
+        return await self._request(
+            "GET", self._path(API_GROUP, API_VERSION, PLURAL, namespace, name)
+        )
+
+    @api_call(API_GROUP, f"{PLURAL}/status", "patch")
+    async def patch_aiservice_status(self, namespace: str, name: str, status: Obj) -> Obj:
+        path = self._path(API_GROUP, API_VERSION, PLURAL, namespace, name) + "/status"
+        result = await self._request(
+            "PATCH", path, body={"status": status}, content_type="application/merge-patch+json"
+        )
+        return result or {}
+
+    # --- Knative Services and Revisions ------------------------------------------------
+
+    def _service_path(self, namespace: str, name: str = "") -> str:
+        return self._path(SERVING_GROUP, SERVING_VERSION, "services", namespace, name)
+
+    @api_call(SERVING_GROUP, "services", "get")
+    async def get_service(self, namespace: str, name: str) -> Obj | None:
+        return await self._request("GET", self._service_path(namespace, name))
+
+    @api_call(SERVING_GROUP, "services", "create")
+    async def create_service(self, service: Obj) -> Obj:
+        ns = service["metadata"]["namespace"]
+        return await self._request("POST", self._service_path(ns), body=service) or {}
+
+    @api_call(SERVING_GROUP, "services", "patch")
+    async def patch_service(self, namespace: str, name: str, ops: Sequence[Obj]) -> Obj:
+        result = await self._request(
+            "PATCH",
+            self._service_path(namespace, name),
+            body=list(ops),
+            content_type="application/json-patch+json",
+        )
+        return result or {}
+
+    @api_call(SERVING_GROUP, "revisions", "list")
+    async def list_revisions(self, namespace: str, service: str) -> list[Obj]:
+        path = self._path(SERVING_GROUP, SERVING_VERSION, "revisions", namespace)
+        listing = await self._request(
+            "GET", path, params={"labelSelector": f"serving.knative.dev/service={service}"}
+        )
+        return list((listing or {}).get("items") or [])
+
+    async def apply_service(self, desired: Obj, live: Obj | None) -> Applied:
+        """Create the Knative Service, or patch it where it drifted from `desired`."""
+        meta = desired["metadata"]
+        if live is None:
+            return Applied("created", await self.create_service(desired))
+        if not needs_update(live, desired):
+            return Applied("unchanged", live)
+        patched = await self.patch_service(
+            meta["namespace"], meta["name"], update_patch(live, desired)
+        )
+        return Applied("updated", patched)
+
+    # --- Triggers ----------------------------------------------------------------------
+
+    def _trigger_path(self, namespace: str, name: str = "") -> str:
+        return self._path(EVENTING_GROUP, EVENTING_VERSION, "triggers", namespace, name)
+
+    @api_call(EVENTING_GROUP, "triggers", "list")
+    async def list_triggers(self, namespace: str, selector: Mapping[str, str]) -> list[Obj]:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        listing = await self._request(
+            "GET", self._trigger_path(namespace), params={"labelSelector": labels}
+        )
+        return list((listing or {}).get("items") or [])
+
+    @api_call(EVENTING_GROUP, "triggers", "create")
+    async def create_trigger(self, trigger: Obj) -> Obj:
+        ns = trigger["metadata"]["namespace"]
+        return await self._request("POST", self._trigger_path(ns), body=trigger) or {}
+
+    @api_call(EVENTING_GROUP, "triggers", "patch")
+    async def patch_trigger(self, namespace: str, name: str, ops: Sequence[Obj]) -> Obj:
+        result = await self._request(
+            "PATCH",
+            self._trigger_path(namespace, name),
+            body=list(ops),
+            content_type="application/json-patch+json",
+        )
+        return result or {}
+
+    @api_call(EVENTING_GROUP, "triggers", "delete")
+    async def delete_trigger(self, namespace: str, name: str) -> None:
+        try:
+            await self._request("DELETE", self._trigger_path(namespace, name))
+        except ApiError as err:
+            if err.status != 404:  # already gone is what we wanted
+                raise
+
+    async def apply_triggers(
+        self, namespace: str, selector: Mapping[str, str], desired: Iterable[Obj]
+    ) -> dict[str, Applied]:
+        """Make the Triggers matching `selector` exactly `desired`: create, patch where
+        drifted, recreate where the (immutable) broker changed, delete the rest."""
+        live = {t["metadata"]["name"]: t for t in await self.list_triggers(namespace, selector)}
+        results: dict[str, Applied] = {}
+        wanted = {t["metadata"]["name"]: t for t in desired}
+        for name, trigger in wanted.items():
+            current = live.get(name)
+            if current is None:
+                results[name] = Applied("created", await self.create_trigger(trigger))
+            elif (current.get("spec") or {}).get("broker") != trigger["spec"].get("broker"):
+                await self.delete_trigger(namespace, name)
+                results[name] = Applied("recreated", await self.create_trigger(trigger))
+            elif needs_update(current, trigger):
+                patched = await self.patch_trigger(namespace, name, update_patch(current, trigger))
+                results[name] = Applied("updated", patched)
+            else:
+                results[name] = Applied("unchanged", current)
+        for name, current in live.items():
+            if name not in wanted:
+                await self.delete_trigger(namespace, name)
+                results[name] = Applied("deleted", current)
+        return results
