@@ -265,11 +265,11 @@ def _traffic(
 def _canonical_filter(f: Filter) -> dict[str, Any]:
     """A filter with and/or children in a fixed order: their order does not change meaning."""
     if f.dialect in ("all", "any"):
-        children = sorted(
-            (_canonical_filter(c) for c in f.children),
-            key=lambda c: json.dumps(c, sort_keys=True),
-        )
-        return {f.dialect: children}
+        children = [_canonical_filter(c) for c in f.children]
+        if f.dialect == "all":  # all(all(a, b), c) is all(a, b, c)
+            children = [g for c in children for g in (c["all"] if set(c) == {"all"} else [c])]
+        unique = {json.dumps(c, sort_keys=True): c for c in children}
+        return {f.dialect: [unique[k] for k in sorted(unique)]}
     if f.dialect == "not":
         return {"not": _canonical_filter(f.children[0])}
     return f.to_knative()  # leaves: attributes sorted, one per entry

@@ -1,0 +1,388 @@
+"""The compiler's guarantees: stable names and hashes, revision-before-traffic, traffic
+that always sums to 100, the function's environment, delivery and shadow Triggers."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import pytest
+from aiservice_functions import contract
+from aiservice_operator.compile import (
+    CompileOptions,
+    Desired,
+    child_labels,
+    compile_aiservice,
+    intended_weights,
+    revision_name,
+    steady_state,
+    trigger_name,
+)
+from aiservice_operator.spec import AIService, parse
+
+UID = "9b2e4c1a-0000-4000-8000-00000000abcd"
+
+
+def manifest(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "apiVersion": "aiservice.dev/v1alpha1",
+        "kind": "AIService",
+        "metadata": {"name": "reviews", "namespace": "shop", "uid": UID},
+        "spec": {
+            "consumes": [{"type": "com.example.review.submitted"}],
+            "produces": "com.example.review.scored",
+            "function": {"image": "registry.example/fn:1", "entrypoint": "pkg.sentiment"},
+            "models": [
+                {"name": "v1", "uri": "file:///models/v1.pt"},
+                {"name": "v2", "uri": "file:///models/v2.pt"},
+            ],
+            "traffic": {"stable": "v1"},
+            "rollout": {"canary": "v2", "steps": [10, 50, 100]},
+        },
+    }
+    base["spec"].update(spec)
+    return base
+
+
+def ais_of(m: dict[str, Any]) -> AIService:
+    return parse(m)
+
+
+def changed(path: str, value: Any, base: dict[str, Any] | None = None) -> AIService:
+    m = copy.deepcopy(base or manifest())
+    node: Any = m
+    keys = [int(k) if k.isdigit() else k for k in path.split(".")]
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value
+    return parse(m)
+
+
+def all_ready(ais: AIService) -> list[str]:
+    return [revision_name(ais, m.name) for m in ais.spec.models]
+
+
+def targets(desired: Desired) -> list[dict[str, Any]]:
+    return list(desired.service["spec"]["traffic"])
+
+
+# --- Names and hashes ----------------------------------------------------------------
+
+
+def test_revision_names_are_service_model_hash_and_fit_a_dns_label() -> None:
+    m = manifest()
+    m["metadata"]["name"] = "a" * 40
+    m["spec"]["models"][0]["name"] = "m" * 12
+    m["spec"]["traffic"] = {"stable": "m" * 12}
+    ais = parse(m)
+    name = revision_name(ais, "m" * 12)
+    assert re.fullmatch(r"a{40}-m{12}-[0-9a-f]{8}", name)
+    assert len(name) <= 63
+
+
+def test_changing_a_model_uri_renames_only_that_revision() -> None:
+    before = ais_of(manifest())
+    after = changed("spec.models.1.uri", "file:///models/v2b.pt")
+    assert revision_name(after, "v2") != revision_name(before, "v2")
+    assert revision_name(after, "v1") == revision_name(before, "v1")
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("spec.delivery", {"retry": 7}),
+        ("spec.consumes", [{"type": "com.example.other"}]),
+        ("spec.rollout.steps", [50, 100]),
+        ("spec.rollout.analysis", {"maxErrorRate": 0.5}),
+        ("spec.broker", "other"),
+        ("spec.deadLetter", {"sink": {"uri": "http://dlq.example"}}),
+        ("metadata.uid", "another-uid"),
+        ("metadata.generation", 9),
+    ],
+)
+def test_changes_outside_the_pod_keep_revision_names(path: str, value: Any) -> None:
+    before = ais_of(manifest())
+    after = changed(path, value)
+    assert all_ready(after) == all_ready(before)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("spec.function.image", "registry.example/fn:2"),
+        ("spec.function.env", [{"name": "LOG_LEVEL", "value": "debug"}]),
+        ("spec.function.concurrency", 4),
+        ("spec.autoscaling", {"maxScale": 3}),
+        ("spec.produces", "com.example.review.rated"),
+    ],
+)
+def test_changes_to_the_pod_rename_every_revision(path: str, value: Any) -> None:
+    before = ais_of(manifest())
+    after = changed(path, value)
+    assert set(all_ready(after)).isdisjoint(all_ready(before))
+
+
+def test_trigger_name_ignores_filter_order_but_not_filter_content() -> None:
+    a = {"exact": {"source": "/shop", "subject": "x"}}
+    b = {"any": [{"prefix": {"source": "/a"}}, {"suffix": {"subject": ".b"}}]}
+    b_reordered = {"any": [{"suffix": {"subject": ".b"}}, {"prefix": {"source": "/a"}}]}
+    a_reordered = {"exact": {"subject": "x", "source": "/shop"}}
+    a_split = [{"exact": {"subject": "x"}}, {"exact": {"source": "/shop"}}]
+
+    def name(filters: list[dict[str, Any]]) -> str:
+        ais = parse(manifest(consumes=[{"type": "com.example.t", "filters": filters}]))
+        return trigger_name(ais, ais.spec.consumes[0])
+
+    assert name([a, b]) == name([b, a]) == name([b_reordered, a_reordered])
+    assert name([a, b]) == name([*a_split, b]) == name([{"all": [b, a]}])
+    assert name([a]) != name([b])
+    assert name([{"not": a}]) != name([a])
+    assert re.fullmatch(r"reviews-[0-9a-f]{8}", name([a]))
+
+
+def test_trigger_name_depends_on_the_type_only_through_the_consumes_entry() -> None:
+    ais = ais_of(manifest())
+    other = changed("spec.delivery", {"retry": 9})
+    assert trigger_name(ais, ais.spec.consumes[0]) == trigger_name(other, other.spec.consumes[0])
+    renamed = changed("spec.consumes", [{"type": "com.example.review.edited"}])
+    assert trigger_name(renamed, renamed.spec.consumes[0]) != trigger_name(
+        ais, ais.spec.consumes[0]
+    )
+
+
+# --- Revision before traffic ---------------------------------------------------------
+
+
+def test_before_any_revision_is_ready_traffic_follows_the_latest_ready() -> None:
+    ais = ais_of(manifest())
+    desired = compile_aiservice(ais)
+    assert targets(desired) == [{"latestRevision": True, "percent": 100}]
+    assert desired.template_model == "v1"
+    assert desired.pending_models == ("v1", "v2")
+    assert desired.service["spec"]["template"]["metadata"]["name"] == revision_name(ais, "v1")
+
+
+def test_canary_weight_waits_for_the_canary_revision() -> None:
+    ais = ais_of(manifest())
+    stable, canary = all_ready(ais)
+    desired = compile_aiservice(ais, weights=intended_weights(ais, 10), ready_revisions=[stable])
+    assert desired.template_model == "v2"
+    assert desired.service["spec"]["template"]["metadata"]["name"] == canary
+    assert desired.pending_models == ("v2",)
+    assert dict(desired.weights) == {"v1": 100}
+    assert all(t["revisionName"] == stable for t in targets(desired))
+    assert {t["tag"] for t in targets(desired)} == {"stable", "v1"}
+
+
+def test_once_both_are_ready_traffic_splits_by_revision_with_tags() -> None:
+    ais = ais_of(manifest())
+    stable, canary = all_ready(ais)
+    desired = compile_aiservice(
+        ais, weights=intended_weights(ais, 10), ready_revisions=[stable, canary]
+    )
+    assert desired.template_model == "v1"
+    assert desired.pending_models == ()
+    assert dict(desired.weights) == {"v1": 90, "v2": 10}
+    assert targets(desired) == [
+        {"revisionName": stable, "percent": 90, "tag": "stable", "latestRevision": False},
+        {"revisionName": canary, "percent": 10, "tag": "canary", "latestRevision": False},
+        {"revisionName": stable, "percent": 0, "tag": "v1", "latestRevision": False},
+        {"revisionName": canary, "percent": 0, "tag": "v2", "latestRevision": False},
+    ]
+
+
+def test_a_split_routes_pending_shares_to_stable_until_ready() -> None:
+    m = manifest(traffic={"stable": "v1", "split": [{"model": "v1", "percent": 70},
+                                                     {"model": "v2", "percent": 30}]})  # fmt: skip
+    del m["spec"]["rollout"]
+    ais = parse(m)
+    v1, v2 = all_ready(ais)
+    assert dict(compile_aiservice(ais, ready_revisions=[v1]).weights) == {"v1": 100}
+    desired = compile_aiservice(ais, ready_revisions=[v1, v2])
+    assert dict(desired.weights) == {"v1": 70, "v2": 30}
+    by_tag = {t["tag"]: t["percent"] for t in targets(desired)}
+    assert by_tag == {"stable": 70, "v1": 0, "v2": 30}
+
+
+def test_rolling_out_converges_without_routing_to_a_missing_revision() -> None:
+    """Play Knative: each reconcile, the template's revision becomes ready. Traffic must
+    never name a revision that is not ready, and every model ends up ready and tagged."""
+    m = manifest()
+    m["spec"]["models"].append({"name": "v3", "uri": "file:///models/v3.pt"})
+    ais = parse(m)
+    ready: set[str] = set()
+    for _ in range(10):
+        desired = compile_aiservice(ais, weights=intended_weights(ais, 50), ready_revisions=ready)
+        traffic = targets(desired)
+        assert sum(t["percent"] for t in traffic) == 100
+        assert all(t.get("revisionName", "") in ready or t.get("latestRevision") for t in traffic)
+        if not desired.pending_models:
+            break
+        ready.add(desired.service["spec"]["template"]["metadata"]["name"])
+    assert not desired.pending_models
+    assert len(ready) == 3
+    assert dict(desired.weights) == {"v1": 50, "v2": 50}
+    assert {t["tag"] for t in targets(desired)} == {"stable", "canary", "v1", "v2", "v3"}
+
+
+@pytest.mark.parametrize("weight", [0, 1, 10, 50, 99, 100])
+def test_traffic_always_sums_to_100(weight: int) -> None:
+    ais = ais_of(manifest())
+    for ready in ([], all_ready(ais)[:1], all_ready(ais)[1:], all_ready(ais)):
+        desired = compile_aiservice(
+            ais, weights=intended_weights(ais, weight), ready_revisions=ready
+        )
+        assert sum(t["percent"] for t in targets(desired)) == 100
+        assert sum(desired.weights.values()) == 100
+
+
+def test_bad_weights_are_refused() -> None:
+    ais = ais_of(manifest())
+    with pytest.raises(ValueError, match="undeclared"):
+        compile_aiservice(ais, weights={"v9": 100})
+    with pytest.raises(ValueError, match="sum to 100"):
+        compile_aiservice(ais, weights={"v1": 50, "v2": 40})
+    with pytest.raises(ValueError, match=r"0\.\.100"):
+        intended_weights(ais, 101)
+    no_rollout = manifest()
+    del no_rollout["spec"]["rollout"]
+    with pytest.raises(ValueError, match=r"no spec\.rollout"):
+        intended_weights(parse(no_rollout), 10)
+
+
+# --- Revision template ---------------------------------------------------------------
+
+
+def _container(desired: Desired, model: str) -> dict[str, Any]:
+    template = desired.revisions[desired.revision_names[model]]
+    (container,) = template["spec"]["containers"]
+    return dict(container)
+
+
+def test_function_environment_uses_the_contract_names() -> None:
+    m = manifest()
+    m["spec"]["models"][1] = {"name": "v2", "uri": "https://m.example/v2.pt", "sha256": "b" * 64}
+    m["spec"]["function"]["env"] = [{"name": "LOG_LEVEL", "value": "debug"}]
+    m["spec"]["function"]["batching"] = {"maxBatchSize": 16, "maxWaitMs": 4}
+    desired = steady_state(parse(m))
+    env = {e["name"]: e["value"] for e in _container(desired, "v2")["env"]}
+    assert env[contract.ENV_ENTRYPOINT] == "pkg.sentiment"
+    assert env[contract.ENV_MODEL_URI] == "https://m.example/v2.pt"
+    assert env[contract.ENV_MODEL_SHA256] == "b" * 64
+    assert env[contract.ENV_MODEL_VERSION] == "v2"
+    assert env[contract.ENV_REPLY_TYPE] == "com.example.review.scored"
+    assert env[contract.ENV_SERVICE_NAME] == "reviews"
+    assert env[contract.ENV_NAMESPACE] == "shop"
+    assert env[contract.ENV_CONCURRENCY] == "16"
+    assert env[contract.ENV_TIMEOUT_SECONDS] == "60"
+    assert env[contract.ENV_BATCH_MAX_SIZE] == "16"
+    assert env[contract.ENV_BATCH_MAX_WAIT_MS] == "4"
+    assert list(env)[-1] == "LOG_LEVEL"
+    assert contract.ENV_MODEL_SHA256 not in {e["name"] for e in _container(desired, "v1")["env"]}
+
+
+def test_revision_template_carries_scaling_concurrency_timeout_and_probe() -> None:
+    m = manifest(autoscaling={"minScale": 1, "maxScale": 4, "metric": "rps", "target": 150})
+    m["spec"]["function"].update(concurrency=8, timeoutSeconds=20)
+    desired = steady_state(parse(m))
+    template = desired.revisions[desired.revision_names["v1"]]
+    assert template["metadata"]["annotations"] == {
+        "autoscaling.knative.dev/min-scale": "1",
+        "autoscaling.knative.dev/max-scale": "4",
+        "autoscaling.knative.dev/metric": "rps",
+        "autoscaling.knative.dev/target": "150",
+    }
+    assert template["metadata"]["labels"]["aiservice.dev/model"] == "v1"
+    assert template["spec"]["containerConcurrency"] == 8
+    assert template["spec"]["timeoutSeconds"] == 20
+    container = _container(desired, "v1")
+    assert container["readinessProbe"]["httpGet"]["path"] == contract.PATH_READINESS
+    assert container["ports"] == [{"name": "http1", "containerPort": contract.DEFAULT_PORT}]
+
+
+def test_children_are_owned_and_labelled() -> None:
+    ais = ais_of(manifest(rollout={"canary": "v2", "shadow": True}))
+    desired = compile_aiservice(
+        ais, weights=intended_weights(ais, 10), ready_revisions=all_ready(ais)
+    )
+    for obj in desired.objects():
+        meta = obj["metadata"]
+        assert meta["namespace"] == "shop"
+        assert child_labels(ais).items() <= meta["labels"].items()
+        assert meta["ownerReferences"] == [
+            {"apiVersion": "aiservice.dev/v1alpha1", "kind": "AIService", "name": "reviews",
+             "uid": UID, "controller": True, "blockOwnerDeletion": True}
+        ]  # fmt: skip
+
+
+def test_without_a_uid_children_have_no_owner() -> None:
+    m = manifest()
+    del m["metadata"]["uid"]
+    assert all("ownerReferences" not in o["metadata"] for o in steady_state(parse(m)).objects())
+
+
+# --- Triggers ------------------------------------------------------------------------
+
+
+def test_trigger_delivers_to_the_service_with_the_default_dead_letter_sink() -> None:
+    ais = parse(manifest(delivery={"retry": 5, "backoffPolicy": "linear", "backoffDelay": "PT1S"}))
+    options = CompileOptions(event_store_url="http://store.ops.svc:8080/")
+    (trigger,) = steady_state(ais, options).triggers
+    assert trigger["spec"]["broker"] == "default"
+    assert trigger["spec"]["subscriber"] == {
+        "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "reviews"}
+    }
+    assert trigger["spec"]["delivery"] == {
+        "retry": 5,
+        "backoffPolicy": "linear",
+        "backoffDelay": "PT1S",
+        "timeout": "PT30S",
+        "deadLetterSink": {
+            "uri": "http://store.ops.svc:8080" + contract.dead_letter_path("shop", "reviews")
+        },
+    }
+    assert trigger["spec"]["filters"][0] == {"exact": {"type": "com.example.review.submitted"}}
+
+
+@pytest.mark.parametrize(
+    ("sink", "expected"),
+    [
+        ({"uri": "https://dlq.example/x"}, {"uri": "https://dlq.example/x"}),
+        (
+            {"ref": {"apiVersion": "v1", "kind": "Service", "name": "dlq", "namespace": "ops"}},
+            {"ref": {"apiVersion": "v1", "kind": "Service", "name": "dlq", "namespace": "ops"}},
+        ),
+    ],
+)
+def test_a_spec_sink_replaces_the_event_store(sink: dict[str, Any], expected: Any) -> None:
+    (trigger,) = steady_state(parse(manifest(deadLetter={"sink": sink}))).triggers
+    assert trigger["spec"]["delivery"]["deadLetterSink"] == expected
+
+
+def test_one_trigger_per_consumes_entry() -> None:
+    ais = parse(manifest(consumes=[{"type": "com.example.a"}, {"type": "com.example.b"}]))
+    names = [t["metadata"]["name"] for t in steady_state(ais).triggers]
+    assert len(set(names)) == 2
+
+
+def test_shadow_triggers_mirror_to_the_canary_tag_while_it_is_ready_and_not_full() -> None:
+    ais = parse(manifest(rollout={"canary": "v2", "shadow": True}))
+    ready = all_ready(ais)
+    options = CompileOptions(cluster_domain="corp.local")
+    during = compile_aiservice(ais, weights=intended_weights(ais, 0), ready_revisions=ready,
+                               options=options)  # fmt: skip
+    primary, shadow = during.triggers
+    assert shadow["metadata"]["labels"]["aiservice.dev/role"] == "shadow"
+    assert shadow["metadata"]["name"] != primary["metadata"]["name"]
+    assert shadow["spec"]["filters"] == primary["spec"]["filters"]
+    assert shadow["spec"]["subscriber"] == {
+        "uri": "http://canary-reviews.shop.svc.corp.local" + contract.SHADOW_PATH
+    }
+    assert "deadLetterSink" not in shadow["spec"]["delivery"]
+    pending = compile_aiservice(ais, weights=intended_weights(ais, 0), ready_revisions=ready[:1])
+    assert len(pending.triggers) == 1
+    full = compile_aiservice(ais, weights=intended_weights(ais, 100), ready_revisions=ready)
+    assert len(full.triggers) == 1
+    no_shadow = parse(manifest())
+    assert len(compile_aiservice(no_shadow, ready_revisions=all_ready(no_shadow)).triggers) == 1
