@@ -141,3 +141,19 @@ def test_bad_input_is_refused_and_nothing_stored(
     assert "'id'" in cases["missing id"].json()["error"]
     assert "UTF-8" in cases["invalid UTF-8 structured"].json()["error"]
     assert store.count(EventFilter()) == 0
+
+
+def test_connections_do_not_pile_up(
+    server: str, client: httpx.Client, store: SqlStore, receiver: object
+) -> None:
+    """A server that starts a thread per request must not leave a connection per thread."""
+    for i in range(30):
+        assert post_dead_letter(client, server, f"c-{i}").status_code == 201
+    replayed = client.post(
+        f"{server}/v1/replay",
+        json={"all": True, "target": receiver.url, "concurrency": 8},  # type: ignore[attr-defined]
+        headers=AUTH,
+    ).json()
+    assert replayed["replayed"] == 30
+    assert client.get(f"{server}/v1/events", headers=AUTH).status_code == 200
+    assert store.open_connections <= 4

@@ -16,7 +16,7 @@ import math
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -159,11 +159,10 @@ def replay(
     own_client = client is None
     http = client or httpx.Client(timeout=options.timeout)
 
-    def send(record: StoredEvent) -> ReplayResult:
+    def send(record: StoredEvent) -> tuple[StoredEvent, str, int | None, str | None]:
         target = options.target or (
             f"{options.broker_url.rstrip('/')}/{record.namespace}/{options.broker}"
         )
-        count = record.replay_count + 1
         status: int | None = None
         error: str | None = None
         try:
@@ -177,31 +176,41 @@ def replay(
             error = f"request failed: {type(err).__name__}"
         except ValueError as err:
             error = str(err)
-        ok = error is None
+        return record, target, status, error
+
+    def record_result(
+        record: StoredEvent, target: str, status: int | None, error: str | None
+    ) -> ReplayResult:
+        # In the calling thread: the pool's threads are short-lived and would each
+        # open a database connection of their own.
+        count = record.replay_count + 1
         try:
-            store.finish_replay(record.seq, token, status, error, count if ok else None)
+            store.finish_replay(record.seq, token, status, error, count if error is None else None)
         except Exception as err:  # the send happened; say the bookkeeping failed
             log.warning("replay of seq %s: could not record result: %s", record.seq, err)
             error = error or f"sent, but not recorded: {type(err).__name__}"
-            ok = False
         return ReplayResult(
             record.seq,
             record.event_id,
             record.namespace,
             record.name,
             target,
-            ok,
+            error is None,
             status,
             error,
             count,
         )
 
+    results: list[ReplayResult] = []
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="replay") as pool:
-            results = list(pool.map(send, records))
+            futures = [pool.submit(send, record) for record in records]
+            for future in as_completed(futures):
+                results.append(record_result(*future.result()))
     finally:
         if own_client:
             http.close()
+    results.sort(key=lambda r: r.seq)
     done = sum(1 for r in results if r.ok)
     log.info("replay: %d selected, %d replayed, %d failed", len(results), done, len(results) - done)
     return ReplaySummary(len(results), done, len(results) - done, results)

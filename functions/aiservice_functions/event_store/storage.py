@@ -116,7 +116,9 @@ class SqlStore:
                 "use sqlite:///path or postgresql://..."
             )
         self._local = threading.local()
-        self._all: list[_Connection] = []
+        # Every open connection and the thread it belongs to; those of finished threads
+        # are closed when the next one opens (servers that start a thread per request).
+        self._all: list[tuple[threading.Thread, _Connection]] = []
         self._all_lock = threading.Lock()
         self._migrate()
 
@@ -140,13 +142,23 @@ class SqlStore:
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(err).__name__}") from err
         return cast(_Connection, pg)
 
+    @property
+    def open_connections(self) -> int:
+        with self._all_lock:
+            return len(self._all)
+
     def _conn(self) -> _Connection:
         conn: _Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
             with self._all_lock:
-                self._all.append(conn)
+                stale = [c for t, c in self._all if not t.is_alive()]
+                self._all = [(t, c) for t, c in self._all if t.is_alive()]
+                self._all.append((threading.current_thread(), conn))
+            for old in stale:
+                with suppress(Exception):
+                    old.close()
         return conn
 
     def _drop(self) -> None:
@@ -154,8 +166,7 @@ class SqlStore:
         self._local.conn = None
         if conn is not None:
             with self._all_lock:
-                if conn in self._all:
-                    self._all.remove(conn)
+                self._all = [(t, c) for t, c in self._all if c is not conn]
             with suppress(Exception):  # a broken connection may fail to close
                 conn.close()
 
@@ -216,7 +227,7 @@ class SqlStore:
     def close(self) -> None:
         with self._all_lock:
             conns, self._all = self._all, []
-        for conn in conns:
+        for _, conn in conns:
             with suppress(Exception):  # closing at shutdown, best effort
                 conn.close()
         self._local = threading.local()
