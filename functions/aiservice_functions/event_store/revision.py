@@ -7,7 +7,7 @@ in this order, at:
 1. the extension ``aisvcrevision`` (``contract.EXT_REVISION``) on the event: set by a
    sender that knows (the local executor's dispatcher does);
 2. ``knativeerrordata``: when the failing function answered with a JSON object carrying
-   ``revision`` (the function runtime puts ``K_REVISION`` in its error bodies), that;
+   ``revision`` (a function can put its ``K_REVISION`` there), that;
 3. the host of ``knativeerrordest``:
    - ``<tag>-<service>.<ns>...`` (a tag route: the shadow Trigger targets
      ``canary-<service>``; each model has a ``<model>-<service>`` route) gives the tag,
