@@ -52,20 +52,24 @@ def rows(schema: dict[str, Any], values: Any, prefix: str = "") -> list[tuple[st
     for key, node in schema.get("properties", {}).items():
         path = f"{prefix}{key}"
         value = values.get(key) if isinstance(values, dict) else None
-        if node.get("type") == "object" and "properties" in node and "additionalProperties" in node:
-            if node["additionalProperties"] is False:
-                out += rows(node, value, path + ".")
-                continue
+        if node.get("type") == "object" and node.get("additionalProperties") is False:
+            out += rows(node, value, path + ".")
+            continue
         description = " ".join(str(node.get("description", "")).split()).replace("|", "\\|")
         out.append((f"`{path}`", _type(node), _default(value), description))
     return out
 
 
-def table() -> str:
+def table_rows() -> list[tuple[str, str, str, str]]:
+    """The rows of the chart's table: the schema walked against values.yaml."""
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
+    return rows(schema, values)
+
+
+def table() -> str:
     lines = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
-    lines += [f"| {k} | {t} | {d} | {desc} |" for k, t, d, desc in rows(schema, values)]
+    lines += [f"| {k} | {t} | {d} | {desc} |" for k, t, d, desc in table_rows()]
     return "\n".join(lines) + "\n"
 
 

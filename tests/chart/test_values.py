@@ -1,0 +1,115 @@
+"""The chart's values: refused with a clear message when wrong, documented in README.md,
+and wired to settings the operator really reads."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import fields
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import aiservice_operator
+import pytest
+from aiservice_operator.metrics import Queries
+from chart_helpers import ROOT, RenderFn
+
+BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
+    "unknown top-level key": ({"replica": 2}, "additional properties 'replica' not allowed"),
+    "unknown nested key": (
+        {"operator": {"peering": {"enable": True}}},
+        "additional properties 'enable' not allowed",
+    ),
+    "wrong type": ({"operator": {"replicas": "two"}}, "/operator/replicas"),
+    "zero replicas": ({"operator": {"replicas": 0}}, "/operator/replicas"),
+    "replicas without peering": (
+        {"operator": {"replicas": 2, "peering": {"enabled": False}}},
+        "/operator/peering/enabled",
+    ),
+    "log level": ({"operator": {"logLevel": "loud"}}, "/operator/logLevel"),
+    "pull policy": ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    "image tag": ({"image": {"tag": "v1 beta"}}, "/image/tag"),
+    "sqlite with two replicas": ({"eventStore": {"replicas": 2}}, "/eventStore/replicas"),
+    "sqlite with two workers": ({"eventStore": {"workers": 2}}, "/eventStore/workers"),
+    "postgresql without a secret": (
+        {"eventStore": {"database": {"type": "postgresql"}}},
+        "/eventStore/database/postgresql/existingSecret",
+    ),
+    "unknown database": ({"eventStore": {"database": {"type": "mysql"}}}, "/database/type"),
+    "volume size": (
+        {"eventStore": {"database": {"persistence": {"size": "lots"}}}},
+        "/eventStore/database/persistence/size",
+    ),
+    "service name": ({"eventStore": {"service": {"name": "Dead_Letters"}}}, "/service/name"),
+    "service port": ({"eventStore": {"service": {"port": 70000}}}, "/eventStore/service/port"),
+    "retention age": ({"eventStore": {"retention": {"maxAge": "a month"}}}, "/maxAge"),
+    "unknown metric query": (
+        {"rollout": {"queries": {"latency": "up"}}},
+        "additional properties 'latency' not allowed",
+    ),
+    "prometheus url": ({"rollout": {"prometheus": {"url": "prometheus:9090"}}}, "/url"),
+    "scrape interval": ({"metrics": {"podMonitor": {"interval": "often"}}}, "/interval"),
+    "resource quantity": (
+        {"operator": {"resources": {"limits": {"memory": "much"}}}},
+        "/operator/resources/limits/memory",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_VALUES)
+def test_bad_values_fail_with_a_message_naming_the_field(render: RenderFn, case: str) -> None:
+    values, expected = BAD_VALUES[case]
+    rendered = render(values)
+    assert rendered.returncode != 0, f"{case}: accepted"
+    assert "values don't meet the specifications of the schema" in rendered.stderr
+    assert expected in rendered.stderr, rendered.stderr
+
+
+def _values_table() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "values_table", ROOT / "scripts" / "values_table.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_values_table_is_up_to_date() -> None:
+    module = _values_table()
+    current = module.readme_table((ROOT / "README.md").read_text())
+    assert current is not None, "README.md lost its values table markers"
+    assert current == module.table(), "run: python scripts/values_table.py --write"
+
+
+def test_every_value_is_described() -> None:
+    module = _values_table()
+    undocumented = [key for key, _, _, description in module.table_rows() if not description]
+    assert undocumented == []
+
+
+def test_metric_query_values_are_the_operator_queries() -> None:
+    import json
+
+    schema = json.loads((ROOT / "charts" / "aiservice-operator" / "values.schema.json").read_text())
+    names = set(schema["properties"]["rollout"]["properties"]["queries"]["properties"])
+    assert names == {f.name for f in fields(Queries)}
+
+
+def _operator_sources() -> str:
+    package = Path(aiservice_operator.__file__).parent
+    import aiservice_functions.contract as contract
+
+    texts = [p.read_text() for p in package.rglob("*.py")]
+    return "\n".join([*texts, Path(contract.__file__).read_text()])
+
+
+def test_operator_settings_the_chart_sets_are_read_by_the_operator(render: RenderFn) -> None:
+    rendered = render({"operator": {"replicas": 2}})
+    container = rendered.deployment("operator")["spec"]["template"]["spec"]["containers"][0]
+    sources = _operator_sources()
+    names = [e["name"] for e in container["env"] if e["name"].startswith("AISVC_")]
+    assert names
+    unread = [n for n in names if not re.search(rf"[\"']{n}[\"']", sources)]
+    assert unread == [], f"the chart sets variables no operator code reads: {unread}"
