@@ -1,0 +1,77 @@
+"""`aisvc render`: the compiled objects of AIService files, or errors naming the fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from aiservice_operator.cli import app
+from typer.testing import CliRunner
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO_ROOT / "examples"
+
+
+def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["render", *args], input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_renders_several_files_and_documents() -> None:
+    code, out, err = run(
+        "-f", str(EXAMPLES / "pipeline.yaml"), "-f", str(EXAMPLES / "sentiment.yaml")
+    )
+    assert code == 0, err
+    objects = list(yaml.safe_load_all(out))
+    kinds = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert [k for k in kinds if k[0] == "Service"] == [
+        ("Service", "sentiment-stage"),
+        ("Service", "fraud-stage"),
+        ("Service", "sentiment"),
+    ]
+    assert sum(1 for k in kinds if k[0] == "Trigger") == 3
+
+
+def test_steady_state_routes_by_revision_and_uses_the_event_store_url() -> None:
+    code, out, _ = run(
+        "-f", str(EXAMPLES / "fraud-split.yaml"), "--event-store-url", "http://es:9000"
+    )
+    assert code == 0
+    service, trigger = yaml.safe_load_all(out)
+    percents = {t["tag"]: t["percent"] for t in service["spec"]["traffic"]}
+    assert percents == {"stable": 90, "v1": 0, "v2": 10}
+    sink = trigger["spec"]["delivery"]["deadLetterSink"]["uri"]
+    assert sink.startswith("http://es:9000/v1/namespaces/payments/aiservices/fraud/")
+
+
+def test_reads_stdin() -> None:
+    code, out, _ = run("-f", "-", stdin=(EXAMPLES / "sentiment.yaml").read_text())
+    assert code == 0
+    assert "kind: Service" in out
+
+
+def test_errors_name_file_document_and_field(tmp_path: Path) -> None:
+    docs = list(yaml.safe_load_all((EXAMPLES / "pipeline.yaml").read_text()))
+    docs[1]["spec"]["models"][0]["uri"] = "ftp://nowhere"
+    docs[1]["spec"]["delivery"] = {"backoffDelay": "1s"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump_all(docs))
+    code, out, err = run("-f", str(bad))
+    assert code == 1
+    assert out == ""
+    assert f"{bad} (document 2): spec.models[0].uri:" in err
+    assert f"{bad} (document 2): spec.delivery.backoffDelay:" in err
+    assert "(document 1)" not in err
+
+
+def test_unreadable_and_non_mapping_input_fail(tmp_path: Path) -> None:
+    code, _, err = run("-f", str(tmp_path / "missing.yaml"))
+    assert code == 1 and "cannot read" in err
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    code, _, err = run("-f", str(scalar))
+    assert code == 1 and "not a YAML mapping" in err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [\n")
+    code, _, err = run("-f", str(broken))
+    assert code == 1 and "cannot read" in err
