@@ -7,7 +7,9 @@ by kubernetes-validate against a pinned Kubernetes version.
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +301,37 @@ def test_kopf_peering_crd_serves_the_peering_object(render: RenderFn) -> None:
     peering = render().one("ClusterKopfPeering")
     group_version = f"{cluster['spec']['group']}/{cluster['spec']['versions'][0]['name']}"
     assert peering["apiVersion"] == group_version
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_operator_command_is_a_valid_kopf_run(render: RenderFn, name: str) -> None:
+    """The container's shell line, run by a real shell as the kubelet would hand it over,
+    yields arguments that Kopf's own command line accepts."""
+    from kopf.cli import main as kopf_cli
+
+    container = _operator(render(VALUE_SETS[name]).objects)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["command"] == ["/bin/sh", "-c"]
+    script = container["args"][0].replace("$$(", "$(")  # the kubelet's escape for a literal $(
+    assert script.startswith("exec kopf run ")
+    echo = f"exec {sys.executable} -c 'import json, sys; print(json.dumps(sys.argv[1:]))'"
+    proc = subprocess.run(
+        ["/bin/sh", "-c", script.replace("exec kopf run", echo, 1)],
+        env={"POD_NAME": "aisvc-aiservice-operator-7d9c5b6f4-x2x9z", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    argv = json.loads(proc.stdout)
+    run_command = kopf_cli.commands["run"]
+    ctx = run_command.make_context("run", list(argv))
+    assert ctx.params["liveness_endpoint"] == "http://0.0.0.0:8080/healthz"
+    assert ctx.params["modules"] == ("aiservice_operator.handlers",)
+    assert ctx.params["clusterwide"] is True
+    if VALUE_SETS[name].get("operator", {}).get("peering", {}).get("enabled", True):
+        assert isinstance(ctx.params["priority"], int) and ctx.params["priority"] > 0
+        assert ctx.params["peering_name"] == "aisvc-aiservice-operator"
+    else:
+        assert ctx.params["standalone"] is True
