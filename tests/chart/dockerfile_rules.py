@@ -91,7 +91,7 @@ def _pinned_image(image: str) -> bool:
     return tag != "latest" and re.search(r"\d+\.\d+", tag) is not None
 
 
-def _commands(shell: str) -> list[list[str]]:
+def shell_commands(shell: str) -> list[list[str]]:
     """A RUN line split into simple commands at &&, ||, ; and |."""
     try:
         words = shlex.split(shell.replace("\\\n", " "), comments=True)
@@ -106,7 +106,7 @@ def _commands(shell: str) -> list[list[str]]:
     return [c for c in commands if c]
 
 
-def _pip_requirements(command: list[str]) -> list[str] | None:
+def pip_requirements(command: list[str]) -> list[str] | None:
     """The requirement arguments of a `pip install` command, or None if it is not one."""
     for i, word in enumerate(command):
         if word.endswith("pip") or word.endswith("pip3") or word in {"pip", "pip3"}:
@@ -166,8 +166,8 @@ def violations(path: Path) -> list[str]:
         for op, text in stage.instructions:
             if op != "RUN":
                 continue
-            for command in _commands(text):
-                for req in _pip_requirements(command) or []:
+            for command in shell_commands(text):
+                for req in pip_requirements(command) or []:
                     if req.startswith("-r "):
                         found.append(f"pip install -r: pin the packages in the Dockerfile ({text})")
                     elif not _local(req) and "==" not in req:
@@ -187,7 +187,7 @@ def violations(path: Path) -> list[str]:
     for op, text in final.instructions:
         if op != "RUN":
             continue
-        for command in _commands(text):
+        for command in shell_commands(text):
             tools = [p for p in _installed_packages(command) if BUILD_TOOLS.match(p)]
             if tools:
                 found.append(f"final stage installs build tools: {', '.join(tools)}")

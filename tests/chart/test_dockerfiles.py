@@ -3,11 +3,14 @@ Dockerfiles because no container engine can build them here."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 from chart_helpers import ROOT
-from dockerfile_rules import stages, violations
+from dockerfile_rules import pip_requirements, shell_commands, stages, violations
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
 
 IMAGES = ["operator/Dockerfile", "functions/Dockerfile"]
 
@@ -70,3 +73,32 @@ def test_each_rule_catches_its_breach(tmp_path: Path, case: str) -> None:
     path.write_text(text)
     found = violations(path)
     assert any(expected in v for v in found), found
+
+
+def test_operator_image_pins_exactly_the_declared_dependencies() -> None:
+    """The image installs the project with --no-deps, so its pins must be the runtime
+    dependencies pyproject declares (base + operator + eventstore), each within range."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    declared = {
+        canonicalize_name(r.name): r
+        for r in map(
+            Requirement, [*project["dependencies"], *extras["operator"], *extras["eventstore"]]
+        )
+    }
+    pins: dict[NormalizedName, Requirement] = {}
+    for stage in stages(ROOT / "operator" / "Dockerfile"):
+        for op, text in stage.instructions:
+            if op == "RUN":
+                for command in shell_commands(text):
+                    for req in pip_requirements(command) or []:
+                        if "==" in req and not req.startswith("setuptools"):
+                            parsed = Requirement(req)
+                            pins[canonicalize_name(parsed.name)] = parsed
+    assert set(pins) == set(declared), (
+        f"missing: {sorted(set(declared) - set(pins))}, extra: {sorted(set(pins) - set(declared))}"
+    )
+    for name, pin in pins.items():
+        version = next(iter(pin.specifier)).version
+        assert declared[name].specifier.contains(version), f"{name}=={version} vs {declared[name]}"
+        assert declared[name].extras <= pin.extras, f"{name}: extras {declared[name].extras}"
