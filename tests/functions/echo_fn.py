@@ -18,6 +18,8 @@ from aiservice_functions.runtime.cloudevents_http import CloudEvent, data_json
 from aiservice_functions.runtime.function import BatchDefaults, Function, Rejected
 
 GATES: dict[str, threading.Event] = {}
+ENTERED: dict[str, threading.Event] = {}
+"""Set when an item waiting on the gate of the same name has entered ``infer``."""
 BATCHES: list[int] = []
 
 
@@ -41,6 +43,7 @@ def _infer(model: str, items: Sequence[dict[str, Any]]) -> list[Any]:
     out: list[Any] = []
     for item in items:
         if "wait" in item:
+            ENTERED.setdefault(item["wait"], threading.Event()).set()
             GATES.setdefault(item["wait"], threading.Event()).wait(30)
         if item.get("fail"):
             raise RuntimeError("the model failed on purpose")
