@@ -125,6 +125,7 @@ def _known_kinds() -> set[str]:
         "Secret",
         "PersistentVolumeClaim",
         "PodDisruptionBudget",
+        "NetworkPolicy",
     }
     return core | CUSTOM_KINDS
 
@@ -191,7 +192,13 @@ def test_without_peering_the_operator_runs_standalone(render: RenderFn) -> None:
     assert _operator(rendered.objects)["spec"]["template"]["spec"]["serviceAccountName"] == (
         "preexisting"
     )
-    for kind in ("PodDisruptionBudget", "Secret", "PersistentVolumeClaim", "Service"):
+    for kind in (
+        "PodDisruptionBudget",
+        "Secret",
+        "PersistentVolumeClaim",
+        "Service",
+        "NetworkPolicy",
+    ):
         assert not rendered.of_kind(kind), kind
 
 
@@ -335,3 +342,21 @@ def test_operator_command_is_a_valid_kopf_run(render: RenderFn, name: str) -> No
         assert ctx.params["peering_name"] == "aisvc-aiservice-operator"
     else:
         assert ctx.params["standalone"] is True
+
+
+def test_only_the_eventing_data_plane_and_the_operator_reach_the_event_store(
+    render: RenderFn,
+) -> None:
+    rendered = render()
+    policy = rendered.one("NetworkPolicy")
+    store = rendered.deployment("event-store")
+    assert policy["spec"]["podSelector"]["matchLabels"] == store["spec"]["selector"]["matchLabels"]
+    sources = policy["spec"]["ingress"][0]["from"]
+    operator_labels = _operator(rendered.objects)["spec"]["template"]["metadata"]["labels"]
+    assert sources[0]["podSelector"]["matchLabels"].items() <= operator_labels.items()
+    assert sources[1:] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "knative-eventing"}}}
+    ]
+    assert not render({"eventStore": {"networkPolicy": {"enabled": False}}}).of_kind(
+        "NetworkPolicy"
+    )
