@@ -2,7 +2,8 @@
 # Start or stop a throwaway PostgreSQL cluster for tests, from Debian's packages.
 #
 #   scripts/postgres.sh start DIR [PORT]   initdb into DIR (if empty), start it, print its DSN
-#   scripts/postgres.sh stop DIR           stop it (fast shutdown)
+#   scripts/postgres.sh stop DIR           stop it (fast shutdown); `start` again resumes it
+#   scripts/postgres.sh destroy DIR        stop it and delete its data
 #   scripts/postgres.sh dsn DIR            print the DSN of a cluster started earlier
 #
 # The server listens on a unix socket inside DIR and on 127.0.0.1:PORT (default 55432).
@@ -16,7 +17,7 @@ cmd=${1:-}
 dir=${2:-}
 port=${3:-55432}
 if [ -z "$cmd" ] || [ -z "$dir" ]; then
-  echo "usage: $0 start|stop|dsn DIR [PORT]" >&2
+  echo "usage: $0 start|stop|destroy|dsn DIR [PORT]" >&2
   exit 2
 fi
 
@@ -73,13 +74,16 @@ case "$cmd" in
       start >/dev/null || { cat "$h/server.log" >&2; exit 1; }
     dsn
     ;;
-  stop)
+  stop|destroy)
     h=$(home)
     if [ -f "$h/data/postmaster.pid" ]; then
       as_owner "$bindir/pg_ctl" -D "$h/data" -m fast -w stop >/dev/null
     fi
-    if [ -f "$dir/home" ]; then
-      rm -rf "$h" "$dir/home"
+    if [ "$cmd" = destroy ]; then
+      rm -rf "$h/data" "$h/server.log"
+      if [ -f "$dir/home" ]; then
+        rm -rf "$h" "$dir/home"
+      fi
     fi
     ;;
   dsn)

@@ -43,7 +43,7 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield proc.stdout.strip()
     finally:
-        subprocess.run([str(POSTGRES_SH), "stop", str(home)], timeout=60, check=False)
+        subprocess.run([str(POSTGRES_SH), "destroy", str(home)], timeout=60, check=False)
 
 
 def _new_pg_schema(cluster: str) -> str:

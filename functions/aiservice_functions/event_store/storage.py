@@ -183,12 +183,18 @@ class SqlStore:
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[_Connection]:
         """One transaction; committed on exit (durably), rolled back on error."""
-        try:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE" if self.backend == "sqlite" and write else "BEGIN")
-        except self._errors() as err:
-            self._drop()
-            raise StoreUnavailable(f"database unavailable: {type(err).__name__}") from err
+        begin = "BEGIN IMMEDIATE" if self.backend == "sqlite" and write else "BEGIN"
+        for attempt in (1, 2):
+            # A pooled thread's connection may have died with a database restart; nothing
+            # has been done yet, so one fresh connection is a safe retry.
+            try:
+                conn = self._conn()
+                conn.execute(begin)
+                break
+            except self._errors() as err:
+                self._drop()
+                if attempt == 2:
+                    raise StoreUnavailable(f"database unavailable: {type(err).__name__}") from err
         try:
             yield conn
             conn.execute("COMMIT")
