@@ -3,7 +3,8 @@
 Opt-in (`pytest tests/e2e --e2e` or `make e2e`): it needs a Docker engine, `kind`, `kubectl`,
 `helm` and a network to pull Knative's release manifests and images; without them it skips
 and names what is missing. It builds both images, loads them into the kind node, installs
-Knative from pinned release manifests and the operator with `helm install`, then:
+Knative from pinned release manifests, a Prometheus that scrapes the functions, and the
+operator with `helm install`, then:
 
 1. applies the sentiment AIService and a Trigger that records its replies in the event store,
    sends events through the Broker and checks every reply (type, model version);
@@ -49,11 +50,13 @@ MANIFESTS = [
     f"https://github.com/knative/eventing/releases/download/{KNATIVE}/in-memory-channel.yaml",
     f"https://github.com/knative/eventing/releases/download/{KNATIVE}/mt-channel-broker.yaml",
 ]
+PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
 OPERATOR_IMAGE = "aiservice-operator:e2e"
 FUNCTIONS_IMAGE = "aiservice-functions:e2e"
 SYSTEM_NS = "aiservice-system"
 NS = "e2e"
 EVENT_STORE = f"http://aiservice-event-store.{SYSTEM_NS}.svc.cluster.local"
+PROMETHEUS_URL = "http://prometheus.monitoring.svc.cluster.local:9090"
 
 
 def _tool(name: str) -> str | None:
@@ -220,8 +223,122 @@ def knative(cluster: Cluster) -> None:
         )
 
 
+def _prometheus_objects() -> list[dict[str, Any]]:
+    """A plain Prometheus that scrapes the function pods and labels their series the way
+    the canary analysis selects them (namespace_name, revision_name)."""
+    labels = {"app": "prometheus"}
+    scrape = {
+        "global": {"scrape_interval": "5s"},
+        "scrape_configs": [
+            {
+                "job_name": "aiservice-functions",
+                "kubernetes_sd_configs": [{"role": "pod"}],
+                "relabel_configs": [
+                    {
+                        "source_labels": [
+                            "__meta_kubernetes_pod_label_app_kubernetes_io_managed_by",
+                            "__meta_kubernetes_pod_container_port_name",
+                        ],
+                        "regex": "aiservice-operator;user-port",
+                        "action": "keep",
+                    },
+                    {
+                        "source_labels": ["__meta_kubernetes_namespace"],
+                        "target_label": "namespace_name",
+                    },
+                    {
+                        "source_labels": [
+                            "__meta_kubernetes_pod_label_serving_knative_dev_revision"
+                        ],
+                        "target_label": "revision_name",
+                    },
+                ],
+            }
+        ],
+    }
+    meta = {"name": "prometheus", "namespace": "monitoring", "labels": labels}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "e2e-prometheus"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "e2e-prometheus"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "e2e-prometheus",
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}
+            ],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta,
+            "data": {"prometheus.yml": yaml.safe_dump(scrape)},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": "prometheus",
+                        "containers": [
+                            {
+                                "name": "prometheus",
+                                "image": PROMETHEUS_IMAGE,
+                                "args": ["--config.file=/etc/prometheus/prometheus.yml"],
+                                "ports": [{"name": "http", "containerPort": 9090}],
+                                "volumeMounts": [
+                                    {"name": "config", "mountPath": "/etc/prometheus"}
+                                ],
+                            }
+                        ],
+                        "volumes": [{"name": "config", "configMap": {"name": "prometheus"}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": 9090}]},
+        },
+    ]
+
+
 @pytest.fixture(scope="module")
-def operator(cluster: Cluster, knative: None) -> None:
+def prometheus(cluster: Cluster) -> None:
+    cluster.apply(_prometheus_objects())
+    cluster.kubectl(
+        "rollout",
+        "status",
+        "deployment/prometheus",
+        "-n",
+        "monitoring",
+        "--timeout=300s",
+        timeout=330,
+    )
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, knative: None, prometheus: None) -> None:
     """Both images built here, loaded into the node, the chart installed."""
     kind = _tool("kind")
     assert kind
@@ -249,6 +366,8 @@ def operator(cluster: Cluster, knative: None) -> None:
         f"image.tag={tag}",
         "--set",
         "image.pullPolicy=Never",
+        "--set",
+        f"rollout.prometheus.url={PROMETHEUS_URL}",
         "--wait",
         "--timeout",
         "5m",
