@@ -19,6 +19,9 @@ from typing import Any, Literal
 from .compile import Desired
 from .spec import AIService, SpecError
 
+ConditionStatus = Literal["True", "False", "Unknown"]
+MAX_MESSAGE_LENGTH = 1024
+
 READY = "Ready"
 ROLLOUT_PROGRESSING = "RolloutProgressing"
 DEGRADED = "Degraded"
@@ -28,9 +31,19 @@ REASON_READY = "Ready"
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_REVISION_PENDING = "RevisionPending"
 REASON_KNATIVE_NOT_READY = "KnativeNotReady"
+REASON_NO_ROLLOUT = "NoRollout"
+REASON_AS_EXPECTED = "AsExpected"
 
-ConditionStatus = Literal["True", "False", "Unknown"]
-MAX_MESSAGE_LENGTH = 1024
+# Rollout phase -> (RolloutProgressing status, Degraded status).
+_ROLLOUT_PHASES: dict[str, tuple[ConditionStatus, ConditionStatus]] = {
+    "Initializing": ("True", "False"),
+    "Progressing": ("True", "False"),
+    "Promoting": ("True", "False"),
+    "Paused": ("Unknown", "False"),
+    "RollingBack": ("True", "True"),
+    "Succeeded": ("False", "False"),
+    "Failed": ("False", "True"),
+}
 
 
 def timestamp(now: datetime) -> str:
@@ -195,6 +208,58 @@ def _ready_condition(
     )
 
 
+def rollout_conditions(
+    ais: AIService, rollout_status: Mapping[str, Any] | None, now: datetime, had_rollout: bool
+) -> list[dict[str, Any]]:
+    """`RolloutProgressing` and `Degraded` from the rollout state kept in `status.rollout`.
+
+    Without a rollout in the spec, `RolloutProgressing` turns False only if it was ever set;
+    before the rollout records a phase, both are left as they are.
+    """
+    generation = ais.generation
+    phase = str((rollout_status or {}).get("phase") or "")
+    if ais.spec.rollout is not None and phase not in _ROLLOUT_PHASES:
+        return []  # the rollout has not recorded a state yet
+    if ais.spec.rollout is None:
+        if not had_rollout:
+            return []
+        return [
+            condition(
+                ROLLOUT_PROGRESSING,
+                "False",
+                REASON_NO_ROLLOUT,
+                "spec.rollout is not set",
+                now=now,
+                observed_generation=generation,
+            )
+        ]
+    rollout = rollout_status or {}
+    progressing, degraded = _ROLLOUT_PHASES[phase]
+    detail = str(rollout.get("message") or "")
+    where = f"step {rollout.get('step', 0)}, canary {ais.spec.rollout.canary} at " + (
+        f"{rollout.get('weight', 0)}%"
+    )
+    message = f"{where}: {detail}" if detail else where
+    return [
+        condition(
+            ROLLOUT_PROGRESSING,
+            progressing,
+            phase,
+            message,
+            now=now,
+            observed_generation=generation,
+        ),
+        condition(
+            DEGRADED,
+            degraded,
+            f"Rollout{phase}" if degraded == "True" else REASON_AS_EXPECTED,
+            message if degraded == "True" else "",
+            now=now,
+            observed_generation=generation,
+        ),
+    ]
+
+
 def summarize_status(
     ais: AIService,
     desired: Desired,
@@ -204,14 +269,20 @@ def summarize_status(
     *,
     revisions: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The status fields the operator owns: observedGeneration, conditions (Ready merged
-    into the previous ones), url and traffic. `rollout` and `deadLetters` are not touched:
-    the caller merges this into the previous status."""
+    """The status fields the operator owns: observedGeneration, conditions, url, traffic.
+
+    `Ready` comes from the revisions and Knative; `RolloutProgressing` and `Degraded` from
+    the rollout state in `previous_status["rollout"]`. `rollout` and `deadLetters` are not
+    touched: the caller merges this into the previous status."""
     previous = previous_status or {}
     state = knative_state(knative_service_status, revisions)
-    conditions = merge_conditions(
-        previous.get("conditions") or (), [_ready_condition(ais, desired, state, now)]
-    )
+    old = previous.get("conditions") or ()
+    had_rollout = find_condition(old, ROLLOUT_PROGRESSING) is not None
+    updates = [
+        _ready_condition(ais, desired, state, now),
+        *rollout_conditions(ais, previous.get("rollout"), now, had_rollout),
+    ]
+    conditions = merge_conditions(old, updates)
     return {
         "observedGeneration": ais.generation,
         "conditions": conditions,

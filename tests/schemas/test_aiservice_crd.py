@@ -351,3 +351,42 @@ def test_crd_defaults_mean_what_the_parser_assumes() -> None:
         defaulted = apply_defaults(SCHEMA, copy.deepcopy(manifest))
         assert defaulted != manifest
         assert parse(defaulted) == parse(manifest)
+
+
+def test_the_status_the_operator_writes_survives_the_status_schema() -> None:
+    """The API server prunes status fields its schema does not declare: every field the
+    operator and the rollout write must be declared, or state is lost on the next read."""
+    from datetime import UTC, datetime, timedelta
+
+    from aiservice_operator import rollout
+    from aiservice_operator.compile import compile_aiservice, revision_name
+    from aiservice_operator.conditions import summarize_status
+
+    manifest = base()
+    manifest["metadata"]["uid"] = "u-1"
+    ais = parse(manifest)
+    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    state, weight, _ = rollout.step(ais.spec, None, None, now)
+    observation = rollout.Observation(events=100, errors=1, p99_latency_ms=120.0, window_seconds=60)
+    for minute in range(1, 4):
+        state, weight, _ = rollout.step(
+            ais.spec, state, observation, now + timedelta(minutes=minute)
+        )
+    names = [revision_name(ais, m.name) for m in ais.spec.models]
+    desired = compile_aiservice(ais, ready_revisions=names)
+    knative = {
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "url": "http://sentiment.default.example.com",
+        "traffic": [{"revisionName": names[0], "percent": 100 - weight, "tag": "stable",
+                     "url": "http://stable-sentiment.default.example.com"},
+                    {"revisionName": names[1], "percent": weight, "tag": "canary"}],
+    }  # fmt: skip
+    status: dict[str, Any] = {"rollout": state.to_status()}
+    status.update(summarize_status(ais, desired, knative, now, status))
+    status["deadLetters"] = {"count": 3, "lastAt": "2026-05-01T12:00:00Z"}
+    assert state.history, "the rollout recorded no decision"
+    status_validator = jsonschema.Draft7Validator(
+        to_json_schema(SCHEMA["properties"]["status"], root=False)
+    )
+    assert schema_errors(status_validator, status) == []
+    assert {c["type"] for c in status["conditions"]} >= {"Ready", "RolloutProgressing"}

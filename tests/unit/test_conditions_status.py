@@ -198,3 +198,49 @@ def test_invalid_spec_status_names_the_fields() -> None:
     assert "spec.models[0].uri" in ready["message"] and "spec.traffic.stable" in ready["message"]
     assert status["observedGeneration"] == 3
     assert "url" not in status
+
+
+@pytest.mark.parametrize(
+    ("phase", "progressing", "degraded"),
+    [
+        ("Progressing", ("True", "Progressing"), ("False", "AsExpected")),
+        ("Paused", ("Unknown", "Paused"), ("False", "AsExpected")),
+        ("RollingBack", ("True", "RollingBack"), ("True", "RolloutRollingBack")),
+        ("Succeeded", ("False", "Succeeded"), ("False", "AsExpected")),
+        ("Failed", ("False", "Failed"), ("True", "RolloutFailed")),
+    ],
+)
+def test_rollout_conditions_follow_the_recorded_phase(
+    phase: str, progressing: tuple[str, str], degraded: tuple[str, str]
+) -> None:
+    service = ais()
+    desired = compile_aiservice(service, ready_revisions=[revision_name(service, "v1")])
+    previous = {"rollout": {"phase": phase, "step": 2, "weight": 25, "message": "p99 ok"}}
+    summary = summarize_status(service, desired, ready_status(service), T0, previous)
+    got = {c["type"]: (c["status"], c["reason"]) for c in summary["conditions"]}
+    assert got["RolloutProgressing"] == progressing
+    assert got["Degraded"] == degraded
+    message = find_condition(summary["conditions"], "RolloutProgressing")
+    assert message is not None and "25%" in message["message"] and "p99 ok" in message["message"]
+
+
+def test_rollout_removed_from_the_spec_stops_progressing() -> None:
+    m = {
+        "apiVersion": "aiservice.dev/v1alpha1",
+        "kind": "AIService",
+        "metadata": {"name": "reviews", "namespace": "shop"},
+        "spec": {
+            "consumes": [{"type": "com.example.in"}],
+            "function": {"image": "img:1", "entrypoint": "pkg.fn"},
+            "models": [{"name": "v1", "uri": "file:///v1.pt"}],
+        },
+    }
+    service = parse(m)
+    desired = compile_aiservice(service, ready_revisions=[revision_name(service, "v1")])
+    assert [c["type"] for c in summarize_status(service, desired, None, T0)["conditions"]] == [
+        "Ready"
+    ]
+    previous = {"conditions": [{"type": "RolloutProgressing", "status": "True"}]}
+    summary = summarize_status(service, desired, None, T0, previous)
+    rollout = find_condition(summary["conditions"], "RolloutProgressing")
+    assert rollout is not None and (rollout["status"], rollout["reason"]) == ("False", "NoRollout")
