@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 
 import httpx
 from aiservice_functions import contract
@@ -100,9 +101,8 @@ def test_audit_path_takes_decision_events(server: str, client: httpx.Client) -> 
 
 
 def test_bad_input_is_refused_and_nothing_stored(
-    make_server_url: object, client: httpx.Client, store: SqlStore
+    make_server_url: Callable[..., str], client: httpx.Client, store: SqlStore
 ) -> None:
-    assert callable(make_server_url)
     server = make_server_url(max_body_bytes=4096)
     path = server + contract.dead_letter_path(NS, SVC)
     cases = {
@@ -116,6 +116,11 @@ def test_bad_input_is_refused_and_nothing_stored(
         ),
         "oversized": client.post(
             path, headers=dead_letter_headers("big"), content=b'{"x":"' + b"a" * 8192 + b'"}'
+        ),
+        "oversized, chunked": client.post(
+            path,
+            headers=dead_letter_headers("big2", extra={"content-type": "application/octet-stream"}),
+            content=iter([b"a" * 3000, b"b" * 3000]),  # no Content-Length: chunked
         ),
         "invalid UTF-8 structured": client.post(
             path,
@@ -134,6 +139,7 @@ def test_bad_input_is_refused_and_nothing_stored(
     }
     statuses = {case: r.status_code for case, r in cases.items()}
     assert statuses["oversized"] == 413
+    assert statuses["oversized, chunked"] == 413
     for case, response in cases.items():
         assert 400 <= response.status_code < 500, (case, response.status_code)
         assert response.json()["error"], case  # a reason, always
@@ -157,3 +163,15 @@ def test_connections_do_not_pile_up(
     assert replayed["replayed"] == 30
     assert client.get(f"{server}/v1/events", headers=AUTH).status_code == 200
     assert store.open_connections <= 4
+
+
+def test_body_at_the_limit_is_taken_whole(
+    make_server_url: Callable[..., str], client: httpx.Client
+) -> None:
+    server = make_server_url(max_body_bytes=4096)
+    path = server + contract.dead_letter_path(NS, SVC)
+    headers = dead_letter_headers("edge", extra={"content-type": "application/octet-stream"})
+    chunked = client.post(path, headers=headers, content=iter([b"x" * 2048, b"y" * 2048]))
+    assert chunked.status_code == 201, chunked.text
+    detail = client.get(f"{server}/v1/events/{chunked.json()['seq']}", headers=AUTH).json()
+    assert base64.b64decode(detail["event"]["data_base64"]) == b"x" * 2048 + b"y" * 2048

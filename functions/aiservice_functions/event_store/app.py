@@ -80,6 +80,21 @@ class BadRequest(Exception):
     """A query parameter or body field is wrong; the message names it."""
 
 
+def _read_body(limit: int) -> bytes:
+    """The request body, or 413 past ``limit`` bytes — also for chunked bodies, which
+    carry no Content-Length for Flask to check up front."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = request.stream.read(64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            raise RequestEntityTooLarge()
+        chunks.append(chunk)
+
+
 def _flask_path(template: str) -> str:
     return template.replace("{", "<").replace("}", ">")
 
@@ -200,7 +215,9 @@ def create_app(
 ) -> Flask:
     """The WSGI app over ``store``; starts the retention thread when ``retention`` is active."""
     app = Flask("aiservice_functions.event_store")
-    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    # One byte of slack: a chunked body is cut at the limit by the server's stream, so
+    # reading max+1 bytes is how an oversized one is told from one of exactly max bytes.
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
     defaults = replay_defaults or ReplayOptions()
     thread = RetentionThread(store, retention).start() if retention and retention.active else None
     app.extensions[EXTENSION_KEY] = {"store": store, "retention": thread}
@@ -227,7 +244,7 @@ def create_app(
         return _error(refusal.status, refusal.reason) if refusal else None
 
     def ingest_event(kind: Kind, namespace: str, name: str) -> Response:
-        body = request.get_data(cache=False)
+        body = _read_body(max_body_bytes)
         try:
             record = ingest.to_record(kind, namespace, name, dict(request.headers), body)
         except InvalidEvent as err:
