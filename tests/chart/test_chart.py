@@ -360,3 +360,25 @@ def test_only_the_eventing_data_plane_and_the_operator_reach_the_event_store(
     assert not render({"eventStore": {"networkPolicy": {"enabled": False}}}).of_kind(
         "NetworkPolicy"
     )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"eventStore": {"retention": {"maxAge": "30d", "maxCount": 5000}}}],
+    ids=["default", "retention"],
+)
+def test_event_store_arguments_are_accepted_by_the_server(
+    render: RenderFn, values: dict[str, Any]
+) -> None:
+    from aiservice_functions.event_store.__main__ import ENV_DB, parser
+
+    container = render(values).deployment("event-store")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    args = parser().parse_args(container["args"])
+    assert args.command == "serve"
+    assert args.port == 8080
+    assert _env(container)[ENV_DB] == "sqlite:///data/events.db"
+    if values:
+        assert args.retention_max_age == 30 * 86400
+        assert args.retention_max_count == 5000
