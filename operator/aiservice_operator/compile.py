@@ -292,8 +292,9 @@ def trigger_name(ais: AIService, consume: Consume) -> str:
 
 
 def shadow_trigger_name(ais: AIService, consume: Consume) -> str:
-    """`<name>-shadow-<hash8 of type+filters>`: the mirror of `trigger_name`'s Trigger."""
-    return f"{ais.name}-shadow-{_digest(_trigger_filters(consume))}"
+    """`<name>-shadow-<hash8>`: the mirror of `trigger_name`'s Trigger. The role is hashed
+    too, so it never equals the primary Trigger of an AIService called `<name>-shadow`."""
+    return f"{ais.name}-shadow-{_digest({'shadow': _trigger_filters(consume)})}"
 
 
 def dead_letter_sink(ais: AIService, options: CompileOptions) -> dict[str, Any]:

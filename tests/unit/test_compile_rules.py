@@ -386,3 +386,16 @@ def test_shadow_triggers_mirror_to_the_canary_tag_while_it_is_ready_and_not_full
     assert len(full.triggers) == 1
     no_shadow = parse(manifest())
     assert len(compile_aiservice(no_shadow, ready_revisions=all_ready(no_shadow)).triggers) == 1
+
+
+def test_shadow_trigger_names_do_not_collide_with_another_services_primary() -> None:
+    shadowed = parse(manifest(rollout={"canary": "v2", "shadow": True}))
+    other = manifest()
+    other["metadata"]["name"] = "reviews-shadow"
+    neighbour = parse(other)
+    desired = compile_aiservice(
+        shadowed, weights=intended_weights(shadowed, 10), ready_revisions=all_ready(shadowed)
+    )
+    shadow_names = {t["metadata"]["name"] for t in desired.triggers[1:]}
+    assert shadow_names and all(n.startswith("reviews-shadow-") for n in shadow_names)
+    assert shadow_names.isdisjoint(t["metadata"]["name"] for t in steady_state(neighbour).triggers)
