@@ -126,3 +126,12 @@ def test_replay_request_validation(server: str, client: httpx.Client) -> None:
         response = client.post(f"{server}/v1/replay", json=body, headers=AUTH)
         assert response.status_code == 400, body
         assert word in response.json()["error"]
+
+
+def test_first_dead_letter_already_carrying_a_replay_count(
+    server: str, client: httpx.Client, receiver: Receiver, store: SqlStore
+) -> None:
+    """An event replayed by some earlier store and dead-lettered here for the first time."""
+    post_dead_letter(client, server, "foreign", extra={f"ce-{contract.EXT_REPLAY}": "3"})
+    assert _replay(client, server, all=True, target=receiver.url)["replayed"] == 1
+    assert store.count(EventFilter(replayed=True)) == 1

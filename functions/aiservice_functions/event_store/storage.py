@@ -254,8 +254,8 @@ class SqlStore:
                 conn,
                 f"""INSERT INTO {TABLE} (kind, namespace, name, source, event_id, type,
                     document, error_dest, error_code, error_data, revision, received_at,
-                    last_received_at, replay_failed_seen)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    last_received_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (kind, namespace, name, source, event_id) DO NOTHING
                 RETURNING seq""",
                 (
@@ -268,7 +268,6 @@ class SqlStore:
                     event.revision,
                     event.received_at,
                     event.received_at,
-                    event.replay_seen,
                 ),
             ).fetchone()
             if row is not None:
