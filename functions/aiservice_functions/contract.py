@@ -34,6 +34,8 @@ ENV_TORCH_THREADS = "AISVC_TORCH_THREADS"
 ENV_MODEL_CACHE_DIR = "AISVC_MODEL_CACHE_DIR"
 """Where models fetched over http(s)/s3 are kept, keyed by sha256."""
 ENV_LOG_LEVEL = "AISVC_LOG_LEVEL"
+ENV_HOST = "AISVC_HOST"
+"""Address the runtime binds (default 127.0.0.1; the container image sets 0.0.0.0)."""
 
 # Knative Serving sets these in every container it starts; the local executor does too.
 ENV_K_SERVICE = "K_SERVICE"

@@ -16,6 +16,7 @@ uses more features. The model is tiny, so batching is off by default.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,11 @@ def load(path: Path, version: str) -> FraudModel:
     import torch
 
     extra = {EXTRA_FILE: ""}
-    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    with warnings.catch_warnings():
+        # torch marks TorchScript deprecated in favour of torch.export; the shipped
+        # models are TorchScript, which still loads without Python model code.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     module.eval()
     try:
         meta = json.loads(extra[EXTRA_FILE])

@@ -289,7 +289,6 @@ def create_app(
     cfg = config or RuntimeConfig.from_env(fn.batching)
     service = FunctionService(fn, cfg, load_gate=load_gate)
     app = Flask(f"aisvc-{fn.name}")
-    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.extensions["aisvc"] = service
     version = cfg.model_version
 
@@ -297,7 +296,7 @@ def create_app(
     def receive() -> Response:
         started = time.perf_counter()
         try:
-            body = request.get_data(cache=False)
+            body = _read_body(cfg.max_body_bytes)
             status, headers, out, outcome = service.handle(request.headers, body)
         except RequestEntityTooLarge:
             status, headers, out, outcome = _error(
@@ -353,6 +352,31 @@ def create_app(
     if start:
         service.start()
     return app
+
+
+def _read_body(limit: int) -> bytes:
+    """The request body, or 413 past ``limit``, also for chunked bodies.
+
+    werkzeug's own limit silently truncates a chunked body at exactly the limit,
+    which would turn an oversize event into a misleading 400.
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise RequestEntityTooLarge()
+    environ = request.environ
+    if length is None and not environ.get("wsgi.input_terminated"):
+        return b""  # the server cannot tell where the body ends: there is none
+    stream = environ["wsgi.input"]
+    wanted = length if length is not None else limit + 1
+    data = bytearray()
+    while len(data) < wanted:
+        chunk = stream.read(min(64 * 1024, wanted - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    if len(data) > limit:
+        raise RequestEntityTooLarge()
+    return bytes(data)
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:

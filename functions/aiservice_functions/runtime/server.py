@@ -25,8 +25,8 @@ GRACEFUL_TIMEOUT_S = 20
 
 
 def default_host() -> str:
-    """0.0.0.0 inside Knative (probes reach the pod IP), loopback everywhere else."""
-    return "0.0.0.0" if os.environ.get(contract.ENV_K_SERVICE) else "127.0.0.1"
+    """``AISVC_HOST``, else loopback: only the container image opens all interfaces."""
+    return os.environ.get(contract.ENV_HOST) or "127.0.0.1"
 
 
 def default_port() -> int:
