@@ -16,6 +16,8 @@ from aiservice_operator.compile import (
     revision_name,
 )
 from aiservice_operator.spec import AIService, parse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from schema_tools import KNATIVE_SCHEMAS, REPO_ROOT, knative_violations
 
 pytestmark = pytest.mark.skipif(
@@ -138,3 +140,59 @@ def test_the_checks_refuse_what_knative_refuses(mutate: Any, expected: str) -> N
     mutate(service, trigger)
     problems = knative_violations(service) + knative_violations(trigger)
     assert any(expected in p for p in problems), problems
+
+
+@st.composite
+def _situations(draw: st.DrawFn) -> tuple[AIService, dict[str, int] | None, list[str]]:
+    """Any AIService shape, any weights the rollout may ask for, any set of ready revisions."""
+    count = draw(st.integers(1, 4))
+    models = [{"name": f"m{i}", "uri": f"file:///models/m{i}.pt"} for i in range(count)]
+    stable = draw(st.integers(0, count - 1))
+    spec: dict[str, Any] = {
+        "consumes": [{"type": "com.example.in"}],
+        "function": {"image": "img:1", "entrypoint": "pkg.fn"},
+        "models": models,
+        "traffic": {"stable": f"m{stable}"},
+    }
+    canary_weight = None
+    others = [i for i in range(count) if i != stable]
+    mode = draw(st.sampled_from(["plain", "split", "rollout"] if others else ["plain"]))
+    if mode == "split":
+        cut = draw(st.integers(0, 100))
+        spec["traffic"]["split"] = [
+            {"model": f"m{stable}", "percent": cut},
+            {"model": f"m{draw(st.sampled_from(others))}", "percent": 100 - cut},
+        ]
+    elif mode == "rollout":
+        spec["rollout"] = {"canary": f"m{draw(st.sampled_from(others))}",
+                           "shadow": draw(st.booleans())}  # fmt: skip
+        canary_weight = draw(st.integers(0, 100))
+    ais = parse(
+        {
+            "apiVersion": "aiservice.dev/v1alpha1",
+            "kind": "AIService",
+            "metadata": {"name": "prop", "namespace": "ns", "uid": "u-1"},
+            "spec": spec,
+        }
+    )
+    names = [revision_name(ais, m["name"]) for m in models]
+    ready = draw(st.lists(st.sampled_from(names), unique=True))
+    weights = None if canary_weight is None else intended_weights(ais, canary_weight)
+    return ais, weights, ready
+
+
+@settings(max_examples=60, deadline=None)
+@given(_situations())
+def test_any_situation_compiles_to_valid_knative_routing_only_ready_revisions(
+    situation: tuple[AIService, dict[str, int] | None, list[str]],
+) -> None:
+    ais, weights, ready = situation
+    desired = compile_aiservice(ais, weights=weights, ready_revisions=ready)
+    traffic = desired.service["spec"]["traffic"]
+    assert sum(t["percent"] for t in traffic) == 100
+    assert sum(desired.weights.values()) == 100
+    assert all(t.get("latestRevision") or t["revisionName"] in ready for t in traffic)
+    template_name = desired.service["spec"]["template"]["metadata"]["name"]
+    assert (template_name in ready) == (not desired.pending_models)
+    for obj in desired.objects():
+        assert knative_violations(obj) == []
