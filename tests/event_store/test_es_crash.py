@@ -29,6 +29,9 @@ SENSITIVE = "SENSITIVE-PAYLOAD-7731"
 @contextmanager
 def served(db_url: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_port()
+    # PostgreSQL runs with two worker processes: both create the schema at start-up
+    # (serialised by an advisory lock) and write concurrently.
+    workers = "2" if db_url.startswith("postgresql") else "1"
     env = dict(os.environ, **{contract.ENV_EVENT_STORE_TOKEN: TOKEN})
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -45,6 +48,8 @@ def served(db_url: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], st
                 str(port),
                 "--threads",
                 "4",
+                "--workers",
+                workers,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 from aiservice_functions import contract
 from aiservice_functions.event_store.records import EventFilter
-from aiservice_functions.event_store.replay import ReplayOptions
+from aiservice_functions.event_store.replay import Pace, ReplayOptions
 from aiservice_functions.event_store.storage import SqlStore
 from es_helpers import AUTH, NS, SVC, Receiver, post_dead_letter
 
@@ -135,3 +135,24 @@ def test_first_dead_letter_already_carrying_a_replay_count(
     post_dead_letter(client, server, "foreign", extra={f"ce-{contract.EXT_REPLAY}": "3"})
     assert _replay(client, server, all=True, target=receiver.url)["replayed"] == 1
     assert store.count(EventFilter(replayed=True)) == 1
+
+
+def test_pace_spaces_sends_by_the_rate() -> None:
+    """The rate bound, on a simulated clock: each send waits for its slot."""
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+
+    pace = Pace(4.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(4):
+        pace.wait()  # all at the same instant: slots at +0, +0.25, +0.5, +0.75
+    assert slept == [0.25, 0.5, 0.75]
+    now[0] += 10  # idle for a while: no burst credit is saved up beyond one slot
+    pace.wait()
+    pace.wait()
+    assert slept[3:] == [0.25]
+    unbounded = Pace(0, clock=lambda: now[0], sleep=sleep)
+    unbounded.wait()
+    assert len(slept) == 4

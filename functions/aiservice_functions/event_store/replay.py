@@ -16,6 +16,7 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Final
@@ -119,24 +120,30 @@ def replay_request(record: StoredEvent) -> tuple[dict[str, str], bytes]:
     return headers, body
 
 
-class _Pace:
-    """Spaces sends ``1/rate`` seconds apart across threads (0: no spacing)."""
+class Pace:
+    """Spaces sends ``1/rate`` seconds apart across threads (rate 0: no spacing)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self._next = clock()
         self._lock = threading.Lock()
 
     def wait(self) -> None:
         if not self._interval:
             return
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             at = max(now, self._next)
             self._next = at + self._interval
-        delay = at - now
-        if delay > 0:
-            time.sleep(delay)
+        if at > now:
+            self._sleep(at - now)
 
 
 def replay(
@@ -155,7 +162,7 @@ def replay(
     per_slot = math.ceil(limit / concurrency) + 1
     lease_s = options.timeout * per_slot + (limit / options.rate if options.rate > 0 else 0) + 60
     records = store.claim(selection, options.force, limit, token, int(lease_s * 1_000_000))
-    pace = _Pace(options.rate)
+    pace = Pace(options.rate)
     own_client = client is None
     http = client or httpx.Client(timeout=options.timeout)
 
