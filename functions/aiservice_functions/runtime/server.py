@@ -98,6 +98,9 @@ def serve(
     for name, value in overrides.items():
         if value is not None:
             os.environ[name] = value
+    # A model is named by URI and verified; libraries must not fetch one from a hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     configure_logging()
     function = load_entrypoint(entrypoint)
     config = RuntimeConfig.from_env(function.batching)
