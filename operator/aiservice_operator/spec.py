@@ -47,7 +47,7 @@ MAX_MODEL_NAME_LENGTH = 12
 RESERVED_MODEL_NAMES = ("stable", "canary")
 # List and string bounds, the same as the CRD's (which needs them to bound CEL cost).
 MAX_CONSUMES = 16
-MAX_FILTERS = 16
+MAX_FILTERS = 8
 MAX_FILTER_ATTRIBUTES = 16
 MAX_FILTER_DEPTH = 3
 """`filters[0].all[0].not` is depth 3: only exact, prefix, suffix and cesql there."""
