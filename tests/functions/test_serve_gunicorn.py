@@ -143,7 +143,10 @@ def test_logs_are_json_without_event_data_and_sigterm_stops_cleanly(
     lines = log_path.read_text().splitlines()
     entries = [json.loads(line) for line in lines if line.strip()]
     assert any(e["msg"] == "model loaded" and e["model_version"] == "v2" for e in entries)
-    assert any(e.get("outcome") == "rejected" and e.get("status") == 422 for e in entries)
+    assert any(
+        e.get("outcome") == "rejected" and e.get("status") == 422 and e.get("event_id") == "req-1"
+        for e in entries
+    )
     assert str(SECRET_AMOUNT) not in log_path.read_text()
 
 

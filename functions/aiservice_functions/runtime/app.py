@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -47,6 +47,16 @@ from aiservice_functions.runtime.function import Function, Rejected, load_entryp
 from aiservice_functions.runtime.metrics import RuntimeMetrics
 
 log = logging.getLogger("aiservice_functions.runtime")
+
+
+class Answer(NamedTuple):
+    """One HTTP answer to one event, with the outcome label metrics and logs use."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    outcome: str
+    event: CloudEvent | None = None
 
 
 class NotReady(Exception):
@@ -200,48 +210,53 @@ class FunctionService:
         attributes[contract.EXT_HOPS] = str(_hops(incoming) + 1)
         return make_event(attributes, data)
 
-    def handle(self, headers: Any, body: bytes) -> tuple[int, dict[str, str], bytes, str]:
-        """Answer one HTTP request; returns status, headers, body and the outcome label."""
+    def handle(self, headers: Any, body: bytes) -> Answer:
+        """Answer one HTTP request (never raises)."""
         try:
             parsed = parse_request(headers, body)
         except InvalidEvent as err:
-            return _error(err.status, err.reason, "invalid_event")
+            return _error(err.status, err.reason, "invalid_event")  # no event to name
         event = parsed.event
         try:
             item = self.function.decode(event)
         except Rejected as err:
-            return _error(err.status, err.reason, "rejected", field=err.field)
+            return _error(err.status, err.reason, "rejected", field=err.field, event=event)
         except InvalidEvent as err:
-            return _error(err.status, err.reason, "rejected")
+            return _error(err.status, err.reason, "rejected", event=event)
         except Exception as err:
             log.exception("decode failed", extra=_event_log(event))
             return _error(
-                500, f"function failed to decode the event: {type(err).__name__}", "error"
+                500,
+                f"function failed to decode the event: {type(err).__name__}",
+                "error",
+                event=event,
             )
         try:
             output = self.infer_one(item)
         except NotReady as err:
-            return _error(503, f"not ready: {err}", "not_ready")
+            return _error(503, f"not ready: {err}", "not_ready", event=event)
         except TimeoutError as err:
             log.warning("inference timed out", extra=_event_log(event))
-            return _error(500, str(err), "timeout")
+            return _error(500, str(err), "timeout", event=event)
         except Rejected as err:
-            return _error(err.status, err.reason, "rejected", field=err.field)
+            return _error(err.status, err.reason, "rejected", field=err.field, event=event)
         except Exception as err:
             log.exception("inference failed", extra=_event_log(event))
-            return _error(500, f"model failed: {type(err).__name__}", "error")
+            return _error(500, f"model failed: {type(err).__name__}", "error", event=event)
         if _truthy(event.get_extension(contract.EXT_SHADOW)):
-            return 202, {}, b"", "shadow"
+            return Answer(202, {}, b"", "shadow", event)
         if output is None or not self.config.reply_type:
-            return 202, {}, b"", "no_reply"
+            return Answer(202, {}, b"", "no_reply", event)
         try:
             status, out_headers, out_body = render_response(
                 self.reply_event(event, output), parsed.mode
             )
         except Exception as err:
             log.exception("reply could not be rendered", extra=_event_log(event))
-            return _error(500, f"reply could not be rendered: {type(err).__name__}", "error")
-        return status, out_headers, out_body, "replied"
+            return _error(
+                500, f"reply could not be rendered: {type(err).__name__}", "error", event=event
+            )
+        return Answer(status, out_headers, out_body, "replied", event)
 
 
 def _hops(event: CloudEvent) -> int:
@@ -261,15 +276,19 @@ def _event_log(event: CloudEvent) -> dict[str, Any]:
 
 
 def _error(
-    status: int, reason: str, outcome: str, field: str | None = None
-) -> tuple[int, dict[str, str], bytes, str]:
+    status: int,
+    reason: str,
+    outcome: str,
+    field: str | None = None,
+    event: CloudEvent | None = None,
+) -> Answer:
     import json
 
     payload: dict[str, Any] = {"error": reason, "status": status}
     if field is not None:
         payload["field"] = field
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    return status, {"content-type": "application/json"}, body, outcome
+    return Answer(status, {"content-type": "application/json"}, body, outcome, event)
 
 
 def create_app(
@@ -296,10 +315,9 @@ def create_app(
     def receive() -> Response:
         started = time.perf_counter()
         try:
-            body = _read_body(cfg.max_body_bytes)
-            status, headers, out, outcome = service.handle(request.headers, body)
+            answer = service.handle(request.headers, _read_body(cfg.max_body_bytes))
         except RequestEntityTooLarge:
-            status, headers, out, outcome = _error(
+            answer = _error(
                 413,
                 f"body larger than {cfg.max_body_bytes} bytes ({contract.ENV_MAX_BODY_BYTES}); "
                 "send a reference to large data instead",
@@ -307,19 +325,12 @@ def create_app(
             )
         except Exception as err:  # last resort: never crash, never a 2xx for a failure
             log.exception("unexpected failure")
-            status, headers, out, outcome = _error(
-                500, f"internal error: {type(err).__name__}", "error"
-            )
+            answer = _error(500, f"internal error: {type(err).__name__}", "error")
         elapsed = time.perf_counter() - started
-        service.metrics.events.labels(outcome, version).inc()
-        service.metrics.latency.labels(version, outcome).observe(elapsed)
-        if status >= 400:
-            log.log(
-                logging.WARNING if status >= 500 else logging.INFO,
-                "event refused" if status < 500 else "event failed",
-                extra={"status": status, "outcome": outcome, "reason": _reason(out), **_ids()},
-            )
-        return Response(out, status=status, headers=headers)
+        service.metrics.events.labels(answer.outcome, version).inc()
+        service.metrics.latency.labels(version, answer.outcome).observe(elapsed)
+        _log_answer(answer, elapsed)
+        return Response(answer.body, status=answer.status, headers=answer.headers)
 
     @app.get(contract.PATH_LIVENESS)
     def liveness() -> Response:
@@ -394,11 +405,20 @@ def _reason(body: bytes) -> str:
         return ""
 
 
-def _ids() -> dict[str, str]:
-    """Event attributes worth logging with a refusal (headers only; never the body)."""
-    headers = request.headers
-    return {
-        key: headers[name]
-        for key, name in (("event_id", "ce-id"), ("event_type", "ce-type"))
-        if name in headers
+def _log_answer(answer: Answer, elapsed: float) -> None:
+    """One line per event: attributes and outcome only, never the event data."""
+    if answer.status < 400 and not log.isEnabledFor(logging.DEBUG):
+        return
+    extra: dict[str, Any] = {
+        "status": answer.status,
+        "outcome": answer.outcome,
+        "latency_ms": round(elapsed * 1000, 3),
     }
+    if answer.event is not None:
+        extra.update(_event_log(answer.event))
+    if answer.status >= 400:
+        extra["reason"] = _reason(answer.body)
+        level = logging.WARNING if answer.status >= 500 else logging.INFO
+        log.log(level, "event failed" if answer.status >= 500 else "event refused", extra=extra)
+    else:
+        log.debug("event handled", extra=extra)
