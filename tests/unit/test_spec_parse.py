@@ -91,6 +91,7 @@ def test_defaults() -> None:
          "spec.consumes[0].filters[0].exact"),
         ("spec.consumes.0.filters", [{"exact": {"source": 3}}],
          "spec.consumes[0].filters[0].exact.source"),
+        ("spec.consumes.0.filters", [{"cesql": "  "}], "spec.consumes[0].filters[0].cesql"),
         ("spec.consumes.0.filters", [{"exact": {"Source": "x"}}],
          "spec.consumes[0].filters[0].exact.Source"),
         ("spec.consumes.0.filters", [{"prefix": {"1a": "x"}}],
