@@ -111,7 +111,8 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(API_GROUP, API_VERSION, PLURAL)
 @kopf.on.update(API_GROUP, API_VERSION, PLURAL)
 async def reconcile_aiservice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile(memo, _plain(body))
+    meta = body.get("metadata", {})
+    await reconcile(memo, meta.get("namespace", "default"), meta["name"])
 
 
 @kopf.on.event(compiler.SERVING_API.split("/")[0], "v1", "services", labels=OWNED)
@@ -133,12 +134,8 @@ async def child_changed(
     name, namespace = labels.get(compiler.LABEL_NAME), body.get("metadata", {}).get("namespace")
     if not name or not namespace:
         return
-    client: kube.Kube = memo["kube"]
     try:
-        owner = await client.get_aiservice(namespace, name)
-        if owner is None or owner["metadata"].get("deletionTimestamp"):
-            return
-        await reconcile(memo, owner)
+        await reconcile(memo, namespace, name)
     except (kopf.TemporaryError, kopf.PermanentError, kube.ApiError) as err:
         # The AIService's own handler retries; the next child event reconciles anyway.
         logger.info(f"reconcile of {namespace}/{name} after a child change deferred: {err}")
@@ -146,17 +143,9 @@ async def child_changed(
 
 def _event(body: Obj, *, type: str, reason: str, message: str) -> None:
     """Post a Kubernetes Event about the AIService (kopf queues and sends it)."""
+    if not body.get("metadata", {}).get("uid"):
+        return  # not read from the API: nothing to attach the Event to
     kopf.event(cast(kopf.Body, body), type=type, reason=reason, message=message[:1024])
-
-
-def _plain(body: Mapping[str, Any]) -> Obj:
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": dict(body.get("metadata") or {}),
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
 
 
 def _lock(memo: kopf.Memo, namespace: str, name: str) -> asyncio.Lock:
@@ -164,14 +153,23 @@ def _lock(memo: kopf.Memo, namespace: str, name: str) -> asyncio.Lock:
     return locks.setdefault((namespace, name), asyncio.Lock())
 
 
-async def reconcile(memo: kopf.Memo, body: Obj) -> None:
-    """Bring one AIService's children and status in line with its spec (serialized per
-    AIService: watch events of children and of the AIService itself may overlap)."""
-    meta = body["metadata"]
-    async with _lock(memo, meta.get("namespace", "default"), meta["name"]):
+async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
+    """Bring one AIService's children and status in line with its spec.
+
+    Serialized per AIService (watch events of children and of the AIService may overlap),
+    and always from a fresh read: the triggering event's copy can predate the status this
+    operator wrote a moment ago, and merging conditions into a stale status would move
+    their transition times.
+    """
+    async with _lock(memo, namespace, name):
         client: kube.Kube = memo["kube"]
         config: Config = memo["config"]
+        body: Obj = {"metadata": {"namespace": namespace, "name": name}}
         try:
+            fresh = await client.get_aiservice(namespace, name)
+            if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                return  # gone: its children go with it (ownerReferences)
+            body = fresh
             await _reconcile(client, config, body)
         except kube.ApiError as err:
             if err.retryable:

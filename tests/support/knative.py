@@ -212,7 +212,8 @@ class KnativeServing:
             "latestCreatedRevisionName": rev_name,
             "url": f"http://{name}.{domain}",
             "address": {"url": f"http://{name}.{domain}"},
-            "traffic": traffic_status,
+            # Like Knative's Route: the served traffic changes only once every target is ready.
+            "traffic": traffic_status if routes_ok else status.get("traffic", []),
             "conditions": [
                 _condition(
                     "ConfigurationsReady",

@@ -238,12 +238,21 @@ class Emulator(kmock.KubernetesEmulator):
         super().__attrs_post_init__()
         self.kinds: dict[tuple[str, str, str], Kind] = {}
         self.store: dict[tuple[tuple[str, str, str], str | None, str], Obj] = {}
+        # Indexes, so lists and garbage collection cost what they return, not the store size.
+        self._by_kind: dict[tuple[str, str, str], dict[tuple[str, str | None, str], Obj]] = (
+            collections.defaultdict(dict)
+        )
+        self._live_uids: set[str] = set()
+        self._dependents: dict[str, set[tuple[tuple[str, str, str], str | None, str]]] = (
+            collections.defaultdict(set)
+        )
         self.validators: dict[tuple[str, str, str], list[Validator]] = collections.defaultdict(list)
         self.log: collections.deque[LoggedRequest] = collections.deque(maxlen=50_000)
         self.history: collections.deque[tuple[int, Kind, Obj]] = collections.deque(maxlen=20_000)
         self._watchers: set[int] = set()
         self._watcher_objs: dict[int, _Watcher] = {}
         self._rv = itertools.count(1)
+        self.faults: list[tuple[Callable[[LoggedRequest], bool], ApiStatusError, list[int]]] = []
         self.last_rv = 0
         for kind in DEFAULT_KINDS:
             self.register(kind)
@@ -263,6 +272,25 @@ class Emulator(kmock.KubernetesEmulator):
 
     def add_validator(self, kind: Kind, validator: Validator) -> None:
         self.validators[kind.key].append(validator)
+
+    def inject_fault(
+        self,
+        match: Callable[[LoggedRequest], bool],
+        code: int = 409,
+        reason: str = "Conflict",
+        *,
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` HTTP requests matching `match` with an error, unprocessed."""
+        error = ApiStatusError(code, reason, f"injected {code} {reason}")
+        self.faults.append((match, error, [times]))
+
+    def _fault(self, entry: LoggedRequest) -> ApiStatusError | None:
+        for match, error, left in self.faults:
+            if left[0] > 0 and match(entry):
+                left[0] -= 1
+                return error
+        return None
 
     # --- reads -------------------------------------------------------------------
 
@@ -288,8 +316,10 @@ class Emulator(kmock.KubernetesEmulator):
         match = self._matcher(labels, fields)
         return [
             copy.deepcopy(obj)
-            for (key, ns, _), obj in sorted(self.store.items(), key=lambda i: str(i[0]))
-            if key == kind.key and (namespace is None or ns == namespace) and match(obj)
+            for (ns, _), obj in sorted(
+                self._by_kind[kind.key].items(), key=lambda i: (i[0][0] or "", i[0][1])
+            )
+            if (namespace is None or ns == namespace) and match(obj)
         ]
 
     # --- writes ------------------------------------------------------------------
@@ -320,7 +350,12 @@ class Emulator(kmock.KubernetesEmulator):
         meta["generation"] = 1
         meta["creationTimestamp"] = _now()
         self._admit(kind, obj)
-        return self._commit(kind, None, obj)
+        created = self._commit(kind, None, obj)
+        owners = {r.get("uid") for r in meta.get("ownerReferences") or []}
+        if owners and not owners & self._uids():
+            # The garbage collector removes dependents whose owners are all gone.
+            self._remove(kind, created)
+        return created
 
     def replace_object(
         self, kind: Kind, namespace: str | None, name: str, body: Obj, *, status: bool = False
@@ -450,15 +485,16 @@ class Emulator(kmock.KubernetesEmulator):
         rv = next(self._rv)
         self.last_rv = rv
         meta["resourceVersion"] = str(rv)
-        self.store[key] = new
+        self._store(key, new)
         self._emit(rv, kind, "ADDED" if old is None else "MODIFIED", new)
         return copy.deepcopy(new)
 
     def _remove(self, kind: Kind, obj: Obj, *, propagation: str = "Background") -> None:
         meta = obj["metadata"]
         key = (kind.key, meta.get("namespace") if kind.namespaced else None, meta["name"])
-        if self.store.pop(key, None) is None:
+        if key not in self.store:
             return
+        self._store(key, None)
         rv = next(self._rv)
         self.last_rv = rv
         gone = copy.deepcopy(obj)
@@ -472,16 +508,31 @@ class Emulator(kmock.KubernetesEmulator):
         if not owner_uid:
             return
         dependents = [
-            (self.kinds[res], ns, name)
-            for (res, ns, name), obj in list(self.store.items())
-            if any(
-                ref.get("uid") == owner_uid
-                for ref in obj.get("metadata", {}).get("ownerReferences") or []
-            )
+            (self.kinds[r], ns, n)
+            for r, ns, n in sorted(self._dependents.get(owner_uid, ()), key=str)
         ]
         for kind, ns, name in dependents:
             if (kind.key, ns, name) in self.store:
                 self.delete_object(kind, ns, name)
+
+    def _uids(self) -> set[str]:
+        return self._live_uids
+
+    def _store(self, key: tuple[tuple[str, str, str], str | None, str], obj: Obj | None) -> None:
+        """Put (or with None, drop) an object, keeping the indexes in step."""
+        old = self.store.pop(key, None)
+        if old is not None:
+            self._live_uids.discard(old["metadata"].get("uid", ""))
+        for ref in (old or {}).get("metadata", {}).get("ownerReferences") or []:
+            self._dependents[ref.get("uid", "")].discard(key)
+        self._by_kind[key[0]].pop((key[1], key[2]), None)
+        if obj is None:
+            return
+        self.store[key] = obj
+        self._live_uids.add(obj["metadata"].get("uid", ""))
+        self._by_kind[key[0]][(key[1], key[2])] = obj
+        for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+            self._dependents[ref.get("uid", "")].add(key)
 
     def _emit(self, rv: int, kind: Kind, kind_of_event: str, obj: Obj) -> None:
         event = {"type": kind_of_event, "object": copy.deepcopy(obj)}
@@ -564,6 +615,9 @@ class Emulator(kmock.KubernetesEmulator):
             if verb == "watch":
                 self.log.append(entry)
                 return await self._serve_watch_stream(raw_request, kind, namespace, name, query)
+            fault = self._fault(entry)
+            if fault is not None:
+                raise fault
             body: Any = None
             raw = await raw_request.read()
             if raw:
@@ -834,6 +888,13 @@ class EmulatorThread:
 
     def delete(self, kind: Kind, namespace: str | None, name: str) -> Obj:
         return self.call(lambda: self.emulator.delete_object(kind, namespace, name))
+
+    def inject_fault(
+        self, match: Callable[[LoggedRequest], bool], code: int = 409, *, times: int = 1
+    ) -> None:
+        """The next `times` requests matching `match` fail with `code` (see Emulator)."""
+        reason = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError"}.get(code, "")
+        self.call(lambda: self.emulator.inject_fault(match, code, reason or "Error", times=times))
 
     def requests(self) -> builtins.list[LoggedRequest]:
         return self.call(lambda: list(self.emulator.log))

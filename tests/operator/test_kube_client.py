@@ -1,0 +1,194 @@
+"""kube.py: drift comparison, the RBAC call registry, errors, and writes only on change
+(against the API emulator over HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiservice_operator import kube
+from aiservice_operator.config import Config, ConfigError
+
+from tests.support.kubeemu import KSERVICES, TRIGGERS, EmulatorThread
+
+
+def test_contains_treats_defaulted_fields_as_no_drift() -> None:
+    desired = {"template": {"spec": {"containers": [{"image": "a"}]}}, "traffic": [{"p": 1}]}
+    defaulted = {
+        "template": {"spec": {"containers": [{"image": "a", "resources": {}}], "timeout": 300}},
+        "traffic": [{"p": 1, "latestRevision": False}],
+    }
+    assert kube.contains(defaulted, desired)
+    assert not kube.contains({**defaulted, "traffic": [{"p": 2}]}, desired)
+    assert not kube.contains({**defaulted, "traffic": [{"p": 1}, {"p": 0}]}, desired)
+    assert not kube.contains({"template": {"spec": {"containers": [{"image": "b"}]}}}, desired)
+
+
+def test_update_patch_guards_the_resource_version_and_keeps_foreign_metadata() -> None:
+    live = {
+        "metadata": {
+            "resourceVersion": "7",
+            "labels": {"team": "x", "app.kubernetes.io/managed-by": "someone"},
+            "ownerReferences": [{"uid": "other"}],
+        },
+        "spec": {"old": True},
+    }
+    desired = {
+        "metadata": {
+            "labels": {"app.kubernetes.io/managed-by": "aiservice-operator"},
+            "ownerReferences": [{"uid": "mine"}],
+        },
+        "spec": {"new": True},
+    }
+    assert kube.needs_update(live, desired)
+    ops = {op["path"]: op for op in kube.update_patch(live, desired)}
+    assert ops["/metadata/resourceVersion"] == {
+        "op": "test",
+        "path": "/metadata/resourceVersion",
+        "value": "7",
+    }
+    assert ops["/spec"]["value"] == {"new": True}
+    assert ops["/metadata/labels"]["value"] == {
+        "team": "x",
+        "app.kubernetes.io/managed-by": "aiservice-operator",
+    }
+    assert [r["uid"] for r in ops["/metadata/ownerReferences"]["value"]] == ["mine", "other"]
+
+
+def test_every_request_sending_method_is_in_the_rbac_registry() -> None:
+    senders = [
+        (name, fn)
+        for name, fn in inspect.getmembers(kube.Kube, inspect.iscoroutinefunction)
+        if "self._request(" in inspect.getsource(fn)
+    ]
+    assert len(senders) >= 10
+    missing = [name for name, fn in senders if not hasattr(fn, "__api_call__")]
+    assert missing == []
+    assert {fn.__api_call__ for _, fn in senders} == kube.API_CALLS
+    needed = kube.required_permissions()
+    assert ("serving.knative.dev", "services", "patch") in needed
+    assert ("eventing.knative.dev", "triggers", "delete") in needed
+    assert ("aiservice.dev", "aiservices/status", "patch") in needed
+    assert ("", "events", "create") in needed
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        (0, True),
+        (409, True),
+        (422, True),
+        (429, True),
+        (503, True),
+        (400, False),
+        (403, False),
+        (404, False),
+    ],
+)
+def test_which_errors_are_retried(status: int, retryable: bool) -> None:
+    assert kube.ApiError(status, "r", "m").retryable is retryable
+
+
+def test_config_from_env_names_the_bad_variable() -> None:
+    config = Config.from_env(
+        {
+            "AISVC_WATCH_NAMESPACES": "a, b,",
+            "AISVC_RETRY_DELAY_SECONDS": "0.5",
+            "AISVC_EVENT_STORE_URL": "http://store:8080/",
+        }
+    )
+    assert config.namespaces == ("a", "b") and config.retry_delay == 0.5
+    assert config.compile_options.event_store_url == "http://store:8080"
+    assert config.standalone and Config.from_env({"AISVC_PEERING_NAME": "p"}).standalone is False
+    with pytest.raises(ConfigError, match="AISVC_RETRY_DELAY_SECONDS"):
+        Config.from_env({"AISVC_RETRY_DELAY_SECONDS": "soon"})
+    with pytest.raises(ConfigError, match="AISVC_KUBE_SERVER"):
+        Config.from_env({"AISVC_KUBE_SERVER": "localhost:6443"})
+    with pytest.raises(ConfigError, match="AISVC_EVENT_STORE_URL"):
+        Config.from_env({"AISVC_EVENT_STORE_URL": "store"})
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[EmulatorThread]:
+    with EmulatorThread() as api:
+        yield api
+
+
+def _service(rev: str = "s-1") -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": "s", "namespace": "k", "labels": {"aiservice.dev/name": "s"}},
+        "spec": {"template": {"metadata": {"name": rev}, "spec": {"containers": [{}]}}},
+    }
+
+
+def _trigger(name: str, broker: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Trigger",
+        "metadata": {"name": name, "namespace": "k", "labels": {"aiservice.dev/name": "s"}},
+        "spec": {"broker": broker, "filters": [{"exact": {"type": name}}]},
+    }
+
+
+def test_apply_writes_only_what_changed(api: EmulatorThread) -> None:
+    async def scenario() -> list[list[str]]:
+        client = kube.Kube(kube.Connection(server=api.url, insecure=True))
+        actions: list[list[str]] = []
+        try:
+            selector = {"aiservice.dev/name": "s"}
+            for service, triggers in (
+                (_service(), [_trigger("a"), _trigger("b")]),
+                (_service(), [_trigger("a"), _trigger("b")]),
+                (_service("s-2"), [_trigger("a", broker="other"), _trigger("c")]),
+            ):
+                live = await client.get_service("k", "s")
+                done = [(await client.apply_service(service, live)).action]
+                applied = await client.apply_triggers("k", selector, triggers)
+                actions.append(done + [f"{n}:{a.action}" for n, a in sorted(applied.items())])
+        finally:
+            await client.close()
+        return actions
+
+    api.clear_log()
+    created, unchanged, changed = asyncio.run(scenario())
+    assert created == ["created", "a:created", "b:created"]
+    assert unchanged == ["unchanged", "a:unchanged", "b:unchanged"]
+    assert changed == ["updated", "a:recreated", "b:deleted", "c:created"]
+    writes = [(w.verb, w.plural, w.name) for w in api.writes()]
+    assert writes == [
+        ("create", "services", None),
+        ("create", "triggers", None),
+        ("create", "triggers", None),
+        ("patch", "services", "s"),
+        ("delete", "triggers", "a"),
+        ("create", "triggers", None),
+        ("create", "triggers", None),
+        ("delete", "triggers", "b"),
+    ]
+    assert api.get(KSERVICES, "k", "s")["spec"]["template"]["metadata"]["name"] == "s-2"
+    assert sorted(t["metadata"]["name"] for t in api.list(TRIGGERS, "k")) == ["a", "c"]
+
+
+def test_a_stale_patch_is_a_retryable_conflict(api: EmulatorThread) -> None:
+    api.create(KSERVICES, {**_service(), "metadata": {"name": "race", "namespace": "k"}})
+    stale = api.get(KSERVICES, "k", "race")
+    api.patch(KSERVICES, "k", "race", {"metadata": {"labels": {"someone": "else"}}})
+
+    async def scenario() -> kube.ApiError:
+        client = kube.Kube(kube.Connection(server=api.url, insecure=True))
+        try:
+            ops = kube.update_patch(stale, {**_service("s-9"), "metadata": {}})
+            with pytest.raises(kube.ApiError) as err:
+                await client.patch_service("k", "race", ops)
+            return err.value
+        finally:
+            await client.close()
+
+    error = asyncio.run(scenario())
+    assert error.status == 422 and error.retryable
+    assert api.get(KSERVICES, "k", "race")["spec"]["template"]["metadata"]["name"] == "s-1"

@@ -1,0 +1,158 @@
+"""Restarts, conflicts and the shipped entry point, against the API emulator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.operator.test_operator_lifecycle import manifest, ready
+from tests.support.knative import KnativeServing
+from tests.support.kubeemu import (
+    AISERVICES,
+    KSERVICES,
+    NAMESPACES,
+    TRIGGERS,
+    EmulatorThread,
+    wait_for,
+)
+from tests.support.operator import OperatorThread
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def settle(kube: EmulatorThread, quiet: float = 0.3) -> None:
+    """Wait until no request has reached the API for `quiet` seconds (the operator idles)."""
+    seen = -1
+    while True:
+        count = len(kube.requests())
+        if count == seen:
+            return
+        seen = count
+        time.sleep(quiet)
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[EmulatorThread, KnativeServing]]:
+    with EmulatorThread() as kube:
+        yield kube, KnativeServing(kube).start()
+
+
+def test_restart_resumes_without_rewriting_children(
+    cluster: tuple[EmulatorThread, KnativeServing],
+) -> None:
+    kube, _ = cluster
+    two = manifest(
+        "calm",
+        "r1",
+        models=[
+            {"name": "v1", "uri": "file:///models/v1.pt"},
+            {"name": "v2", "uri": "file:///models/v2.pt"},
+        ],
+        traffic={
+            "stable": "v1",
+            "split": [{"model": "v1", "percent": 50}, {"model": "v2", "percent": 50}],
+        },
+        consumes=[{"type": "a.b"}, {"type": "c.d", "filters": [{"suffix": {"source": "/x"}}]}],
+    )
+    with OperatorThread(kube.url):
+        kube.create(AISERVICES, two)
+        kube.create(AISERVICES, manifest("plain", "r2"))
+        before = ready(kube, "r1", "calm")
+        ready(kube, "r2", "plain")
+        settle(kube)
+    children = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
+        for kind in (KSERVICES, TRIGGERS)
+        for o in kube.list(kind)
+    }
+    kube.clear_log()
+
+    with OperatorThread(kube.url):
+        # The resume reconcile reads both AIServices' Triggers last; then it is done.
+        wait_for(
+            lambda: (
+                {
+                    r.namespace
+                    for r in kube.requests()
+                    if r.plural == "triggers" and r.verb == "list"
+                }
+                >= {"r1", "r2"}
+            ),
+            what="the resume reconcile",
+        )
+        settle(kube)
+
+    assert kube.writes("services", "triggers", "revisions") == []
+    assert [w for w in kube.writes("aiservices") if w.subresource == "status"] == []
+    after = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
+        for kind in (KSERVICES, TRIGGERS)
+        for o in kube.list(kind)
+    }
+    assert after == children
+    assert kube.get(AISERVICES, "r1", "calm")["status"] == before["status"]
+
+
+def test_conflicts_are_retried(
+    kube: EmulatorThread, knative: KnativeServing, operator: OperatorThread, ns: str
+) -> None:
+    kube.inject_fault(
+        lambda r: r.namespace == ns and r.plural == "services" and r.verb == "create", 409, times=1
+    )
+    kube.inject_fault(
+        lambda r: r.namespace == ns and r.plural == "triggers" and r.verb == "list", 500, times=1
+    )
+    kube.create(AISERVICES, manifest("retry", ns))
+    ready(kube, ns, "retry")
+    codes = [
+        (r.plural, r.verb, r.code)
+        for r in kube.requests()
+        if r.namespace == ns
+        and r.plural in ("services", "triggers")
+        and r.verb in ("create", "list")
+    ]
+    assert ("services", "create", 409) in codes and ("services", "create", 201) in codes
+    assert ("triggers", "list", 500) in codes and ("triggers", "list", 200) in codes
+
+
+def test_python_dash_m_runs_the_operator(
+    cluster: tuple[EmulatorThread, KnativeServing], ns: str
+) -> None:
+    kube, _ = cluster
+    env = {
+        **os.environ,
+        "AISVC_KUBE_SERVER": kube.url,
+        "AISVC_WATCH_NAMESPACES": ns,
+        "AISVC_EVENT_STORE_URL": "http://store.example:8080",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "functions")]),
+    }
+    kube.create(NAMESPACES, {"metadata": {"name": ns}})  # watched by name: it must exist
+    kube.create(AISERVICES, manifest("proc", ns))
+    kube.create(AISERVICES, manifest("elsewhere", "not-watched"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aiservice_operator"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        status = ready(kube, ns, "proc")
+        assert status["status"]["url"] == f"http://proc.{ns}.svc.cluster.local"
+        (trigger,) = kube.list(TRIGGERS, ns)
+        assert trigger["spec"]["delivery"]["deadLetterSink"]["uri"].startswith(
+            "http://store.example:8080/v1/namespaces/"
+        )
+        assert kube.find(KSERVICES, "not-watched", "elsewhere") is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
