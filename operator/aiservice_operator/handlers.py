@@ -87,8 +87,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Events: the operator posts its own (kopf.event); only framework warnings are posted.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = config.watch_timeout
-    settings.peering.standalone = config.standalone
-    if config.peering_name:
+    if config.peering_name:  # else the command line decides (--standalone / --peering)
+        settings.peering.standalone = False
         settings.peering.name = config.peering_name
     info = connection_info(config)
     if info is None:

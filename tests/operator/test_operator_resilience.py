@@ -122,8 +122,24 @@ def test_conflicts_are_retried(
     assert ("triggers", "list", 500) in codes and ("triggers", "list", 200) in codes
 
 
-def test_python_dash_m_runs_the_operator(
-    cluster: tuple[EmulatorThread, KnativeServing], ns: str
+ENTRY_POINTS = {
+    "python -m": [sys.executable, "-m", "aiservice_operator"],
+    # What the chart runs (namespaces from the command line instead of the environment).
+    "kopf run": [
+        sys.executable,
+        "-m",
+        "kopf",
+        "run",
+        "--standalone",
+        "-m",
+        "aiservice_operator.handlers",
+    ],
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_the_shipped_entry_points_run_the_operator(
+    cluster: tuple[EmulatorThread, KnativeServing], ns: str, entry: str
 ) -> None:
     kube, _ = cluster
     env = {
@@ -137,7 +153,7 @@ def test_python_dash_m_runs_the_operator(
     kube.create(AISERVICES, manifest("proc", ns))
     kube.create(AISERVICES, manifest("elsewhere", "not-watched"))
     process = subprocess.Popen(
-        [sys.executable, "-m", "aiservice_operator"],
+        [*ENTRY_POINTS[entry], *(["--namespace", ns] if entry == "kopf run" else [])],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
