@@ -76,7 +76,7 @@ def up(
     try:
         loaded = manifest_files.load(files)
     except manifest_files.ManifestError as err:
-        console.print(f"[red]{err}")
+        console.print(str(err), style="red", markup=False)
         raise typer.Exit(code=1) from None
     options = UpOptions(
         state_dir=state_dir,
@@ -104,11 +104,13 @@ async def _up(run: LocalRun, console: Console, *, demo: bool, live: bool) -> int
         with console.status("starting revisions (each must report ready first)..."):
             await run.start()
     except (RevisionFailed, ValueError) as err:
-        console.print(f"[red]cannot start: {err}")
+        console.print(f"cannot start: {err}", style="red", markup=False)
         return 1
     try:
-        console.print(f"broker: {', '.join(run.broker_urls().values())}")
-        console.print(f"services: {run.serving_url}/<namespace>/<service>[/tags/<tag>]")
+        console.print(f"broker: {', '.join(run.broker_urls().values())}", markup=False)
+        console.print(
+            f"services: {run.serving_url}/<namespace>/<service>[/tags/<tag>]", markup=False
+        )
         if run.resumed:
             console.print(f"resuming {run.resumed} events accepted before the last stop")
         if demo:

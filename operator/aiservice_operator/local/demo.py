@@ -107,7 +107,7 @@ async def run_demo(run: LocalRun, console: Console, timeout: float = 120.0) -> i
                         )
                         return 1
                 sent += 1
-                console.print(f"sent {event_type} to {url}: {json.dumps(data)}")
+                console.print(f"sent {event_type} to {url}: {json.dumps(data)}", markup=False)
     try:
         await asyncio.wait_for(run.dispatcher.drain(), timeout)
     except TimeoutError:
