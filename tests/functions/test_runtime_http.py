@@ -97,6 +97,16 @@ def test_structured_in_structured_out(base: str, session: requests.Session) -> N
     assert parsed.event.get_extension("modelversion") == "v2"
 
 
+def test_w3c_traceparent_header_is_carried_when_the_event_has_none(
+    base: str, session: requests.Session
+) -> None:
+    response = post_binary(base, {"text": "traced"}, session, traceparent=TRACEPARENT)
+    assert response.status_code == 200
+    assert response.headers["ce-traceparent"] == TRACEPARENT
+    response = post_structured(base, {"text": "x"}, session, traceparent="00-from-event")
+    assert reply_of(response).event.get_extension("traceparent") == "00-from-event"
+
+
 def test_structured_data_base64_is_read_as_json(base: str, session: requests.Session) -> None:
     payload = base64.b64encode(json.dumps({"text": "from base64"}).encode()).decode()
     response = post_structured(

@@ -162,7 +162,8 @@ def _resolve_s3(
         import boto3
     except ImportError:
         raise ModelURIError(
-            f"model {uri}: s3:// needs boto3, which is not installed in this image"
+            f"model {uri}: s3:// needs boto3, which is not installed "
+            "(install the 's3' extra: aiservice-operator[s3])"
         ) from None
     if not bucket or not key:
         raise ModelURIError(f"model {uri}: expected s3://bucket/key")

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -195,18 +195,23 @@ class FunctionService:
             future.cancel()
             raise TimeoutError(f"inference took longer than {timeout:g}s") from None
 
-    def reply_event(self, incoming: CloudEvent, data: Any) -> CloudEvent:
+    def reply_event(
+        self, incoming: CloudEvent, data: Any, trace: Mapping[str, str] | None = None
+    ) -> CloudEvent:
+        """The reply: ``produces`` type, this revision as source, model version, trace.
+
+        ``trace`` holds the W3C ``traceparent``/``tracestate`` HTTP headers, used when
+        the event itself carries no trace extension (Knative propagates the headers).
+        """
         attributes: dict[str, Any] = {
             "type": self.config.reply_type,
             "source": self.config.reply_source,
             contract.EXT_MODEL_VERSION: self.config.model_version,
         }
-        traceparent = incoming.get_extension(contract.EXT_TRACEPARENT)
-        if traceparent:
-            attributes[contract.EXT_TRACEPARENT] = traceparent
-        tracestate = incoming.get_extension("tracestate")
-        if tracestate:
-            attributes["tracestate"] = tracestate
+        for name in (contract.EXT_TRACEPARENT, "tracestate"):
+            value = incoming.get_extension(name) or (trace or {}).get(name)
+            if value:
+                attributes[name] = value
         attributes[contract.EXT_HOPS] = str(_hops(incoming) + 1)
         return make_event(attributes, data)
 
@@ -248,8 +253,11 @@ class FunctionService:
         if output is None or not self.config.reply_type:
             return Answer(202, {}, b"", "no_reply", event)
         try:
+            trace = {
+                k: headers[k] for k in (contract.EXT_TRACEPARENT, "tracestate") if k in headers
+            }
             status, out_headers, out_body = render_response(
-                self.reply_event(event, output), parsed.mode
+                self.reply_event(event, output, trace), parsed.mode
             )
         except Exception as err:
             log.exception("reply could not be rendered", extra=_event_log(event))
@@ -268,7 +276,9 @@ def _hops(event: CloudEvent) -> int:
 
 
 def _event_log(event: CloudEvent) -> dict[str, Any]:
+    trace = event.get_extension(contract.EXT_TRACEPARENT)
     return {
+        **({"traceparent": trace} if trace else {}),
         "event_id": event.get_id(),
         "event_type": event.get_type(),
         "event_source": event.get_source(),
