@@ -2,7 +2,8 @@
 
 One intra-op thread per process is the default: on shared CPUs torch with two
 threads collapsed when another process held a core, while one thread stayed stable;
-scale with processes (pods) instead. ``AISVC_TORCH_THREADS`` overrides it.
+scale with processes (pods) instead. ``AISVC_TORCH_THREADS`` overrides it (read by
+``runtime.config``).
 """
 
 from __future__ import annotations
@@ -12,22 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from aiservice_functions import contract
-
 DEFAULT_TORCH_THREADS = 1
-
-
-def torch_threads_from_env() -> int:
-    raw = os.environ.get(contract.ENV_TORCH_THREADS, "")
-    if not raw:
-        return DEFAULT_TORCH_THREADS
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{contract.ENV_TORCH_THREADS} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{contract.ENV_TORCH_THREADS} must be at least 1, got {value}")
-    return value
 
 
 def configure_torch(threads: int) -> None:

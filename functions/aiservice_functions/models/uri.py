@@ -84,6 +84,7 @@ def resolve(
     ``stack`` keeps files extracted from zipped packages alive; without it they are
     extracted into the cache directory instead.
     """
+    check_uri(uri, sha256)
     expected = _normalise_sha(sha256)
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
@@ -94,18 +95,9 @@ def resolve(
     if scheme == "pkg":
         return _resolve_pkg(uri, parts.netloc, unquote(parts.path).lstrip("/"), expected, stack)
     if scheme in ("http", "https"):
-        if expected is None:
-            raise ModelURIError(
-                f"model {uri}: {contract.ENV_MODEL_SHA256} is required for {scheme}:// models"
-            )
+        assert expected is not None  # check_uri refuses http(s) without a sha256
         return _resolve_http(uri, expected, cache_dir or default_cache_dir())
-    if scheme == "s3":
-        return _resolve_s3(uri, parts.netloc, parts.path.lstrip("/"), expected, cache_dir)
-    shown = f"{scheme}://" if scheme else "a bare path"
-    raise ModelURIError(
-        f"model {uri!r}: {shown} is not supported; use file://, pkg://, http(s):// "
-        "(with sha256) or s3://"
-    )
+    return _resolve_s3(uri, parts.netloc, parts.path.lstrip("/"), expected, cache_dir)
 
 
 def _resolve_pkg(
@@ -177,6 +169,26 @@ def _resolve_s3(
     except Exception as err:  # boto3 raises many unrelated types
         raise ModelURIError(f"model {uri}: download failed: {err}") from err
     return _verified(uri, target, expected)
+
+
+SUPPORTED_SCHEMES = ("file", "pkg", "http", "https", "s3")
+
+
+def check_uri(uri: str, sha256: str | None = None) -> None:
+    """Refuse a URI that can never resolve (unknown scheme, http(s) without sha256) up front,
+    so a misconfigured server exits at start instead of serving a model that never loads."""
+    expected = _normalise_sha(sha256)
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme not in SUPPORTED_SCHEMES:
+        shown = f"{scheme}://" if scheme else "a bare path"
+        raise ModelURIError(
+            f"model {uri!r}: {shown} is not supported; use file://, pkg://, http(s):// "
+            "(with sha256) or s3://"
+        )
+    if scheme in ("http", "https") and expected is None:
+        raise ModelURIError(
+            f"model {uri}: {contract.ENV_MODEL_SHA256} is required for {scheme}:// models"
+        )
 
 
 def as_uri(value: str) -> str:

@@ -34,7 +34,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from aiservice_functions import contract
 from aiservice_functions.models import uri as model_uri
 from aiservice_functions.models.batching import InlineRunner, MicroBatcher, describe
-from aiservice_functions.models.torch_setup import configure_torch, torch_threads_from_env
+from aiservice_functions.models.torch_setup import configure_torch
 from aiservice_functions.runtime.cloudevents_http import (
     CloudEvent,
     InvalidEvent,
@@ -115,7 +115,7 @@ class FunctionService:
                 raise model_uri.ModelURIError(
                     f"no model: set {contract.ENV_MODEL_URI} (the function has no bundled model)"
                 )
-            threads = torch_threads_from_env()
+            threads = cfg.torch_threads
             if self.function.uses_torch:
                 configure_torch(threads)
             resolved = model_uri.resolve(uri, cfg.model_sha256, stack=self.state.stack)

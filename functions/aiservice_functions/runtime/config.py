@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiservice_functions import contract
+from aiservice_functions.models.torch_setup import DEFAULT_TORCH_THREADS
 from aiservice_functions.runtime.function import BatchDefaults
 
 DEFAULT_CONCURRENCY = 8
@@ -65,6 +66,7 @@ class RuntimeConfig:
     """1 means no batching: each request thread runs its own forward pass."""
     batch_max_wait_ms: float
     timeout_seconds: float
+    torch_threads: int = DEFAULT_TORCH_THREADS
 
     @property
     def reply_source(self) -> str:
@@ -104,4 +106,5 @@ class RuntimeConfig:
             timeout_seconds=_float(
                 env, contract.ENV_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS, 0.001
             ),
+            torch_threads=_int(env, contract.ENV_TORCH_THREADS, DEFAULT_TORCH_THREADS, 1),
         )

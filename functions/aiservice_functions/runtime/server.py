@@ -16,7 +16,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from aiservice_functions import contract
-from aiservice_functions.models.uri import as_uri
+from aiservice_functions.models.uri import as_uri, check_uri
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.function import Function, load_entrypoint
 from aiservice_functions.runtime.logs import configure_logging, logging_dict
@@ -102,6 +102,8 @@ def serve(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     configure_logging()
+    if os.environ.get(contract.ENV_MODEL_URI):
+        check_uri(os.environ[contract.ENV_MODEL_URI], os.environ.get(contract.ENV_MODEL_SHA256))
     function = load_entrypoint(entrypoint)
     config = RuntimeConfig.from_env(function.batching)
     options = gunicorn_options(config, host or default_host(), port or default_port())
