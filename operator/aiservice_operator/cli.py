@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from aiservice_operator import dlq_cli, fn_cli, local_cli
 from aiservice_operator.compile import CompileOptions, steady_state, to_yaml
 from aiservice_operator.spec import SpecError, parse
 
@@ -79,7 +80,9 @@ def render(
     typer.echo(to_yaml(objects), nl=False)
 
 
-__import__("aiservice_operator.local_cli").local_cli.register(app)  # aisvc up, aisvc send
+local_cli.register(app)  # aisvc up, aisvc send
+app.add_typer(dlq_cli.app, name="dlq")  # aisvc dlq list|show|replay|stats
+app.add_typer(fn_cli.app, name="fn")  # aisvc fn serve
 
 
 def main() -> None:
