@@ -23,7 +23,7 @@ case "$cmd" in
     port=${3:?PORT is required}
     shift 3
     bin=${PROMETHEUS_BIN:-$(command -v prometheus || true)}
-    if [ -z "$bin" ]; then
+    if [ -z "$bin" ] || [ ! -x "$bin" ]; then
       echo "no prometheus binary found (install the Debian package prometheus; or set PROMETHEUS_BIN)" >&2
       exit 3
     fi

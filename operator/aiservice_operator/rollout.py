@@ -107,14 +107,18 @@ class Observation:
     not be read at all (each with the reason), which pauses the rollout.
     """
 
-    events: int = 0
-    errors: int = 0
+    events: float = 0
+    """Events the canary served in the window (Prometheus' `increase()` extrapolates, so
+    not always a whole number)."""
+    errors: float = 0
     p99_latency_ms: float | None = None
     dead_letters: int | None = 0
     window_seconds: float = 0.0
     canary_ready: bool = True
     """Whether the canary revision exists and is ready (traffic can only go to it then)."""
     unavailable: tuple[str, ...] = ()
+    source: str = ""
+    """Which series the numbers came from (e.g. `queue-proxy`, `function`)."""
 
     @property
     def available(self) -> bool:
@@ -135,13 +139,14 @@ def analyze(analysis: Analysis, obs: Observation) -> Verdict:
     error_rate = obs.errors / obs.events if obs.events else None
     dl_rate = obs.dead_letters / obs.events if obs.events and obs.dead_letters is not None else None
     metrics: dict[str, Any] = {
-        "events": obs.events,
-        "errors": obs.errors,
+        "events": _round(obs.events),
+        "errors": _round(obs.errors),
         "errorRate": _round(error_rate),
         "p99LatencyMs": _round(obs.p99_latency_ms),
         "deadLetters": obs.dead_letters,
         "deadLetterRate": _round(dl_rate),
         "windowSeconds": _round(obs.window_seconds),
+        "source": obs.source,
         "minEvents": analysis.min_events,
         "maxErrorRate": analysis.max_error_rate,
         "maxP99LatencyMs": analysis.max_p99_latency_ms,
@@ -150,7 +155,7 @@ def analyze(analysis: Analysis, obs: Observation) -> Verdict:
     if obs.unavailable:
         return Verdict("unavailable", obs.unavailable, metrics)
     if obs.events < analysis.min_events:
-        reason = f"{obs.events} canary events in the interval < minEvents {analysis.min_events}"
+        reason = f"{obs.events:.4g} canary events in the interval < minEvents {analysis.min_events}"
         return Verdict("insufficient", (reason,), metrics)
     missing = []
     if obs.p99_latency_ms is None:
@@ -175,7 +180,7 @@ def analyze(analysis: Analysis, obs: Observation) -> Verdict:
     if failed:
         return Verdict("fail", tuple(failed), metrics)
     summary = (
-        f"{obs.events} events, error rate {error_rate:.4g}, p99 {obs.p99_latency_ms:.4g} ms, "
+        f"{obs.events:.4g} events, error rate {error_rate:.4g}, p99 {obs.p99_latency_ms:.4g} ms, "
         f"dead-letter rate {dl_rate:.4g}: within thresholds"
     )
     return Verdict("pass", (summary,), metrics)

@@ -1,0 +1,313 @@
+"""Canary analysis sources: the Prometheus HTTP API and the event store's dead-letter counts.
+
+Per canary revision and per analysis interval, the rollout needs: how many events it
+served, how many failed, its p99 latency, and how many of its events were dead-lettered.
+
+- Prometheus, first over Knative's queue-proxy series (`revision_app_request_count` with
+  `response_code_class`, `revision_app_request_latencies_bucket` in milliseconds, both
+  labelled `namespace_name` / `revision_name`); where the queue-proxy series are absent
+  (no series at all, e.g. a Prometheus that scrapes only the functions), over the
+  functions' own series (`aisvc_function_events_total{outcome}`,
+  `aisvc_function_latency_seconds`), which the scrape configuration is expected to label
+  with the same `namespace_name` / `revision_name` (relabelled from the pod's
+  `serving.knative.dev/revision` label and namespace).
+- The event store: `GET /v1/stats?namespace=&name=&since=` counts dead letters per
+  revision; those of the canary are the ones attributed to its revision name, its model
+  tag or the `canary` tag.
+
+Every query is a template with `{namespace}`, `{service}`, `{revision}`, `{model}` and
+`{interval}` placeholders (plain text substitution, so PromQL's own braces need no
+escaping); the defaults are in `Queries`. A source that cannot be read makes the
+observation `unavailable` with the reason, which pauses the rollout: it never promotes on
+missing data.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import httpx
+from aiservice_functions import contract
+
+from .rollout import Observation, rfc3339
+
+_QP = 'namespace_name="{namespace}",revision_name="{revision}"'
+
+
+@dataclass(frozen=True)
+class Queries:
+    """PromQL templates; each must yield one number (an empty result means "no data")."""
+
+    requests: str = f"sum(increase(revision_app_request_count{{{_QP}}}[{{interval}}]))"
+    errors: str = (
+        f'sum(increase(revision_app_request_count{{{_QP},response_code_class="5xx"}}'
+        "[{interval}]))"
+    )
+    p99_latency_ms: str = (
+        "histogram_quantile(0.99, sum by (le) "
+        f"(rate(revision_app_request_latencies_bucket{{{_QP}}}[{{interval}}])))"
+    )
+    function_requests: str = f"sum(increase(aisvc_function_events_total{{{_QP}}}[{{interval}}]))"
+    function_errors: str = (
+        f'sum(increase(aisvc_function_events_total{{{_QP},outcome=~"error|timeout"}}'
+        "[{interval}]))"
+    )
+    function_p99_latency_ms: str = (
+        "1000 * histogram_quantile(0.99, sum by (le) "
+        f"(rate(aisvc_function_latency_seconds_bucket{{{_QP}}}[{{interval}}])))"
+    )
+
+    @classmethod
+    def from_mapping(cls, overrides: Mapping[str, str]) -> Queries:
+        """Defaults with some templates replaced (the chart passes them as values);
+        unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown metric queries: {', '.join(unknown)} (known: {sorted(known)})"
+            )
+        return cls(**{k: v for k, v in overrides.items() if v})
+
+
+def render(template: str, **values: str) -> str:
+    """Fill `{namespace}`-style placeholders; values are quoted for PromQL strings."""
+    out = template
+    for key, value in values.items():
+        out = out.replace("{" + key + "}", value.replace("\\", "\\\\").replace('"', '\\"'))
+    return out
+
+
+def promql_duration(seconds: float) -> str:
+    return f"{max(1, math.ceil(seconds))}s"
+
+
+class SourceUnavailable(Exception):
+    """A metric source could not answer; the message says which and why."""
+
+
+@dataclass
+class PrometheusSource:
+    """Instant queries against the Prometheus HTTP API (`/api/v1/query`)."""
+
+    url: str
+    queries: Queries = field(default_factory=Queries)
+    timeout_seconds: float = 5.0
+    client: httpx.Client | None = None
+
+    def scalar(self, promql: str, at: datetime | None = None) -> float | None:
+        """The single value of `promql`; `None` for an empty result or NaN."""
+        params = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at.timestamp():.3f}"
+        client = self.client or httpx.Client(timeout=self.timeout_seconds)
+        try:
+            response = client.get(self.url.rstrip("/") + "/api/v1/query", params=params)
+        except httpx.HTTPError as err:
+            raise SourceUnavailable(f"prometheus at {self.url}: {err}") from err
+        finally:
+            if self.client is None:
+                client.close()
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200 or body.get("status") != "success":
+            reason = body.get("error") or response.text[:200]
+            raise SourceUnavailable(
+                f"prometheus at {self.url} answered {response.status_code} to {promql!r}: {reason}"
+            )
+        data = body.get("data", {})
+        result = data.get("result")
+        if data.get("resultType") == "scalar":
+            result = [{"value": result}]
+        if not result:
+            return None
+        if len(result) != 1:
+            raise SourceUnavailable(
+                f"prometheus query {promql!r} gave {len(result)} series, expected one"
+            )
+        value = float(result[0]["value"][1])
+        return None if math.isnan(value) else value
+
+    def canary(
+        self,
+        *,
+        namespace: str,
+        service: str,
+        revision: str,
+        model: str,
+        window_seconds: float,
+        at: datetime | None = None,
+    ) -> tuple[str, float, float, float | None]:
+        """(series used, requests, errors, p99 ms) of one revision over the window."""
+        values = {
+            "namespace": namespace,
+            "service": service,
+            "revision": revision,
+            "model": model,
+            "interval": promql_duration(window_seconds),
+        }
+        q = self.queries
+        sets = [
+            ("queue-proxy", q.requests, q.errors, q.p99_latency_ms),
+            ("function", q.function_requests, q.function_errors, q.function_p99_latency_ms),
+        ]
+        for source, requests_q, errors_q, p99_q in sets:
+            requests = self.scalar(render(requests_q, **values), at)
+            if requests is None:
+                continue  # no such series here: try the next shape
+            errors = self.scalar(render(errors_q, **values), at) or 0.0
+            p99 = self.scalar(render(p99_q, **values), at)
+            return source, requests, errors, p99
+        return "none", 0, 0, None
+
+
+@dataclass
+class EventStoreSource:
+    """Dead letters per revision from the event store's stats API."""
+
+    url: str
+    token: str | None = None
+    timeout_seconds: float = 5.0
+    client: httpx.Client | None = None
+
+    @classmethod
+    def from_env(cls, default_url: str) -> EventStoreSource:
+        """URL and token as the chart provides them (env, or a token file)."""
+        token = os.environ.get(contract.ENV_EVENT_STORE_TOKEN)
+        token_file = os.environ.get(contract.ENV_EVENT_STORE_TOKEN_FILE)
+        if not token and token_file:
+            with open(token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        return cls(url=os.environ.get(contract.ENV_EVENT_STORE_URL, default_url), token=token)
+
+    def dead_letters(
+        self, *, namespace: str, name: str, targets: Collection[str], since: datetime
+    ) -> int:
+        """Dead letters of `name` received since `since` and attributed to any of `targets`
+        (revision names or traffic tags)."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        params = {"namespace": namespace, "name": name, "since": rfc3339(since)}
+        client = self.client or httpx.Client(timeout=self.timeout_seconds)
+        try:
+            response = client.get(
+                self.url.rstrip("/") + contract.EVENT_STORE_STATS_PATH,
+                params=params,
+                headers=headers,
+            )
+        except httpx.HTTPError as err:
+            raise SourceUnavailable(f"event store at {self.url}: {err}") from err
+        finally:
+            if self.client is None:
+                client.close()
+        if response.status_code != 200:
+            raise SourceUnavailable(
+                f"event store at {self.url} answered {response.status_code}: {response.text[:200]}"
+            )
+        try:
+            revisions = response.json()["revisions"]
+            return sum(
+                int(r["deadLetters"])
+                for r in revisions
+                if r.get("namespace") == namespace
+                and r.get("name") == name
+                and r.get("revision") in targets
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise SourceUnavailable(f"event store at {self.url}: unexpected stats: {err}") from err
+
+    def send_audit(self, namespace: str, name: str, event: Mapping[str, Any]) -> None:
+        """POST one structured-mode CloudEvent to the AIService's audit log."""
+        client = self.client or httpx.Client(timeout=self.timeout_seconds)
+        try:
+            response = client.post(
+                self.url.rstrip("/") + contract.audit_path(namespace, name),
+                json=dict(event),
+                headers={"Content-Type": "application/cloudevents+json"},
+            )
+        except httpx.HTTPError as err:
+            raise SourceUnavailable(f"event store at {self.url}: {err}") from err
+        finally:
+            if self.client is None:
+                client.close()
+        if response.status_code >= 300:
+            raise SourceUnavailable(
+                f"event store refused an audit event ({response.status_code}): "
+                f"{response.text[:200]}"
+            )
+
+
+class Observer(Protocol):
+    def observe(
+        self,
+        *,
+        namespace: str,
+        service: str,
+        revision: str,
+        model: str,
+        window_seconds: float,
+        now: datetime,
+        canary_ready: bool,
+    ) -> Observation: ...
+
+
+@dataclass
+class MetricsObserver:
+    """Both sources together: one `Observation` of the canary over one interval."""
+
+    prometheus: PrometheusSource
+    event_store: EventStoreSource | None
+
+    def observe(
+        self,
+        *,
+        namespace: str,
+        service: str,
+        revision: str,
+        model: str,
+        window_seconds: float,
+        now: datetime,
+        canary_ready: bool,
+    ) -> Observation:
+        unavailable: list[str] = []
+        source: str = "none"
+        requests, errors, p99 = 0.0, 0.0, None
+        try:
+            source, requests, errors, p99 = self.prometheus.canary(
+                namespace=namespace,
+                service=service,
+                revision=revision,
+                model=model,
+                window_seconds=window_seconds,
+            )
+        except SourceUnavailable as err:
+            unavailable.append(str(err))
+        dead: int | None = None
+        if self.event_store is not None:
+            try:
+                dead = self.event_store.dead_letters(
+                    namespace=namespace,
+                    name=service,
+                    targets={revision, model, "canary"},
+                    since=now - timedelta(seconds=window_seconds),
+                )
+            except SourceUnavailable as err:
+                unavailable.append(str(err))
+        else:
+            unavailable.append("no event store configured for dead-letter counts")
+        return Observation(
+            events=requests,
+            errors=errors,
+            p99_latency_ms=p99,
+            dead_letters=dead,
+            window_seconds=window_seconds,
+            canary_ready=canary_ready,
+            unavailable=tuple(unavailable),
+            source=source,
+        )

@@ -1,0 +1,118 @@
+"""One tick of an active rollout: read the commands and metrics, step the state machine,
+send the audit event, and hand the operator what to write back.
+
+The operator's timer calls `rollout_tick` and then, with the result: patches
+`status.rollout`, re-applies the compiled objects with `result.weights` through its normal
+reconcile path, posts `result.kube_event`, and removes `result.clear_annotations`.
+Keeping those writes in the operator keeps this function free of Kubernetes and Kopf; the
+metric and audit I/O comes in through `observer` and `audit`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from . import audit as audit_events
+from .compile import intended_weights, revision_name
+from .metrics import Observer, SourceUnavailable
+from .rollout import (
+    COMMANDS,
+    Command,
+    Decision,
+    RolloutState,
+    analysis_due,
+    annotation,
+    step,
+)
+from .spec import AIService
+
+log = logging.getLogger(__name__)
+
+AuditSink = Callable[[str, str, Mapping[str, Any]], None]
+"""(namespace, name, CloudEvent) -> None; raises `SourceUnavailable` when it cannot send."""
+
+
+@dataclass(frozen=True)
+class TickResult:
+    state: RolloutState
+    weights: dict[str, int]
+    """Percent per model to compile with (`compile_aiservice(weights=...)`)."""
+    decision: Decision | None
+    status: dict[str, Any] | None
+    """The new `status.rollout`, or `None` when nothing changed (no patch needed)."""
+    clear_annotations: tuple[str, ...]
+    """Command annotations this tick consumed: remove them from the AIService."""
+    kube_event: audit_events.KubeEvent | None
+    audit_error: str | None = None
+
+
+def pending_commands(annotations: Mapping[str, str]) -> tuple[Command, ...]:
+    """The command annotations present on the AIService (any value counts)."""
+    return tuple(c for c in COMMANDS if annotation(c) in annotations)
+
+
+def previous_state(status_rollout: Any) -> RolloutState | None:
+    """The state kept in status, whatever spec it was for (`step` decides about restarts);
+    an unreadable one is dropped and the rollout restarts."""
+    if not status_rollout:
+        return None
+    try:
+        return RolloutState.from_status(status_rollout)
+    except ValueError as err:
+        log.warning("status.rollout unreadable, restarting the rollout: %s", err)
+        return None
+
+
+def rollout_tick(
+    ais: AIService,
+    status_rollout: Any,
+    *,
+    observer: Observer,
+    now: datetime,
+    canary_ready: bool,
+    audit: AuditSink | None = None,
+) -> TickResult:
+    """Run one tick for `ais` (which must have `spec.rollout`)."""
+    spec = ais.spec
+    if spec.rollout is None:
+        raise ValueError(f"{ais.namespace}/{ais.name} has no spec.rollout")
+    canary = spec.rollout.canary
+    before = previous_state(status_rollout)
+    commands = pending_commands(ais.annotations)
+    observation = None
+    if analysis_due(spec, before, now):
+        observation = observer.observe(
+            namespace=ais.namespace,
+            service=ais.name,
+            revision=revision_name(ais, canary),
+            model=canary,
+            window_seconds=spec.rollout.interval_seconds,
+            now=now,
+            canary_ready=canary_ready,
+        )
+    state, weight, decision = step(spec, before, observation, now, commands)
+    audit_error = None
+    if decision is not None and audit is not None:
+        try:
+            audit(
+                ais.namespace,
+                ais.name,
+                audit_events.decision_event(ais.namespace, ais.name, state, decision),
+            )
+        except SourceUnavailable as err:
+            audit_error = str(err)
+            log.warning("audit event for %s/%s not stored: %s", ais.namespace, ais.name, err)
+    consumed = decision is not None and decision.command is not None
+    return TickResult(
+        state=state,
+        weights=intended_weights(ais, weight),
+        decision=decision,
+        status=state.to_status() if state != before else None,
+        clear_annotations=tuple(annotation(c) for c in commands) if consumed else (),
+        kube_event=audit_events.kube_event(decision) if decision else None,
+        audit_error=audit_error,
+    )
