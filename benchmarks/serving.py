@@ -1,0 +1,495 @@
+#!/usr/bin/env python
+"""Serving benchmark: the functions runtime against KServe's ModelServer, same models.
+
+For each model (MiniLM ``sentiment``, tiny-MLP ``fraud``) it
+
+1. measures the in-process ceiling: ``infer`` on batches of 32, one torch thread per
+   process, for 1 and 2 processes (no HTTP at all);
+2. starts every server at once on loopback: ours (``python -m aiservice_functions.runtime
+   serve``: gunicorn, one worker, the function's own batching defaults) and KServe 0.21
+   with 1 worker (its default, the same process count as ours) and with 2 workers;
+3. checks that all servers give the same answers for the sample payloads;
+4. runs ``wrk`` (closed loop, binary-mode CloudEvents, one item per request) at each
+   concurrency for ``--duration`` seconds, servers interleaved and their order rotated
+   each round, for ``--rounds`` rounds;
+5. prints medians over rounds and the ratios ours/KServe, and writes every raw run to
+   ``benchmarks/results/serving-<time>.raw.json``.
+
+Set up once with ``benchmarks/setup.sh`` (wrk from Debian, KServe in
+``benchmarks/.venv-kserve``), then run ``.venv/bin/python benchmarks/serving.py``.
+``--servers ours`` runs without the KServe venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import bench_models  # noqa: E402
+
+KSERVE_PYTHON = HERE / ".venv-kserve" / "bin" / "python"
+RESULTS_DIR = HERE / "results"
+CE_HEADERS = {
+    "ce-specversion": "1.0",
+    "ce-source": "/benchmarks/serving",
+    "ce-type": "com.example.bench.request",
+    "content-type": "application/json",
+}
+REPLY_TYPE = "com.example.bench.reply"
+
+
+# --- servers ---------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """One server process under test (its whole process group is stopped at the end)."""
+
+    label: str
+    kind: str  # "ours" | "kserve"
+    url: str
+    ready_url: str
+    command: list[str]
+    env: dict[str, str]
+    workers: int = 1
+    log_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    started_s: float = 0.0
+
+    def start(self, log_dir: Path) -> None:
+        self.log_path = log_dir / f"{self.label}.log"
+        log = self.log_path.open("wb")
+        self.started_s = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.command,
+            cwd=REPO,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float) -> float:
+        """Seconds from start until ready (all workers up); raises with the log tail."""
+        assert self.proc is not None and self.log_path is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.label} exited: {self._tail()}")
+            if self._answers() and self._workers_up():
+                return time.monotonic() - self.started_s
+            time.sleep(0.25)
+        raise RuntimeError(f"{self.label} not ready after {timeout:.0f} s: {self._tail()}")
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.ready_url, timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _workers_up(self) -> bool:
+        if self.kind != "kserve" or self.workers <= 1:
+            return True
+        assert self.log_path is not None
+        started = self.log_path.read_text(errors="replace").count("Application startup complete")
+        return started >= self.workers
+
+    def _tail(self) -> str:
+        assert self.log_path is not None
+        return self.log_path.read_text(errors="replace")[-2000:]
+
+    def rss_mb(self) -> float:
+        """Resident memory of the whole process group (parent and workers)."""
+        assert self.proc is not None
+        total = 0
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = status.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self.proc.pid:  # process group id
+                    total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        return total / 2**20
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+
+def ours(model: str, port: int, env: dict[str, str]) -> Server:
+    entry = bench_models.NAMES[model]
+    command = [sys.executable, "-m", "aiservice_functions.runtime", "serve", entry]
+    command += ["--port", str(port), "--host", "127.0.0.1", "--reply-type", REPLY_TYPE]
+    base = f"http://127.0.0.1:{port}"
+    return Server(
+        label="ours",
+        kind="ours",
+        url=f"{base}/",
+        ready_url=f"{base}/health/readiness",
+        command=command,
+        env={"AISVC_MODEL_VERSION": "bench", "AISVC_TORCH_THREADS": "1", **env},
+    )
+
+
+def kserve(model: str, port: int, workers: int) -> Server:
+    command = [str(KSERVE_PYTHON), str(HERE / "kserve_server.py"), "--model", model]
+    command += ["--http_port", str(port), "--workers", str(workers)]
+    base = f"http://127.0.0.1:{port}"
+    return Server(
+        label=f"kserve-{workers}w",
+        kind="kserve",
+        url=f"{base}/v1/models/{model}:predict",
+        ready_url=f"{base}/v1/models/{model}",
+        command=command,
+        env={"PYTHONPATH": str(REPO / "functions")},
+        workers=workers,
+    )
+
+
+def post(url: str, payload: Any) -> tuple[int, Any]:
+    """One binary-mode CloudEvent; returns status and the decoded reply data."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        headers={**CE_HEADERS, "ce-id": "check"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+
+
+# --- load generator --------------------------------------------------------------------
+
+LUA = """
+local bodies = {%(bodies)s}
+local path = %(path)s
+local n = 0
+request = function()
+  n = n + 1
+  local headers = {%(headers)s, ["ce-id"] = "bench-" .. n}
+  return wrk.format("POST", path, headers, bodies[(n %% #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests": %%d, "duration_us": %%d, "status_errors": %%d, "connect_errors": %%d, ' ..
+    '"read_errors": %%d, "write_errors": %%d, "timeouts": %%d, "p50_us": %%d, "p90_us": %%d, ' ..
+    '"p99_us": %%d, "max_us": %%d}\\n',
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def lua_string(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+def wrk_script(model: str, server: Server, directory: Path) -> Path:
+    """A wrk script posting the model's sample payloads in turn, as binary CloudEvents."""
+    url = server.url
+    path = "/" + url.split("/", 3)[3]
+    bodies = ", ".join(lua_string(json.dumps(p)) for p in bench_models.PAYLOADS[model])
+    headers = ", ".join(f'["{k}"] = "{v}"' for k, v in CE_HEADERS.items())
+    script = directory / f"{model}-{server.label}.lua"
+    script.write_text(LUA % {"bodies": bodies, "path": lua_string(path), "headers": headers})
+    return script
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, Any]:
+    """One closed-loop wrk run; wrk with one thread keeps the load generator's CPU small."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s"]
+    command += ["-s", str(script), url]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            raw = json.loads(line.removeprefix("RESULT "))
+            errors = sum(raw[k] for k in raw if k.endswith("_errors")) + raw["timeouts"]
+            return {
+                "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+                "p50_ms": raw["p50_us"] / 1000,
+                "p90_ms": raw["p90_us"] / 1000,
+                "p99_ms": raw["p99_us"] / 1000,
+                "max_ms": raw["max_us"] / 1000,
+                "requests": raw["requests"],
+                "errors": errors,
+                "raw": raw,
+            }
+    raise RuntimeError(f"wrk gave no result: {out.stdout[-500:]} {out.stderr[-500:]}")
+
+
+# --- in-process ceiling ----------------------------------------------------------------
+
+
+def _ceiling_worker(model: str, batch: int, seconds: float, start: Any, out: Any) -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    predictor = bench_models.load(model)
+    payloads = bench_models.PAYLOADS[model]
+    items = [predictor.decode(payloads[i % len(payloads)]) for i in range(batch)]
+    for _ in range(3):
+        predictor.infer(items)
+    start.wait()
+    done = 0
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        predictor.infer(items)
+        done += batch
+    out.put(done / (time.perf_counter() - began))
+
+
+def ceiling(model: str, processes: int, batch: int = 32, seconds: float = 8.0) -> float:
+    """Items/s of ``infer`` on full batches in ``processes`` single-threaded processes."""
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(processes)
+    out: Any = ctx.Queue()
+    workers = [
+        ctx.Process(target=_ceiling_worker, args=(model, batch, seconds, start, out))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    rates: list[float] = []
+    deadline = time.monotonic() + 300
+    while len(rates) < processes and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            rates.append(out.get(timeout=1))
+        if len(rates) < processes and any(w.exitcode not in (None, 0) for w in workers):
+            for worker in workers:
+                worker.kill()
+            raise RuntimeError(f"{model}: a ceiling process failed (see its traceback above)")
+    for worker in workers:
+        worker.join(30)
+    return float(sum(rates))
+
+
+# --- the benchmark ---------------------------------------------------------------------
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+@contextlib.contextmanager
+def running(servers: list[Server], log_dir: Path, timeout: float) -> Iterator[dict[str, float]]:
+    startup: dict[str, float] = {}
+    try:
+        for server in servers:
+            server.start(log_dir)
+        for server in servers:
+            startup[server.label] = server.wait_ready(timeout)
+            print(f"  {server.label}: ready in {startup[server.label]:.1f} s", flush=True)
+        yield startup
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def check_answers(model: str, servers: list[Server]) -> None:
+    """Every server must give the same reply data for every sample payload."""
+    for payload in bench_models.PAYLOADS[model]:
+        replies = {s.label: post(s.url, payload) for s in servers}
+        statuses = {label: status for label, (status, _) in replies.items()}
+        if set(statuses.values()) != {200}:
+            raise RuntimeError(f"{model}: not every server answered 200: {replies}")
+        first = next(iter(replies.values()))[1]
+        for label, (_, data) in replies.items():
+            if data.get("label") != first.get("label"):
+                raise RuntimeError(f"{model}: {label} answered {data}, others {first}")
+
+
+def bench_model(model: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {"model": model, "runs": [], "ceiling": {}}
+    for processes in args.ceiling_processes:
+        rate = ceiling(model, processes, seconds=args.ceiling_seconds)
+        result["ceiling"][str(processes)] = rate
+        print(f"  ceiling, {processes} process(es) x 1 thread, batch 32: {rate:.0f} items/s")
+
+    port = args.base_port
+    servers: list[Server] = []
+    if "ours" in args.servers:
+        servers.append(ours(model, port, dict(args.ours_env)))
+    for workers in args.kserve_workers if "kserve" in args.servers else []:
+        port += 1
+        servers.append(kserve(model, port, workers))
+
+    with running(servers, log_dir, args.start_timeout) as startup:
+        result["startup_s"] = startup
+        check_answers(model, servers)
+        scripts = {s.label: wrk_script(model, s, log_dir) for s in servers}
+        for server in servers:  # warm-up: first requests, lazy imports, allocator
+            run_wrk(server.url, scripts[server.label], 8, args.warmup)
+        for round_no in range(args.rounds):
+            for connections in args.concurrency:
+                order = servers[round_no % len(servers) :] + servers[: round_no % len(servers)]
+                for server in order:
+                    before = loadavg()
+                    run = run_wrk(server.url, scripts[server.label], connections, args.duration)
+                    run.update(server=server.label, c=connections, round=round_no, load1=before)
+                    result["runs"].append(run)
+                    print(
+                        f"  round {round_no + 1} c={connections:<2} {server.label:10} "
+                        f"{run['rps']:8.1f} req/s  p50 {run['p50_ms']:7.1f} ms  "
+                        f"p99 {run['p99_ms']:7.1f} ms  errors {run['errors']}",
+                        flush=True,
+                    )
+        result["rss_mb"] = {s.label: round(s.rss_mb()) for s in servers}
+    return result
+
+
+def medians(result: dict[str, Any]) -> dict[tuple[str, int], dict[str, float]]:
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for run in result["runs"]:
+        groups.setdefault((run["server"], run["c"]), []).append(run)
+    return {
+        key: {
+            metric: statistics.median(r[metric] for r in runs)
+            for metric in ("rps", "p50_ms", "p99_ms")
+        }
+        | {"errors": sum(r["errors"] for r in runs), "n": len(runs)}
+        for key, runs in groups.items()
+    }
+
+
+def report(result: dict[str, Any], concurrency: list[int]) -> str:
+    """Markdown: absolute medians per server, then ratios ours/KServe."""
+    med = medians(result)
+    servers = list(dict.fromkeys(run["server"] for run in result["runs"]))
+    lines = [f"#### {result['model']}", ""]
+    ceilings = ", ".join(f"{p} proc: {r:.0f}/s" for p, r in result["ceiling"].items())
+    lines.append(f"In-process ceiling (batch 32, 1 torch thread per process): {ceilings}.")
+    lines.append("")
+    lines.append("| server | c | req/s | p50 ms | p99 ms | errors |")
+    lines.append("|---|---|---|---|---|---|")
+    for server in servers:
+        for c in concurrency:
+            m = med.get((server, c))
+            if m:
+                lines.append(
+                    f"| {server} | {c} | {m['rps']:.1f} | {m['p50_ms']:.1f} | "
+                    f"{m['p99_ms']:.1f} | {m['errors']:.0f} |"
+                )
+    if "ours" in servers:
+        one_proc = result["ceiling"].get("1")
+        lines += [
+            "",
+            "| ours vs | c | throughput ratio | p50 ratio | p99 ratio | ours / 1-proc ceiling |",
+        ]
+        lines.append("|---|---|---|---|---|---|")
+        for other in (s for s in servers if s != "ours"):
+            for c in concurrency:
+                a, b = med.get(("ours", c)), med.get((other, c))
+                if a and b:
+                    share = f"{a['rps'] / one_proc:.0%}" if one_proc else "-"
+                    rps, p50 = a["rps"] / b["rps"], a["p50_ms"] / b["p50_ms"]
+                    p99 = a["p99_ms"] / b["p99_ms"]
+                    lines.append(
+                        f"| {other} | {c} | {rps:.2f}x | {p50:.2f} | {p99:.2f} | {share} |"
+                    )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="sentiment,fraud")
+    parser.add_argument("--servers", default="ours,kserve", help="ours, kserve or both")
+    parser.add_argument("--concurrency", default="1,8,16")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--kserve-workers", default="1,2", help="KServe configurations")
+    parser.add_argument("--ceiling-processes", default="1,2")
+    parser.add_argument("--ceiling-seconds", type=float, default=8.0)
+    parser.add_argument("--base-port", type=int, default=18180)
+    parser.add_argument("--start-timeout", type=float, default=180.0)
+    parser.add_argument(
+        "--ours-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for our runtime, e.g. AISVC_BATCH_MAX_WAIT_MS=2",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="raw JSON results file")
+    args = parser.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.servers = set(args.servers.split(","))
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.kserve_workers = [int(w) for w in args.kserve_workers.split(",")]
+    args.ceiling_processes = [int(p) for p in args.ceiling_processes.split(",") if p]
+    args.ours_env = [tuple(kv.split("=", 1)) for kv in args.ours_env]
+    return args
+
+
+def preflight(args: argparse.Namespace) -> None:
+    missing = []
+    if shutil.which("wrk") is None:
+        missing.append("wrk (Debian package)")
+    if "kserve" in args.servers and not KSERVE_PYTHON.exists():
+        missing.append(f"KServe venv at {KSERVE_PYTHON.parent.parent}")
+    if missing:
+        sys.exit(f"missing: {', '.join(missing)}; run benchmarks/setup.sh first")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    preflight(args)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    meta = {
+        "started": started,
+        "cpus": os.cpu_count(),
+        "load1_at_start": loadavg(),
+        "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()},
+    }
+    print(f"serving benchmark {started}: {os.cpu_count()} CPUs, load {meta['load1_at_start']}")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="aisvc-bench-") as tmp:
+        for model in args.models:
+            print(f"{model}:", flush=True)
+            results.append(bench_model(model, args, Path(tmp)))
+    meta["load1_at_end"] = loadavg()
+    out = args.out or RESULTS_DIR / f"serving-{started.replace(':', '')}.raw.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+    print()
+    for result in results:
+        print(report(result, args.concurrency))
+        print(f"\nstartup s: {result['startup_s']}; RSS MB after the runs: {result['rss_mb']}\n")
+    print(f"raw runs: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
