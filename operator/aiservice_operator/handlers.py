@@ -28,9 +28,9 @@ from typing import Any, cast
 import kopf
 
 from . import compile as compiler
-from . import conditions, kube
+from . import conditions, kube, rollout
 from .config import Config
-from .spec import API_GROUP, API_VERSION, PLURAL, SpecError, parse
+from .spec import API_GROUP, API_VERSION, PLURAL, AIService, SpecError, parse
 
 OWNED = {compiler.LABEL_MANAGED_BY: compiler.MANAGED_BY}
 Obj = dict[str, Any]
@@ -232,12 +232,11 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
     _post_events(body, previous, status, applied, triggers)
 
 
-def _weights(ais: Any, previous: Mapping[str, Any]) -> dict[str, int] | None:
-    """During a rollout, the canary weight the rollout recorded in status; else the spec's."""
-    weight = (previous.get("rollout") or {}).get("weight")
-    if ais.spec.rollout is not None and isinstance(weight, int) and 0 <= weight <= 100:
-        return compiler.intended_weights(ais, canary_weight=weight)
-    return None
+def _weights(ais: AIService, previous: Mapping[str, Any]) -> dict[str, int] | None:
+    """The canary weight of the rollout recorded in status (0 before it starts), so that
+    no reconcile moves traffic behind the rollout's back; without a rollout, the spec's."""
+    weight = rollout.canary_weight(ais.spec, previous.get("rollout"))
+    return None if weight is None else compiler.intended_weights(ais, canary_weight=weight)
 
 
 async def _write_status(client: kube.Kube, body: Obj, status: Obj) -> None:

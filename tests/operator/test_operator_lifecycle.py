@@ -287,3 +287,24 @@ def test_drift_in_children_is_reverted(
     recreated = wait_for(lambda: kube.list(TRIGGERS, ns), what="the Trigger recreated")
     assert recreated[0]["spec"] == trigger["spec"]
     assert recreated[0]["metadata"]["uid"] != trigger["metadata"]["uid"]
+
+
+def test_a_rollout_routes_nothing_to_the_canary_before_it_starts(
+    kube: EmulatorThread, knative: KnativeServing, operator: OperatorThread, ns: str
+) -> None:
+    kube.create(
+        AISERVICES,
+        manifest(
+            "roll",
+            ns,
+            models=[
+                {"name": "v1", "uri": "file:///models/v1.pt"},
+                {"name": "v2", "uri": "file:///models/v2.pt"},
+            ],
+            rollout={"canary": "v2", "steps": [10, 50, 100], "interval": "1m"},
+        ),
+    )
+    done = ready(kube, ns, "roll")
+    tags = {t["tag"]: t["percent"] for t in done["status"]["traffic"]}
+    assert tags == {"stable": 100, "canary": 0, "v1": 0, "v2": 0}
+    assert [t for t in knative.unready_targets if t[0] == "roll"] == []

@@ -16,6 +16,7 @@ It records every traffic target that named a revision that was not Ready at that
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import re
@@ -43,7 +44,9 @@ def _condition(kind_of_condition: str, ok: bool, reason: str = "", message: str 
 class KnativeServing:
     """Knative Serving's controller and webhook behaviour for Services and Revisions."""
 
-    def __init__(self, kube: EmulatorThread, cluster_domain: str = "cluster.local") -> None:
+    def __init__(
+        self, kube: EmulatorThread, cluster_domain: str = "cluster.local", ready_after: float = 0
+    ) -> None:
         self.kube = kube
         self.emulator: Emulator = kube.emulator
         self.cluster_domain = cluster_domain
@@ -51,6 +54,9 @@ class KnativeServing:
         """Revision name patterns (fnmatch) that stay not Ready until released."""
         self.failed: set[str] = set()
         """Revision name patterns that fail (Ready=False, reason RevisionFailed)."""
+        self.ready_after = ready_after
+        """Seconds a new revision takes to become Ready (image pull, model load); 0: at once."""
+        self._not_before: dict[str, float] = {}
         self.unready_targets: list[tuple[str, str]] = []
         self.created_revisions: list[str] = []
         self.emulator.add_validator(KSERVICES, self._validate)
@@ -176,6 +182,10 @@ class KnativeServing:
                 },
             )
             self.created_revisions.append(rev_name)
+            if self.ready_after > 0:
+                loop = asyncio.get_running_loop()
+                self._not_before[rev_name] = loop.time() + self.ready_after
+                loop.call_later(self.ready_after, self._resync)
         self._settle_revision(revision)
 
         revisions = {
@@ -237,7 +247,9 @@ class KnativeServing:
         ns = revision["metadata"].get("namespace")
         if self._matches(self.failed, name):
             cond = _condition("Ready", False, "RevisionFailed", "the container exited")
-        elif self._matches(self.held, name):
+        elif self._matches(self.held, name) or (
+            asyncio.get_running_loop().time() < self._not_before.get(name, 0)
+        ):
             cond = {"type": "Ready", "status": "Unknown", "reason": "Deploying"}
         else:
             cond = _condition("Ready", True)

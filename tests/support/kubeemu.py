@@ -239,7 +239,7 @@ class Emulator(kmock.KubernetesEmulator):
         self.kinds: dict[tuple[str, str, str], Kind] = {}
         self.store: dict[tuple[tuple[str, str, str], str | None, str], Obj] = {}
         # Indexes, so lists and garbage collection cost what they return, not the store size.
-        self._by_kind: dict[tuple[str, str, str], dict[tuple[str, str | None, str], Obj]] = (
+        self._by_kind: dict[tuple[str, str, str], dict[tuple[str | None, str], Obj]] = (
             collections.defaultdict(dict)
         )
         self._live_uids: set[str] = set()
