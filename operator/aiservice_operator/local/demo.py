@@ -84,7 +84,7 @@ def _source_in(f: Filter) -> str:
 async def run_demo(run: LocalRun, console: Console, timeout: float = 120.0) -> int:
     """Send the samples, wait until every delivery settled, print replies and dead letters."""
     assert run.dispatcher is not None
-    seen: list[tuple[str, TriggerRuntime, CloudEvent]] = []
+    seen: list[tuple[str, TriggerRuntime | None, CloudEvent]] = []
     run.dispatcher.listeners.append(
         lambda kind, trigger, event: seen.append((kind, trigger, event))
     )
@@ -113,18 +113,18 @@ async def run_demo(run: LocalRun, console: Console, timeout: float = 120.0) -> i
     except TimeoutError:
         console.print(f"[yellow]some deliveries were still retrying after {timeout:.0f}s")
     table = Table(title=f"{sent} events sent; what came back", title_justify="left")
-    for column in ("outcome", "trigger", "type", "source", "data / error"):
+    for column in ("outcome", "service", "type", "data / error"):
         table.add_column(column, overflow="fold")
     for kind, trigger, event in seen:
         doc = event_to_dict(event)
-        detail = doc.get("data", doc.get("data_base64", ""))
+        detail = json.dumps(doc.get("data", doc.get("data_base64", "")))
         if kind == "dead-letter":
-            detail = f"code {doc.get('knativeerrorcode', '-')}: " + _decoded(
-                doc.get("knativeerrordata", "")
-            )
-        table.add_row(
-            kind, trigger.name, event.get_type(), event.get_source(), json.dumps(detail)[:160]
-        )
+            code = doc.get("knativeerrorcode", "-")
+            detail = f"code {code}: {_decoded(doc.get('knativeerrordata', ''))}"
+        if kind == "unrouted":
+            detail = f"no Trigger matches it (source {event.get_source()}); {detail}"
+        owner = (trigger.owner or trigger.name) if trigger is not None else "-"
+        table.add_row(kind, owner, event.get_type(), detail[:200])
     console.print(table)
     return 0
 

@@ -45,8 +45,9 @@ LOOP_STATUS = 508
 """The code a looping reply is dead-lettered with (HTTP's "Loop Detected")."""
 
 Destination = ServiceAddress | str
-Listener = Callable[[str, "TriggerRuntime", CloudEvent], None]
-"""Told of each outcome worth showing: ("reply" | "dead-letter" | "dropped", trigger, event)."""
+Listener = Callable[[str, "TriggerRuntime | None", CloudEvent], None]
+"""Told of each outcome worth showing: ("reply" | "dead-letter" | "dropped", trigger, event),
+and ("unrouted", None, event) for an event no Trigger of its broker matches."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class Stats:
     dropped: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     bad_replies: Counter[str] = field(default_factory=Counter)
+    unrouted: Counter[str] = field(default_factory=Counter)  # per broker: matched no Trigger
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,9 @@ class Dispatcher:
         self.stats.accepted[broker] += 1
         if targets:
             self._schedule(seq, broker, doc, event, targets)
+        else:
+            self.stats.unrouted[broker] += 1
+            self._tell("unrouted", None, event)
         return True
 
     def resume(self, pending: Iterable[Pending]) -> int:
@@ -255,6 +260,8 @@ class Dispatcher:
         targets: list[TriggerRuntime],
     ) -> None:
         if not targets:
+            self.stats.unrouted[broker] += 1
+            self._tell("unrouted", None, event if event is not None else _from_dict(doc))
             await self.log.finish(seq)
             return
         if event is None:
@@ -288,7 +295,7 @@ class Dispatcher:
 
         await asyncio.gather(*(one(t) for t in targets))
 
-    def _tell(self, kind: str, trigger: TriggerRuntime, event: CloudEvent) -> None:
+    def _tell(self, kind: str, trigger: TriggerRuntime | None, event: CloudEvent) -> None:
         for listener in self.listeners:
             try:
                 listener(kind, trigger, event)

@@ -366,7 +366,12 @@ class LocalRun:
         ]
         return {
             "brokers": {
-                b: {"url": url, "accepted": stats.accepted[b], "duplicates": stats.duplicates[b]}
+                b: {
+                    "url": url,
+                    "accepted": stats.accepted[b],
+                    "duplicates": stats.duplicates[b],
+                    "unrouted": stats.unrouted[b],
+                }
                 for b, url in self.broker_urls().items()
             },
             "services": services,

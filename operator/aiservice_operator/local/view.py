@@ -17,10 +17,17 @@ from rich.text import Text
 def render(snapshot: Mapping[str, Any]) -> RenderableType:
     parts: list[RenderableType] = []
     brokers = Table(title="Brokers", title_justify="left", expand=False)
-    for column in ("broker", "URL", "events in", "duplicates"):
+    for column in ("broker", "URL", "events in", "duplicates", "matched no Trigger"):
         brokers.add_column(column)
     for name, info in snapshot.get("brokers", {}).items():
-        brokers.add_row(name, info["url"], str(info["accepted"]), str(info["duplicates"]))
+        unrouted = info.get("unrouted", 0)
+        brokers.add_row(
+            name,
+            info["url"],
+            str(info["accepted"]),
+            str(info["duplicates"]),
+            Text(str(unrouted), style="yellow" if unrouted else ""),
+        )
     parts.append(brokers)
 
     services = Table(title="Services", title_justify="left")
