@@ -15,6 +15,8 @@ from aiservice_functions.fraud.train import SPECS, evaluate, generate, train
 from aiservice_functions.models.uri import resolve
 from aiservice_functions.runtime.app import create_app
 from aiservice_functions.runtime.function import Rejected
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from runtime_helpers import config_for, metric_value, post_binary, serving, wait_ready
 
 
@@ -131,6 +133,47 @@ def test_invalid_transactions_are_rejected_naming_the_field(
     with pytest.raises(Rejected) as err:
         parse_transaction(data)
     assert err.value.field == field and err.value.status == 422 and field in err.value.reason
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "amount",
+                    "merchant_category",
+                    "hour",
+                    "country_mismatch",
+                    "card_present",
+                    "transactions_last_24h",
+                    "account_age_days",
+                    "transaction_id",
+                    "other",
+                ]
+            ),
+            _values,
+        ),
+        _values,
+    )
+)
+def test_fuzz_any_json_is_a_transaction_or_a_rejection(data: Any) -> None:
+    try:
+        tx = parse_transaction(data)
+    except Rejected as err:
+        assert 400 <= err.status < 500 and err.reason
+        return
+    assert tx.merchant_category in CATEGORIES and 0 <= tx.hour <= 23
 
 
 def test_batched_inference_equals_one_by_one(models: dict[str, fraud.FraudModel]) -> None:

@@ -44,9 +44,15 @@ def _number(data: dict[str, Any], name: str, *, required: bool, default: float =
             raise Rejected(f"field {name!r} is required", field=name)
         return default
     value = data[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Rejected(f"field {name!r} must be a number", field=name)
+    try:
+        number = float(value)  # an integer too big for a float overflows here
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
         raise Rejected(f"field {name!r} must be a finite number", field=name)
-    return float(value)
+    return number
 
 
 def _bool(data: dict[str, Any], name: str, *, required: bool, default: bool = False) -> bool:
