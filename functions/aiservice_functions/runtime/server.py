@@ -86,8 +86,9 @@ def serve(
 ) -> None:
     """Serve ``entrypoint`` until stopped (SIGTERM/SIGINT); arguments override the env.
 
-    ``model_uri`` may also be a local path. Blocks; exits the process on fatal errors
-    the way gunicorn does.
+    ``model_uri`` may also be a local path. Call it from the main thread (gunicorn
+    installs signal handlers). It blocks, and ends by raising ``SystemExit`` with
+    gunicorn's exit status; a bad entrypoint or setting raises ``ValueError`` first.
     """
     overrides = {
         contract.ENV_MODEL_URI: as_uri(model_uri) if model_uri else None,
