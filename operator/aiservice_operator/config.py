@@ -11,6 +11,8 @@
 - `AISVC_RETRY_DELAY_SECONDS`: wait before retrying after a conflict or an unreachable
   API (5).
 - `AISVC_WATCH_TIMEOUT_SECONDS`: server-side timeout of each watch request (300).
+- `AISVC_RESYNC_SECONDS`: every AIService is reconciled at least this often, even without
+  a watch event (a missed event, a child stripped of its labels) (300).
 - `AISVC_LIVENESS_ENDPOINT`: e.g. `http://0.0.0.0:8080/healthz` for a liveness probe.
 """
 
@@ -29,6 +31,7 @@ ENV_CLUSTER_DOMAIN = "AISVC_CLUSTER_DOMAIN"
 ENV_PEERING_NAME = "AISVC_PEERING_NAME"
 ENV_RETRY_DELAY = "AISVC_RETRY_DELAY_SECONDS"
 ENV_WATCH_TIMEOUT = "AISVC_WATCH_TIMEOUT_SECONDS"
+ENV_RESYNC = "AISVC_RESYNC_SECONDS"
 ENV_LIVENESS = "AISVC_LIVENESS_ENDPOINT"
 
 
@@ -45,6 +48,7 @@ class Config:
     peering_name: str = ""
     retry_delay: float = 5.0
     watch_timeout: int = 300
+    resync_seconds: float = 300.0
     liveness_endpoint: str = ""
 
     @property
@@ -90,5 +94,6 @@ class Config:
             peering_name=env.get(ENV_PEERING_NAME, "").strip(),
             retry_delay=number(ENV_RETRY_DELAY, 5.0, 0.0),
             watch_timeout=int(number(ENV_WATCH_TIMEOUT, 300, 1)),
+            resync_seconds=number(ENV_RESYNC, 300.0, 1.0),
             liveness_endpoint=env.get(ENV_LIVENESS, "").strip(),
         )

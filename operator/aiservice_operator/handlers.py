@@ -7,7 +7,8 @@ of a new revision proceeds when Knative reports it ready: owned Knative Services
 Triggers) are watched, and any change to one — a revision becoming ready, a status update,
 someone editing or deleting it — reconciles its AIService again. That one mechanism gives
 revision-before-traffic sequencing and drift correction without polling; a reconcile that
-finds nothing to change writes nothing, so the watch loop settles.
+finds nothing to change writes nothing, so the watch loop settles. A slow resync timer
+(`AISVC_RESYNC_SECONDS`) catches what no event announces.
 
 Errors: an invalid spec sets Ready=False/InvalidSpec naming the fields and stops retrying
 (`kopf.PermanentError`) until the spec changes; conflicts, throttling, server errors and an
@@ -28,11 +29,13 @@ from typing import Any, cast
 import kopf
 
 from . import compile as compiler
-from . import conditions, kube, rollout
+from . import conditions, kube, metrics, rollout, rollout_runner
 from .config import Config
 from .spec import API_GROUP, API_VERSION, PLURAL, AIService, SpecError, parse
 
 OWNED = {compiler.LABEL_MANAGED_BY: compiler.MANAGED_BY}
+RESYNC_SECONDS = Config.from_env(os.environ).resync_seconds
+"""Read at import: Kopf fixes a timer's interval when the handler is registered."""
 Obj = dict[str, Any]
 
 
@@ -111,6 +114,15 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(API_GROUP, API_VERSION, PLURAL)
 @kopf.on.update(API_GROUP, API_VERSION, PLURAL)
 async def reconcile_aiservice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    meta = body.get("metadata", {})
+    await reconcile(memo, meta.get("namespace", "default"), meta["name"])
+
+
+@kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+async def resync_aiservice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The safety net of a level-based controller: reconcile now and then even without an
+    event (a missed watch event, an owned object stripped of the labels watched for). A
+    resync that finds nothing to change only reads."""
     meta = body.get("metadata", {})
     await reconcile(memo, meta.get("namespace", "default"), meta["name"])
 
@@ -302,6 +314,72 @@ def _split(status: Mapping[str, Any]) -> dict[str, int]:
             key = str(target.get("model") or target.get("revisionName"))
             split[key] = split.get(key, 0) + int(target["percent"])
     return split
+
+
+# --- Canary rollouts (rollout_runner drives rollout.py) ---------------------------------
+
+ROLLOUT_TICK_SECONDS = rollout_runner.tick_seconds(os.environ)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rollout_wanted(body: kopf.Body, **_: Any) -> bool:
+    return rollout_runner.wants_tick(body)
+
+
+@kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=ROLLOUT_TICK_SECONDS, when=_rollout_wanted)
+async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """One rollout tick: metrics, state machine, `status.rollout`, Event and audit event;
+    then the normal reconcile, which compiles with the weight now recorded in status."""
+    meta = body.get("metadata", {})
+    namespace, name = meta.get("namespace", "default"), meta["name"]
+    client: kube.Kube = memo["kube"]
+    config: Config = memo["config"]
+    observer = memo.get("rollout_observer")
+    if observer is None:
+        observer = metrics.observer_from_env(os.environ, config.event_store_url)
+        memo["rollout_observer"] = observer
+    try:
+        seen = parse(body)
+    except SpecError:
+        return  # the reconcile handler reports it
+    if not rollout_runner.tick_needed(seen, (body.get("status") or {}).get("rollout"), _utcnow()):
+        return  # between analyses: nothing to read or query
+    async with _lock(memo, namespace, name):
+        fresh = await client.get_aiservice(namespace, name)
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            ais = parse(fresh)
+        except SpecError:
+            return
+        if ais.spec.rollout is None:
+            return
+        live, revisions = await asyncio.gather(
+            client.get_service(namespace, name), client.list_revisions(namespace, name)
+        )
+        ready = conditions.knative_state(_knative_status(live), revisions).ready_revisions
+        store = observer.event_store
+        result = await asyncio.to_thread(
+            rollout_runner.rollout_tick,
+            ais,
+            (fresh.get("status") or {}).get("rollout"),
+            observer=observer,
+            now=_utcnow(),
+            canary_ready=compiler.revision_name(ais, ais.spec.rollout.canary) in ready,
+            audit=store.send_audit if store is not None else None,
+        )
+        if result.status is not None:
+            await client.patch_aiservice_status(namespace, name, {"rollout": result.status})
+    for key in result.clear_annotations:
+        patch.metadata.annotations[key] = None
+    if result.kube_event is not None:
+        event = result.kube_event
+        _event(fresh, type=event.type, reason=event.reason, message=event.message)
+    if result.status is not None:
+        await reconcile(memo, namespace, name)
 
 
 # --- Running ----------------------------------------------------------------------------

@@ -147,6 +147,7 @@ def test_the_shipped_entry_points_run_the_operator(
         "AISVC_KUBE_SERVER": kube.url,
         "AISVC_WATCH_NAMESPACES": ns,
         "AISVC_EVENT_STORE_URL": "http://store.example:8080",
+        "AISVC_RESYNC_SECONDS": "1",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "functions")]),
     }
     kube.create(NAMESPACES, {"metadata": {"name": ns}})  # watched by name: it must exist
@@ -168,6 +169,14 @@ def test_the_shipped_entry_points_run_the_operator(
             "http://store.example:8080/v1/namespaces/"
         )
         assert kube.find(KSERVICES, "not-watched", "elsewhere") is None
+        # Stripped of the labels the watch filters on, no event reaches the operator:
+        # the resync puts them back.
+        label = "app.kubernetes.io/managed-by"
+        kube.patch(KSERVICES, ns, "proc", {"metadata": {"labels": {label: None}}})
+        wait_for(
+            lambda: kube.get(KSERVICES, ns, "proc")["metadata"]["labels"].get(label),
+            what="the labels restored by the resync",
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
