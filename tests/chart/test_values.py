@@ -4,6 +4,7 @@ and wired to settings the operator really reads."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -89,8 +90,6 @@ def test_every_value_is_described() -> None:
 
 
 def test_metric_query_values_are_the_operator_queries() -> None:
-    import json
-
     metrics = pytest.importorskip("aiservice_operator.metrics")
     Queries = metrics.Queries
 
@@ -117,22 +116,34 @@ def test_operator_settings_the_chart_sets_are_read_by_the_operator(render: Rende
     assert unread == [], f"the chart sets variables no operator code reads: {unread}"
 
 
-ROLLOUT_VALUES = {
-    "rollout": {
-        "prometheus": {"url": "http://prometheus-operated.monitoring:9090"},
-        "queries": {"requests": "sum(my_requests)"},
-    }
-}
+def test_rollout_settings_reach_the_operator(render: RenderFn, tmp_path: Path) -> None:
+    metrics = pytest.importorskip("aiservice_operator.metrics")
 
+    def env_of(values: dict[str, Any]) -> dict[str, Any]:
+        deployment = render(values).deployment("operator")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
 
-def test_rollout_settings_reach_the_operator(render: RenderFn) -> None:
-    container = render(ROLLOUT_VALUES).deployment("operator")["spec"]["template"]["spec"][
-        "containers"
-    ][0]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["AISVC_PROMETHEUS_URL"] == "http://prometheus-operated.monitoring:9090"
-    assert env["AISVC_METRIC_QUERIES"] == '{"requests":"sum(my_requests)"}'
-    sources = _operator_sources()
-    unread = [n for n in ("AISVC_PROMETHEUS_URL", "AISVC_METRIC_QUERIES") if n not in sources]
-    if unread:
-        pytest.xfail(f"the chart sets {unread} but no operator code reads them yet")
+    default = env_of({})
+    assert default[metrics.ENV_PROMETHEUS_URL] == metrics.DEFAULT_PROMETHEUS_URL
+    assert metrics.ENV_PROMETHEUS_QUERIES not in default
+    custom = env_of(
+        {
+            "rollout": {
+                "prometheus": {"url": "http://prometheus.obs:9090"},
+                "queries": {"requests": "sum(my_requests)"},
+            }
+        }
+    )
+    assert custom[metrics.ENV_PROMETHEUS_URL] == "http://prometheus.obs:9090"
+    assert json.loads(custom[metrics.ENV_PROMETHEUS_QUERIES]) == {"requests": "sum(my_requests)"}
+    # ... and the operator configures itself from exactly these variables.
+    token = tmp_path / "token"  # stands in for the Secret the kubelet mounts
+    token.write_text("s3cret\n")
+    in_pod = {k: v for k, v in custom.items() if isinstance(v, str)}
+    in_pod["AISVC_EVENT_STORE_TOKEN_FILE"] = str(token)
+    observer = metrics.observer_from_env(in_pod, custom["AISVC_EVENT_STORE_URL"])
+    assert observer.prometheus.url == "http://prometheus.obs:9090"
+    assert observer.prometheus.queries.requests == "sum(my_requests)"
+    assert observer.event_store.url == custom["AISVC_EVENT_STORE_URL"]
+    assert observer.event_store.token == "s3cret"
