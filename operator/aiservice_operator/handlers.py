@@ -98,6 +98,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         raise kopf.PermanentError("no Kubernetes credentials: not in a cluster, no kubeconfig")
     memo["kube"] = kube.Kube(_as_connection(info))
     memo["locks"] = {}
+    memo["waiting"] = {}
 
 
 @kopf.on.cleanup()
@@ -132,6 +133,7 @@ async def resync_aiservice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 async def child_changed(
     body: kopf.Body,
     type: str,
+    resource: kopf.Resource,
     memo: kopf.Memo,
     logger: logging.Logger | logging.LoggerAdapter[Any],
     **_: Any,
@@ -146,6 +148,11 @@ async def child_changed(
     name, namespace = labels.get(compiler.LABEL_NAME), body.get("metadata", {}).get("namespace")
     if not name or not namespace:
         return
+    if memo["waiting"].get((namespace, name)):
+        return  # a reconcile already queued for it will read this change too
+    client: kube.Kube = memo["kube"]
+    if type != "DELETED" and client.is_own_write(resource.plural, body):
+        return  # the watch echoing this operator's own write
     try:
         await reconcile(memo, namespace, name)
     except (kopf.TemporaryError, kopf.PermanentError, kube.ApiError) as err:
@@ -173,7 +180,16 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
     operator wrote a moment ago, and merging conditions into a stale status would move
     their transition times.
     """
-    async with _lock(memo, namespace, name):
+    waiting: dict[tuple[str, str], int] = memo["waiting"]
+    key = (namespace, name)
+    waiting[key] = waiting.get(key, 0) + 1
+    try:
+        await _lock(memo, namespace, name).acquire()
+    finally:
+        waiting[key] -= 1
+        if not waiting[key]:
+            del waiting[key]
+    try:
         client: kube.Kube = memo["kube"]
         config: Config = memo["config"]
         body: Obj = {"metadata": {"namespace": namespace, "name": name}}
@@ -188,6 +204,8 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
                 raise kopf.TemporaryError(str(err), delay=config.retry_delay) from err
             _event(body, type="Warning", reason="ApplyFailed", message=str(err)[:1024])
             raise kopf.PermanentError(f"the API refused the desired objects: {err}") from err
+    finally:
+        _lock(memo, namespace, name).release()
 
 
 def _knative_status(service: Obj | None) -> Obj | None:
@@ -299,9 +317,16 @@ def _post_events(
         )
     old, new = _ready(previous), _ready(status)
     if new and (old.get("status"), old.get("reason")) != (new.get("status"), new.get("reason")):
+        # Waiting for a revision or for Knative to catch up is routine; Knative reporting a
+        # failure of the spec it has seen is not.
+        knative = _ready(_knative_status(applied.object) or {})
+        failed = new.get("reason") != conditions.REASON_REVISION_PENDING and (
+            new.get("reason") != conditions.REASON_KNATIVE_NOT_READY
+            or knative.get("status") == "False"
+        )
         _event(
             body,
-            type="Normal" if new.get("status") != "False" else "Warning",
+            type="Warning" if new.get("status") == "False" and failed else "Normal",
             reason=str(new.get("reason") or "Ready"),
             message=str(new.get("message") or ""),
         )

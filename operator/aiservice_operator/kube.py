@@ -209,6 +209,24 @@ class Kube:
     connection: Connection
     timeout: float = 30.0
     _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
+    _written: dict[tuple[str, str, str], str] = field(default_factory=dict, init=False)
+    """(resource, namespace, name) -> resourceVersion this client's last write produced."""
+
+    def _remember(self, resource: str, obj: Obj | None) -> Obj:
+        meta = (obj or {}).get("metadata") or {}
+        if meta.get("name") and meta.get("resourceVersion"):
+            key = (resource, meta.get("namespace", ""), meta["name"])
+            self._written[key] = meta["resourceVersion"]
+        return obj or {}
+
+    def is_own_write(self, resource: str, obj: Mapping[str, Any]) -> bool:
+        """Whether `obj` (a watch event's object) is exactly the state this client's last
+        write produced: the watch echoing our own change, which needs no reconcile."""
+        meta = obj.get("metadata") or {}
+        key = (resource, meta.get("namespace", ""), meta.get("name", ""))
+        return bool(meta.get("resourceVersion")) and self._written.get(key) == meta.get(
+            "resourceVersion"
+        )
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -298,7 +316,8 @@ class Kube:
     @api_call(SERVING_GROUP, "services", "create")
     async def create_service(self, service: Obj) -> Obj:
         ns = service["metadata"]["namespace"]
-        return await self._request("POST", self._service_path(ns), body=service) or {}
+        created = await self._request("POST", self._service_path(ns), body=service)
+        return self._remember("services", created)
 
     @api_call(SERVING_GROUP, "services", "patch")
     async def patch_service(self, namespace: str, name: str, ops: Sequence[Obj]) -> Obj:
@@ -308,7 +327,7 @@ class Kube:
             body=list(ops),
             content_type="application/json-patch+json",
         )
-        return result or {}
+        return self._remember("services", result)
 
     @api_call(SERVING_GROUP, "revisions", "list")
     async def list_revisions(self, namespace: str, service: str) -> list[Obj]:
@@ -346,7 +365,8 @@ class Kube:
     @api_call(EVENTING_GROUP, "triggers", "create")
     async def create_trigger(self, trigger: Obj) -> Obj:
         ns = trigger["metadata"]["namespace"]
-        return await self._request("POST", self._trigger_path(ns), body=trigger) or {}
+        created = await self._request("POST", self._trigger_path(ns), body=trigger)
+        return self._remember("triggers", created)
 
     @api_call(EVENTING_GROUP, "triggers", "patch")
     async def patch_trigger(self, namespace: str, name: str, ops: Sequence[Obj]) -> Obj:
@@ -356,10 +376,11 @@ class Kube:
             body=list(ops),
             content_type="application/json-patch+json",
         )
-        return result or {}
+        return self._remember("triggers", result)
 
     @api_call(EVENTING_GROUP, "triggers", "delete")
     async def delete_trigger(self, namespace: str, name: str) -> None:
+        self._written.pop(("triggers", namespace, name), None)
         try:
             await self._request("DELETE", self._trigger_path(namespace, name))
         except ApiError as err:

@@ -334,6 +334,8 @@ class Emulator(kmock.KubernetesEmulator):
             if not meta.get("generateName"):
                 raise ApiStatusError(422, "Invalid", "metadata.name: Required value")
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            while (kind.key, ns, meta["name"]) in self.store:  # as if the client retried
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         if (kind.key, ns, meta["name"]) in self.store:
             raise ApiStatusError(
                 409, "AlreadyExists", f'{kind.plural} "{meta["name"]}" already exists'
@@ -784,7 +786,7 @@ class EmulatorThread:
     """
 
     def __init__(self, emulator: Emulator | None = None) -> None:
-        self.emulator = emulator or Emulator()
+        self.emulator = emulator if emulator is not None else Emulator()  # empty is falsy
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
         self._started = threading.Event()
