@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.support.kubeemu import (
     AISERVICES,
@@ -14,6 +16,7 @@ from tests.support.kubeemu import (
     NAMESPACES,
     TRIGGERS,
     EmulatorThread,
+    Kind,
     wait_for,
 )
 
@@ -199,3 +202,10 @@ def test_events_with_generate_name(kube: EmulatorThread) -> None:
     first = requests.post(url, json=body, timeout=5).json()["metadata"]["name"]
     second = requests.post(url, json=body, timeout=5).json()["metadata"]["name"]
     assert first != second and first.startswith("x.")
+
+
+def test_the_emulated_aiservice_kind_is_the_crds() -> None:
+    crd = yaml.safe_load(
+        (Path(__file__).parents[2] / "crds" / "aiservice.dev_aiservices.yaml").read_text()
+    )
+    assert Kind.from_crd(crd) == AISERVICES

@@ -17,6 +17,15 @@ Usage (a server on a loopback port, in its own thread and event loop)::
         kube.create(AISERVICES, manifest)
         kube.url  # http://127.0.0.1:PORT for the operator
 
+The pieces a test or a benchmark combines:
+
+- `EmulatorThread`: the server; synchronous `create/get/find/list/patch/delete` on its
+  store (not logged), `requests()` / `writes(...)` / `clear_log()` for the HTTP requests
+  clients made (method, verb, resource, namespace, name, status code), `inject_fault(...)`
+  to answer chosen requests with 409/429/5xx.
+- `tests.support.knative.KnativeServing`: Knative Serving's controller and webhook.
+- `tests.support.operator.OperatorThread`: the real operator (Kopf) pointed at it.
+
 Not emulated: server-side apply, CRD schema validation and defaulting, admission other
 than the registered validators, namespace cascade deletion, protobuf, watch bookmarks.
 """
@@ -56,6 +65,20 @@ class Kind:
     kind: str
     namespaced: bool = True
     status_subresource: bool = False
+
+    @classmethod
+    def from_crd(cls, crd: Mapping[str, Any]) -> Kind:
+        """The served kind of a CustomResourceDefinition (its storage version)."""
+        spec = crd["spec"]
+        version = next(v for v in spec["versions"] if v.get("storage"))
+        return cls(
+            group=spec["group"],
+            version=version["name"],
+            plural=spec["names"]["plural"],
+            kind=spec["names"]["kind"],
+            namespaced=spec["scope"] == "Namespaced",
+            status_subresource="status" in (version.get("subresources") or {}),
+        )
 
     @property
     def api_version(self) -> str:
