@@ -24,6 +24,7 @@ missing data.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Collection, Mapping
@@ -37,6 +38,13 @@ from aiservice_functions import contract
 from .rollout import Observation, rfc3339
 
 _QP = 'namespace_name="{namespace}",revision_name="{revision}"'
+
+ENV_PROMETHEUS_URL = "AISVC_PROMETHEUS_URL"
+DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
+"""kube-prometheus-stack's Prometheus Service; the chart sets the real one."""
+ENV_MIN_WINDOW = "AISVC_ANALYSIS_MIN_WINDOW_SECONDS"
+ENV_PROMETHEUS_QUERIES = "AISVC_PROMETHEUS_QUERIES"
+"""A JSON object replacing some of the `Queries` templates, e.g. `{"requests": "..."}`."""
 
 
 @dataclass(frozen=True)
@@ -178,14 +186,14 @@ class EventStoreSource:
     client: httpx.Client | None = None
 
     @classmethod
-    def from_env(cls, default_url: str) -> EventStoreSource:
+    def from_env(cls, default_url: str, env: Mapping[str, str] = os.environ) -> EventStoreSource:
         """URL and token as the chart provides them (env, or a token file)."""
-        token = os.environ.get(contract.ENV_EVENT_STORE_TOKEN)
-        token_file = os.environ.get(contract.ENV_EVENT_STORE_TOKEN_FILE)
+        token = env.get(contract.ENV_EVENT_STORE_TOKEN)
+        token_file = env.get(contract.ENV_EVENT_STORE_TOKEN_FILE)
         if not token and token_file:
             with open(token_file, encoding="utf-8") as handle:
                 token = handle.read().strip()
-        return cls(url=os.environ.get(contract.ENV_EVENT_STORE_URL, default_url), token=token)
+        return cls(url=env.get(contract.ENV_EVENT_STORE_URL) or default_url, token=token)
 
     def dead_letters(
         self, *, namespace: str, name: str, targets: Collection[str], since: datetime
@@ -263,6 +271,10 @@ class MetricsObserver:
 
     prometheus: PrometheusSource
     event_store: EventStoreSource | None
+    min_window_seconds: float = 0.0
+    """Query at least this far back, whatever the rollout's interval: a window must hold
+    a few scrapes for `increase()` to have data (set it to ~4 scrape intervals when
+    rollouts use intervals that short)."""
 
     def observe(
         self,
@@ -275,6 +287,7 @@ class MetricsObserver:
         now: datetime,
         canary_ready: bool,
     ) -> Observation:
+        window_seconds = max(window_seconds, self.min_window_seconds)
         unavailable: list[str] = []
         source: str = "none"
         requests, errors, p99 = 0.0, 0.0, None
@@ -311,3 +324,31 @@ class MetricsObserver:
             unavailable=tuple(unavailable),
             source=source,
         )
+
+
+def observer_from_env(env: Mapping[str, str], event_store_url: str) -> MetricsObserver:
+    """The operator's observer, configured as the chart configures it (see the `ENV_*`
+    names); a malformed setting raises `ValueError` naming its variable."""
+    raw = env.get(ENV_PROMETHEUS_QUERIES, "").strip()
+    overrides: Any = {}
+    if raw:
+        try:
+            overrides = json.loads(raw)
+        except ValueError as err:
+            raise ValueError(f"{ENV_PROMETHEUS_QUERIES} is not JSON: {err}") from None
+        if not isinstance(overrides, dict) or not all(
+            isinstance(v, str) for v in overrides.values()
+        ):
+            raise ValueError(f"{ENV_PROMETHEUS_QUERIES} must be a JSON object of strings")
+    try:
+        queries = Queries.from_mapping(overrides)
+    except ValueError as err:
+        raise ValueError(f"{ENV_PROMETHEUS_QUERIES}: {err}") from None
+    url = env.get(ENV_PROMETHEUS_URL, "").strip() or DEFAULT_PROMETHEUS_URL
+    store = EventStoreSource.from_env(event_store_url, env)
+    raw_window = env.get(ENV_MIN_WINDOW, "").strip() or "0"
+    try:
+        min_window = float(raw_window)
+    except ValueError:
+        raise ValueError(f"{ENV_MIN_WINDOW}={raw_window!r} is not a number") from None
+    return MetricsObserver(PrometheusSource(url, queries), store, min_window)

@@ -284,7 +284,8 @@ class RolloutState:
             "startedAt": self.started_at,
             "lastStepAt": self.last_step_at,
             "lastAnalysisAt": self.last_analysis_at,
-            "lastAnalysis": dict(self.last_analysis),
+            # null, not {}: status is merge-patched, and {} would keep the old keys.
+            "lastAnalysis": dict(self.last_analysis) or None,
             "pausedBy": self.paused_by,
             "message": self.message,
             "history": [d.to_dict() for d in self.history],

@@ -21,16 +21,53 @@ from .compile import intended_weights, revision_name
 from .metrics import Observer, SourceUnavailable
 from .rollout import (
     COMMANDS,
+    TERMINAL,
     Command,
     Decision,
     RolloutState,
     analysis_due,
     annotation,
+    spec_hash,
     step,
 )
-from .spec import AIService
+from .spec import AIService, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
+
+ENV_TICK_SECONDS = "AISVC_ROLLOUT_TICK_SECONDS"
+DEFAULT_TICK_SECONDS = 2.0
+"""How often the operator looks at each active rollout; analysis itself runs once per the
+rollout's `interval`, so this only bounds how late a step or a command is acted on."""
+
+
+def tick_seconds(env: Mapping[str, str]) -> float:
+    raw = env.get(ENV_TICK_SECONDS, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_TICK_SECONDS
+    except ValueError:
+        raise ValueError(f"{ENV_TICK_SECONDS}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ValueError(f"{ENV_TICK_SECONDS}={raw!r} must be positive")
+    return value
+
+
+def wants_tick(body: Mapping[str, Any]) -> bool:
+    """Whether the operator's rollout timer should run for this AIService: it has a
+    rollout that is not finished for its current spec, or a command is waiting."""
+    spec = body.get("spec") or {}
+    if not spec.get("rollout"):
+        return False
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if pending_commands(annotations):
+        return True
+    state = (body.get("status") or {}).get("rollout") or {}
+    if state.get("phase") not in TERMINAL:
+        return True
+    try:
+        return bool(state.get("specHash") != spec_hash(parse_spec(spec)))
+    except SpecError:
+        return False  # the reconcile handler reports it
+
 
 AuditSink = Callable[[str, str, Mapping[str, Any]], None]
 """(namespace, name, CloudEvent) -> None; raises `SourceUnavailable` when it cannot send."""
@@ -48,6 +85,17 @@ class TickResult:
     """Command annotations this tick consumed: remove them from the AIService."""
     kube_event: audit_events.KubeEvent | None
     audit_error: str | None = None
+
+
+def tick_needed(ais: AIService, status_rollout: Any, now: datetime) -> bool:
+    """Whether a tick has anything to do now (cheap: no I/O), so the timer can skip the
+    API reads and metric queries between analyses."""
+    if pending_commands(ais.annotations):
+        return True
+    state = previous_state(status_rollout)
+    if state is not None and state.phase in ("Promoting", "RollingBack"):
+        return True
+    return analysis_due(ais.spec, state, now)
 
 
 def pending_commands(annotations: Mapping[str, str]) -> tuple[Command, ...]:

@@ -9,7 +9,7 @@ ms, labelled `namespace_name` / `revision_name`). `POST /fn/<rev>` counts in the
 runtime's own series instead (`aisvc_function_events_total{outcome}`,
 `aisvc_function_latency_seconds`), labelled as the scrape relabelling would label them.
 
-    python revision_standin.py PORT NAMESPACE
+    python revision_standin.py PORT DEFAULT_NAMESPACE
 """
 
 from __future__ import annotations
@@ -57,21 +57,23 @@ FN_LATENCY = Histogram(
 NAMESPACE = "default"
 LOCK = threading.Lock()
 SETTINGS: dict[str, dict[str, float]] = {}
+NAMESPACES: dict[str, str] = {}
 
 
-def register(revision: str, shape: str, error_rate: float, delay_ms: float) -> None:
+def register(revision: str, shape: str, error_rate: float, delay_ms: float, namespace: str) -> None:
     """Set a revision's behaviour and create its series at 0 (so `increase()` sees the
     first events, as it does for a long-running queue-proxy)."""
     with LOCK:
         SETTINGS[revision] = {"error_rate": error_rate, "delay_ms": delay_ms, "served": 0}
+        NAMESPACES[revision] = namespace
     if shape == "qp":
-        QP_COUNT.labels(NAMESPACE, revision, "200", "2xx")
-        QP_COUNT.labels(NAMESPACE, revision, "500", "5xx")
-        QP_LATENCY.labels(NAMESPACE, revision)
+        QP_COUNT.labels(namespace, revision, "200", "2xx")
+        QP_COUNT.labels(namespace, revision, "500", "5xx")
+        QP_LATENCY.labels(namespace, revision)
     else:
         for outcome in ("replied", "error"):
-            FN_EVENTS.labels(NAMESPACE, revision, outcome, revision)
-            FN_LATENCY.labels(NAMESPACE, revision, revision, outcome)
+            FN_EVENTS.labels(namespace, revision, outcome, revision)
+            FN_LATENCY.labels(namespace, revision, revision, outcome)
 
 
 def serve_event(shape: str, revision: str) -> int:
@@ -79,6 +81,7 @@ def serve_event(shape: str, revision: str) -> int:
         settings = SETTINGS[revision]
         n = settings["served"]
         settings["served"] = n + 1
+        namespace = NAMESPACES[revision]
     rate = settings["error_rate"]
     failed = math.floor((n + 1) * rate) > math.floor(n * rate)  # exactly `rate` of events
     started = time.perf_counter()
@@ -86,12 +89,12 @@ def serve_event(shape: str, revision: str) -> int:
     elapsed = time.perf_counter() - started
     code = 500 if failed else 200
     if shape == "qp":
-        QP_COUNT.labels(NAMESPACE, revision, str(code), f"{code // 100}xx").inc()
-        QP_LATENCY.labels(NAMESPACE, revision).observe(elapsed * 1000)
+        QP_COUNT.labels(namespace, revision, str(code), f"{code // 100}xx").inc()
+        QP_LATENCY.labels(namespace, revision).observe(elapsed * 1000)
     else:
         outcome = "error" if failed else "replied"
-        FN_EVENTS.labels(NAMESPACE, revision, outcome, revision).inc()
-        FN_LATENCY.labels(NAMESPACE, revision, revision, outcome).observe(elapsed)
+        FN_EVENTS.labels(namespace, revision, outcome, revision).inc()
+        FN_LATENCY.labels(namespace, revision, revision, outcome).observe(elapsed)
     return code
 
 
@@ -123,6 +126,7 @@ class Handler(BaseHTTPRequestHandler):
                 spec.get("shape", "qp"),
                 spec.get("error_rate", 0.0),
                 spec.get("delay_ms", 0),
+                spec.get("namespace", NAMESPACE),
             )
             self._reply(204)
         elif len(parts) == 2 and parts[0] in ("qp", "fn") and parts[1] in SETTINGS:

@@ -52,11 +52,22 @@ class Standin:
     url: str
 
     def register(
-        self, revision: str, *, shape: str = "qp", error_rate: float = 0.0, delay_ms: float = 0
+        self,
+        revision: str,
+        *,
+        shape: str = "qp",
+        error_rate: float = 0.0,
+        delay_ms: float = 0,
+        namespace: str = NAMESPACE,
     ) -> None:
         response = httpx.post(
             f"{self.url}/control/{revision}",
-            json={"shape": shape, "error_rate": error_rate, "delay_ms": delay_ms},
+            json={
+                "shape": shape,
+                "error_rate": error_rate,
+                "delay_ms": delay_ms,
+                "namespace": namespace,
+            },
         )
         response.raise_for_status()
 
@@ -156,9 +167,9 @@ class EventStore:
         )
         assert response.status_code == 201, response.text
 
-    def audit(self, service: str) -> list[dict[str, Any]]:
+    def audit(self, service: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
         response = httpx.get(
-            f"{self.url}/v1/namespaces/{NAMESPACE}/aiservices/{service}/audit",
+            f"{self.url}/v1/namespaces/{namespace}/aiservices/{service}/audit",
             headers={"Authorization": f"Bearer {self.token}"},
         )
         response.raise_for_status()

@@ -1,0 +1,191 @@
+"""Canary rollouts driven by the real Kopf operator: the API emulator and its Knative
+Serving stand-in (tests/support), a real Prometheus scraping the queue-proxy stand-in, and
+the real event store. A good canary is promoted through every step, across an operator
+restart in the middle; a bad one is rolled back; `aisvc abort`'s annotation is obeyed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from aiservice_operator.compile import revision_name
+from aiservice_operator.config import Config
+from aiservice_operator.spec import parse
+from rollout_support import EventStore, Prometheus, Standin
+
+from tests.support.knative import KnativeServing
+from tests.support.kubeemu import AISERVICES, EVENTS, KSERVICES, EmulatorThread, wait_for
+from tests.support.operator import OperatorThread
+
+pytestmark = pytest.mark.prometheus
+NS = "canary"
+ABORT = "aiservice.dev/abort"
+
+
+def manifest(name: str, interval: str = "1s", **analysis: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "aiservice.dev/v1alpha1",
+        "kind": "AIService",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "consumes": [{"type": "com.example.review"}],
+            "function": {"image": "img:1", "entrypoint": "aiservice_functions.sentiment"},
+            "models": [
+                {"name": "v1", "uri": "file:///models/v1.pt"},
+                {"name": "v2", "uri": "file:///models/v2.pt"},
+            ],
+            "traffic": {"stable": "v1"},
+            "rollout": {
+                "canary": "v2",
+                "steps": [50, 100],
+                "interval": interval,
+                "analysis": {"minEvents": 10, "maxErrorRate": 0.05, **analysis},
+            },
+        },
+    }
+
+
+CANARIES = {"good": 0.0, "bad": 0.4}
+"""AIService name -> error rate of its canary revision."""
+
+
+class Traffic:
+    """Events flowing through the canary revisions for as long as the test runs."""
+
+    def __init__(self, standin: Standin, revisions: list[str]) -> None:
+        self.standin, self.revisions = standin, revisions
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client() as client:
+            while not self.stop.wait(0.02):
+                for revision in self.revisions:
+                    client.post(f"{self.standin.url}/qp/{revision}", content=b"{}")
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    standin: Standin, prometheus: Prometheus, event_store: EventStore
+) -> Iterator[tuple[EmulatorThread, Config]]:
+    revisions = []
+    for name, error_rate in CANARIES.items():
+        revision = revision_name(parse(manifest(name)), "v2")
+        standin.register(revision, error_rate=error_rate, delay_ms=1, namespace=NS)
+        revisions.append(revision)
+    traffic = Traffic(standin, revisions)
+    traffic.thread.start()
+    with pytest.MonkeyPatch.context() as env, EmulatorThread() as kube:
+        env.setenv("AISVC_PROMETHEUS_URL", prometheus.url)
+        env.setenv("AISVC_EVENT_STORE_URL", event_store.url)
+        env.setenv("AISVC_EVENT_STORE_TOKEN", event_store.token)
+        env.setenv("AISVC_ANALYSIS_MIN_WINDOW_SECONDS", "6")
+        KnativeServing(kube).start()
+        config = Config(retry_delay=0.3, watch_timeout=60, event_store_url=event_store.url)
+        try:
+            yield kube, config
+        finally:
+            traffic.stop.set()
+            traffic.thread.join(5)
+
+
+def rollout_of(kube: EmulatorThread, name: str) -> dict[str, Any]:
+    obj = kube.find(AISERVICES, NS, name) or {}
+    return dict((obj.get("status") or {}).get("rollout") or {})
+
+
+def split(kube: EmulatorThread, name: str) -> dict[str, int]:
+    service = kube.get(KSERVICES, NS, name)
+    return {
+        t["tag"]: t["percent"] for t in service["spec"]["traffic"] if t.get("tag") in ("v1", "v2")
+    } | {
+        t["tag"]: t["percent"]
+        for t in service["spec"]["traffic"]
+        if t.get("tag") in ("stable", "canary")
+    }
+
+
+def test_good_canary_promoted_across_a_restart_and_bad_one_rolled_back(
+    cluster: tuple[EmulatorThread, Config], event_store: EventStore
+) -> None:
+    kube, config = cluster
+    with OperatorThread(kube.url, config):
+        for name in CANARIES:
+            kube.create(AISERVICES, manifest(name, failureLimit=1))
+        kube.create(AISERVICES, manifest("manual", interval="1h"))
+        first = wait_for(
+            lambda: rollout_of(kube, "good").get("step") == 1 and rollout_of(kube, "good"),
+            timeout=20,
+            what="the good canary at its first step",
+        )
+    # The operator is down: status holds the rollout where it stood.
+    stopped = rollout_of(kube, "good")
+    assert stopped["startedAt"] == first["startedAt"] and stopped["step"] >= 1
+
+    with OperatorThread(kube.url, config):
+        wait_for(lambda: rollout_of(kube, "manual").get("weight") == 50, what="manual at 50%")
+        kube.patch(AISERVICES, NS, "manual", {"metadata": {"annotations": {ABORT: "now"}}})
+        aborted = wait_for(
+            lambda: (
+                rollout_of(kube, "manual").get("phase") == "Failed" and rollout_of(kube, "manual")
+            ),
+            what="the manual rollout aborted",
+        )
+        wait_for(
+            lambda: (
+                ABORT
+                not in (kube.get(AISERVICES, NS, "manual")["metadata"].get("annotations") or {})
+            ),
+            what="the abort annotation consumed",
+        )
+        done = wait_for(
+            lambda: (
+                rollout_of(kube, "good").get("phase") == "Succeeded" and rollout_of(kube, "good")
+            ),
+            timeout=30,
+            what="the good canary promoted",
+        )
+        failed = wait_for(
+            lambda: rollout_of(kube, "bad").get("phase") == "Failed" and rollout_of(kube, "bad"),
+            timeout=20,
+            what="the bad canary rolled back",
+        )
+        good_split = wait_for(
+            lambda: split(kube, "good").get("canary") == 100 and split(kube, "good"),
+            what="all traffic on the promoted canary",
+        )
+        bad_split = wait_for(
+            lambda: split(kube, "bad").get("stable") == 100 and split(kube, "bad"),
+            what="all traffic back on stable",
+        )
+
+    actions = [h["action"] for h in done["history"]]
+    assert actions.count("start") == 1, actions  # resumed, not restarted
+    assert done["startedAt"] == first["startedAt"]
+    steps = [h["weight"] for h in done["history"] if h["action"] == "advance"]
+    assert steps == [50, 100], actions
+    assert actions[-2:] == ["promote", "succeed"]
+    assert good_split["stable"] == 0
+    advance = next(h for h in done["history"] if h["action"] == "advance" and h["weight"] == 100)
+    assert advance["metrics"]["source"] == "queue-proxy"
+    assert advance["metrics"]["events"] >= 10 and advance["metrics"]["errorRate"] == 0
+
+    assert aborted["weight"] == 0 and aborted["history"][-1]["command"] == "abort"
+    assert split(kube, "manual")["stable"] == 100
+
+    assert failed["history"][-1]["action"] == "rollback"
+    assert failed["history"][-1]["metrics"]["errorRate"] > 0.05
+    assert bad_split["canary"] == 0
+
+    reasons = {
+        (e.get("reason"), e.get("type"))
+        for e in kube.list(EVENTS, NS)
+        if (e.get("involvedObject") or {}).get("name") == "bad"
+    }
+    assert ("RolloutRolledBack", "Warning") in reasons
+    audit = event_store.audit("good", NS)
+    assert {a["type"] for a in audit} == {"dev.aiservice.rollout.decision"}
+    assert len(audit) >= len(done["history"])
