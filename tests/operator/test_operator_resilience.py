@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiservice_operator import kube as kube_client
 
 from tests.operator.test_operator_lifecycle import manifest, ready
 from tests.support.knative import KnativeServing
@@ -181,3 +182,37 @@ def test_the_shipped_entry_points_run_the_operator(
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
     assert process.returncode == 0, output
+
+
+def test_every_request_the_operator_makes_is_a_registered_permission(
+    cluster: tuple[EmulatorThread, KnativeServing],
+) -> None:
+    """The RBAC registry (kube.required_permissions) against what the running operator
+    actually requested through a whole lifecycle: a gap here is a 403 on a real cluster."""
+    kube, _ = cluster
+    with OperatorThread(kube.url):
+        kube.create(AISERVICES, manifest("a", "perm", consumes=[{"type": "x"}, {"type": "y"}]))
+        kube.create(AISERVICES, manifest("bad", "perm", traffic={"stable": "nope"}))
+        ready(kube, "perm", "a")
+        ready(kube, "perm", "bad", status="False")
+        kube.patch(AISERVICES, "perm", "a", {"spec": {"consumes": [{"type": "x"}]}})
+        wait_for(lambda: len(kube.list(TRIGGERS, "perm")) == 1, what="a Trigger pruned")
+        kube.patch(
+            KSERVICES,
+            "perm",
+            "a",
+            {"spec": {"traffic": [{"latestRevision": True, "percent": 100}]}},
+        )
+        wait_for(
+            lambda: kube.get(KSERVICES, "perm", "a")["spec"]["traffic"][0].get("revisionName"),
+            what="the drift reverted",
+        )
+        kube.delete(AISERVICES, "perm", "a")
+        settle(kube)
+    made = {
+        (r.group, r.plural + (f"/{r.subresource}" if r.subresource else ""), r.verb)
+        for r in kube.requests()
+    }
+    assert ("serving.knative.dev", "services", "patch") in made
+    assert ("eventing.knative.dev", "triggers", "delete") in made
+    assert made - set(kube_client.required_permissions()) == set()
