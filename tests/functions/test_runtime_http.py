@@ -21,6 +21,8 @@ from aiservice_functions.runtime.cloudevents_http import parse_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runtime_helpers import (
+    BASE_ENV,
+    binary_headers,
     config_for,
     metric_value,
     post_binary,
@@ -29,6 +31,7 @@ from runtime_helpers import (
     wait_ready,
 )
 
+REVISION = BASE_ENV["K_REVISION"]
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
@@ -139,6 +142,23 @@ def test_shadow_event_is_processed_but_gets_no_reply(base: str, session: request
     assert metric_value(after, name, **shadow) == metric_value(before, name, **shadow) + 1
 
 
+def test_posts_to_the_shadow_path_are_processed_but_get_no_reply(
+    base: str, session: requests.Session
+) -> None:
+    """Knative Triggers cannot add the shadow extension: the shadow Trigger posts here."""
+    before = session.get(f"{base}/metrics").text
+    response = session.post(
+        f"{base}/shadow", data=json.dumps({"text": "mirror"}), headers=binary_headers()
+    )
+    assert response.status_code == 202 and response.content == b""
+    bad = session.post(f"{base}/shadow", data=b"{}", headers={"content-type": "application/json"})
+    assert bad.status_code == 400
+    after = session.get(f"{base}/metrics").text
+    shadow = {"outcome": "shadow", "model_version": "v2"}
+    name = "aisvc_function_events_total"
+    assert metric_value(after, name, **shadow) == metric_value(before, name, **shadow) + 1
+
+
 # --- the error contract ---------------------------------------------------------------
 
 
@@ -180,6 +200,7 @@ def test_payload_rejected_by_the_function_names_the_field(
         "error": "field 'text' is required and must be a string",
         "status": 422,
         "field": "text",
+        "revision": REVISION,
     }
 
 

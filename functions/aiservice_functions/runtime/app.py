@@ -18,6 +18,7 @@ with backoff and then dead-lettered):
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -215,8 +216,12 @@ class FunctionService:
         attributes[contract.EXT_HOPS] = str(_hops(incoming) + 1)
         return make_event(attributes, data)
 
-    def handle(self, headers: Any, body: bytes) -> Answer:
-        """Answer one HTTP request (never raises)."""
+    def handle(self, headers: Any, body: bytes, *, shadow: bool = False) -> Answer:
+        """Answer one HTTP request (never raises).
+
+        ``shadow``: the event was mirrored to this revision (posted to ``SHADOW_PATH``, or
+        carrying ``EXT_SHADOW``): it is processed and counted, but answered without a reply.
+        """
         try:
             parsed = parse_request(headers, body)
         except InvalidEvent as err:
@@ -248,7 +253,7 @@ class FunctionService:
         except Exception as err:
             log.exception("inference failed", extra=_event_log(event))
             return _error(500, f"model failed: {type(err).__name__}", "error", event=event)
-        if _truthy(event.get_extension(contract.EXT_SHADOW)):
+        if shadow or _truthy(event.get_extension(contract.EXT_SHADOW)):
             return Answer(202, {}, b"", "shadow", event)
         if output is None or not self.config.reply_type:
             return Answer(202, {}, b"", "no_reply", event)
@@ -285,6 +290,14 @@ def _event_log(event: CloudEvent) -> dict[str, Any]:
     }
 
 
+def _naming_revision(answer: Answer, revision: str) -> Answer:
+    """Name this revision in an error body: Knative copies the body into the dead letter's
+    ``knativeerrordata``, which is how the event store counts dead letters per revision."""
+    payload = json.loads(answer.body)
+    payload["revision"] = revision
+    return answer._replace(body=json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+
+
 def _error(
     status: int,
     reason: str,
@@ -292,8 +305,6 @@ def _error(
     field: str | None = None,
     event: CloudEvent | None = None,
 ) -> Answer:
-    import json
-
     payload: dict[str, Any] = {"error": reason, "status": status}
     if field is not None:
         payload["field"] = field
@@ -322,10 +333,12 @@ def create_app(
     version = cfg.model_version
 
     @app.post("/")
+    @app.post(contract.SHADOW_PATH)
     def receive() -> Response:
         started = time.perf_counter()
+        shadow = request.path == contract.SHADOW_PATH
         try:
-            answer = service.handle(request.headers, _read_body(cfg.max_body_bytes))
+            answer = service.handle(request.headers, _read_body(cfg.max_body_bytes), shadow=shadow)
         except RequestEntityTooLarge:
             answer = _error(
                 413,
@@ -336,6 +349,8 @@ def create_app(
         except Exception as err:  # last resort: never crash, never a 2xx for a failure
             log.exception("unexpected failure")
             answer = _error(500, f"internal error: {type(err).__name__}", "error")
+        if answer.status >= 400:
+            answer = _naming_revision(answer, cfg.revision)
         elapsed = time.perf_counter() - started
         service.metrics.events.labels(answer.outcome, version).inc()
         service.metrics.latency.labels(version, answer.outcome).observe(elapsed)
@@ -401,14 +416,10 @@ def _read_body(limit: int) -> bytes:
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:
-    import json
-
     return Response(json.dumps(payload), status=status, content_type="application/json")
 
 
 def _reason(body: bytes) -> str:
-    import json
-
     try:
         return str(json.loads(body).get("error", ""))[:300]
     except ValueError:
