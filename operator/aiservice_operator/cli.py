@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from aiservice_operator import dlq_cli, fn_cli, local_cli
+from aiservice_operator import dlq_cli, fn_cli, local_cli, rollout_cli
 from aiservice_operator.compile import CompileOptions, steady_state, to_yaml
 from aiservice_operator.spec import SpecError, parse
 
@@ -83,6 +83,7 @@ def render(
 local_cli.register(app)  # aisvc up, aisvc send
 app.add_typer(dlq_cli.app, name="dlq")  # aisvc dlq list|show|replay|stats
 app.add_typer(fn_cli.app, name="fn")  # aisvc fn serve
+rollout_cli.register(app)  # aisvc promote|abort|pause|resume|status
 
 
 def main() -> None:
