@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Creates benchmarks/.venv-kserve: KServe's ModelServer in a venv of its own, because
-# kserve 0.21 needs cloudevents<2 while the functions runtime uses cloudevents 2.x.
-# It holds the same torch/transformers builds as the main venv so that both servers run
-# the same model code on the same kernels. Idempotent: a second run only checks.
+# Set-up of the serving benchmark (benchmarks/serving.py); not needed by the test suite.
+# - wrk, the load generator (Debian package);
+# - benchmarks/.venv-kserve: KServe's ModelServer in a venv of its own, because kserve
+#   0.21 needs cloudevents<2 while the functions runtime uses cloudevents 2.x. It holds
+#   the same torch/transformers builds as the main venv, so both servers run the same
+#   model code on the same kernels.
+# Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")"
+if ! command -v wrk >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk
+fi
 PY=${PYTHON:-python3}
 VENV=.venv-kserve
 if [ ! -x "$VENV/bin/python" ]; then

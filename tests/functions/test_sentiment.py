@@ -1,19 +1,29 @@
-"""The sentiment function on the real MiniLM encoder and the shipped v1/v2 heads."""
+"""The sentiment function on the real MiniLM encoder and the shipped v1/v2 heads.
+
+Model-level tests call the function's hooks; the HTTP tests serve it with the real
+runtime on 127.0.0.1. MiniLM is loaded once per process (``shared_encoder``).
+"""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 import torch
 from aiservice_functions.models import uri
+from aiservice_functions.runtime.app import create_app
 from aiservice_functions.runtime.cloudevents_http import CloudEvent, make_event
 from aiservice_functions.runtime.function import Rejected, load_entrypoint
 from aiservice_functions.sentiment import data
 from aiservice_functions.sentiment.head import HeadFileError, SentimentHead
 from aiservice_functions.sentiment.hooks import DEFAULT_MODEL_URI, decode, function
 from aiservice_functions.sentiment.model import MAX_TEXT_CHARS, SentimentModel
+from runtime_helpers import config_for, post_binary, post_structured, serving, wait_ready
 
 HEAD_URIS = {
     "v1": "pkg://aiservice_functions.sentiment/models/head-v1.pt",
@@ -169,3 +179,53 @@ def test_training_data_is_deterministic_and_held_out_vocabulary_is_unseen() -> N
     assert unseen == []
     held = data.held_out_set(400)
     assert sum(e.label == "positive" for e in held) == 200
+
+
+# --- served by the runtime over real HTTP -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served_v1(models: dict[str, SentimentModel]) -> Iterator[str]:
+    """v1 behind the runtime, batching on (the function's defaults), on a free port."""
+    config = config_for(
+        function,
+        env={"AISVC_MODEL_URI": HEAD_URIS["v1"], "AISVC_MODEL_VERSION": "v1"},
+    )
+    with serving(create_app(function, config)) as base:
+        wait_ready(base)
+        yield base
+
+
+def test_served_reply_carries_the_label_and_the_model_version(served_v1: str) -> None:
+    text = "I absolutely love this, best thing I ever bought!"
+    response = post_binary(served_v1, {"text": text})
+    assert response.status_code == 200, response.text
+    assert response.headers["ce-modelversion"] == "v1"
+    assert response.json()["label"] == "positive"
+    structured = post_structured(served_v1, {"text": text})
+    assert structured.status_code == 200, structured.text
+    assert structured.json()["data"] == response.json()
+
+
+def test_served_empty_text_is_422_naming_the_field(served_v1: str) -> None:
+    response = post_binary(served_v1, {"text": "  "})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == "text"
+    assert "empty" in body["error"]
+    assert post_binary(served_v1, b"not json").status_code == 400
+
+
+def test_concurrent_events_are_answered_as_one_by_one(
+    served_v1: str, models: dict[str, SentimentModel]
+) -> None:
+    """Concurrent events share forward passes; each still gets its own answer."""
+    texts = [e.text for e in data.hand_written_set()]
+    with requests.Session() as session, ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda t: post_binary(served_v1, {"text": t}, session), texts))
+    assert [r.status_code for r in responses] == [200] * len(texts)
+    expected = [models["v1"].predict([t])[0] for t in texts]
+    got = [json.loads(r.content) for r in responses]
+    assert [g["label"] for g in got] == [e["label"] for e in expected]
+    for g, e in zip(got, expected, strict=True):
+        assert g["score"] == pytest.approx(e["score"], abs=1e-4)
