@@ -27,7 +27,8 @@ The pieces a test or a benchmark combines:
 - `tests.support.operator.OperatorThread`: the real operator (Kopf) pointed at it.
 
 Not emulated: server-side apply, CRD schema validation and defaulting, admission other
-than the registered validators, namespace existence checks, namespace cascade deletion, protobuf, watch bookmarks.
+than the registered validators, namespace existence checks, namespace cascade deletion,
+protobuf, watch bookmarks.
 """
 
 from __future__ import annotations
