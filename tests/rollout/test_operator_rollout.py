@@ -6,7 +6,7 @@ restart in the middle; a bad one is rolled back; `aisvc abort`'s annotation is o
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -97,6 +97,38 @@ def rollout_of(kube: EmulatorThread, name: str) -> dict[str, Any]:
     return dict((obj.get("status") or {}).get("rollout") or {})
 
 
+def rollout_when(
+    kube: EmulatorThread,
+    name: str,
+    check: Callable[[dict[str, Any]], bool],
+    what: str,
+    timeout: float = 20,
+) -> dict[str, Any]:
+    """Wait until the AIService's `status.rollout` satisfies `check`; return it."""
+
+    def probe() -> dict[str, Any] | None:
+        state = rollout_of(kube, name)
+        return state if state and check(state) else None
+
+    found = wait_for(probe, timeout=timeout, what=what)
+    assert found is not None
+    return found
+
+
+def split_when(
+    kube: EmulatorThread, name: str, check: Callable[[dict[str, int]], bool], what: str
+) -> dict[str, int]:
+    """Wait until the Knative Service's traffic by tag satisfies `check`; return it."""
+
+    def probe() -> dict[str, int] | None:
+        now = split(kube, name)
+        return now if check(now) else None
+
+    found = wait_for(probe, what=what)
+    assert found is not None
+    return found
+
+
 def split(kube: EmulatorThread, name: str) -> dict[str, int]:
     service = kube.get(KSERVICES, NS, name)
     return {
@@ -116,24 +148,15 @@ def test_good_canary_promoted_across_a_restart_and_bad_one_rolled_back(
         for name in CANARIES:
             kube.create(AISERVICES, manifest(name, failureLimit=1))
         kube.create(AISERVICES, manifest("manual", interval="1h"))
-        first = wait_for(
-            lambda: rollout_of(kube, "good").get("step") == 1 and rollout_of(kube, "good"),
-            timeout=20,
-            what="the good canary at its first step",
-        )
+        first = rollout_when(kube, "good", lambda r: r.get("step") == 1, "good at step 1")
     # The operator is down: status holds the rollout where it stood.
     stopped = rollout_of(kube, "good")
     assert stopped["startedAt"] == first["startedAt"] and stopped["step"] >= 1
 
     with OperatorThread(kube.url, config):
-        wait_for(lambda: rollout_of(kube, "manual").get("weight") == 50, what="manual at 50%")
+        rollout_when(kube, "manual", lambda r: r.get("weight") == 50, "manual at 50%")
         kube.patch(AISERVICES, NS, "manual", {"metadata": {"annotations": {ABORT: "now"}}})
-        aborted = wait_for(
-            lambda: (
-                rollout_of(kube, "manual").get("phase") == "Failed" and rollout_of(kube, "manual")
-            ),
-            what="the manual rollout aborted",
-        )
+        aborted = rollout_when(kube, "manual", lambda r: r["phase"] == "Failed", "manual aborted")
         wait_for(
             lambda: (
                 ABORT
@@ -141,26 +164,12 @@ def test_good_canary_promoted_across_a_restart_and_bad_one_rolled_back(
             ),
             what="the abort annotation consumed",
         )
-        done = wait_for(
-            lambda: (
-                rollout_of(kube, "good").get("phase") == "Succeeded" and rollout_of(kube, "good")
-            ),
-            timeout=30,
-            what="the good canary promoted",
+        done = rollout_when(
+            kube, "good", lambda r: r["phase"] == "Succeeded", "good promoted", timeout=30
         )
-        failed = wait_for(
-            lambda: rollout_of(kube, "bad").get("phase") == "Failed" and rollout_of(kube, "bad"),
-            timeout=20,
-            what="the bad canary rolled back",
-        )
-        good_split = wait_for(
-            lambda: split(kube, "good").get("canary") == 100 and split(kube, "good"),
-            what="all traffic on the promoted canary",
-        )
-        bad_split = wait_for(
-            lambda: split(kube, "bad").get("stable") == 100 and split(kube, "bad"),
-            what="all traffic back on stable",
-        )
+        failed = rollout_when(kube, "bad", lambda r: r["phase"] == "Failed", "bad rolled back")
+        good_split = split_when(kube, "good", lambda t: t.get("canary") == 100, "good: all on v2")
+        bad_split = split_when(kube, "bad", lambda t: t.get("stable") == 100, "bad: all on v1")
 
     actions = [h["action"] for h in done["history"]]
     assert actions.count("start") == 1, actions  # resumed, not restarted

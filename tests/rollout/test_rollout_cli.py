@@ -69,7 +69,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmulatorThr
         yield kube, config
 
 
-def annotations(kube: EmulatorThread, name: str) -> dict[str, str]:
+def annotations_of(kube: EmulatorThread, name: str) -> dict[str, str]:
     return dict(kube.get(AISERVICES, NS, name)["metadata"].get("annotations") or {})
 
 
@@ -80,15 +80,15 @@ def test_commands_set_the_annotations_the_operator_reads(
     runner = CliRunner()
     result = runner.invoke(app, ["pause", "sentiment", "--kubeconfig", str(config)])
     assert result.exit_code == 0, result.output
-    assert "aiservice.dev/pause" in annotations(emulator, "sentiment")
+    assert "aiservice.dev/pause" in annotations_of(emulator, "sentiment")
 
     result = runner.invoke(app, ["resume", "sentiment", "-n", NS, "--kubeconfig", str(config)])
     assert result.exit_code == 0, result.output
-    now = annotations(emulator, "sentiment")
+    now = annotations_of(emulator, "sentiment")
     assert "aiservice.dev/resume" in now and "aiservice.dev/pause" not in now  # cancelled
 
     result = runner.invoke(app, ["abort", "sentiment", "--kubeconfig", str(config)])
-    assert result.exit_code == 0 and "aiservice.dev/abort" in annotations(emulator, "sentiment")
+    assert result.exit_code == 0 and "aiservice.dev/abort" in annotations_of(emulator, "sentiment")
 
 
 def test_status_shows_phase_step_and_traffic(kube: tuple[EmulatorThread, Path]) -> None:
