@@ -1,0 +1,1 @@
+"""Pieces of the operator scale benchmark: the API server process and the workload."""
