@@ -60,6 +60,7 @@ CASES = {
     "fraud-split": lambda: [steady_state(a) for a in load("fraud-split.yaml")],
     "pipeline": lambda: [steady_state(a) for a in load("pipeline.yaml")],
     "canary": lambda: [steady_state(a) for a in load("canary.yaml")],
+    "canary-rollback": lambda: [steady_state(a) for a in load("canary-rollback.yaml")],
     "canary-at-25-shadow": _canary_at_25_with_shadow,
     "canary-revision-pending": _canary_pending,
 }
