@@ -6,10 +6,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 import requests
 import yaml
 
+from tests.support.crd import check_status, pruned_fields, schema
 from tests.support.kubeemu import (
     AISERVICES,
     KSERVICES,
@@ -209,3 +211,13 @@ def test_the_emulated_aiservice_kind_is_the_crds() -> None:
         (Path(__file__).parents[2] / "crds" / "aiservice.dev_aiservices.yaml").read_text()
     )
     assert Kind.from_crd(crd) == AISERVICES
+
+
+def test_the_crd_check_catches_what_the_api_server_would_prune_or_refuse() -> None:
+    ok = {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}
+    check_status({"status": ok})
+    assert pruned_fields(
+        {"traffic": [{"model": "v1", "weight": 3}]}, schema()["properties"]["status"], "status"
+    ) == ["status.traffic[0].weight"]
+    with pytest.raises(jsonschema.ValidationError):
+        check_status({"status": {"conditions": [{"type": "Ready", "status": "Maybe"}]}})

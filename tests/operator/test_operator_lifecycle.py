@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from tests.support.crd import check_status
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import (
     AISERVICES,
@@ -55,6 +56,7 @@ def ready(kube: EmulatorThread, ns: str, name: str, status: str = "True") -> dic
             and cond.get("status") == status
             and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
         ):
+            check_status(obj)  # what the real API server would accept, unpruned
             return obj
         return None
 
