@@ -474,7 +474,8 @@ def step(
             phase,
             nxt.step,
             lower,
-            f"stepped rollback: canary weight {state.weight}% -> {lower}%",
+            f"stepped rollback: canary weight {state.weight}% -> {lower}%"
+            + ("" if lower else f"; all traffic on {state.stable}"),
         )
     if state.phase == "Promoting":
         return _decide(

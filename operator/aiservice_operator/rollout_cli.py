@@ -109,7 +109,7 @@ def traffic_bar(stable: str, canary: str, weight: int, shadow: bool = False) -> 
     bar = Text()
     bar.append(f"{stable} {100 - weight:>3}% ", style="bold green")
     bar.append("█" * (BAR_WIDTH - filled), style="green")
-    bar.append("█" * filled, style="yellow")
+    bar.append("▒" * filled, style="yellow")  # tells the two apart without colour too
     bar.append(f" {weight:>3}% {canary}", style="bold yellow")
     if shadow and weight == 0:
         bar.append("  (+ mirrored copy of every event)", style="dim")
