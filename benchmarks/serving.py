@@ -120,6 +120,19 @@ class Server:
         assert self.log_path is not None
         return self.log_path.read_text(errors="replace")[-2000:]
 
+    def batch_totals(self) -> tuple[float, float] | None:
+        """Events and forward passes so far, from our runtime's /metrics (None elsewhere)."""
+        if self.kind != "ours":
+            return None
+        with urllib.request.urlopen(self.url + "metrics", timeout=5) as response:
+            text = response.read().decode()
+        totals = {"sum": 0.0, "count": 0.0}
+        for line in text.splitlines():
+            for key in totals:
+                if line.startswith(f"aisvc_function_batch_size_{key}"):
+                    totals[key] += float(line.rsplit(" ", 1)[1])
+        return totals["sum"], totals["count"]
+
     def rss_mb(self) -> float:
         """Resident memory of the whole process group (parent and workers)."""
         assert self.proc is not None
@@ -356,14 +369,19 @@ def bench_model(model: str, args: argparse.Namespace, log_dir: Path) -> dict[str
             for connections in args.concurrency:
                 order = servers[round_no % len(servers) :] + servers[: round_no % len(servers)]
                 for server in order:
-                    before = loadavg()
+                    before, batches = loadavg(), server.batch_totals()
                     run = run_wrk(server.url, scripts[server.label], connections, args.duration)
                     run.update(server=server.label, c=connections, round=round_no, load1=before)
+                    after = server.batch_totals()
+                    if batches and after and after[1] > batches[1]:
+                        run["mean_batch"] = (after[0] - batches[0]) / (after[1] - batches[1])
                     result["runs"].append(run)
                     print(
                         f"  round {round_no + 1} c={connections:<2} {server.label:10} "
                         f"{run['rps']:8.1f} req/s  p50 {run['p50_ms']:7.1f} ms  "
-                        f"p99 {run['p99_ms']:7.1f} ms  errors {run['errors']}",
+                        f"p99 {run['p99_ms']:7.1f} ms  errors {run['errors']}  "
+                        f"load {before:.1f}"
+                        + (f"  mean batch {run['mean_batch']:.1f}" if "mean_batch" in run else ""),
                         flush=True,
                     )
         result["rss_mb"] = {s.label: round(s.rss_mb()) for s in servers}
