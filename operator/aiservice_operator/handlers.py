@@ -189,6 +189,7 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
         waiting[key] -= 1
         if not waiting[key]:
             del waiting[key]
+    gone = False
     try:
         client: kube.Kube = memo["kube"]
         config: Config = memo["config"]
@@ -196,7 +197,8 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
         try:
             fresh = await client.get_aiservice(namespace, name)
             if fresh is None or fresh["metadata"].get("deletionTimestamp"):
-                return  # gone: its children go with it (ownerReferences)
+                gone = True
+                return  # its children go with it (ownerReferences)
             body = fresh
             await _reconcile(client, config, body)
         except kube.ApiError as err:
@@ -206,6 +208,9 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
             raise kopf.PermanentError(f"the API refused the desired objects: {err}") from err
     finally:
         _lock(memo, namespace, name).release()
+        if gone and not waiting.get(key):  # forget what was kept for it
+            memo["locks"].pop(key, None)
+            memo["kube"].forget(namespace, name)
 
 
 def _knative_status(service: Obj | None) -> Obj | None:

@@ -219,6 +219,12 @@ class Kube:
             self._written[key] = meta["resourceVersion"]
         return obj or {}
 
+    def forget(self, namespace: str, owner: str) -> None:
+        """Drop what was remembered about the children of a deleted AIService."""
+        for key in [k for k in self._written if k[1] == namespace and k[2].startswith(owner)]:
+            if key[2] == owner or key[2].startswith(f"{owner}-"):
+                del self._written[key]
+
     def is_own_write(self, resource: str, obj: Mapping[str, Any]) -> bool:
         """Whether `obj` (a watch event's object) is exactly the state this client's last
         write produced: the watch echoing our own change, which needs no reconcile."""
