@@ -31,5 +31,10 @@ test: setup lint typecheck imports
 e2e: setup
 	$(BIN)/pytest tests/e2e --e2e
 
+# Serving benchmark vs KServe (not part of `make test`; ~12 min, see benchmarks/README.md).
+bench: $(BIN)/aisvc
+	bash benchmarks/setup.sh
+	$(BIN)/python benchmarks/serving.py
+
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .tools
