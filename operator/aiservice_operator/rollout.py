@@ -393,9 +393,10 @@ def canary_weight(spec: AIServiceSpec, status_rollout: Any) -> int | None:
 
 
 def analysis_due(spec: AIServiceSpec, state: RolloutState | None, now: datetime) -> bool:
-    """Whether this tick needs an observation (callers may skip querying metrics if not)."""
+    """Whether this tick needs an observation (callers may skip querying metrics if not).
+    A tick that starts (or restarts) a rollout does not: it only records the start."""
     if state is None or state.spec_hash != spec_hash(spec):
-        return True
+        return False
     if state.phase == "Initializing":
         return True
     if state.phase == "Paused":

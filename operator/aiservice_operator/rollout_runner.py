@@ -93,7 +93,9 @@ def tick_needed(ais: AIService, status_rollout: Any, now: datetime) -> bool:
     if pending_commands(ais.annotations):
         return True
     state = previous_state(status_rollout)
-    if state is not None and state.phase in ("Promoting", "RollingBack"):
+    if state is None or state.spec_hash != spec_hash(ais.spec):
+        return True  # a new rollout, or a restart after a spec change
+    if state.phase in ("Promoting", "RollingBack"):
         return True
     return analysis_due(ais.spec, state, now)
 

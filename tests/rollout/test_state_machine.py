@@ -316,6 +316,7 @@ def test_bad_status_names_the_field(patch: dict[str, Any], field: str) -> None:
 
 def test_analysis_due_lets_callers_skip_metric_queries() -> None:
     spec = make_spec()
+    assert not ro.analysis_due(spec, None, T0)  # starting needs no metrics
     state, _, _ = ro.step(spec, None, None, T0)
     assert ro.analysis_due(spec, state, T0)  # Initializing: needs canary readiness
     state, _, _ = ro.step(spec, state, GOOD, T0 + timedelta(seconds=1))
