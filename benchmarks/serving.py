@@ -168,7 +168,14 @@ def ours(model: str, port: int, env: dict[str, str]) -> Server:
         url=f"{base}/",
         ready_url=f"{base}/health/readiness",
         command=command,
-        env={"AISVC_MODEL_VERSION": "bench", "AISVC_TORCH_THREADS": "1", **env},
+        # Threads >= the highest concurrency, so that c=16 can fill a batch (Knative
+        # would set this from containerConcurrency).
+        env={
+            "AISVC_MODEL_VERSION": "bench",
+            "AISVC_TORCH_THREADS": "1",
+            "AISVC_CONCURRENCY": "32",
+            **env,
+        },
     )
 
 
