@@ -266,6 +266,9 @@ class Emulator(kmock.KubernetesEmulator):
         self._by_kind: dict[tuple[str, str, str], dict[tuple[str | None, str], Obj]] = (
             collections.defaultdict(dict)
         )
+        self._by_namespace: dict[tuple[tuple[str, str, str], str | None], dict[str, Obj]] = (
+            collections.defaultdict(dict)
+        )
         self._live_uids: set[str] = set()
         self._dependents: dict[str, set[tuple[tuple[str, str, str], str | None, str]]] = (
             collections.defaultdict(set)
@@ -338,13 +341,15 @@ class Emulator(kmock.KubernetesEmulator):
         fields: str = "",
     ) -> list[Obj]:
         match = self._matcher(labels, fields)
-        return [
-            copy.deepcopy(obj)
-            for (ns, _), obj in sorted(
-                self._by_kind[kind.key].items(), key=lambda i: (i[0][0] or "", i[0][1])
-            )
-            if (namespace is None or ns == namespace) and match(obj)
-        ]
+        candidates: Iterable[tuple[tuple[str | None, str], Obj]]
+        if namespace is None:
+            candidates = self._by_kind[kind.key].items()
+        else:  # one namespace's objects only: a list costs what the namespace holds
+            objects = self._by_namespace.get((kind.key, namespace), {})
+            candidates = (((namespace, name), obj) for name, obj in objects.items())
+        found = [(key, obj) for key, obj in candidates if match(obj)]
+        found.sort(key=lambda i: (i[0][0] or "", i[0][1]))
+        return [copy.deepcopy(obj) for _, obj in found]
 
     # --- writes ------------------------------------------------------------------
 
@@ -552,11 +557,13 @@ class Emulator(kmock.KubernetesEmulator):
         for ref in (old or {}).get("metadata", {}).get("ownerReferences") or []:
             self._dependents[ref.get("uid", "")].discard(key)
         self._by_kind[key[0]].pop((key[1], key[2]), None)
+        self._by_namespace[key[0], key[1]].pop(key[2], None)
         if obj is None:
             return
         self.store[key] = obj
         self._live_uids.add(obj["metadata"].get("uid", ""))
         self._by_kind[key[0]][(key[1], key[2])] = obj
+        self._by_namespace[key[0], key[1]][key[2]] = obj
         for ref in obj.get("metadata", {}).get("ownerReferences") or []:
             self._dependents[ref.get("uid", "")].add(key)
 
