@@ -86,8 +86,18 @@ def up(
         idle_seconds=idle,
         synchronous=synchronous.upper(),
     )
-    code = asyncio.run(_up(LocalRun(loaded, options), console, demo=demo, live=live))
+    with _event_loop() as runner:
+        code = runner.run(_up(LocalRun(loaded, options), console, demo=demo, live=live))
     raise typer.Exit(code=code)
+
+
+def _event_loop() -> asyncio.Runner:
+    """uvloop when it is installed (it roughly halves the broker's CPU per event), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 async def _up(run: LocalRun, console: Console, *, demo: bool, live: bool) -> int:

@@ -319,6 +319,10 @@ class LocalRun:
                         "tags": sorted(tags.get(revision, [])),
                         "url": f"{self.serving_url}/{ns}/{name}/tags/{model}",
                         "processes": len(snap.get("processes", [])),
+                        "endpoints": [
+                            f"http://127.0.0.1:{p['port']}" for p in snap.get("processes", [])
+                        ],
+                        "pids": [p["pid"] for p in snap.get("processes", [])],
                         "ready": sum(1 for p in snap.get("processes", []) if p["ready"]),
                         "inFlight": snap.get("inFlight", 0),
                         "restarts": snap.get("restarts", 0),
