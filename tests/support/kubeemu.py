@@ -816,8 +816,9 @@ class EmulatorThread:
     Knative Serving stand-in).
     """
 
-    def __init__(self, emulator: Emulator | None = None) -> None:
+    def __init__(self, emulator: Emulator | None = None, *, port: int = 0) -> None:
         self.emulator = emulator if emulator is not None else Emulator()  # empty is falsy
+        self.port = port
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
         self._started = threading.Event()
@@ -858,7 +859,8 @@ class EmulatorThread:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        async with self.emulator, kmock.Server(self.emulator) as server:
+        server_port = self.port or None
+        async with self.emulator, kmock.Server(self.emulator, port=server_port) as server:
             self.url = f"http://{server.host}:{server.port}"
             self._started.set()
             await self._stop.wait()
@@ -977,3 +979,31 @@ def condition(obj: Obj | None, kind_of_condition: str) -> Obj:
 def owned_by(obj: Obj, owners: Iterable[Obj]) -> bool:
     uids = {o["metadata"]["uid"] for o in owners}
     return any(r.get("uid") in uids for r in obj["metadata"].get("ownerReferences") or [])
+
+
+def main(argv: builtins.list[str] | None = None) -> None:
+    """`python -m tests.support.kubeemu [--port N]`: serve the emulator (with the Knative
+    Serving stand-in) until interrupted, for kubectl (`--validate=false`) or a local operator
+    (`AISVC_KUBE_SERVER=<url> python -m aiservice_operator`)."""
+    import argparse
+    import time
+
+    from tests.support.knative import KnativeServing
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0, help="listen port (default: any free)")
+    args = parser.parse_args(argv)
+    emulator = Emulator()
+    thread = EmulatorThread(emulator, port=args.port)
+    with thread:
+        KnativeServing(thread).start()
+        print(f"Kubernetes API emulator at {thread.url}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
