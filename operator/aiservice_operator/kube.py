@@ -17,6 +17,8 @@ Events). The chart's RBAC rules must cover `required_permissions()`, the union o
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import ssl
 import tempfile
@@ -96,6 +98,8 @@ class Connection:
 
     server: str
     token: str | None = None
+    scheme: str | None = None
+    """Authorization scheme of the token (default: Bearer)."""
     ca_path: str | None = None
     ca_data: str | None = None
     insecure: bool = False
@@ -105,10 +109,20 @@ class Connection:
     private_key_data: str | None = None
 
 
+def pem(data: str) -> str:
+    """PEM text from kubeconfig-style data: PEM as is, or base64 of PEM (`*-data` fields)."""
+    if data.lstrip().startswith("-----BEGIN "):
+        return data
+    try:
+        return base64.b64decode(data, validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError) as err:
+        raise ValueError("certificate data is neither PEM nor base64-encoded PEM") from err
+
+
 def _pem_file(data: str) -> str:
     """Write PEM data to a private temporary file (ssl wants paths); returns the path."""
     with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
-        f.write(data)
+        f.write(pem(data))
         return f.name
 
 
@@ -118,7 +132,7 @@ def _ssl(conn: Connection) -> ssl.SSLContext | bool:
     if not conn.server.startswith("https"):
         return True
     context = ssl.create_default_context(
-        cafile=conn.ca_path, cadata=conn.ca_data if conn.ca_data else None
+        cafile=conn.ca_path, cadata=pem(conn.ca_data) if conn.ca_data else None
     )
     cert = conn.certificate_path or (conn.certificate_data and _pem_file(conn.certificate_data))
     key = conn.private_key_path or (conn.private_key_data and _pem_file(conn.private_key_data))
@@ -238,7 +252,8 @@ class Kube:
         if self._session is None or self._session.closed:
             headers = {"Accept": "application/json", "User-Agent": "aiservice-operator"}
             if self.connection.token:
-                headers["Authorization"] = f"Bearer {self.connection.token}"
+                scheme = self.connection.scheme or "Bearer"
+                headers["Authorization"] = f"{scheme} {self.connection.token}"
             self._session = aiohttp.ClientSession(
                 base_url=None,
                 headers=headers,
@@ -394,11 +409,18 @@ class Kube:
                 raise
 
     async def apply_triggers(
-        self, namespace: str, selector: Mapping[str, str], desired: Iterable[Obj]
+        self,
+        namespace: str,
+        selector: Mapping[str, str],
+        desired: Iterable[Obj],
+        listed: Sequence[Obj] | None = None,
     ) -> dict[str, Applied]:
         """Make the Triggers matching `selector` exactly `desired`: create, patch where
-        drifted, recreate where the (immutable) broker changed, delete the rest."""
-        live = {t["metadata"]["name"]: t for t in await self.list_triggers(namespace, selector)}
+        drifted, recreate where the (immutable) broker changed, delete the rest.
+        `listed`: the Triggers the caller already listed with `selector` (else listed here)."""
+        if listed is None:
+            listed = await self.list_triggers(namespace, selector)
+        live = {t["metadata"]["name"]: t for t in listed}
         results: dict[str, Applied] = {}
         wanted = {t["metadata"]["name"]: t for t in desired}
         for name, trigger in wanted.items():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 from collections.abc import Iterator
 from typing import Any
@@ -192,3 +193,11 @@ def test_a_stale_patch_is_a_retryable_conflict(api: EmulatorThread) -> None:
     error = asyncio.run(scenario())
     assert error.status == 422 and error.retryable
     assert api.get(KSERVICES, "k", "race")["spec"]["template"]["metadata"]["name"] == "s-1"
+
+
+def test_kubeconfig_certificate_data_is_decoded_to_pem() -> None:
+    text = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    assert kube.pem(text) == text
+    assert kube.pem(base64.b64encode(text.encode()).decode()) == text
+    with pytest.raises(ValueError, match="neither PEM nor base64"):
+        kube.pem("not a certificate!")
