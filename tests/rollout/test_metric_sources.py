@@ -20,48 +20,55 @@ pytestmark = pytest.mark.prometheus
 WINDOW = 30.0
 
 
-def test_queue_proxy_series_give_events_errors_and_p99(
-    standin: Standin, prometheus: Prometheus
-) -> None:
-    revision = "metrics-v2-0000aaaa"
-    standin.register(revision, error_rate=0.25, delay_ms=25)
-    series = f'revision_app_request_count{{revision_name="{revision}"}}'
-    prometheus.wait_value(f"sum({series})", 0)  # scraped at 0 first, like a running queue-proxy
-    assert standin.send(revision, 80) == {200: 60, 500: 20}
-    prometheus.wait_settled(series, 80)
+QP_REVISION = "metrics-v2-0000aaaa"
+FN_REVISION = "fnonly-v2-0000bbbb"
 
-    source = PrometheusSource(prometheus.url)
-    used, events, errors, p99 = source.canary(
+
+@pytest.fixture(scope="module")
+def served(standin: Standin, prometheus: Prometheus) -> None:
+    """Events through two revisions: one seen by queue-proxy (40 events, 25% failing, each
+    taking 25 ms), one only by the function's own series (50 events, 10% failing)."""
+    standin.register(QP_REVISION, error_rate=0.25, delay_ms=25)
+    standin.register(FN_REVISION, shape="fn", error_rate=0.1, delay_ms=2)
+    qp = f'revision_app_request_count{{revision_name="{QP_REVISION}"}}'
+    fn = f'aisvc_function_events_total{{revision_name="{FN_REVISION}"}}'
+    # Scraped at 0 first, like a queue-proxy that has been running for a while.
+    prometheus.wait_value(f"count({qp}) + count({fn})", 4)
+    assert standin.send(QP_REVISION, 40) == {200: 30, 500: 10}
+    assert standin.send(FN_REVISION, 50, shape="fn") == {200: 45, 500: 5}
+    prometheus.wait_settled(qp, 40)
+    prometheus.wait_settled(fn, 50)  # settled at the same time: returns at once
+
+
+def test_queue_proxy_series_give_events_errors_and_p99(
+    served: None, prometheus: Prometheus
+) -> None:
+    used, events, errors, p99 = PrometheusSource(prometheus.url).canary(
         namespace=NAMESPACE,
         service="metrics",
-        revision=revision,
+        revision=QP_REVISION,
         model="v2",
         window_seconds=WINDOW,
     )
     assert used == "queue-proxy"
     # increase() extrapolates to the window's edges; the ratio is what analysis uses.
-    assert 80 <= events <= 92
-    assert errors / events == pytest.approx(0.25, abs=0.02)
+    assert 40 <= events <= 48
+    assert errors / events == pytest.approx(0.25, abs=0.01)
     # Every event took >= 25 ms (more when the machine is busy): milliseconds, not seconds.
     assert p99 is not None and 25 <= p99 <= 1000
 
 
-def test_function_series_are_the_fallback(standin: Standin, prometheus: Prometheus) -> None:
-    revision = "fnonly-v2-0000bbbb"
-    standin.register(revision, shape="fn", error_rate=0.1, delay_ms=2)
-    series = f'aisvc_function_events_total{{revision_name="{revision}"}}'
-    prometheus.wait_value(f"sum({series})", 0)
-    standin.send(revision, 50, shape="fn")
-    prometheus.wait_settled(series, 50)
+def test_function_series_are_the_fallback(served: None, prometheus: Prometheus) -> None:
     used, events, errors, p99 = PrometheusSource(prometheus.url).canary(
         namespace=NAMESPACE,
         service="fnonly",
-        revision=revision,
+        revision=FN_REVISION,
         model="v2",
         window_seconds=WINDOW,
     )
     assert used == "function"
-    assert errors / events == pytest.approx(0.1, abs=0.02)
+    assert 50 <= events <= 60
+    assert errors / events == pytest.approx(0.1, abs=0.01)
     assert p99 is not None and 2 <= p99 <= 1000  # seconds histogram, reported in ms
 
 
