@@ -92,7 +92,7 @@ def up(
 
 
 def _event_loop() -> asyncio.Runner:
-    """uvloop when it is installed (it roughly halves the broker's CPU per event), else asyncio's."""
+    """uvloop when it is installed (a faster event loop for the broker), else asyncio's."""
     try:
         import uvloop
     except ImportError:

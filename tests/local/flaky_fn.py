@@ -1,6 +1,7 @@
 """A tiny function for the local executor's tests: echoes events, fails on a marker.
 
-Its "model" is a JSON file: ``{"fixed_file": "/path"}``. An event whose data has
+Its "model" is a JSON file: ``{"fixed_file": "/path"}`` (``"fail_all": true``: a broken
+model version that fails every event). An event whose data has
 ``"fail": true`` is answered 500 (retried, then dead-lettered) until ``fixed_file``
 exists, which is how a test "fixes" the function before replaying the dead letters.
 ``"reject": true`` is refused with 422 (not retried). No torch, so it starts fast.
@@ -36,7 +37,8 @@ def decode(event: CloudEvent) -> dict[str, Any]:
 def infer(model: dict[str, Any], items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for item in items:
-        if item["data"].get("fail") and not os.path.exists(model["fixed_file"]):
+        failing = item["data"].get("fail") and not os.path.exists(model["fixed_file"])
+        if model.get("fail_all") or failing:
             raise RuntimeError("failing on purpose until fixed")
         out.append(
             {

@@ -27,14 +27,14 @@ from aiservice_functions.runtime.cloudevents_http import (
     STRUCTURED_JSON,
     CloudEvent,
     InvalidEvent,
-    event_to_dict,
     parse_request,
     render_response,
 )
+from cloudevents.core.formats.json import JSONFormat
 
 from aiservice_operator.local import delivery
 from aiservice_operator.local.filters import Predicate, attribute_strings, compile_trigger
-from aiservice_operator.local.log import EventLog, Pending, Reply
+from aiservice_operator.local.log import EventLog, Pending, Record, Reply
 from aiservice_operator.local.serving import NoRoute, Services
 from aiservice_operator.local.traffic import ServiceAddress, resolve_service_url
 
@@ -188,8 +188,9 @@ class Dispatcher:
     def brokers(self) -> set[str]:
         return {t.broker for t in self.triggers}
 
-    def matching(self, broker: str, event: Mapping[str, Any]) -> list[TriggerRuntime]:
-        attrs = attribute_strings(event)
+    def matching(self, broker: str, attributes: Mapping[str, Any]) -> list[TriggerRuntime]:
+        """Triggers of ``broker`` whose filter passes these context attributes."""
+        attrs = attribute_strings(attributes)
         return [t for t in self.triggers if t.broker == broker and t.matches(attrs)]
 
     # --- accepting ----------------------------------------------------------------------
@@ -199,15 +200,14 @@ class Dispatcher:
 
         False when it was a duplicate (same source, id and replay count) already logged.
         """
-        doc = event_to_dict(event)
-        targets = self.matching(broker, doc)
-        seq = await self.log.append(broker, doc, done=not targets)
+        targets = self.matching(broker, event.get_attributes())
+        seq = await self.log.append(broker, _record(event), done=not targets)
         if seq is None:
             self.stats.duplicates[broker] += 1
             return False
         self.stats.accepted[broker] += 1
         if targets:
-            self._schedule(seq, broker, doc, event, targets)
+            self._schedule(seq, broker, event, targets)
         else:
             self.stats.unrouted[broker] += 1
             self._tell("unrouted", None, event)
@@ -217,24 +217,20 @@ class Dispatcher:
         """Schedule the deliveries still owed after a restart; how many events that is."""
         count = 0
         for item in pending:
+            event = _from_dict(item.event)
             targets = [
-                t for t in self.matching(item.broker, item.event) if t.name not in item.settled
+                t
+                for t in self.matching(item.broker, event.get_attributes())
+                if t.name not in item.settled
             ]
-            self._schedule(item.seq, item.broker, item.event, None, targets)
+            self._schedule(item.seq, item.broker, event, targets)
             count += 1
         return count
 
     def _schedule(
-        self,
-        seq: int,
-        broker: str,
-        doc: dict[str, Any],
-        event: CloudEvent | None,
-        targets: list[TriggerRuntime],
+        self, seq: int, broker: str, event: CloudEvent, targets: list[TriggerRuntime]
     ) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._dispatch(seq, broker, doc, event, targets)
-        )
+        task = asyncio.get_running_loop().create_task(self._dispatch(seq, broker, event, targets))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -252,46 +248,46 @@ class Dispatcher:
     # --- delivering ---------------------------------------------------------------------
 
     async def _dispatch(
-        self,
-        seq: int,
-        broker: str,
-        doc: dict[str, Any],
-        event: CloudEvent | None,
-        targets: list[TriggerRuntime],
+        self, seq: int, broker: str, event: CloudEvent, targets: list[TriggerRuntime]
     ) -> None:
         if not targets:
             self.stats.unrouted[broker] += 1
-            self._tell("unrouted", None, event if event is not None else _from_dict(doc))
+            self._tell("unrouted", None, event)
             await self.log.finish(seq)
             return
-        if event is None:
-            event = _from_dict(doc)
         remaining = len(targets)
-        lock = asyncio.Lock()
 
         async def one(trigger: TriggerRuntime) -> None:
             nonlocal remaining
             outcome, status, attempts, reply = await self._deliver(trigger, event)
-            async with lock:
-                remaining -= 1
-                last = remaining == 0
+            remaining -= 1  # one event loop: no lock needed between these two lines
+            last = remaining == 0
+            reply_targets = (
+                self.matching(broker, reply.get_attributes()) if reply is not None else []
+            )
             reply_seq = await self.log.settle(
                 seq,
                 trigger.name,
                 outcome,
                 status=status,
                 attempts=attempts,
-                reply=Reply(broker, event_to_dict(reply)) if reply is not None else None,
+                reply=(
+                    Reply(broker, _record(reply), done=not reply_targets)
+                    if reply is not None
+                    else None
+                ),
                 finish=last,
             )
-            if reply is not None and reply_seq is not None:
-                self._tell("reply", trigger, reply)
-                self.stats.answered[trigger.name] += 1
-                self.stats.accepted[broker] += 1
-                reply_doc = event_to_dict(reply)
-                self._schedule(
-                    reply_seq, broker, reply_doc, reply, self.matching(broker, reply_doc)
-                )
+            if reply is None or reply_seq is None:
+                return
+            self._tell("reply", trigger, reply)
+            self.stats.answered[trigger.name] += 1
+            self.stats.accepted[broker] += 1
+            if reply_targets:
+                self._schedule(reply_seq, broker, reply, reply_targets)
+            else:
+                self.stats.unrouted[broker] += 1
+                self._tell("unrouted", None, reply)
 
         await asyncio.gather(*(one(t) for t in targets))
 
@@ -419,6 +415,20 @@ def _hops(event: CloudEvent) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+_FORMAT = JSONFormat()
+
+
+def _record(event: CloudEvent) -> Record:
+    """The event as the log keeps it (its structured-mode JSON, written once)."""
+    replay = event.get_attributes().get(contract.EXT_REPLAY)
+    return Record(
+        source=event.get_source(),
+        id=event.get_id(),
+        text=_FORMAT.write(event).decode("utf-8"),
+        replay="" if replay is None else str(replay),
+    )
 
 
 def _from_dict(doc: Mapping[str, Any]) -> CloudEvent:

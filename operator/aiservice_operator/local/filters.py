@@ -14,6 +14,7 @@ Pure: a filter is compiled once into a predicate over an event's context attribu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 Attributes = Mapping[str, str]
@@ -28,7 +29,7 @@ class UnsupportedFilter(ValueError):
 
 
 def attribute_strings(event: Mapping[str, Any]) -> dict[str, str]:
-    """Context attributes of a structured-mode event dict in their canonical string form.
+    """Context attributes (of an event dict or ``CloudEvent.get_attributes()``) as strings.
 
     Data never takes part in filtering, so ``data`` and ``data_base64`` are left out.
     """
@@ -38,6 +39,8 @@ def attribute_strings(event: Mapping[str, Any]) -> dict[str, str]:
             continue
         if isinstance(value, bool):
             out[name] = "true" if value else "false"
+        elif isinstance(value, datetime):
+            out[name] = value.isoformat().replace("+00:00", "Z")
         else:
             out[name] = str(value)
     return out

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiservice_functions import contract
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -72,9 +70,21 @@ class Pending:
 
 
 @dataclass(frozen=True)
+class Record:
+    """An event as logged: its identity and its structured-mode JSON text."""
+
+    source: str
+    id: str
+    text: str
+    replay: str = ""
+
+
+@dataclass(frozen=True)
 class Reply:
     broker: str
-    event: dict[str, Any]
+    record: Record
+    done: bool = False
+    """No Trigger matches the reply: it is logged with no delivery owed."""
 
 
 _Op = Callable[[sqlite3.Connection], Any]
@@ -178,21 +188,20 @@ class EventLog:
     # --- writes -----------------------------------------------------------------------
 
     async def append(
-        self, broker: str, event: dict[str, Any], *, cause: str | None = None, done: bool = False
+        self, broker: str, record: Record, *, cause: str | None = None, done: bool = False
     ) -> int | None:
         """Log an event durably; its sequence number, or None if it was logged before.
 
         ``done``: no Trigger matches it, so no delivery is owed (it is still logged).
         """
-        text = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
-        replay = str(event.get(contract.EXT_REPLAY, ""))
         now = time.time()
+        row = (broker, record.source, record.id, record.replay, cause, record.text, now, int(done))
 
         def op(db: sqlite3.Connection) -> int | None:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO events (broker, source, id, replay, cause, event, "
                 "accepted_at, done) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (broker, event["source"], event["id"], replay, cause, text, now, int(done)),
+                row,
             )
             return cursor.lastrowid if cursor.rowcount else None
 
@@ -216,9 +225,6 @@ class EventLog:
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
-        reply_text = (
-            json.dumps(reply.event, separators=(",", ":"), ensure_ascii=False) if reply else ""
-        )
         now = time.time()
 
         def op(db: sqlite3.Connection) -> int | None:
@@ -233,14 +239,15 @@ class EventLog:
                 return None
             cursor = db.execute(
                 "INSERT OR IGNORE INTO events (broker, source, id, replay, cause, event, "
-                "accepted_at) VALUES (?, ?, ?, '', ?, ?, ?)",
+                "accepted_at, done) VALUES (?, ?, ?, '', ?, ?, ?, ?)",
                 (
                     reply.broker,
-                    reply.event["source"],
-                    reply.event["id"],
+                    reply.record.source,
+                    reply.record.id,
                     f"{seq}:{trigger}",
-                    reply_text,
+                    reply.record.text,
                     now,
+                    int(reply.done),
                 ),
             )
             return cursor.lastrowid if cursor.rowcount else None

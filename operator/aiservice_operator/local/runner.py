@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ from aiservice_operator.local.dispatcher import Dispatcher, TriggerRuntime, load
 from aiservice_operator.local.ingress import STATUS_PATH, ingress_app
 from aiservice_operator.local.log import EventLog
 from aiservice_operator.local.manifests import Manifests
+from aiservice_operator.local.rollouts import LocalObserver
 from aiservice_operator.local.scaling import ScaleSettings
 from aiservice_operator.local.serving import Services, serving_app
 from aiservice_operator.local.supervisor import (
@@ -45,6 +47,8 @@ from aiservice_operator.local.supervisor import (
     free_port,
 )
 from aiservice_operator.local.traffic import route_of
+from aiservice_operator.metrics import EventStoreSource
+from aiservice_operator.rollout_runner import rollout_tick, tick_needed
 from aiservice_operator.spec import AIService
 
 log = logging.getLogger(__name__)
@@ -65,6 +69,8 @@ class UpOptions:
     hop_limit: int = 16
     ready_timeout: float = 180.0
     cluster_domain: str = "cluster.local"
+    rollout_tick_seconds: float = 2.0
+    """How often active rollouts are stepped (analysis itself runs once per `interval`)."""
 
 
 @dataclass
@@ -96,6 +102,7 @@ class LocalRun:
         self._runners: list[web.AppRunner] = []
         self._store: FunctionProcess | None = None
         self._reconciler: asyncio.Task[None] | None = None
+        self._roller: asyncio.Task[None] | None = None
         self.log: EventLog | None = None
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
@@ -147,6 +154,8 @@ class LocalRun:
             await self._serve(serving_app(self.services), self.serving_port)
             self.resumed = self.dispatcher.resume(self.log.pending())
             self._reconciler = asyncio.get_running_loop().create_task(self._reconcile_loop())
+            if any(a.spec.rollout is not None for a in self.manifests.aiservices):
+                self._roller = asyncio.get_running_loop().create_task(self._rollout_loop())
             self._write_state()
         except BaseException:
             await self.stop()
@@ -154,11 +163,12 @@ class LocalRun:
 
     async def stop(self) -> None:
         """Stop accepting, cancel deliveries (the log keeps what is owed), stop processes."""
-        if self._reconciler is not None:
-            self._reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reconciler
-            self._reconciler = None
+        for task in (self._reconciler, self._roller):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._reconciler = self._roller = None
         for runner in self._runners:
             await runner.cleanup()
         self._runners = []
@@ -228,7 +238,9 @@ class LocalRun:
         """Serve a (re)compiled AIService: its route, and its Triggers if the run has started."""
         assert self.services is not None
         self.services.routes[(ais.namespace, ais.name)] = route_of(desired.service)
-        self.services_runs[(ais.namespace, ais.name)] = ServiceRun(ais, desired)
+        previous = self.services_runs.get((ais.namespace, ais.name))
+        rollout = previous.rollout if previous is not None else None
+        self.services_runs[(ais.namespace, ais.name)] = ServiceRun(ais, desired, rollout)
         if self.dispatcher is not None and self.dispatcher.triggers:
             self.dispatcher.triggers = self._load_triggers()
 
@@ -276,6 +288,55 @@ class LocalRun:
                     await pool.reconcile()
                 except Exception:  # keep supervising the others
                     log.exception("reconciling %s failed", pool.name)
+
+    async def _rollout_loop(self) -> None:
+        """Step every rollout with the operator's own tick; route the weights it returns."""
+        store = EventStoreSource(url=self.event_store_url) if self.options.event_store else None
+        observer = LocalObserver(self._endpoints, store)
+        while True:
+            await asyncio.sleep(self.options.rollout_tick_seconds)
+            for run in list(self.services_runs.values()):
+                try:
+                    await self._rollout_tick(run, observer, store)
+                except Exception as err:  # keep rolling the others; show why this one stopped
+                    log.exception("rollout of %s/%s failed", run.ais.namespace, run.ais.name)
+                    self._warn(f"rollout of {run.ais.namespace}/{run.ais.name}: {err}")
+
+    async def _rollout_tick(
+        self, run: ServiceRun, observer: LocalObserver, store: EventStoreSource | None
+    ) -> None:
+        ais = run.ais
+        now = datetime.now(UTC)
+        if ais.spec.rollout is None or not tick_needed(ais, run.rollout, now):
+            return
+        result = await asyncio.to_thread(
+            rollout_tick,
+            ais,
+            run.rollout,
+            observer=observer,
+            now=now,
+            canary_ready=True,  # every revision was started and ready before traffic
+            audit=store.send_audit if store is not None else None,
+        )
+        if result.status is not None:
+            run.rollout = result.status
+        if result.weights != dict(run.desired.weights):
+            desired = compile_aiservice(
+                ais,
+                weights=result.weights,
+                ready_revisions=list(run.desired.revisions),
+                options=self.compile_options,
+            )
+            self.apply(ais, desired)
+
+    def _endpoints(self, revision: str) -> list[str]:
+        """Base URLs of a revision's ready processes (read from the rollout's thread)."""
+        pool = self.services.pools.get(revision) if self.services is not None else None
+        return [p.url for p in list(pool.processes) if p.ready] if pool is not None else []
+
+    def _warn(self, warning: str) -> None:
+        if warning not in self.warnings:
+            self.warnings.append(warning)
 
     def _write_state(self) -> None:
         state = {

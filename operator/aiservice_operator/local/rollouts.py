@@ -1,0 +1,130 @@
+"""Canary rollouts on one machine: the operator's own rollout tick, fed locally.
+
+`rollout_tick` (the same function the operator's timer calls) decides; this module only
+feeds it and applies its result, as the operator does: the canary's numbers come from
+its processes' own ``/metrics`` (``aisvc_function_events_total``,
+``aisvc_function_latency_seconds``) scraped at each analysis, dead letters from the local
+event store's stats, and the new weights are compiled and routed like any other change.
+The rollout state lives in memory for the run (a cluster keeps it in ``status.rollout``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from aiservice_operator.metrics import EventStoreSource, SourceUnavailable
+from aiservice_operator.rollout import Observation
+
+ERROR_OUTCOMES = frozenset({"error", "timeout"})
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """Counters of one function process: events, failed events, latency buckets."""
+
+    events: float = 0.0
+    errors: float = 0.0
+    buckets: tuple[tuple[float, float], ...] = ()
+    """(upper bound in seconds, cumulative count), ascending."""
+
+    def minus(self, earlier: Scrape) -> Scrape:
+        """The increase since `earlier` (a restarted process starts again from zero)."""
+        if self.events < earlier.events:
+            return self
+        before = dict(earlier.buckets)
+        return Scrape(
+            self.events - earlier.events,
+            self.errors - earlier.errors,
+            tuple((le, count - before.get(le, 0.0)) for le, count in self.buckets),
+        )
+
+
+def parse_metrics(text: str) -> Scrape:
+    """The function runtime's Prometheus text exposition, summed over model versions."""
+    events = errors = 0.0
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "aisvc_function_events_total":
+                events += sample.value
+                if sample.labels.get("outcome") in ERROR_OUTCOMES:
+                    errors += sample.value
+            elif sample.name == "aisvc_function_latency_seconds_bucket":
+                le = float(sample.labels["le"])
+                buckets[le] = buckets.get(le, 0.0) + sample.value
+    return Scrape(events, errors, tuple(sorted(buckets.items())))
+
+
+def p99_ms(buckets: Sequence[tuple[float, float]]) -> float | None:
+    """The 99th percentile from cumulative buckets (upper bound of its bucket), in ms."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = 0.99 * buckets[-1][1]
+    for le, count in buckets:
+        if count >= rank:
+            return le * 1000.0 if math.isfinite(le) else buckets[-2][0] * 1000.0
+    return None
+
+
+@dataclass
+class LocalObserver:
+    """The rollout's `Observer`: the canary's process metrics and the event store."""
+
+    endpoints: Callable[[str], list[str]]
+    """Revision name -> base URLs of its running processes (read when observing)."""
+    event_store: EventStoreSource | None
+    _last: dict[str, Scrape] = field(default_factory=dict)
+
+    def observe(
+        self,
+        *,
+        namespace: str,
+        service: str,
+        revision: str,
+        model: str,
+        window_seconds: float,
+        now: datetime,
+        canary_ready: bool,
+    ) -> Observation:
+        unavailable: list[str] = []
+        total = Scrape()
+        counts: dict[float, float] = {}
+        with httpx.Client(timeout=5) as client:
+            for url in self.endpoints(revision):
+                try:
+                    current = parse_metrics(client.get(url + "/metrics").text)
+                except (httpx.HTTPError, ValueError) as err:
+                    unavailable.append(f"metrics of {revision} at {url}: {err}")
+                    continue
+                delta = current.minus(self._last.get(url, Scrape()))
+                self._last[url] = current
+                total = Scrape(total.events + delta.events, total.errors + delta.errors)
+                for le, count in delta.buckets:
+                    counts[le] = counts.get(le, 0.0) + count
+        dead: int | None = None
+        if self.event_store is not None:
+            try:
+                dead = self.event_store.dead_letters(
+                    namespace=namespace,
+                    name=service,
+                    targets={revision, model, "canary"},
+                    since=now - timedelta(seconds=window_seconds),
+                )
+            except SourceUnavailable as err:
+                unavailable.append(str(err))
+        return Observation(
+            events=int(total.events),
+            errors=int(total.errors),
+            p99_latency_ms=p99_ms(sorted(counts.items())),
+            dead_letters=dead,
+            window_seconds=window_seconds,
+            canary_ready=canary_ready,
+            unavailable=tuple(unavailable),
+            source="function",
+        )

@@ -1,0 +1,120 @@
+"""Canary rollouts on the local run: the operator's rollout tick, fed by the canary
+processes' /metrics and the event store, promotes a good version and rolls back a bad one."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiservice_operator.local.manifests import load
+from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from local_harness import Background, aiservice, write_manifests
+
+WAIT_S = 90.0
+ROLLOUT = {
+    "canary": "v2",
+    "steps": [50, 100],
+    "interval": "1s",
+    "analysis": {"minEvents": 3, "maxErrorRate": 0.2, "maxP99LatencyMs": 10000,
+                 "maxDeadLetterRate": 0.5, "failureLimit": 1},
+}  # fmt: skip
+
+
+def model(directory: Path, name: str, **extra: Any) -> str:
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps({"fixed_file": str(directory / "never"), **extra}))
+    return path.as_uri()
+
+
+def canary_service(name: str, v1: str, v2: str) -> dict[str, Any]:
+    return aiservice(
+        name,
+        f"test.{name}",
+        f"test.{name}.done",
+        {"v1": v1, "v2": v2},
+        extra={
+            "traffic": {"stable": "v1"},
+            "rollout": ROLLOUT,
+            "delivery": {"retry": 0, "timeout": "PT5S"},
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def rolled(tmp_path_factory: pytest.TempPathFactory, function_path: None) -> Iterator[LocalRun]:
+    work = tmp_path_factory.mktemp("rollout")
+    good, bad = model(work, "good"), model(work, "bad", fail_all=True)
+    manifests = write_manifests(
+        work / "canary.yaml",
+        [canary_service("promoted", good, good), canary_service("rolled", good, bad)],
+    )
+    options = UpOptions(state_dir=work / ".aisvc", ready_timeout=60, rollout_tick_seconds=0.2)
+    bg = Background(LocalRun(load([manifests]), options))
+    bg.call(bg.run.start())
+    state = read_state(work / ".aisvc")
+    assert state is not None
+    stop = threading.Event()
+
+    def produce() -> None:  # steady traffic to both services while they roll
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                for name in ("promoted", "rolled"):
+                    client.post(
+                        state["brokers"]["t/default"],
+                        headers={
+                            "ce-specversion": "1.0",
+                            "ce-id": str(uuid.uuid4()),
+                            "ce-source": "/tests",
+                            "ce-type": f"test.{name}",
+                            "content-type": "application/json",
+                        },
+                        content=b"{}",
+                    )
+                time.sleep(0.02)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        yield bg.run
+    finally:
+        stop.set()
+        producer.join(10)
+        bg.close()
+
+
+def phase_of(run: LocalRun, name: str, phases: set[str]) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        service = next(s for s in run.snapshot()["services"] if s["name"] == name)
+        rollout = service["rollout"] or {}
+        if rollout.get("phase") in phases:
+            return service
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name}: rollout still at {rollout} after {WAIT_S}s")
+        time.sleep(0.1)
+
+
+def test_a_good_canary_is_promoted_step_by_step(rolled: LocalRun) -> None:
+    service = phase_of(rolled, "promoted", {"Succeeded", "Failed"})
+    rollout = service["rollout"]
+    assert rollout["phase"] == "Succeeded", rollout
+    weights = {r["model"]: r["percent"] for r in service["revisions"]}
+    assert weights == {"v1": 0, "v2": 100}
+    steps = [h.get("weight") for h in rollout["history"]]
+    assert 50 in steps and 100 in steps  # it went through every step
+
+
+def test_a_failing_canary_is_rolled_back(rolled: LocalRun) -> None:
+    service = phase_of(rolled, "rolled", {"Succeeded", "Failed"})
+    rollout = service["rollout"]
+    assert rollout["phase"] == "Failed", rollout
+    weights = {r["model"]: r["percent"] for r in service["revisions"]}
+    assert weights == {"v1": 100, "v2": 0}
+    assert service["events"]["deadLettered"] > 0  # the canary's failures were dead-lettered
