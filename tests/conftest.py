@@ -22,7 +22,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--e2e"):
         return
-    skip = pytest.mark.skip(reason="end-to-end suite runs only with --e2e (needs Docker, kind, network)")
+    skip = pytest.mark.skip(
+        reason="end-to-end suite runs only with --e2e (needs Docker, kind, network)"
+    )
     for item in items:
         if "e2e" in item.keywords:
             item.add_marker(skip)
