@@ -80,6 +80,7 @@ def test_operator_image_pins_exactly_the_declared_dependencies() -> None:
     dependencies pyproject declares (base + operator + eventstore), each within range."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
+    runtime = [*project["dependencies"], *extras["operator"], *extras["eventstore"]]
     image_env = {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"}
     declared = {
         canonicalize_name(r.name): r
