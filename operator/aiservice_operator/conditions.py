@@ -101,11 +101,32 @@ class KnativeState:
     """What a Knative Service's status says, in the terms the operator decides on."""
 
     ready: bool
+    status: ConditionStatus
+    """Knative's own Ready status: True, False (failed) or Unknown (still reconciling)."""
     reason: str
     message: str
     url: str
     ready_revisions: frozenset[str]
     traffic: tuple[Mapping[str, Any], ...]
+
+
+def current_knative_status(service: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A Knative Service's status, or a not-ready one while Knative has not observed the
+    Service's latest spec: a Ready from an older generation says nothing about this one."""
+    if service is None:
+        return None
+    status = dict(service.get("status") or {})
+    observed = status.get("observedGeneration") or 0
+    if observed < (service.get("metadata") or {}).get("generation", 0):
+        status["conditions"] = [
+            {
+                "type": "Ready",
+                "status": "Unknown",
+                "reason": "Reconciling",
+                "message": "Knative has not processed the latest spec yet",
+            }
+        ]
+    return status
 
 
 def knative_state(
@@ -131,8 +152,10 @@ def knative_state(
         name = (revision.get("metadata") or {}).get("name")
         if name and rev_cond is not None and rev_cond.get("status") == "True":
             ready_names.add(str(name))
+    ready_status = ready_cond.get("status")
     return KnativeState(
-        ready=ready_cond.get("status") == "True",
+        ready=ready_status == "True",
+        status=ready_status if ready_status in ("True", "False") else "Unknown",
         reason=str(ready_cond.get("reason") or ""),
         message=str(ready_cond.get("message") or ""),
         url=str(status.get("url") or ""),
@@ -192,7 +215,7 @@ def _ready_condition(
         detail = f"{state.reason}: {state.message}" if state.reason else "no Ready condition yet"
         return condition(
             READY,
-            "Unknown" if not state.reason else "False",
+            "False" if state.status == "False" else "Unknown",
             REASON_KNATIVE_NOT_READY,
             f"Knative Service {ais.name} is not ready ({detail})",
             now=now,

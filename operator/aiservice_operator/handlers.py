@@ -214,25 +214,6 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
             memo["kube"].forget(namespace, name)
 
 
-def _knative_status(service: Obj | None) -> Obj | None:
-    """The Knative Service status, or a not-ready one while Knative has not seen its latest
-    spec (a Ready from an older generation says nothing about the current one)."""
-    if service is None:
-        return None
-    status = dict(service.get("status") or {})
-    observed = status.get("observedGeneration") or 0
-    if observed < (service.get("metadata") or {}).get("generation", 0):
-        status["conditions"] = [
-            {
-                "type": "Ready",
-                "status": "Unknown",
-                "reason": "Reconciling",
-                "message": "Knative has not processed the latest spec yet",
-            }
-        ]
-    return status
-
-
 async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
     meta = body["metadata"]
     namespace, name = meta.get("namespace", "default"), meta["name"]
@@ -257,7 +238,9 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         client.list_revisions(namespace, name),
         client.list_triggers(namespace, selector),
     )
-    ready = conditions.knative_state(_knative_status(live), revisions).ready_revisions
+    ready = conditions.knative_state(
+        conditions.current_knative_status(live), revisions
+    ).ready_revisions
     desired = compiler.compile_aiservice(
         ais,
         weights=_weights(ais, previous),
@@ -274,7 +257,12 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
             raise result
     applied, triggers = cast(tuple[kube.Applied, dict[str, kube.Applied]], tuple(results))
     status = conditions.summarize_status(
-        ais, desired, _knative_status(applied.object), now, previous, revisions=revisions
+        ais,
+        desired,
+        conditions.current_knative_status(applied.object),
+        now,
+        previous,
+        revisions=revisions,
     )
     await _write_status(client, body, status)
     _post_events(body, previous, status, applied, triggers)
@@ -337,7 +325,7 @@ def _post_events(
     if new and (old.get("status"), old.get("reason")) != (new.get("status"), new.get("reason")):
         # Waiting for a revision or for Knative to catch up is routine; Knative reporting a
         # failure of the spec it has seen is not.
-        knative = _ready(_knative_status(applied.object) or {})
+        knative = _ready(conditions.current_knative_status(applied.object) or {})
         failed = new.get("reason") != conditions.REASON_REVISION_PENDING and (
             new.get("reason") != conditions.REASON_KNATIVE_NOT_READY
             or knative.get("status") == "False"
@@ -403,7 +391,9 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_
         live, revisions = await asyncio.gather(
             client.get_service(namespace, name), client.list_revisions(namespace, name)
         )
-        ready = conditions.knative_state(_knative_status(live), revisions).ready_revisions
+        ready = conditions.knative_state(
+            conditions.current_knative_status(live), revisions
+        ).ready_revisions
         store = observer.event_store
         result = await asyncio.to_thread(
             rollout_runner.rollout_tick,
