@@ -133,16 +133,27 @@ class Server:
                     totals[key] += float(line.rsplit(" ", 1)[1])
         return totals["sum"], totals["count"]
 
-    def rss_mb(self) -> float:
-        """Resident memory of the whole process group (parent and workers)."""
+    def _group_stats(self) -> list[list[str]]:
+        """``/proc/<pid>/stat`` fields (after the command name) of the process group."""
         assert self.proc is not None
-        total = 0
+        stats = []
         for status in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError, ValueError, IndexError):
                 fields = status.read_text().rsplit(")", 1)[1].split()
                 if int(fields[2]) == self.proc.pid:  # process group id
-                    total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        return total / 2**20
+                    stats.append(fields)
+        return stats
+
+    def rss_mb(self) -> float:
+        """Resident memory of the whole process group (parent and workers)."""
+        page = os.sysconf("SC_PAGE_SIZE")
+        return sum(int(f[21]) * page for f in self._group_stats()) / 2**20
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the process group: unlike throughput,
+        CPU per request hardly depends on what else runs on a shared machine."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        return sum(int(f[11]) + int(f[12]) for f in self._group_stats()) / ticks
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -377,8 +388,11 @@ def bench_model(model: str, args: argparse.Namespace, log_dir: Path) -> dict[str
                 order = servers[round_no % len(servers) :] + servers[: round_no % len(servers)]
                 for server in order:
                     before, batches = loadavg(), server.batch_totals()
+                    cpu = server.cpu_seconds()
                     run = run_wrk(server.url, scripts[server.label], connections, args.duration)
+                    cpu = server.cpu_seconds() - cpu
                     run.update(server=server.label, c=connections, round=round_no, load1=before)
+                    run["cpu_ms_per_req"] = 1000 * cpu / max(run["requests"], 1)
                     after = server.batch_totals()
                     if batches and after and after[1] > batches[1]:
                         run["mean_batch"] = (after[0] - batches[0]) / (after[1] - batches[1])
@@ -386,7 +400,8 @@ def bench_model(model: str, args: argparse.Namespace, log_dir: Path) -> dict[str
                     print(
                         f"  round {round_no + 1} c={connections:<2} {server.label:10} "
                         f"{run['rps']:8.1f} req/s  p50 {run['p50_ms']:7.1f} ms  "
-                        f"p99 {run['p99_ms']:7.1f} ms  errors {run['errors']}  "
+                        f"p99 {run['p99_ms']:7.1f} ms  CPU {run['cpu_ms_per_req']:5.1f} ms/req  "
+                        f"errors {run['errors']}  "
                         f"load {before:.1f}"
                         + (f"  mean batch {run['mean_batch']:.1f}" if "mean_batch" in run else ""),
                         flush=True,
@@ -402,7 +417,7 @@ def medians(result: dict[str, Any]) -> dict[tuple[str, int], dict[str, float]]:
     return {
         key: {
             metric: statistics.median(r[metric] for r in runs)
-            for metric in ("rps", "p50_ms", "p99_ms")
+            for metric in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_req")
         }
         | {"errors": sum(r["errors"] for r in runs), "n": len(runs)}
         for key, runs in groups.items()
@@ -417,23 +432,24 @@ def report(result: dict[str, Any], concurrency: list[int]) -> str:
     ceilings = ", ".join(f"{p} proc: {r:.0f}/s" for p, r in result["ceiling"].items())
     lines.append(f"In-process ceiling (batch 32, 1 torch thread per process): {ceilings}.")
     lines.append("")
-    lines.append("| server | c | req/s | p50 ms | p99 ms | errors |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append("| server | c | req/s | p50 ms | p99 ms | server CPU ms/req | errors |")
+    lines.append("|---|---|---|---|---|---|---|")
     for server in servers:
         for c in concurrency:
             m = med.get((server, c))
             if m:
                 lines.append(
                     f"| {server} | {c} | {m['rps']:.1f} | {m['p50_ms']:.1f} | "
-                    f"{m['p99_ms']:.1f} | {m['errors']:.0f} |"
+                    f"{m['p99_ms']:.1f} | {m['cpu_ms_per_req']:.2f} | {m['errors']:.0f} |"
                 )
     if "ours" in servers:
         one_proc = result["ceiling"].get("1")
         lines += [
             "",
-            "| ours vs | c | throughput ratio | p50 ratio | p99 ratio | ours / 1-proc ceiling |",
+            "| ours vs | c | throughput ratio | p50 ratio | p99 ratio | CPU/req ratio "
+            "| ours / 1-proc ceiling |",
         ]
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|")
         for other in (s for s in servers if s != "ours"):
             for c in concurrency:
                 a, b = med.get(("ours", c)), med.get((other, c))
@@ -441,8 +457,10 @@ def report(result: dict[str, Any], concurrency: list[int]) -> str:
                     share = f"{a['rps'] / one_proc:.0%}" if one_proc else "-"
                     rps, p50 = a["rps"] / b["rps"], a["p50_ms"] / b["p50_ms"]
                     p99 = a["p99_ms"] / b["p99_ms"]
+                    cpu = a["cpu_ms_per_req"] / b["cpu_ms_per_req"]
                     lines.append(
-                        f"| {other} | {c} | {rps:.2f}x | {p50:.2f} | {p99:.2f} | {share} |"
+                        f"| {other} | {c} | {rps:.2f}x | {p50:.2f} | {p99:.2f} | {cpu:.2f} "
+                        f"| {share} |"
                     )
     return "\n".join(lines)
 

@@ -69,7 +69,16 @@ def test_wrk_sends_binary_cloudevents_and_its_summary_is_parsed(
 
 def test_report_gives_medians_and_ratios_ours_over_baseline() -> None:
     def run(server: str, c: int, rps: float, p50: float, p99: float) -> dict[str, Any]:
-        return {"server": server, "c": c, "rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": 0}
+        cpu = 1000 / rps  # as if each server used one core
+        return {
+            "server": server,
+            "c": c,
+            "rps": rps,
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "cpu_ms_per_req": cpu,
+            "errors": 0,
+        }
 
     result = {
         "model": "sentiment",
@@ -83,5 +92,5 @@ def test_report_gives_medians_and_ratios_ours_over_baseline() -> None:
         ],
     }
     text = serving.report(result, [8])
-    assert "| ours | 8 | 80.0 | 90.0 | 130.0 | 0 |" in text
-    assert "| kserve-1w | 8 | 2.00x | 0.50 | 0.50 | 80% |" in text
+    assert "| ours | 8 | 80.0 | 90.0 | 130.0 | 12.50 | 0 |" in text
+    assert "| kserve-1w | 8 | 2.00x | 0.50 | 0.50 | 0.50 | 80% |" in text
