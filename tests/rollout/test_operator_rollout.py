@@ -1,7 +1,8 @@
 """Canary rollouts driven by the real Kopf operator: the API emulator and its Knative
 Serving stand-in (tests/support), a real Prometheus scraping the queue-proxy stand-in, and
 the real event store. A good canary is promoted through every step, across an operator
-restart in the middle; a bad one is rolled back; `aisvc abort`'s annotation is obeyed."""
+restart in the middle; a bad one is rolled back; a shadow canary gets a mirror of the events
+until it is promoted; `aisvc abort`'s annotation is obeyed."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ from aiservice_operator.spec import parse
 from rollout_support import EventStore, Prometheus, Standin
 
 from tests.support.knative import KnativeServing
-from tests.support.kubeemu import AISERVICES, EVENTS, KSERVICES, EmulatorThread, wait_for
+from tests.support.kubeemu import (
+    AISERVICES,
+    EVENTS,
+    KSERVICES,
+    TRIGGERS,
+    EmulatorThread,
+    wait_for,
+)
 from tests.support.operator import OperatorThread
 
 pytestmark = pytest.mark.prometheus
@@ -25,7 +33,9 @@ NS = "canary"
 ABORT = "aiservice.dev/abort"
 
 
-def manifest(name: str, interval: str = "1s", **analysis: Any) -> dict[str, Any]:
+def manifest(
+    name: str, interval: str = "1s", shadow: bool = False, **analysis: Any
+) -> dict[str, Any]:
     return {
         "apiVersion": "aiservice.dev/v1alpha1",
         "kind": "AIService",
@@ -42,13 +52,14 @@ def manifest(name: str, interval: str = "1s", **analysis: Any) -> dict[str, Any]
                 "canary": "v2",
                 "steps": [50, 100],
                 "interval": interval,
+                "shadow": shadow,
                 "analysis": {"minEvents": 10, "maxErrorRate": 0.05, **analysis},
             },
         },
     }
 
 
-CANARIES = {"good": 0.0, "bad": 0.4}
+CANARIES = {"good": 0.0, "bad": 0.4, "shadow": 0.0}
 """AIService name -> error rate of its canary revision."""
 
 
@@ -129,6 +140,10 @@ def split_when(
     return found
 
 
+def shadow_triggers(kube: EmulatorThread, name: str) -> list[dict[str, Any]]:
+    return kube.list(TRIGGERS, NS, f"aiservice.dev/name={name},aiservice.dev/role=shadow")
+
+
 def split(kube: EmulatorThread, name: str) -> dict[str, int]:
     service = kube.get(KSERVICES, NS, name)
     return {
@@ -145,10 +160,12 @@ def test_good_canary_promoted_across_a_restart_and_bad_one_rolled_back(
 ) -> None:
     kube, config = cluster
     with OperatorThread(kube.url, config):
-        for name in CANARIES:
+        for name in ("good", "bad"):
             kube.create(AISERVICES, manifest(name, failureLimit=1))
+        kube.create(AISERVICES, manifest("shadow", shadow=True))
         kube.create(AISERVICES, manifest("manual", interval="1h"))
         first = rollout_when(kube, "good", lambda r: r.get("step") == 1, "good at step 1")
+        mirror = wait_for(lambda: shadow_triggers(kube, "shadow"), what="the shadow Trigger")
     # The operator is down: status holds the rollout where it stood.
     stopped = rollout_of(kube, "good")
     assert stopped["startedAt"] == first["startedAt"] and stopped["step"] >= 1
@@ -170,6 +187,16 @@ def test_good_canary_promoted_across_a_restart_and_bad_one_rolled_back(
         failed = rollout_when(kube, "bad", lambda r: r["phase"] == "Failed", "bad rolled back")
         good_split = split_when(kube, "good", lambda t: t.get("canary") == 100, "good: all on v2")
         bad_split = split_when(kube, "bad", lambda t: t.get("stable") == 100, "bad: all on v1")
+
+        mirrored = rollout_when(
+            kube, "shadow", lambda r: r["phase"] == "Succeeded", "shadow promoted", timeout=30
+        )
+        shadow_split = split_when(kube, "shadow", lambda t: t.get("canary") == 100, "v2 at 100%")
+        wait_for(lambda: not shadow_triggers(kube, "shadow"), what="the mirror removed")
+
+    assert mirror[0]["spec"]["subscriber"]["uri"].endswith("/shadow")
+    assert [h["weight"] for h in mirrored["history"] if h["action"] == "advance"] == [0, 0]
+    assert shadow_split["stable"] == 0
 
     actions = [h["action"] for h in done["history"]]
     assert actions.count("start") == 1, actions  # resumed, not restarted
