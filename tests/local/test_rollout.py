@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from aiservice_operator.compile import shadow_trigger_name
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from aiservice_operator.rollout import annotation as aiservice_annotation
 from local_harness import Background, aiservice, write_manifests
 
 WAIT_S = 90.0
@@ -33,7 +35,7 @@ def model(directory: Path, name: str, **extra: Any) -> str:
     return path.as_uri()
 
 
-def canary_service(name: str, v1: str, v2: str) -> dict[str, Any]:
+def canary_service(name: str, v1: str, v2: str, **rollout: Any) -> dict[str, Any]:
     return aiservice(
         name,
         f"test.{name}",
@@ -41,7 +43,7 @@ def canary_service(name: str, v1: str, v2: str) -> dict[str, Any]:
         {"v1": v1, "v2": v2},
         extra={
             "traffic": {"stable": "v1"},
-            "rollout": ROLLOUT,
+            "rollout": {**ROLLOUT, **rollout},
             "delivery": {"retry": 0, "timeout": "PT5S"},
         },
     )
@@ -53,7 +55,12 @@ def rolled(tmp_path_factory: pytest.TempPathFactory, function_path: None) -> Ite
     good, bad = model(work, "good"), model(work, "bad", fail_all=True)
     manifests = write_manifests(
         work / "canary.yaml",
-        [canary_service("promoted", good, good), canary_service("rolled", good, bad)],
+        [
+            canary_service("promoted", good, good),
+            canary_service("rolled", good, bad),
+            # Shadow mode, with an interval long enough that only a command ends it.
+            canary_service("shadowed", good, good, shadow=True, interval="10m", steps=[10, 100]),
+        ],
     )
     options = UpOptions(state_dir=work / ".aisvc", ready_timeout=60, rollout_tick_seconds=0.2)
     bg = Background(LocalRun(load([manifests]), options))
@@ -65,7 +72,7 @@ def rolled(tmp_path_factory: pytest.TempPathFactory, function_path: None) -> Ite
     def produce() -> None:  # steady traffic to both services while they roll
         with httpx.Client(timeout=10) as client:
             while not stop.is_set():
-                for name in ("promoted", "rolled"):
+                for name in ("promoted", "rolled", "shadowed"):
                     client.post(
                         state["brokers"]["t/default"],
                         headers={
@@ -118,3 +125,41 @@ def test_a_failing_canary_is_rolled_back(rolled: LocalRun) -> None:
     weights = {r["model"]: r["percent"] for r in service["revisions"]}
     assert weights == {"v1": 100, "v2": 0}
     assert service["events"]["deadLettered"] > 0  # the canary's failures were dead-lettered
+
+
+def shadow_stats(run: LocalRun) -> tuple[int, int]:
+    """(delivered, answered) of the shadow Trigger of `shadowed`."""
+    assert run.dispatcher is not None
+    ais = run.services_runs[("t", "shadowed")].ais
+    name = shadow_trigger_name(ais, ais.spec.consumes[0])
+    return run.dispatcher.stats.delivered[name], run.dispatcher.stats.answered[name]
+
+
+def test_shadow_mode_mirrors_events_to_the_canary_without_replies(rolled: LocalRun) -> None:
+    service = phase_of(rolled, "shadowed", {"Progressing"})
+    weights = {r["model"]: r["percent"] for r in service["revisions"]}
+    assert weights["v2"] == service["rollout"]["weight"] < 100  # routed as the rollout says
+    deadline = time.monotonic() + WAIT_S
+    while shadow_stats(rolled)[0] < 5:
+        assert time.monotonic() < deadline, "no shadow deliveries"
+        time.sleep(0.1)
+    delivered, answered = shadow_stats(rolled)
+    assert delivered >= 5 and answered == 0  # the canary's /shadow path answers 202, no reply
+    roles = {t["role"] for t in rolled.snapshot()["triggers"] if t["owner"] == "shadowed"}
+    assert roles == {"primary", "shadow"}
+
+
+def test_abort_command_rolls_back(rolled: LocalRun) -> None:
+    phase_of(rolled, "shadowed", {"Progressing"})
+    state = read_state(rolled.state_dir)
+    assert state is not None
+    url = f"{state['commandsUrl']}/t/shadowed"
+    assert httpx.post(f"{url}/sideways").status_code == 400
+    assert httpx.post(f"{state['commandsUrl']}/t/nosuch/abort").status_code == 400
+    assert httpx.post(f"{url}/abort").status_code == 202
+    service = phase_of(rolled, "shadowed", {"Failed", "Succeeded"})
+    assert service["rollout"]["phase"] == "Failed"
+    assert {r["model"]: r["percent"] for r in service["revisions"]} == {"v1": 100, "v2": 0}
+    assert (
+        aiservice_annotation("abort") not in rolled.services_runs[("t", "shadowed")].ais.annotations
+    )

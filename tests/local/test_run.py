@@ -8,6 +8,7 @@ recording sink for the final replies, and a service whose replies loop back to i
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import signal
@@ -21,9 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
 from aiservice_functions import contract
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from aiservice_operator.local.view import render
+from aiservice_operator.local_cli import register
 from local_harness import (
     Background,
     Sink,
@@ -33,6 +37,8 @@ from local_harness import (
     start_sink,
     write_manifests,
 )
+from rich.console import Console
+from typer.testing import CliRunner
 
 N_PIPELINE = 40
 N_SPLIT = 400
@@ -261,3 +267,40 @@ def test_a_crashed_function_process_is_restarted(env: Env) -> None:
     wait_for(lambda: len(env.answers(origins)) == len(origins), "answers after the restart")
     assert pool.restarts >= 1
     assert any(p.ready and p.alive for p in pool.processes)
+
+
+def test_aisvc_send_posts_to_the_local_broker_and_the_view_shows_the_run(env: Env) -> None:
+    event_id = f"cli-{uuid.uuid4()}"
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(
+        app,
+        ["send", "--type", "test.request", "--data", '{"n": 7}', "--id", event_id,
+         "--state-dir", str(env.state_dir)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("202 ")
+    wait_for(lambda: len(env.answers({event_id})) == 1, "the answer to the CLI's event")
+    bad = CliRunner().invoke(app, ["send", "--type", "x", "--data", "{", "--state-dir", "."])
+    assert bad.exit_code == 2 and "--data is not JSON" in bad.output
+
+    console = Console(record=True, width=200)
+    console.print(render(env.run.snapshot()))
+    text = console.export_text()
+    for expected in ("t/default", "stage-one", "stage-two", "70%", "30%", "dead-lettered"):
+        assert expected in text
+
+
+def test_a_revision_scales_to_zero_when_idle_and_back_on_the_next_event(env: Env) -> None:
+    assert env.run.services is not None
+    pool = next(p for name, p in env.run.services.pools.items() if name.startswith("stage-one-"))
+    settings = pool.settings
+    pool.settings = dataclasses.replace(settings, idle_seconds=0.2)
+    try:
+        wait_for(lambda: not pool.processes, "scale to zero")
+        event_id = f"cold-{uuid.uuid4()}"
+        assert env.send("test.request", {"n": 1}, event_id=event_id).status_code == 202
+        wait_for(lambda: len(env.answers({event_id})) == 1, "the answer after a cold start")
+    finally:
+        pool.settings = settings
+    assert pool.processes

@@ -3,7 +3,10 @@
 ``POST /{namespace}/{broker}`` takes one CloudEvent (binary or structured mode), logs it
 durably and only then answers 202, so an accepted event survives a crash. A malformed
 event is refused with 400/415 and the reason; an unknown broker with 404.
-``GET /_aisvc/status`` serves the status snapshot ``aisvc status`` reads.
+``GET /_aisvc/status`` serves the status snapshot ``aisvc status`` reads;
+``POST /_aisvc/aiservices/{namespace}/{name}/{command}`` sends a rollout command
+(promote, abort, pause, resume), as the ``aiservice.dev/<command>`` annotation does on a
+cluster.
 """
 
 from __future__ import annotations
@@ -17,11 +20,17 @@ from aiservice_functions.runtime.cloudevents_http import InvalidEvent, parse_req
 from aiservice_operator.local.dispatcher import Dispatcher
 
 STATUS_PATH = "/_aisvc/status"
+COMMANDS_PATH = "/_aisvc/aiservices"
+Control = Callable[[str, str, str], str | None]
+"""(namespace, name, command) -> None when accepted, else the reason it was refused."""
 MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 
 def ingress_app(
-    dispatcher: Dispatcher, brokers: set[str], status: Callable[[], dict[str, Any]]
+    dispatcher: Dispatcher,
+    brokers: set[str],
+    status: Callable[[], dict[str, Any]],
+    control: Control | None = None,
 ) -> web.Application:
     async def accept(request: web.Request) -> web.Response:
         broker = f"{request.match_info['ns']}/{request.match_info['broker']}"
@@ -38,7 +47,19 @@ def ingress_app(
     async def show_status(_: web.Request) -> web.Response:
         return web.json_response(status())
 
+    async def command(request: web.Request) -> web.Response:
+        info = request.match_info
+        refused = (
+            control(info["ns"], info["name"], info["command"])
+            if control is not None
+            else "this run takes no commands"
+        )
+        if refused:
+            return web.json_response({"error": refused}, status=400)
+        return web.json_response({"accepted": info["command"]}, status=202)
+
     app = web.Application(client_max_size=MAX_EVENT_BYTES)
     app.router.add_get(STATUS_PATH, show_status)
+    app.router.add_post(COMMANDS_PATH + "/{ns}/{name}/{command}", command)
     app.router.add_post("/{ns}/{broker}", accept)
     return app

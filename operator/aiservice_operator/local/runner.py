@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -33,7 +33,7 @@ from aiservice_functions import contract
 
 from aiservice_operator.compile import CompileOptions, Desired, compile_aiservice
 from aiservice_operator.local.dispatcher import Dispatcher, TriggerRuntime, load_trigger
-from aiservice_operator.local.ingress import STATUS_PATH, ingress_app
+from aiservice_operator.local.ingress import COMMANDS_PATH, STATUS_PATH, ingress_app
 from aiservice_operator.local.log import EventLog
 from aiservice_operator.local.manifests import Manifests
 from aiservice_operator.local.rollouts import LocalObserver
@@ -48,6 +48,7 @@ from aiservice_operator.local.supervisor import (
 )
 from aiservice_operator.local.traffic import route_of
 from aiservice_operator.metrics import EventStoreSource
+from aiservice_operator.rollout import COMMANDS, Command, annotation
 from aiservice_operator.rollout_runner import rollout_tick, tick_needed
 from aiservice_operator.spec import AIService
 
@@ -149,7 +150,8 @@ class LocalRun:
             await self._start_services()
             self.dispatcher.triggers = self._load_triggers()
             await self._serve(
-                ingress_app(self.dispatcher, self._brokers(), self.snapshot), self.broker_port
+                ingress_app(self.dispatcher, self._brokers(), self.snapshot, self.command),
+                self.broker_port,
             )
             await self._serve(serving_app(self.services), self.serving_port)
             self.resumed = self.dispatcher.resume(self.log.pending())
@@ -320,14 +322,33 @@ class LocalRun:
         )
         if result.status is not None:
             run.rollout = result.status
+        current = run.ais  # commands may have arrived while the tick ran
+        if result.clear_annotations:  # the commands this tick acted on
+            kept = {
+                k: v for k, v in current.annotations.items() if k not in result.clear_annotations
+            }
+            current = run.ais = dataclasses.replace(current, annotations=kept)
         if result.weights != dict(run.desired.weights):
             desired = compile_aiservice(
-                ais,
+                current,
                 weights=result.weights,
                 ready_revisions=list(run.desired.revisions),
                 options=self.compile_options,
             )
-            self.apply(ais, desired)
+            self.apply(current, desired)
+
+    def command(self, namespace: str, name: str, command: str) -> str | None:
+        """Queue a rollout command (the local form of the ``aiservice.dev/*`` annotations)."""
+        run = self.services_runs.get((namespace, name))
+        if run is None:
+            return f"no AIService {namespace}/{name} in this run"
+        if run.ais.spec.rollout is None:
+            return f"{namespace}/{name} has no spec.rollout"
+        if command not in COMMANDS:
+            return f"{command!r} is not a rollout command ({', '.join(COMMANDS)})"
+        key = annotation(cast(Command, command))
+        run.ais = dataclasses.replace(run.ais, annotations={**run.ais.annotations, key: "true"})
+        return None
 
     def _endpoints(self, revision: str) -> list[str]:
         """Base URLs of a revision's ready processes (read from the rollout's thread)."""
@@ -346,6 +367,7 @@ class LocalRun:
             "brokers": self.broker_urls(),
             "servingUrl": self.serving_url,
             "statusUrl": self.broker_url + STATUS_PATH,
+            "commandsUrl": self.broker_url + COMMANDS_PATH,
             "eventStoreUrl": self.event_store_url if self.options.event_store else None,
             "eventStoreToken": None,
             "clusterDomain": self.options.cluster_domain,
@@ -421,6 +443,7 @@ class LocalRun:
                 "broker": t.broker,
                 "subscriber": t.subscriber_url,
                 "role": t.role,
+                "owner": t.owner,
                 "delivered": stats.delivered[t.name],
                 "answered": stats.answered[t.name],
                 "deadLettered": stats.dead_lettered[t.name],
