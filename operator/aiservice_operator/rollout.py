@@ -389,6 +389,16 @@ def canary_weight(spec: AIServiceSpec, status_rollout: Any) -> int | None:
     return 0 if state is None else state.weight
 
 
+def mirror_active(spec: AIServiceSpec, status_rollout: Any) -> bool:
+    """Whether a shadow rollout should still mirror events to the canary: from its start
+    until it finishes. A Failed canary must stop receiving copies; a Succeeded one gets the
+    real events. (The compiler needs this to drop the shadow Trigger after a rollback.)"""
+    if spec.rollout is None or not spec.rollout.shadow:
+        return False
+    state = current_state(spec, status_rollout)
+    return state is None or not state.terminal
+
+
 # --- The machine ---------------------------------------------------------------------
 
 

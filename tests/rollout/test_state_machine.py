@@ -322,3 +322,15 @@ def test_analysis_due_lets_callers_skip_metric_queries() -> None:
     state, _, _ = ro.step(spec, state, GOOD, T0 + timedelta(seconds=1))
     assert not ro.analysis_due(spec, state, T0 + timedelta(seconds=30))
     assert ro.analysis_due(spec, state, T0 + timedelta(seconds=61))
+
+
+def test_mirror_only_while_a_shadow_rollout_is_unfinished() -> None:
+    spec = make_spec(shadow=True)
+    assert ro.mirror_active(spec, None)  # about to start
+    state, _, _ = ro.step(spec, None, None, T0)
+    state, _, _ = ro.step(spec, state, GOOD, T0 + timedelta(seconds=1))
+    assert ro.mirror_active(spec, state.to_status())
+    abort: tuple[ro.Command, ...] = ("abort",)
+    failed, _, _ = ro.step(spec, state, None, T0 + timedelta(seconds=2), abort)
+    assert not ro.mirror_active(spec, failed.to_status())
+    assert not ro.mirror_active(make_spec(), state.to_status())  # not a shadow rollout
