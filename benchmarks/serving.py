@@ -295,15 +295,18 @@ def _ceiling_worker(model: str, batch: int, seconds: float, start: Any, out: Any
         predictor.infer(items)
     start.wait()
     done = 0
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     while time.perf_counter() - began < seconds:
         predictor.infer(items)
         done += batch
-    out.put(done / (time.perf_counter() - began))
+    out.put((done / (time.perf_counter() - began), 1000 * (time.process_time() - cpu_began) / done))
 
 
-def ceiling(model: str, processes: int, batch: int = 32, seconds: float = 8.0) -> float:
-    """Items/s of ``infer`` on full batches in ``processes`` single-threaded processes."""
+def ceiling(
+    model: str, processes: int, batch: int = 32, seconds: float = 8.0
+) -> tuple[float, float]:
+    """Items/s of ``infer`` on full batches in ``processes`` single-threaded processes,
+    and the CPU milliseconds each item cost."""
     ctx = mp.get_context("spawn")
     start = ctx.Barrier(processes)
     out: Any = ctx.Queue()
@@ -313,7 +316,7 @@ def ceiling(model: str, processes: int, batch: int = 32, seconds: float = 8.0) -
     ]
     for worker in workers:
         worker.start()
-    rates: list[float] = []
+    rates: list[tuple[float, float]] = []
     deadline = time.monotonic() + 300
     while len(rates) < processes and time.monotonic() < deadline:
         with contextlib.suppress(queue.Empty):
@@ -324,7 +327,7 @@ def ceiling(model: str, processes: int, batch: int = 32, seconds: float = 8.0) -
             raise RuntimeError(f"{model}: a ceiling process failed (see its traceback above)")
     for worker in workers:
         worker.join(30)
-    return float(sum(rates))
+    return sum(r for r, _ in rates), statistics.mean(c for _, c in rates)
 
 
 # --- the benchmark ---------------------------------------------------------------------
@@ -363,11 +366,15 @@ def check_answers(model: str, servers: list[Server]) -> None:
 
 
 def bench_model(model: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {"model": model, "runs": [], "ceiling": {}}
+    result: dict[str, Any] = {"model": model, "runs": [], "ceiling": {}, "ceiling_cpu_ms": {}}
     for processes in args.ceiling_processes:
-        rate = ceiling(model, processes, seconds=args.ceiling_seconds)
+        rate, cpu_ms = ceiling(model, processes, seconds=args.ceiling_seconds)
         result["ceiling"][str(processes)] = rate
-        print(f"  ceiling, {processes} process(es) x 1 thread, batch 32: {rate:.0f} items/s")
+        result["ceiling_cpu_ms"][str(processes)] = cpu_ms
+        print(
+            f"  ceiling, {processes} process(es) x 1 thread, batch 32: {rate:.0f} items/s, "
+            f"{cpu_ms:.2f} CPU ms/item (load {loadavg():.1f})"
+        )
 
     port = args.base_port
     servers: list[Server] = []
@@ -431,6 +438,9 @@ def report(result: dict[str, Any], concurrency: list[int]) -> str:
     lines = [f"#### {result['model']}", ""]
     ceilings = ", ".join(f"{p} proc: {r:.0f}/s" for p, r in result["ceiling"].items())
     lines.append(f"In-process ceiling (batch 32, 1 torch thread per process): {ceilings}.")
+    cpu = result.get("ceiling_cpu_ms", {}).get("1")
+    if cpu:
+        lines.append(f"In-process CPU per item (1 process): {cpu:.2f} ms.")
     lines.append("")
     lines.append("| server | c | req/s | p50 ms | p99 ms | server CPU ms/req | errors |")
     lines.append("|---|---|---|---|---|---|---|")
@@ -444,23 +454,25 @@ def report(result: dict[str, Any], concurrency: list[int]) -> str:
                 )
     if "ours" in servers:
         one_proc = result["ceiling"].get("1")
+        cpu_ceiling = result.get("ceiling_cpu_ms", {}).get("1")
         lines += [
             "",
             "| ours vs | c | throughput ratio | p50 ratio | p99 ratio | CPU/req ratio "
-            "| ours / 1-proc ceiling |",
+            "| ours / 1-proc ceiling: req/s | : CPU per item |",
         ]
-        lines.append("|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for other in (s for s in servers if s != "ours"):
             for c in concurrency:
                 a, b = med.get(("ours", c)), med.get((other, c))
                 if a and b:
                     share = f"{a['rps'] / one_proc:.0%}" if one_proc else "-"
+                    cpu_share = f"{cpu_ceiling / a['cpu_ms_per_req']:.0%}" if cpu_ceiling else "-"
                     rps, p50 = a["rps"] / b["rps"], a["p50_ms"] / b["p50_ms"]
                     p99 = a["p99_ms"] / b["p99_ms"]
                     cpu = a["cpu_ms_per_req"] / b["cpu_ms_per_req"]
                     lines.append(
                         f"| {other} | {c} | {rps:.2f}x | {p50:.2f} | {p99:.2f} | {cpu:.2f} "
-                        f"| {share} |"
+                        f"| {share} | {cpu_share} |"
                     )
     return "\n".join(lines)
 

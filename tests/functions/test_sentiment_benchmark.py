@@ -83,6 +83,7 @@ def test_report_gives_medians_and_ratios_ours_over_baseline() -> None:
     result = {
         "model": "sentiment",
         "ceiling": {"1": 100.0},
+        "ceiling_cpu_ms": {"1": 10.0},
         "runs": [
             run("ours", 8, 90.0, 80.0, 120.0),
             run("ours", 8, 70.0, 100.0, 140.0),
@@ -93,4 +94,4 @@ def test_report_gives_medians_and_ratios_ours_over_baseline() -> None:
     }
     text = serving.report(result, [8])
     assert "| ours | 8 | 80.0 | 90.0 | 130.0 | 12.50 | 0 |" in text
-    assert "| kserve-1w | 8 | 2.00x | 0.50 | 0.50 | 0.50 | 80% |" in text
+    assert "| kserve-1w | 8 | 2.00x | 0.50 | 0.50 | 0.50 | 80% | 80% |" in text
