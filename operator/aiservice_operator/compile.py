@@ -366,10 +366,14 @@ def compile_aiservice(
     *,
     weights: Mapping[str, int] | None = None,
     ready_revisions: Collection[str] = (),
+    mirror: bool = True,
     options: CompileOptions = CompileOptions(),
 ) -> Desired:
     """The desired Knative objects for `ais`, given the percent per model the caller wants
-    (default: `intended_weights(ais)`) and the revisions that are ready now."""
+    (default: `intended_weights(ais)`) and the revisions that are ready now.
+
+    `mirror=False` drops a shadow rollout's mirror Triggers: the rollout state decides
+    when mirroring ends (`rollout.mirror_active`), e.g. after a rolled-back canary."""
     wanted = dict(intended_weights(ais) if weights is None else weights)
     _check_weights(ais, wanted)
     ready = frozenset(ready_revisions)
@@ -390,6 +394,7 @@ def compile_aiservice(
     if (
         rollout is not None
         and rollout.shadow
+        and mirror
         and names[rollout.canary] in ready
         and routed.get(rollout.canary, 0) < 100
     ):

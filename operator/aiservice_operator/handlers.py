@@ -245,6 +245,7 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         ais,
         weights=_weights(ais, previous),
         ready_revisions=ready,
+        mirror=rollout.mirror_active(ais.spec, previous.get("rollout")),
         options=config.compile_options,
     )
     results = await asyncio.gather(

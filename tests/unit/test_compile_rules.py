@@ -386,6 +386,11 @@ def test_shadow_triggers_mirror_to_the_canary_tag_while_it_is_ready_and_not_full
     assert len(full.triggers) == 1
     no_shadow = parse(manifest())
     assert len(compile_aiservice(no_shadow, ready_revisions=all_ready(no_shadow)).triggers) == 1
+    # A rolled-back shadow canary (the rollout says mirroring ended) gets no more copies.
+    ended = compile_aiservice(
+        ais, weights=intended_weights(ais, 0), ready_revisions=ready, mirror=False
+    )
+    assert [t["metadata"]["labels"]["aiservice.dev/role"] for t in ended.triggers] == ["primary"]
 
 
 def test_shadow_trigger_names_do_not_collide_with_another_services_primary() -> None:
