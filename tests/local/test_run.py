@@ -287,7 +287,7 @@ def test_aisvc_send_posts_to_the_local_broker_and_the_view_shows_the_run(env: En
     console = Console(record=True, width=200)
     console.print(render(env.run.snapshot()))
     text = console.export_text()
-    for expected in ("t/default", "stage-one", "stage-two", "70%", "30%", "dead-lettered"):
+    for expected in ("t/default", "stage-one", "stage-two", "70%", "30%", "dead-lettered", "sink"):
         assert expected in text
 
 

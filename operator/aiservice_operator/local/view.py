@@ -1,7 +1,8 @@
 """The live view of `aisvc up`: a rich renderable built from the status snapshot.
 
 Pure over the snapshot dict (the same one ``/_aisvc/status`` serves), so `aisvc status`
-against a local run can print exactly what the live view shows.
+against a local run can print exactly what the live view shows. Kept compact: one line
+per broker, one row per revision, so it fits a terminal.
 """
 
 from __future__ import annotations
@@ -9,86 +10,75 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+COLUMNS = (
+    "service", "model", "traffic", "tags", "procs", "in flight", "delivered", "answered",
+    "dead-lettered", "retries", "rollout",
+)  # fmt: skip
+
+
+def _count(value: int, style: str) -> Text:
+    return Text(str(value), style=style if value else "")
+
+
+def _rollout(rollout: Mapping[str, Any] | None) -> str:
+    if not rollout or not rollout.get("phase"):
+        return "-"
+    return f"{rollout['phase']} step {rollout.get('step', 0)}, canary {rollout.get('weight', 0)}%"
+
 
 def render(snapshot: Mapping[str, Any]) -> RenderableType:
     parts: list[RenderableType] = []
-    brokers = Table(title="Brokers", title_justify="left", expand=False)
-    for column in ("broker", "URL", "events in", "duplicates", "matched no Trigger"):
-        brokers.add_column(column)
     for name, info in snapshot.get("brokers", {}).items():
-        unrouted = info.get("unrouted", 0)
-        brokers.add_row(
-            name,
-            info["url"],
-            str(info["accepted"]),
-            str(info["duplicates"]),
-            Text(str(unrouted), style="yellow" if unrouted else ""),
-        )
-    parts.append(brokers)
-
-    services = Table(title="Services", title_justify="left")
-    for column in (
-        "service", "model", "revision", "traffic", "tags", "procs", "in flight",
-        "sent", "failed", "restarts",
-    ):  # fmt: skip
-        services.add_column(column)
-    events = Table(title="Events", title_justify="left")
-    for column in (
-        "service",
-        "delivered",
-        "answered",
-        "dead-lettered",
-        "retries",
-        "dropped",
-        "rollout",
-    ):
-        events.add_column(column)
+        line = Text(f"broker {name} {info['url']}: {info['accepted']} events in")
+        if info.get("duplicates"):
+            line.append(f", {info['duplicates']} duplicates")
+        if info.get("unrouted"):
+            line.append(f", {info['unrouted']} matched no Trigger", style="yellow")
+        parts.append(line)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in COLUMNS:
+        table.add_column(column, no_wrap=column != "rollout", overflow="fold")
     for svc in snapshot.get("services", []):
-        label = f"{svc['namespace']}/{svc['name']}"
+        ev = svc["events"]
+        first = True
         for rev in svc["revisions"]:
-            services.add_row(
-                label,
+            lead: list[RenderableType] = (
+                [
+                    str(ev["delivered"]),
+                    str(ev["answered"]),
+                    _count(ev["deadLettered"], "yellow"),
+                    str(ev["retries"]),
+                    _rollout(svc.get("rollout")),
+                ]
+                if first
+                else ["", "", "", "", ""]
+            )
+            table.add_row(
+                f"{svc['namespace']}/{svc['name']}" if first else "",
                 rev["model"],
-                rev["revision"],
                 f"{rev['percent']}%",
                 ",".join(rev["tags"]),
-                f"{rev['ready']}/{rev['processes']}",
+                Text(f"{rev['ready']}/{rev['processes']}")
+                + (Text(f" ({rev['restarts']} restarts)", style="red") if rev["restarts"] else ""),
                 str(rev["inFlight"]),
-                str(rev["sent"]),
-                Text(str(rev["failed"]), style="red" if rev["failed"] else ""),
-                str(rev["restarts"]),
+                *lead,
             )
-            label = ""
-        ev = svc["events"]
-        rollout = svc.get("rollout") or {}
-        phase = rollout.get("phase", "")
-        if phase:
-            phase = f"{phase} (step {rollout.get('step', 0)}, canary {rollout.get('weight', 0)}%)"
-        events.add_row(
-            f"{svc['namespace']}/{svc['name']}",
-            str(ev["delivered"]),
-            str(ev["answered"]),
-            Text(str(ev["deadLettered"]), style="yellow" if ev["deadLettered"] else ""),
-            str(ev["retries"]),
-            Text(str(ev["dropped"]), style="red" if ev["dropped"] else ""),
-            phase or "-",
-        )
-    parts += [services, events]
+            first = False
+    parts.append(table)
     others = [t for t in snapshot.get("triggers", []) if not t.get("role")]
-    if others:
-        table = Table(title="Other Triggers", title_justify="left")
-        for column in ("trigger", "subscriber", "delivered", "dead-lettered", "dropped"):
-            table.add_column(column)
-        for t in others:
-            table.add_row(
-                f"{t['namespace']}/{t['name']}", t["subscriber"], str(t["delivered"]),
-                str(t["deadLettered"]), str(t["dropped"]),
-            )  # fmt: skip
-        parts.append(table)
+    for t in others:
+        line = Text(f"trigger {t['namespace']}/{t['name']} -> {t['subscriber']}: ")
+        line.append(f"{t['delivered']} delivered")
+        if t["deadLettered"]:
+            line.append(f", {t['deadLettered']} dead-lettered", style="yellow")
+        if t["dropped"]:
+            line.append(f", {t['dropped']} dropped", style="red")
+        parts.append(line)
     if snapshot.get("eventStoreUrl"):
         parts.append(Text(f"dead letters: aisvc dlq (event store {snapshot['eventStoreUrl']})"))
     for warning in snapshot.get("warnings", []):
