@@ -58,6 +58,10 @@ def up(
         float, typer.Option(help="Seconds without events before a minScale-0 revision stops.")
     ] = 30.0,
     live: Annotated[bool, typer.Option(help="Show the live view (else plain log lines).")] = True,
+    event_store: Annotated[
+        bool,
+        typer.Option(help="Run the event store (the default dead-letter sink and replay)."),
+    ] = True,
     synchronous: Annotated[
         str, typer.Option(help="SQLite synchronous mode of the broker log: FULL or NORMAL.")
     ] = "FULL",
@@ -83,6 +87,7 @@ def up(
         broker_port=broker_port,
         serving_port=serving_port,
         event_store_port=event_store_port,
+        event_store=event_store,
         idle_seconds=idle,
         synchronous=synchronous.upper(),
     )
@@ -115,6 +120,14 @@ async def _up(run: LocalRun, console: Console, *, demo: bool, live: bool) -> int
             await run.start()
     except (RevisionFailed, ValueError) as err:
         console.print(f"cannot start: {err}", style="red", markup=False)
+        return 1
+    except OSError as err:  # most often a port in use
+        console.print(
+            f"cannot start: {err} (another `aisvc up`? pass --broker-port 0 and friends "
+            "for free ports)",
+            style="red",
+            markup=False,
+        )
         return 1
     try:
         console.print(f"broker: {', '.join(run.broker_urls().values())}", markup=False)

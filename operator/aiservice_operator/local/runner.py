@@ -147,6 +147,11 @@ class LocalRun:
         try:
             if self.options.event_store:
                 await self._start_event_store()
+            else:
+                self._warn(
+                    "no event store: events for the default dead-letter sink cannot be "
+                    "dead-lettered (they stay in the broker log as dead-letter-failed)"
+                )
             await self._start_services()
             self.dispatcher.triggers = self._load_triggers()
             await self._serve(
