@@ -489,7 +489,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ceiling-processes", default="1,2")
     parser.add_argument("--ceiling-seconds", type=float, default=8.0)
     parser.add_argument("--base-port", type=int, default=18180)
-    parser.add_argument("--start-timeout", type=float, default=180.0)
+    parser.add_argument("--start-timeout", type=float, default=300.0)
     parser.add_argument(
         "--ours-env",
         action="append",
