@@ -69,8 +69,9 @@ def test_obvious_reviews_get_the_obvious_label(
 ) -> None:
     replies = function.infer(models[version], [text for text, _ in OBVIOUS])
     assert [r["label"] for r in replies] == [label for _, label in OBVIOUS]
-    for reply in replies:
-        assert set(reply) == {"label", "score"}
+    for reply, (text, _) in zip(replies, OBVIOUS, strict=True):
+        assert set(reply) == {"label", "score", "text"}
+        assert reply["text"] == text  # carried on for the next stage of a pipeline
         assert isinstance(reply["score"], float)
         assert 0.5 <= reply["score"] <= 1.0
 

@@ -1,8 +1,10 @@
-"""The ``sentiment`` function: ``{"text": "..."}`` → ``{"label", "score"}``.
+"""The ``sentiment`` function: ``{"text": "..."}`` → ``{"label", "score", "text"}``.
 
 ``label`` is ``"positive"`` or ``"negative"``; ``score`` is the head's probability of
-that label (0.5-1.0). Events are micro-batched: one padded MiniLM forward pass serves
-up to 32 concurrent events, which is where this model's throughput comes from.
+that label (0.5-1.0); ``text`` is the input, carried on so that a next stage (such as
+the ``topic`` function) can work on the review without a lookup. Events are
+micro-batched: one padded MiniLM forward pass serves up to 32 concurrent events, which
+is where this model's throughput comes from.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiservice_functions.runtime.cloudevents_http import CloudEvent, data_json
 from aiservice_functions.runtime.function import BatchDefaults, Function, Rejected
 from aiservice_functions.sentiment.encoder import MiniLMEncoder
 from aiservice_functions.sentiment.model import (
     InputError,
-    Prediction,
     SentimentModel,
     text_from,
 )
@@ -43,9 +45,9 @@ def decode(event: CloudEvent) -> str:
         raise Rejected(err.reason, status=422, field=err.field) from None
 
 
-def infer(model: SentimentModel, texts: Sequence[str]) -> list[Prediction]:
+def infer(model: SentimentModel, texts: Sequence[str]) -> list[dict[str, Any]]:
     """One forward pass for the whole batch, padded to its longest text."""
-    return model.predict(texts)
+    return [{**p, "text": t} for p, t in zip(model.predict(texts), texts, strict=True)]
 
 
 function = Function(
