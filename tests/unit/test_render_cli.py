@@ -26,7 +26,7 @@ def test_renders_several_files_and_documents() -> None:
     kinds = [(o["kind"], o["metadata"]["name"]) for o in objects]
     assert [k for k in kinds if k[0] == "Service"] == [
         ("Service", "sentiment-stage"),
-        ("Service", "fraud-stage"),
+        ("Service", "topic-stage"),
         ("Service", "sentiment"),
     ]
     assert sum(1 for k in kinds if k[0] == "Trigger") == 3

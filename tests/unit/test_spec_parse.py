@@ -56,8 +56,9 @@ def test_examples_parse() -> None:
     assert canary.spec.rollout.steps == (10, 25, 50, 100)
     assert canary.spec.rollout.interval_seconds == 60
     assert canary.spec.model("v1") == services[("sentiment", "sentiment")].spec.model("v1")
-    first, second = services[("pipeline", "sentiment-stage")], services[("pipeline", "fraud-stage")]
+    first, second = services[("pipeline", "sentiment-stage")], services[("pipeline", "topic-stage")]
     assert second.spec.consumes[0].type == first.spec.produces
+    assert second.spec.function.entrypoint == "aiservice_functions.topic"
 
 
 def test_defaults() -> None:
