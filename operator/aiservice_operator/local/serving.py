@@ -76,6 +76,8 @@ class Services:
         pool = self.pools.get(revision)
         if pool is None:
             raise NoRoute(f"revision {revision} is not running")
+        limit = pool.spec.timeout_seconds  # the revision's timeoutSeconds bounds every request
+        timeout = limit if timeout is None else min(timeout, limit)
         proc = await pool.acquire()
         self.sent[revision] += 1
         try:

@@ -67,6 +67,8 @@ class LaunchSpec:
     env: Mapping[str, str]
     argv: tuple[str, ...] = ()
     """A fixed command line instead of the function runtime (for helper processes)."""
+    timeout_seconds: float = 300.0
+    """The revision's ``timeoutSeconds``: how long one request may take (Knative's default)."""
 
     @classmethod
     def from_template(cls, template: Mapping[str, Any], namespace: str) -> LaunchSpec:
@@ -89,6 +91,7 @@ class LaunchSpec:
             entrypoint=entrypoint,
             model_uri=env.get(contract.ENV_MODEL_URI, ""),
             env=env,
+            timeout_seconds=float((template.get("spec") or {}).get("timeoutSeconds") or 300),
         )
 
     def command(self, port: int) -> list[str]:
