@@ -24,9 +24,10 @@ from aiservice_operator.spec import Filter
 
 SAMPLES: Mapping[str, list[Any]] = {
     "aiservice_functions.sentiment": [
-        {"text": "Great product, arrived early and works perfectly."},
-        {"text": "Broke after two days, very disappointed."},
-        {"text": "It is fine, does what it says."},
+        {"text": "The parcel arrived a week late and the box was crushed."},
+        {"text": "Support hung up on me twice and never called back."},
+        {"text": "The handle snapped off after two days, cheap plastic."},
+        {"text": "Great value, half the price of the big brands."},
     ],
     "aiservice_functions.fraud": [
         {"amount": 912.5, "merchant_category": "electronics", "hour": 3,
@@ -112,12 +113,17 @@ async def run_demo(run: LocalRun, console: Console, timeout: float = 120.0) -> i
         await asyncio.wait_for(run.dispatcher.drain(), timeout)
     except TimeoutError:
         console.print(f"[yellow]some deliveries were still retrying after {timeout:.0f}s")
+    # A reply whose type no AIService consumes is the pipeline's result, not a broken link:
+    # it is already shown as a reply, so its "unrouted" echo is left out.
+    consumed = {c.type for r in run.services_runs.values() for c in r.ais.spec.consumes}
     table = Table(title=f"{sent} events sent; what came back", title_justify="left")
     for column in ("outcome", "service", "type", "data / error"):
         table.add_column(column, overflow="fold")
     for kind, trigger, event in seen:
+        if kind == "unrouted" and event.get_type() not in consumed:
+            continue
         doc = event_to_dict(event)
-        detail = json.dumps(doc.get("data", doc.get("data_base64", "")))
+        detail = json.dumps(_rounded(doc.get("data", doc.get("data_base64", ""))))
         if kind == "dead-letter":
             code = doc.get("knativeerrorcode", "-")
             detail = f"code {code}: {_decoded(doc.get('knativeerrordata', ''))}"
@@ -126,7 +132,21 @@ async def run_demo(run: LocalRun, console: Console, timeout: float = 120.0) -> i
         owner = (trigger.owner or trigger.name) if trigger is not None else "-"
         table.add_row(kind, owner, event.get_type(), detail[:200])
     console.print(table)
+    results = [e for kind, _, e in seen if kind == "reply" and e.get_type() not in consumed]
+    types = ", ".join(sorted({e.get_type() for e in results})) or "none"
+    console.print(f"{len(results)} of {sent} events reached the end of the pipeline ({types})")
     return 0
+
+
+def _rounded(data: Any) -> Any:
+    """Scores to 3 decimals, so the table shows answers rather than float noise."""
+    if isinstance(data, float):
+        return round(data, 3)
+    if isinstance(data, dict):
+        return {k: _rounded(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_rounded(v) for v in data]
+    return data
 
 
 def _decoded(data: str) -> str:
