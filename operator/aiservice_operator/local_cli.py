@@ -57,7 +57,9 @@ def up(
     idle: Annotated[
         float, typer.Option(help="Seconds without events before a minScale-0 revision stops.")
     ] = 30.0,
-    live: Annotated[bool, typer.Option(help="Show the live view (else plain log lines).")] = True,
+    live: Annotated[
+        bool, typer.Option(help="Show the live view (else a summary line when counts change).")
+    ] = True,
     event_store: Annotated[
         bool,
         typer.Option(help="Run the event store (the default dead-letter sink and replay)."),
@@ -146,7 +148,7 @@ async def _up(run: LocalRun, console: Console, *, demo: bool, live: bool) -> int
                     await asyncio.sleep(0.5)
                     view.update(render(run.snapshot()))
         else:
-            await asyncio.Event().wait()
+            await _plain_progress(run, console)
         return 0
     except asyncio.CancelledError:
         return 0
@@ -155,6 +157,24 @@ async def _up(run: LocalRun, console: Console, *, demo: bool, live: bool) -> int
             loop.remove_signal_handler(signal.SIGTERM)
         await run.stop()
         console.print("stopped")
+
+
+async def _plain_progress(run: LocalRun, console: Console) -> None:
+    """Without the live view: one summary line whenever the counts change (every 5 s at most)."""
+    last = ""
+    while True:
+        await asyncio.sleep(5)
+        snap = run.snapshot()
+        events = [s["events"] for s in snap["services"]]
+        line = (
+            f"events in {sum(b['accepted'] for b in snap['brokers'].values())}, "
+            f"answered {sum(e['answered'] for e in events)}, "
+            f"dead-lettered {sum(e['deadLettered'] for e in events)}, "
+            f"retries {sum(e['retries'] for e in events)}"
+        )
+        if line != last:
+            console.print(line, markup=False)
+            last = line
 
 
 def send(
