@@ -176,8 +176,8 @@ class EventLog:
                     self._db.execute("RELEASE op")
                     results.append((future, None, err))
             self._db.execute("COMMIT")
-            for future, value, error in results:
-                loop.call_soon_threadsafe(_settle, future, value, error)
+            # One wake-up of the event loop per group, not per write.
+            loop.call_soon_threadsafe(_settle_all, results)
 
     async def _run(self, op: _Op) -> Any:
         assert self._loop is not None, "EventLog.start() was not called"
@@ -264,10 +264,11 @@ class EventLog:
         await self._run(op)
 
 
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
+def _settle_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, error in results:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
