@@ -108,7 +108,7 @@ def test_a_batch_gives_the_same_answers_as_one_by_one(models: dict[str, TopicMod
     reviews += [
         ScoredReview("ok"),
         ScoredReview("Late 📦😡", "negative"),
-        ScoredReview("The parcel came late. " * 25),
+        ScoredReview("The parcel came late. " * 12),
     ]
     batched = function.infer(models["v2"], reviews)
     single = [function.infer(models["v2"], [r])[0] for r in reviews]
@@ -223,3 +223,19 @@ def test_served_reply_routes_a_scored_review(served_v2: str) -> None:
     missing = post_binary(served_v2, {"label": "negative"})
     assert missing.status_code == 422
     assert missing.json()["field"] == "text"
+
+
+def test_sentiment_replies_chain_into_topic(models: dict[str, TopicModel]) -> None:
+    """Stage 1's reply data, as the broker carries it, is a valid stage 2 input."""
+    from aiservice_functions.sentiment.hooks import function as sentiment
+
+    sentiment_model = sentiment.load(
+        uri.resolve("pkg://aiservice_functions.sentiment/models/head-v2.pt").path, "v2"
+    )
+    texts = [text for text, _ in CLEAR]
+    scored = sentiment.infer(sentiment_model, texts)
+    reviews = [decode(event(reply)) for reply in scored]
+    routed = function.infer(models["v2"], reviews)
+    assert [r["text"] for r in routed] == texts
+    assert [r["sentiment"] for r in routed] == [s["label"] for s in scored]
+    assert [r["topic"] for r in routed] == [topic for _, topic in CLEAR]
