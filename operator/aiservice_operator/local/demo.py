@@ -29,6 +29,11 @@ SAMPLES: Mapping[str, list[Any]] = {
         {"text": "The handle snapped off after two days, cheap plastic."},
         {"text": "Great value, half the price of the big brands."},
     ],
+    "aiservice_functions.topic": [
+        {"text": "The courier left my parcel in the rain.", "label": "negative", "score": 0.93},
+        {"text": "The agent on the phone was patient and kind.", "label": "positive"},
+        {"text": "The setup instructions make no sense."},
+    ],
     "aiservice_functions.fraud": [
         {"amount": 912.5, "merchant_category": "electronics", "hour": 3,
          "country_mismatch": True, "card_present": False, "transaction_id": "tx-1"},
