@@ -131,11 +131,15 @@ def _env(ais: AIService, model: Model) -> list[dict[str, str]]:
         (contract.ENV_NAMESPACE, ais.namespace),
         (contract.ENV_CONCURRENCY, str(fn.concurrency)),
         (contract.ENV_TIMEOUT_SECONDS, str(fn.timeout_seconds)),
-        (contract.ENV_BATCH_MAX_SIZE, str(fn.batching.max_batch_size)),
-        (contract.ENV_BATCH_MAX_WAIT_MS, str(fn.batching.max_wait_ms)),
     ]
     if model.sha256:
         runtime.insert(2, (contract.ENV_MODEL_SHA256, model.sha256))
+    # Batching left at 0 is left out: the function's own default applies (on for MiniLM,
+    # off for a tiny tabular model, where batching costs more than it saves).
+    if fn.batching.max_batch_size:
+        runtime.append((contract.ENV_BATCH_MAX_SIZE, str(fn.batching.max_batch_size)))
+    if fn.batching.max_wait_ms:
+        runtime.append((contract.ENV_BATCH_MAX_WAIT_MS, str(fn.batching.max_wait_ms)))
     # User variables last and in their declared order: `$(VAR)` may refer to earlier ones.
     return [{"name": k, "value": v} for k, v in (*runtime, *fn.env)]
 

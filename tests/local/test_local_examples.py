@@ -31,11 +31,6 @@ def fraud_split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background
     bg.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the compiler writes AISVC_BATCH_MAX_SIZE=0 ('the function's default') and the "
-    "runtime refuses 0: every revision exits at start. Remove this marker once they agree.",
-)
 def test_fraud_split_example_answers_on_both_tags(fraud_split: Background) -> None:
     state = read_state(fraud_split.run.state_dir)
     assert state is not None

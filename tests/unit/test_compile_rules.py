@@ -280,6 +280,9 @@ def test_function_environment_uses_the_contract_names() -> None:
     assert env[contract.ENV_BATCH_MAX_WAIT_MS] == "4"
     assert list(env)[-1] == "LOG_LEVEL"
     assert contract.ENV_MODEL_SHA256 not in {e["name"] for e in _container(desired, "v1")["env"]}
+    defaults = steady_state(parse(manifest()))
+    names = {e["name"] for e in _container(defaults, "v1")["env"]}
+    assert not names & {contract.ENV_BATCH_MAX_SIZE, contract.ENV_BATCH_MAX_WAIT_MS}
 
 
 def test_revision_template_carries_scaling_concurrency_timeout_and_probe() -> None:
