@@ -13,6 +13,9 @@
 - `AISVC_WATCH_TIMEOUT_SECONDS`: server-side timeout of each watch request (300).
 - `AISVC_RESYNC_SECONDS`: every AIService is reconciled at least this often, even without
   a watch event (a missed event, a child stripped of its labels) (300).
+- `AISVC_WORKER_LIMIT`: how many objects of one kind are processed at once (32; 0: no
+  limit). A burst (a restart over thousands of AIServices, a bulk apply) then queues
+  instead of holding every object's working set at once: peak memory stays bounded.
 - `AISVC_LIVENESS_ENDPOINT`: e.g. `http://0.0.0.0:8080/healthz` for a liveness probe.
 """
 
@@ -32,6 +35,7 @@ ENV_PEERING_NAME = "AISVC_PEERING_NAME"
 ENV_RETRY_DELAY = "AISVC_RETRY_DELAY_SECONDS"
 ENV_WATCH_TIMEOUT = "AISVC_WATCH_TIMEOUT_SECONDS"
 ENV_RESYNC = "AISVC_RESYNC_SECONDS"
+ENV_WORKER_LIMIT = "AISVC_WORKER_LIMIT"
 ENV_LIVENESS = "AISVC_LIVENESS_ENDPOINT"
 
 
@@ -49,6 +53,7 @@ class Config:
     retry_delay: float = 5.0
     watch_timeout: int = 300
     resync_seconds: float = 300.0
+    worker_limit: int = 32
     liveness_endpoint: str = ""
 
     @property
@@ -95,5 +100,6 @@ class Config:
             retry_delay=number(ENV_RETRY_DELAY, 5.0, 0.0),
             watch_timeout=int(number(ENV_WATCH_TIMEOUT, 300, 1)),
             resync_seconds=number(ENV_RESYNC, 300.0, 1.0),
+            worker_limit=int(number(ENV_WORKER_LIMIT, 32, 0)),
             liveness_endpoint=env.get(ENV_LIVENESS, "").strip(),
         )

@@ -112,6 +112,13 @@ def test_config_from_env_names_the_bad_variable() -> None:
         Config.from_env({"AISVC_EVENT_STORE_URL": "store"})
 
 
+def test_worker_limit_from_env() -> None:
+    assert Config.from_env({}).worker_limit == 32
+    assert Config.from_env({"AISVC_WORKER_LIMIT": "0"}).worker_limit == 0  # no limit
+    with pytest.raises(ConfigError, match="AISVC_WORKER_LIMIT"):
+        Config.from_env({"AISVC_WORKER_LIMIT": "-1"})
+
+
 @pytest.fixture(scope="module")
 def api() -> Iterator[EmulatorThread]:
     with EmulatorThread() as api:
