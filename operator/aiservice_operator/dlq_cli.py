@@ -35,8 +35,14 @@ class Output(StrEnum):
 
 
 Url = Annotated[
-    str,
-    typer.Option("--url", envvar=contract.ENV_EVENT_STORE_URL, help="Base URL of the event store."),
+    str | None,
+    typer.Option(
+        "--url",
+        envvar=contract.ENV_EVENT_STORE_URL,
+        help="Base URL of the event store (default: the local run's, when `aisvc up` runs "
+        f"here, else {DEFAULT_URL}, e.g. a port-forward).",
+        show_default=False,
+    ),
 ]
 Token = Annotated[
     str | None,
@@ -87,9 +93,17 @@ def _when(value: str | None, option: str) -> str | None:
     return value
 
 
-def _request(method: str, url: str, path: str, token: str | None, **kwargs: Any) -> Any:
+def default_url() -> str:
+    """The event store of the local run in this directory, if one runs, else DEFAULT_URL."""
+    from aiservice_operator.local.runner import read_state
+
+    state = read_state()
+    return str((state or {}).get("eventStoreUrl") or DEFAULT_URL)
+
+
+def _request(method: str, url: str | None, path: str, token: str | None, **kwargs: Any) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    base = url.rstrip("/")
+    base = (url or default_url()).rstrip("/")
     try:
         with httpx.Client(timeout=kwargs.pop("timeout", 30.0)) as client:
             response = client.request(method, base + path, headers=headers, **kwargs)
@@ -162,7 +176,7 @@ def _summary_table(items: list[dict[str, Any]], title: str) -> Table:
 
 @app.command("list")
 def list_(
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     namespace: Namespace = None,
     name: Name = None,
@@ -215,7 +229,7 @@ def list_(
 @app.command()
 def show(
     seq: Annotated[int, typer.Argument(help="The record's SEQ (from `aisvc dlq list`).")],
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     output: OutputOpt = Output.table,
 ) -> None:
@@ -261,7 +275,7 @@ def replay(
     seqs: Annotated[
         list[int] | None, typer.Argument(help="SEQs to replay; or select with the filters.")
     ] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     namespace: Namespace = None,
     name: Name = None,
@@ -346,7 +360,7 @@ def replay(
 
 @app.command()
 def stats(
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     namespace: Namespace = None,
     name: Name = None,

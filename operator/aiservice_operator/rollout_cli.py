@@ -4,6 +4,9 @@ The commands talk to the cluster of the current kube context (or `--context`,
 `--kubeconfig`) with the `kubernetes` client. Steering is an annotation on the AIService
 (`aiservice.dev/<command>`, valued with the time it was asked); the operator acts on it at
 its next tick, records the decision in `status.rollout.history`, and removes it.
+
+While an `aisvc up` runs in this directory (and neither `--context` nor `--kubeconfig`
+is given), they talk to that local run instead; `--cluster` / `--local` choose explicitly.
 """
 
 from __future__ import annotations
@@ -27,6 +30,16 @@ NamespaceOpt = Annotated[
 ContextOpt = Annotated[str | None, typer.Option(help="kube context (default: the current one).")]
 KubeconfigOpt = Annotated[
     str | None, typer.Option(help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")
+]
+
+TargetOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--local/--cluster",
+        help="Target the local run (`aisvc up`) or the cluster "
+        "(default: the local run when one is running here).",
+        show_default=False,
+    ),
 ]
 
 BAR_WIDTH = 40
@@ -62,6 +75,9 @@ class Cluster:
         )
         return dict(obj)
 
+    def steer(self, namespace: str, name: str, command: Command) -> None:
+        self.annotate(namespace, name, command_patch(command, datetime.now(UTC)))
+
     def annotate(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
         self.api.patch_namespaced_custom_object(
             API_GROUP,
@@ -74,7 +90,60 @@ class Cluster:
         )
 
 
-def _connect(kubeconfig: str | None, context: str | None) -> Cluster:
+class TargetError(Exception):
+    """A refusal from the local run, shaped like the API's (`status`, `reason`)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+class LocalTarget:
+    """The same reads and writes against a running `aisvc up` (its status and command API)."""
+
+    default_namespace = "default"
+    errors: tuple[type[Exception], ...] = (TargetError,)
+
+    def __init__(self, state: Mapping[str, Any]) -> None:
+        self.status_url = str(state["statusUrl"])
+        self.commands_url = str(state["commandsUrl"])
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        snapshot = self._call("GET", self.status_url)
+        for service in snapshot.get("services", []):
+            if (service["namespace"], service["name"]) == (namespace, name):
+                return dict(service["aiservice"])
+        raise TargetError(404, f"no AIService {namespace}/{name} in the local run")
+
+    def steer(self, namespace: str, name: str, command: Command) -> None:
+        self._call("POST", f"{self.commands_url}/{namespace}/{name}/{command}")
+
+    @staticmethod
+    def _call(method: str, url: str) -> dict[str, Any]:
+        import httpx
+
+        try:
+            response = httpx.request(method, url, timeout=10)
+        except httpx.HTTPError as err:
+            raise TargetError(503, f"the local run at {url} does not answer: {err}") from None
+        body: dict[str, Any] = response.json() if response.content else {}
+        if response.status_code >= 400:
+            raise TargetError(response.status_code, str(body.get("error") or response.text))
+        return body
+
+
+def _connect(
+    kubeconfig: str | None, context: str | None, local: bool | None = None
+) -> Cluster | LocalTarget:
+    if local is not False and kubeconfig is None and context is None:
+        from .local.runner import read_state
+
+        state = read_state()
+        if state is not None:
+            return LocalTarget(state)
+        if local:
+            typer.echo("no local run (`aisvc up`) is running in this directory", err=True)
+            raise typer.Exit(code=2)
     try:
         return Cluster(kubeconfig, context)
     except Exception as err:  # config errors come in many types; say which and stop
@@ -169,15 +238,16 @@ def _steer(command: Command) -> Any:
         namespace: NamespaceOpt = None,
         context: ContextOpt = None,
         kubeconfig: KubeconfigOpt = None,
+        local: TargetOpt = None,
     ) -> None:
-        cluster = _connect(kubeconfig, context)
+        cluster = _connect(kubeconfig, context, local)
         ns = namespace or cluster.default_namespace
         try:
             obj = cluster.get(ns, name)
             if not (obj.get("spec") or {}).get("rollout"):
                 typer.echo(f"aiservice {ns}/{name} has no spec.rollout", err=True)
                 raise typer.Exit(code=1)
-            cluster.annotate(ns, name, command_patch(command, datetime.now(UTC)))
+            cluster.steer(ns, name, command)
         except cluster.errors as err:
             raise _fail_api(err, ns, name) from None
         typer.echo(f"{command} requested for {ns}/{name}; `aisvc status {name}` shows the result")
@@ -196,9 +266,10 @@ def status(
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
+    local: TargetOpt = None,
 ) -> None:
     """Show a rollout: phase, step, the traffic split and the latest decisions with why."""
-    cluster = _connect(kubeconfig, context)
+    cluster = _connect(kubeconfig, context, local)
     ns = namespace or cluster.default_namespace
     try:
         obj = cluster.get(ns, name)

@@ -13,11 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+from aiservice_operator.cli import app
 from aiservice_operator.compile import shadow_trigger_name
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
 from aiservice_operator.rollout import annotation as aiservice_annotation
 from local_harness import Background, aiservice, write_manifests
+from typer.testing import CliRunner
 
 WAIT_S = 90.0
 ROLLOUT = {
@@ -127,6 +129,19 @@ def test_a_failing_canary_is_rolled_back(rolled: LocalRun) -> None:
     assert service["events"]["deadLettered"] > 0  # the canary's failures were dead-lettered
 
 
+def test_dlq_cli_reads_the_local_runs_event_store(rolled: LocalRun) -> None:
+    phase_of(rolled, "rolled", {"Succeeded", "Failed"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(rolled.state_dir.parent)
+        mp.delenv("AISVC_EVENT_STORE_URL", raising=False)
+        listed = CliRunner().invoke(
+            app, ["dlq", "list", "-n", "t", "--name", "rolled", "-o", "json"]
+        )
+    assert listed.exit_code == 0, listed.output
+    letters = json.loads(listed.output)["items"]
+    assert letters and all(d["name"] == "rolled" for d in letters)
+
+
 def shadow_stats(run: LocalRun) -> tuple[int, int]:
     """(delivered, answered) of the shadow Trigger of `shadowed`."""
     assert run.dispatcher is not None
@@ -156,10 +171,19 @@ def test_abort_command_rolls_back(rolled: LocalRun) -> None:
     url = f"{state['commandsUrl']}/t/shadowed"
     assert httpx.post(f"{url}/sideways").status_code == 400
     assert httpx.post(f"{state['commandsUrl']}/t/nosuch/abort").status_code == 400
-    assert httpx.post(f"{url}/abort").status_code == 202
-    service = phase_of(rolled, "shadowed", {"Failed", "Succeeded"})
+    with pytest.MonkeyPatch.context() as mp:  # the CLI finds the run from its directory
+        mp.chdir(rolled.state_dir.parent)
+        aborted = CliRunner().invoke(app, ["abort", "shadowed", "-n", "t"])
+        assert aborted.exit_code == 0, aborted.output
+        service = phase_of(rolled, "shadowed", {"Failed", "Succeeded"})
+        shown = CliRunner().invoke(app, ["status", "shadowed", "-n", "t"])
+    assert shown.exit_code == 0, shown.output
+    assert "t/shadowed" in shown.output and "Failed" in shown.output
     assert service["rollout"]["phase"] == "Failed"
     assert {r["model"]: r["percent"] for r in service["revisions"]} == {"v1": 100, "v2": 0}
+    # The rolled-back canary gets no more mirrored copies.
+    roles = {t["role"] for t in rolled.snapshot()["triggers"] if t["owner"] == "shadowed"}
+    assert roles == {"primary"}
     assert (
         aiservice_annotation("abort") not in rolled.services_runs[("t", "shadowed")].ais.annotations
     )

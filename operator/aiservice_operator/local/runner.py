@@ -31,7 +31,7 @@ import aiohttp
 from aiohttp import web
 from aiservice_functions import contract
 
-from aiservice_operator.compile import CompileOptions, Desired, compile_aiservice
+from aiservice_operator.compile import LABEL_ROLE, CompileOptions, Desired, compile_aiservice
 from aiservice_operator.local.dispatcher import Dispatcher, TriggerRuntime, load_trigger
 from aiservice_operator.local.ingress import COMMANDS_PATH, STATUS_PATH, ingress_app
 from aiservice_operator.local.log import EventLog
@@ -47,8 +47,9 @@ from aiservice_operator.local.supervisor import (
     free_port,
 )
 from aiservice_operator.local.traffic import route_of
+from aiservice_operator.local.view import status_object
 from aiservice_operator.metrics import EventStoreSource
-from aiservice_operator.rollout import COMMANDS, Command, annotation
+from aiservice_operator.rollout import COMMANDS, Command, annotation, mirror_active
 from aiservice_operator.rollout_runner import rollout_tick, tick_needed
 from aiservice_operator.spec import AIService
 
@@ -333,11 +334,16 @@ class LocalRun:
                 k: v for k, v in current.annotations.items() if k not in result.clear_annotations
             }
             current = run.ais = dataclasses.replace(current, annotations=kept)
-        if result.weights != dict(run.desired.weights):
+        mirror = mirror_active(current.spec, run.rollout)
+        mirroring = any(
+            t["metadata"]["labels"].get(LABEL_ROLE) == "shadow" for t in run.desired.triggers
+        )
+        if result.weights != dict(run.desired.weights) or mirror != mirroring:
             desired = compile_aiservice(
                 current,
                 weights=result.weights,
                 ready_revisions=list(run.desired.revisions),
+                mirror=mirror,
                 options=self.compile_options,
             )
             self.apply(current, desired)
@@ -439,6 +445,7 @@ class LocalRun:
                         ),
                     },
                     "rollout": run.rollout,
+                    "aiservice": status_object(run.ais, run.rollout),
                 }
             )
         trigger_rows = [

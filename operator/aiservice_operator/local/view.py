@@ -15,10 +15,31 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from aiservice_operator.spec import AIService
+
 COLUMNS = (
     "service", "model", "traffic", "tags", "procs", "in flight", "delivered", "answered",
     "dead-lettered", "retries", "rollout",
 )  # fmt: skip
+
+
+def status_object(ais: AIService, rollout: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An AIService of the local run in the shape the cluster's API returns (the fields
+    `aisvc status` reads), so one rollout view serves both the cluster and a laptop."""
+    spec: dict[str, Any] = {"traffic": {"stable": ais.spec.traffic.stable}}
+    if ais.spec.rollout is not None:
+        r = ais.spec.rollout
+        spec["rollout"] = {
+            "canary": r.canary,
+            "steps": list(r.steps),
+            "shadow": r.shadow,
+            "analysis": {"failureLimit": r.analysis.failure_limit},
+        }
+    return {
+        "metadata": {"namespace": ais.namespace, "name": ais.name},
+        "spec": spec,
+        "status": {"rollout": dict(rollout or {})},
+    }
 
 
 def _count(value: int, style: str) -> Text:
