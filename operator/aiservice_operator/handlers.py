@@ -93,9 +93,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = config.watch_timeout
     if config.worker_limit:
         # At most this many objects per kind in flight; an object's worker leaves its slot
-        # after 0.5 s without events (Kopf's 5 s would hold slots and throttle a burst).
+        # after 0.1 s without events (Kopf's 5 s would hold slots and throttle a burst).
         settings.queueing.worker_limit = config.worker_limit
-        settings.queueing.idle_timeout = 0.5
+        settings.queueing.idle_timeout = 0.1
     if config.peering_name:  # else the command line decides (--standalone / --peering)
         settings.peering.standalone = False
         settings.peering.name = config.peering_name
