@@ -28,3 +28,8 @@ fi
 if ! command -v prometheus >/dev/null 2>&1; then
   apt_install --no-install-recommends prometheus
 fi
+
+# wrk, the load generator of the serving benchmark (its harness has a smoke test).
+if ! command -v wrk >/dev/null 2>&1; then
+  apt_install wrk
+fi
