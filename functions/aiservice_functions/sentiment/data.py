@@ -10,9 +10,10 @@ memorises templates. Pure Python, no I/O: the same seed gives the same sentences
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 from typing import Literal
+
+from aiservice_functions.models.generated_text import cap, distinct, fix_articles, half, split_rng
 
 Label = Literal["negative", "positive"]
 LABELS: tuple[Label, Label] = ("negative", "positive")
@@ -243,24 +244,11 @@ _TEMPLATES_SERVICE = [
 ]
 
 
-def _half(words: list[str], held_out: bool) -> list[str]:
-    return words[1::2] if held_out else words[0::2]
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def _articles(text: str) -> str:
-    """ "a excellent" → "an excellent" (the word lists avoid the "a useful" exceptions)."""
-    return re.sub(r"\b([Aa]) (?=[aeio])", r"\1n ", text)
-
-
 def _sentence(rng: random.Random, label: Label, held_out: bool) -> str:
     positive = label == "positive"
-    adj = rng.choice(_half(_POS_ADJ if positive else _NEG_ADJ, held_out))
-    other_adj = rng.choice(_half(_NEG_ADJ if positive else _POS_ADJ, held_out))
-    phrase = rng.choice(_half(_POS_PHRASES if positive else _NEG_PHRASES, held_out))
+    adj = rng.choice(half(_POS_ADJ if positive else _NEG_ADJ, held_out))
+    other_adj = rng.choice(half(_NEG_ADJ if positive else _POS_ADJ, held_out))
+    phrase = rng.choice(half(_POS_PHRASES if positive else _NEG_PHRASES, held_out))
     roll = rng.random()
     if roll < 0.25:
         template = rng.choice(_TEMPLATES_SERVICE)
@@ -272,36 +260,29 @@ def _sentence(rng: random.Random, label: Label, held_out: bool) -> str:
         template = rng.choice(_TEMPLATES_SIMPLE)
     text = template.format(
         opener=rng.choice(_OPENERS),
-        product=rng.choice(_half(_PRODUCTS, held_out)),
+        product=rng.choice(half(_PRODUCTS, held_out)),
         intens=rng.choice(_INTENSIFIERS),
         adj=adj,
         other_adj=other_adj,
         phrase=phrase,
-        Phrase=_cap(phrase),
-        person=rng.choice(_half(_PEOPLE, held_out)),
-        place=rng.choice(_half(_PLACES, held_out)),
-        person_adj=rng.choice(_half(_POS_PERSON if positive else _NEG_PERSON, held_out)),
-        place_adj=rng.choice(_half(_POS_PLACE if positive else _NEG_PLACE, held_out)),
+        Phrase=cap(phrase),
+        person=rng.choice(half(_PEOPLE, held_out)),
+        place=rng.choice(half(_PLACES, held_out)),
+        person_adj=rng.choice(half(_POS_PERSON if positive else _NEG_PERSON, held_out)),
+        place_adj=rng.choice(half(_POS_PLACE if positive else _NEG_PLACE, held_out)),
     )
-    return _cap(_articles(text))
+    return cap(fix_articles(text))
 
 
 def generate(n: int, *, held_out: bool, seed: int) -> list[Example]:
     """``n`` distinct reviews, half positive, from the training or held-out vocabulary."""
-    rng = random.Random(f"{seed}:{'held-out' if held_out else 'train'}")
-    seen: set[str] = set()
-    out: list[Example] = []
-    attempts = 0
-    while len(out) < n:
-        attempts += 1
-        if attempts > 50 * n:
-            raise ValueError(f"cannot generate {n} distinct sentences from the vocabulary")
-        label = LABELS[len(out) % 2]
-        text = _sentence(rng, label, held_out)
-        if text not in seen:
-            seen.add(text)
-            out.append(Example(text, label))
-    return out
+    rng = split_rng(seed, held_out)
+
+    def draw(i: int) -> Example:
+        label = LABELS[i % 2]
+        return Example(_sentence(rng, label, held_out), label)
+
+    return distinct(n, draw)
 
 
 def vocabulary(held_out: bool) -> list[str]:
@@ -319,7 +300,7 @@ def vocabulary(held_out: bool) -> list[str]:
         _POS_PLACE,
         _NEG_PLACE,
     )
-    return [word for words in lists for word in _half(words, held_out)]
+    return [word for words in lists for word in half(words, held_out)]
 
 
 def train_set(n: int, seed: int = 0) -> list[Example]:

@@ -12,9 +12,10 @@ of templates. Pure Python, no I/O: the same seed gives the same sentences.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 from typing import Literal
+
+from aiservice_functions.models.generated_text import cap, distinct, fix_articles, half, split_rng
 
 Topic = Literal["shipping", "quality", "pricing", "service", "usability"]
 TOPICS: tuple[Topic, ...] = ("shipping", "quality", "pricing", "service", "usability")
@@ -243,54 +244,34 @@ _TEMPLATES = [
 ]
 
 
-def _half(words: list[str], held_out: bool) -> list[str]:
-    return words[1::2] if held_out else words[0::2]
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def _articles(text: str) -> str:
-    """ "a office chair" → "an office chair"."""
-    return re.sub(r"\b([Aa]) (?=[aeio])", r"\1n ", text)
-
-
 def _sentence(rng: random.Random, topic: Topic, positive: bool, held_out: bool) -> str:
     words = _TOPIC_WORDS[topic]
-    subjects = _half(words.subjects, held_out)
-    preds = _half(words.praise if positive else words.complaints, held_out)
+    subjects = half(words.subjects, held_out)
+    preds = half(words.praise if positive else words.complaints, held_out)
     subject, subject2 = rng.sample(subjects, 2)
     pred, pred2 = rng.sample(preds, 2)
     text = rng.choice(_TEMPLATES).format(
         opener=rng.choice(_OPENERS),
-        product=rng.choice(_half(_PRODUCTS, held_out)),
+        product=rng.choice(half(_PRODUCTS, held_out)),
         subject=subject,
-        Subject=_cap(subject),
+        Subject=cap(subject),
         pred=pred,
         subject2=subject2,
         pred2=pred2,
     )
-    return _cap(_articles(text))
+    return cap(fix_articles(text))
 
 
 def generate(n: int, *, held_out: bool, seed: int) -> list[Example]:
     """``n`` distinct reviews cycling through the topics, half of each praise."""
-    rng = random.Random(f"topic:{seed}:{'held-out' if held_out else 'train'}")
-    seen: set[str] = set()
-    out: list[Example] = []
-    attempts = 0
-    while len(out) < n:
-        attempts += 1
-        if attempts > 50 * n:
-            raise ValueError(f"cannot generate {n} distinct sentences from the vocabulary")
-        topic = TOPICS[len(out) % len(TOPICS)]
-        positive = (len(out) // len(TOPICS)) % 2 == 0
-        text = _sentence(rng, topic, positive, held_out)
-        if text not in seen:
-            seen.add(text)
-            out.append(Example(text, topic, positive))
-    return out
+    rng = split_rng(seed, held_out, prefix="topic:")
+
+    def draw(i: int) -> Example:
+        topic = TOPICS[i % len(TOPICS)]
+        positive = (i // len(TOPICS)) % 2 == 0
+        return Example(_sentence(rng, topic, positive, held_out), topic, positive)
+
+    return distinct(n, draw)
 
 
 def vocabulary(held_out: bool) -> list[str]:
@@ -298,7 +279,7 @@ def vocabulary(held_out: bool) -> list[str]:
     lists = [_PRODUCTS] + [
         words for v in _TOPIC_WORDS.values() for words in (v.subjects, v.praise, v.complaints)
     ]
-    return [word for words in lists for word in _half(words, held_out)]
+    return [word for words in lists for word in half(words, held_out)]
 
 
 def train_set(n: int, seed: int = 0) -> list[Example]:
