@@ -17,6 +17,9 @@
   limit). A burst (a restart over thousands of AIServices, a bulk apply) then queues
   instead of holding every object's working set at once: peak memory stays bounded.
 - `AISVC_LIVENESS_ENDPOINT`: e.g. `http://0.0.0.0:8080/healthz` for a liveness probe.
+- `AISVC_METRICS_PORT`: port of the operator's Prometheus `/metrics` (8000; 0: not served).
+  A `Config` built in code (an operator embedded in a test or a benchmark) serves none
+  unless it sets `metrics_port`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ ENV_WATCH_TIMEOUT = "AISVC_WATCH_TIMEOUT_SECONDS"
 ENV_RESYNC = "AISVC_RESYNC_SECONDS"
 ENV_WORKER_LIMIT = "AISVC_WORKER_LIMIT"
 ENV_LIVENESS = "AISVC_LIVENESS_ENDPOINT"
+ENV_METRICS_PORT = "AISVC_METRICS_PORT"
+DEFAULT_METRICS_PORT = 8000
 
 
 class ConfigError(ValueError):
@@ -55,6 +60,7 @@ class Config:
     resync_seconds: float = 300.0
     worker_limit: int = 32
     liveness_endpoint: str = ""
+    metrics_port: int = 0
 
     @property
     def standalone(self) -> bool:
@@ -102,4 +108,14 @@ class Config:
             resync_seconds=number(ENV_RESYNC, 300.0, 1.0),
             worker_limit=int(number(ENV_WORKER_LIMIT, 32, 0)),
             liveness_endpoint=env.get(ENV_LIVENESS, "").strip(),
+            metrics_port=_port(env, ENV_METRICS_PORT, DEFAULT_METRICS_PORT),
         )
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ConfigError(f"{name}={raw!r} must be a port number (0 to 65535; 0: off)")
+    return int(raw)

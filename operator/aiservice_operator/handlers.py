@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -29,7 +30,7 @@ from typing import Any, cast
 import kopf
 
 from . import compile as compiler
-from . import conditions, kube, metrics, rollout, rollout_runner
+from . import conditions, kube, metrics, operator_metrics, rollout, rollout_runner
 from .config import Config
 from .spec import API_GROUP, API_VERSION, PLURAL, AIService, SpecError, parse
 
@@ -105,6 +106,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo["kube"] = kube.Kube(_as_connection(info))
     memo["locks"] = {}
     memo["waiting"] = {}
+    try:
+        memo["metrics_endpoint"] = operator_metrics.serve(config.metrics_port)
+    except OSError as err:
+        raise kopf.PermanentError(
+            f"cannot serve metrics on port {config.metrics_port}: {err}"
+        ) from err
 
 
 @kopf.on.cleanup()
@@ -112,6 +119,9 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     client: kube.Kube | None = memo.get("kube")
     if client is not None:
         await client.close()
+    endpoint: operator_metrics.Endpoint | None = memo.get("metrics_endpoint")
+    if endpoint is not None:
+        await asyncio.to_thread(endpoint.close)
 
 
 # --- Reconcile --------------------------------------------------------------------------
@@ -166,6 +176,18 @@ async def child_changed(
         logger.info(f"reconcile of {namespace}/{name} after a child change deferred: {err}")
 
 
+def _deleted(type: str, **_: Any) -> bool:
+    return type == "DELETED"
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL, when=_deleted)
+async def aiservice_deleted(body: kopf.Body, **_: Any) -> None:
+    """Drop a deleted AIService from the Ready gauge (one without children, e.g. with an
+    invalid spec, is never reconciled again to notice)."""
+    meta = body.get("metadata", {})
+    operator_metrics.ready_status(meta.get("namespace", "default"), meta["name"], None)
+
+
 def _event(body: Obj, *, type: str, reason: str, message: str) -> None:
     """Post a Kubernetes Event about the AIService (kopf queues and sends it)."""
     if not body.get("metadata", {}).get("uid"):
@@ -196,23 +218,34 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
         if not waiting[key]:
             del waiting[key]
     gone = False
+    result, started = "error", time.perf_counter()
+    body: Obj = {"metadata": {"namespace": namespace, "name": name}}
     try:
         client: kube.Kube = memo["kube"]
         config: Config = memo["config"]
-        body: Obj = {"metadata": {"namespace": namespace, "name": name}}
         try:
             fresh = await client.get_aiservice(namespace, name)
             if fresh is None or fresh["metadata"].get("deletionTimestamp"):
-                gone = True
+                gone, result = True, "gone"
                 return  # its children go with it (ownerReferences)
             body = fresh
             await _reconcile(client, config, body)
+            result = "ok"
         except kube.ApiError as err:
             if err.retryable:
+                result = "retry"
                 raise kopf.TemporaryError(str(err), delay=config.retry_delay) from err
             _event(body, type="Warning", reason="ApplyFailed", message=str(err)[:1024])
             raise kopf.PermanentError(f"the API refused the desired objects: {err}") from err
+        except kopf.PermanentError as err:
+            if isinstance(err.__cause__, SpecError):
+                result = "invalid_spec"
+            raise
     finally:
+        operator_metrics.reconciled(result, time.perf_counter() - started)
+        ready = None if gone else _ready(body.get("status") or {}).get("status")
+        if gone or ready:
+            operator_metrics.ready_status(namespace, name, ready)
         _lock(memo, namespace, name).release()
         if gone and not waiting.get(key):  # forget what was kept for it
             memo["locks"].pop(key, None)
@@ -262,6 +295,8 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         if isinstance(result, BaseException):
             raise result
     applied, triggers = cast(tuple[kube.Applied, dict[str, kube.Applied]], tuple(results))
+    operator_metrics.children_written("service", (applied.action,))
+    operator_metrics.children_written("trigger", (a.action for a in triggers.values()))
     status = conditions.summarize_status(
         ais,
         desired,
@@ -414,6 +449,8 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_
             await client.patch_aiservice_status(namespace, name, {"rollout": result.status})
     for key in result.clear_annotations:
         patch.metadata.annotations[key] = None
+    if result.decision is not None:
+        operator_metrics.rollout_decision(result.decision.action, result.decision.phase)
     if result.kube_event is not None:
         event = result.kube_event
         _event(fresh, type=event.type, reason=event.reason, message=event.message)

@@ -13,22 +13,27 @@ RBAC registry: every method that sends a request is decorated with
 permissions this module needs. `FRAMEWORK_CALLS` lists what the operator framework itself
 does (watching AIServices and owned children, patching AIService metadata, posting
 Events). The chart's RBAC rules must cover `required_permissions()`, the union of both.
+The same triple labels the request in the operator's metrics (`operator_metrics`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import ssl
 import tempfile
+import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, ParamSpec, TypeVar
 
 import aiohttp
 
+from . import operator_metrics
 from .spec import API_GROUP, API_VERSION, PLURAL
 
 P = ParamSpec("P")
@@ -60,13 +65,29 @@ FRAMEWORK_CALLS: frozenset[tuple[str, str, str]] = frozenset(
 """What the operator framework (Kopf) requests on its own: watches, its annotations, Events."""
 
 
-def api_call(group: str, resource: str, verb: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Register the permission a method needs; the method itself is returned unchanged."""
+_CALL: ContextVar[tuple[str, str, str]] = ContextVar("aisvc_api_call", default=("", "", ""))
+"""The (group, resource, verb) of the method whose request is in flight: its metric labels."""
 
-    def register(fn: Callable[P, R]) -> Callable[P, R]:
+
+def api_call(
+    group: str, resource: str, verb: str
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """Register the permission a method needs; its requests are counted under that triple."""
+
+    def register(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         API_CALLS.add((group, resource, verb))
-        fn.__api_call__ = (group, resource, verb)  # type: ignore[attr-defined]
-        return fn
+        call = (group, resource, verb)
+
+        @functools.wraps(fn)
+        async def labelled(*args: P.args, **kwargs: P.kwargs) -> R:
+            token = _CALL.set(call)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                _CALL.reset(token)
+
+        labelled.__api_call__ = call  # type: ignore[attr-defined]
+        return labelled
 
     return register
 
@@ -280,10 +301,12 @@ class Kube:
         url = self.connection.server.rstrip("/") + path
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
+        started, code = time.perf_counter(), 0
         try:
             async with self._client().request(
                 method, url, params=params, data=data, headers=headers
             ) as response:
+                code = response.status
                 text = await response.text()
                 if response.status == 404 and method == "GET":
                     return None
@@ -299,7 +322,10 @@ class Kube:
                     )
                 return json.loads(text) if text else {}
         except (TimeoutError, aiohttp.ClientError) as err:
+            code = 0  # a status line without a readable body is still a failed request
             raise ApiError(0, "Unreachable", f"{method} {path}: {err!r}") from err
+        finally:
+            operator_metrics.api_request(*_CALL.get(), code, time.perf_counter() - started)
 
     # --- paths -----------------------------------------------------------------------
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from aiservice_operator import kube as kube_client
 
@@ -123,6 +125,12 @@ def test_conflicts_are_retried(
     assert ("triggers", "list", 500) in codes and ("triggers", "list", 200) in codes
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 ENTRY_POINTS = {
     "python -m": [sys.executable, "-m", "aiservice_operator"],
     # What the chart runs (namespaces from the command line instead of the environment).
@@ -143,8 +151,10 @@ def test_the_shipped_entry_points_run_the_operator(
     cluster: tuple[EmulatorThread, KnativeServing], ns: str, entry: str
 ) -> None:
     kube, _ = cluster
+    metrics_port = free_port()
     env = {
         **os.environ,
+        "AISVC_METRICS_PORT": str(metrics_port),  # not the default 8000: tests run side by side
         "AISVC_KUBE_SERVER": kube.url,
         "AISVC_WATCH_NAMESPACES": ns,
         "AISVC_EVENT_STORE_URL": "http://store.example:8080",
@@ -170,6 +180,8 @@ def test_the_shipped_entry_points_run_the_operator(
             "http://store.example:8080/v1/namespaces/"
         )
         assert kube.find(KSERVICES, "not-watched", "elsewhere") is None
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert 'aisvc_operator_reconciles_total{result="ok"}' in scraped
         # Stripped of the labels the watch filters on, no event reaches the operator:
         # the resync puts them back.
         label = "app.kubernetes.io/managed-by"
