@@ -39,6 +39,13 @@ from .rollout import Observation, rfc3339
 
 _QP = 'namespace_name="{namespace}",revision_name="{revision}"'
 
+FUNCTION_EVENTS = "aisvc_function_events_total"
+"""The function runtime's event counter, labelled with `outcome`."""
+FUNCTION_LATENCY_BUCKET = "aisvc_function_latency_seconds_bucket"
+"""The function runtime's latency histogram buckets (seconds)."""
+ERROR_OUTCOMES = ("error", "timeout")
+"""`outcome` values of events that count as errors of the canary."""
+
 ENV_PROMETHEUS_URL = "AISVC_PROMETHEUS_URL"
 DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 """kube-prometheus-stack's Prometheus Service; the chart sets the real one."""
@@ -60,14 +67,14 @@ class Queries:
         "histogram_quantile(0.99, sum by (le) "
         f"(rate(revision_app_request_latencies_bucket{{{_QP}}}[{{interval}}])))"
     )
-    function_requests: str = f"sum(increase(aisvc_function_events_total{{{_QP}}}[{{interval}}]))"
+    function_requests: str = f"sum(increase({FUNCTION_EVENTS}{{{_QP}}}[{{interval}}]))"
     function_errors: str = (
-        f'sum(increase(aisvc_function_events_total{{{_QP},outcome=~"error|timeout"}}'
+        f'sum(increase({FUNCTION_EVENTS}{{{_QP},outcome=~"{"|".join(ERROR_OUTCOMES)}"}}'
         "[{interval}]))"
     )
     function_p99_latency_ms: str = (
         "1000 * histogram_quantile(0.99, sum by (le) "
-        f"(rate(aisvc_function_latency_seconds_bucket{{{_QP}}}[{{interval}}])))"
+        f"(rate({FUNCTION_LATENCY_BUCKET}{{{_QP}}}[{{interval}}])))"
     )
 
     @classmethod
@@ -230,6 +237,15 @@ class EventStoreSource:
         except (ValueError, KeyError, TypeError) as err:
             raise SourceUnavailable(f"event store at {self.url}: unexpected stats: {err}") from err
 
+    def canary_dead_letters(
+        self, *, namespace: str, service: str, revision: str, model: str, since: datetime
+    ) -> int:
+        """Dead letters of the canary since `since`: those attributed to its revision name,
+        its model tag or the `canary` tag."""
+        return self.dead_letters(
+            namespace=namespace, name=service, targets={revision, model, "canary"}, since=since
+        )
+
     def send_audit(self, namespace: str, name: str, event: Mapping[str, Any]) -> None:
         """POST one structured-mode CloudEvent to the AIService's audit log."""
         client = self.client or httpx.Client(timeout=self.timeout_seconds)
@@ -304,10 +320,11 @@ class MetricsObserver:
         dead: int | None = None
         if self.event_store is not None:
             try:
-                dead = self.event_store.dead_letters(
+                dead = self.event_store.canary_dead_letters(
                     namespace=namespace,
-                    name=service,
-                    targets={revision, model, "canary"},
+                    service=service,
+                    revision=revision,
+                    model=model,
                     since=now - timedelta(seconds=window_seconds),
                 )
             except SourceUnavailable as err:

@@ -18,10 +18,14 @@ from datetime import datetime, timedelta
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from aiservice_operator.metrics import EventStoreSource, SourceUnavailable
+from aiservice_operator.metrics import (
+    ERROR_OUTCOMES,
+    FUNCTION_EVENTS,
+    FUNCTION_LATENCY_BUCKET,
+    EventStoreSource,
+    SourceUnavailable,
+)
 from aiservice_operator.rollout import Observation
-
-ERROR_OUTCOMES = frozenset({"error", "timeout"})
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,11 @@ def parse_metrics(text: str) -> Scrape:
     buckets: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "aisvc_function_events_total":
+            if sample.name == FUNCTION_EVENTS:
                 events += sample.value
                 if sample.labels.get("outcome") in ERROR_OUTCOMES:
                     errors += sample.value
-            elif sample.name == "aisvc_function_latency_seconds_bucket":
+            elif sample.name == FUNCTION_LATENCY_BUCKET:
                 le = float(sample.labels["le"])
                 buckets[le] = buckets.get(le, 0.0) + sample.value
     return Scrape(events, errors, tuple(sorted(buckets.items())))
@@ -110,10 +114,11 @@ class LocalObserver:
         dead: int | None = None
         if self.event_store is not None:
             try:
-                dead = self.event_store.dead_letters(
+                dead = self.event_store.canary_dead_letters(
                     namespace=namespace,
-                    name=service,
-                    targets={revision, model, "canary"},
+                    service=service,
+                    revision=revision,
+                    model=model,
                     since=now - timedelta(seconds=window_seconds),
                 )
             except SourceUnavailable as err:
