@@ -69,3 +69,27 @@ def test_entrypoints() -> None:
         load_entrypoint("aiservice_functions.fraud:MODEL_V1")
     with pytest.raises(ValueError, match="cannot import"):
         load_entrypoint("aiservice_functions.nope")
+
+
+def test_workers_default_by_batching_and_split_the_concurrency() -> None:
+    batched = RuntimeConfig.from_env(BIG, env={"AISVC_CONCURRENCY": "16"})
+    assert batched.workers == 1 and batched.threads_per_worker == 16
+    unbatched = RuntimeConfig.from_env(TINY, env={"AISVC_CONCURRENCY": "16"})
+    assert unbatched.workers == 2 and unbatched.threads_per_worker == 8
+    options = gunicorn_options(unbatched, "127.0.0.1", 9000)
+    assert options["workers"] == 2 and options["threads"] == 8
+    assert callable(options["child_exit"])
+    # Batching switched on by the environment: one process, so batches can form.
+    assert RuntimeConfig.from_env(TINY, env={"AISVC_BATCH_MAX_SIZE": "8"}).workers == 1
+    # Knative lets one event in at a time: a second process would idle.
+    assert RuntimeConfig.from_env(TINY, env={"AISVC_CONCURRENCY": "1"}).workers == 1
+    # Odd splits round up, so every event Knative may send has a thread.
+    odd = RuntimeConfig.from_env(TINY, env={"AISVC_CONCURRENCY": "5", "AISVC_WORKERS": "3"})
+    assert (odd.workers, odd.threads_per_worker) == (3, 2)
+    assert RuntimeConfig.from_env(BIG, env={"AISVC_WORKERS": "4"}).workers == 4
+
+
+@pytest.mark.parametrize("value", ["0", "two", "33"])
+def test_bad_worker_counts_are_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="AISVC_WORKERS"):
+        RuntimeConfig.from_env(TINY, env={"AISVC_WORKERS": value})

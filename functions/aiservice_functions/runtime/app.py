@@ -26,16 +26,18 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, NamedTuple
 
 from flask import Flask, Response, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wsgi import get_content_length
 
 from aiservice_functions import contract
 from aiservice_functions.models import uri as model_uri
 from aiservice_functions.models.batching import InlineRunner, MicroBatcher, describe
 from aiservice_functions.models.torch_setup import configure_torch
+from aiservice_functions.runtime import workers
 from aiservice_functions.runtime.cloudevents_http import (
     CloudEvent,
     InvalidEvent,
@@ -46,6 +48,7 @@ from aiservice_functions.runtime.cloudevents_http import (
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.function import Function, Rejected, load_entrypoint
 from aiservice_functions.runtime.metrics import RuntimeMetrics
+from aiservice_functions.runtime.reply import BinaryReplyWriter
 
 log = logging.getLogger("aiservice_functions.runtime")
 
@@ -92,9 +95,10 @@ class FunctionService:
     ) -> None:
         self.function = function
         self.config = config
-        self.metrics = RuntimeMetrics()
+        self.metrics = RuntimeMetrics(config.model_version)
         self.state = ModelState()
         self._load_gate = load_gate
+        self._binary_reply = _reply_writer(config)
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
 
     # --- model lifecycle ------------------------------------------------------------
@@ -130,6 +134,9 @@ class FunctionService:
             return
         self.metrics.model_ready.labels(cfg.model_version).set(1)
         self.state.ready.set()
+        shared = workers.shared_dir()
+        if shared is not None:
+            workers.mark_ready(shared)
         log.info(
             "model loaded",
             extra={
@@ -167,6 +174,13 @@ class FunctionService:
             on_batch=batch_hist.observe,
             thread_setup=thread_setup,
         )
+
+    def all_workers_ready(self) -> bool:
+        """This process's model is loaded, and so is every other worker's of the container."""
+        if not self.state.ready.is_set():
+            return False
+        shared = workers.shared_dir()
+        return shared is None or workers.ready_workers(shared) >= self.config.workers
 
     def close(self) -> None:
         runner = self.state.runner
@@ -209,12 +223,19 @@ class FunctionService:
             "source": self.config.reply_source,
             contract.EXT_MODEL_VERSION: self.config.model_version,
         }
+        attributes.update(self._reply_extensions(incoming, trace))
+        return make_event(attributes, data)
+
+    @staticmethod
+    def _reply_extensions(incoming: CloudEvent, trace: Mapping[str, str] | None) -> dict[str, Any]:
+        """The per-event attributes of a reply: trace context and hop count."""
+        extensions: dict[str, Any] = {}
         for name in (contract.EXT_TRACEPARENT, "tracestate"):
             value = incoming.get_extension(name) or (trace or {}).get(name)
             if value:
-                attributes[name] = value
-        attributes[contract.EXT_HOPS] = str(_hops(incoming) + 1)
-        return make_event(attributes, data)
+                extensions[name] = value
+        extensions[contract.EXT_HOPS] = str(_hops(incoming) + 1)
+        return extensions
 
     def handle(self, headers: Any, body: bytes, *, shadow: bool = False) -> Answer:
         """Answer one HTTP request (never raises).
@@ -261,15 +282,37 @@ class FunctionService:
             trace = {
                 k: headers[k] for k in (contract.EXT_TRACEPARENT, "tracestate") if k in headers
             }
-            status, out_headers, out_body = render_response(
-                self.reply_event(event, output, trace), parsed.mode
-            )
+            if parsed.mode == "binary" and self._binary_reply is not None:
+                status, out_headers, out_body = self._binary_reply.write(
+                    output, self._reply_extensions(event, trace)
+                )
+            else:
+                status, out_headers, out_body = render_response(
+                    self.reply_event(event, output, trace), parsed.mode
+                )
         except Exception as err:
             log.exception("reply could not be rendered", extra=_event_log(event))
             return _error(
                 500, f"reply could not be rendered: {type(err).__name__}", "error", event=event
             )
         return Answer(status, out_headers, out_body, "replied", event)
+
+
+def _reply_writer(config: RuntimeConfig) -> BinaryReplyWriter | None:
+    """The fast binary-mode writer, or None when there are no replies or the fixed
+    attributes are invalid (then every reply takes the SDK path, which reports it)."""
+    if not config.reply_type:
+        return None
+    try:
+        return BinaryReplyWriter(
+            {
+                "type": config.reply_type,
+                "source": config.reply_source,
+                contract.EXT_MODEL_VERSION: config.model_version,
+            }
+        )
+    except Exception:
+        return None
 
 
 def _hops(event: CloudEvent) -> int:
@@ -332,13 +375,13 @@ def create_app(
     app.extensions["aisvc"] = service
     version = cfg.model_version
 
-    @app.post("/")
-    @app.post(contract.SHADOW_PATH)
-    def receive() -> Response:
+    def answer(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        """Answer one event posted to ``/`` or ``SHADOW_PATH``, straight from the WSGI environ."""
         started = time.perf_counter()
-        shadow = request.path == contract.SHADOW_PATH
+        shadow = environ.get("PATH_INFO") == contract.SHADOW_PATH
         try:
-            answer = service.handle(request.headers, _read_body(cfg.max_body_bytes), shadow=shadow)
+            body = _read_body(environ, cfg.max_body_bytes)
+            answer = service.handle(_environ_headers(environ), body, shadow=shadow)
         except RequestEntityTooLarge:
             answer = _error(
                 413,
@@ -352,10 +395,34 @@ def create_app(
         if answer.status >= 400:
             answer = _naming_revision(answer, cfg.revision)
         elapsed = time.perf_counter() - started
-        service.metrics.events.labels(answer.outcome, version).inc()
-        service.metrics.latency.labels(version, answer.outcome).observe(elapsed)
+        service.metrics.record(answer.outcome, elapsed)
         _log_answer(answer, elapsed)
-        return Response(answer.body, status=answer.status, headers=answer.headers)
+        headers = list(answer.headers.items())
+        headers.append(("Content-Length", str(len(answer.body))))
+        return _STATUS_LINES[answer.status], headers, answer.body
+
+    @app.post("/")
+    @app.post(contract.SHADOW_PATH)
+    def receive() -> Response:
+        # Kept so that other methods on these paths get 405; POSTs are answered by
+        # the fast path below before Flask routes them.
+        status, headers, body = answer(request.environ)
+        return Response(body, status=int(status.split(" ", 1)[0]), headers=headers)
+
+    flask_wsgi = app.wsgi_app
+    event_paths = frozenset(("/", contract.SHADOW_PATH))
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        # Events are the hot path: answered without Flask's request context, URL
+        # matching and response object, which cost about as much as the event itself
+        # for a small model. Health, metrics and every other request go through Flask.
+        if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") in event_paths:
+            status, headers, body = answer(environ)
+            start_response(status, headers)
+            return [body]
+        return flask_wsgi(environ, start_response)
+
+    app.wsgi_app = wsgi_app  # type: ignore[method-assign]
 
     @app.get(contract.PATH_LIVENESS)
     def liveness() -> Response:
@@ -366,18 +433,20 @@ def create_app(
 
     @app.get(contract.PATH_READINESS)
     def readiness() -> Response:
-        if service.state.ready.is_set():
+        if service.all_workers_ready():
             return _json(
                 200,
                 {"status": "ready", "model_version": version, "model_sha256": service.state.sha256},
             )
         if service.state.error is not None:
             return _json(503, {"status": "failed", "error": service.state.error})
+        if service.state.ready.is_set():
+            return _json(503, {"status": "loading", "detail": "other worker processes are loading"})
         return _json(503, {"status": "loading"})
 
     @app.get(contract.PATH_METRICS)
     def metrics() -> Response:
-        return Response(generate_latest(service.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        return Response(service.metrics.render(), content_type=service.metrics.content_type)
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException) -> Response:
@@ -390,16 +459,30 @@ def create_app(
     return app
 
 
-def _read_body(limit: int) -> bytes:
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+
+
+def _environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """The request headers, lower-cased, from a WSGI environ (values as WSGI gives them)."""
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].replace("_", "-").lower()] = value
+    for key, name in (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length")):
+        if environ.get(key):
+            headers[name] = environ[key]
+    return headers
+
+
+def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     """The request body, or 413 past ``limit``, also for chunked bodies.
 
     werkzeug's own limit silently truncates a chunked body at exactly the limit,
     which would turn an oversize event into a misleading 400.
     """
-    length = request.content_length
+    length = get_content_length(environ)
     if length is not None and length > limit:
         raise RequestEntityTooLarge()
-    environ = request.environ
     if length is None and not environ.get("wsgi.input_terminated"):
         return b""  # the server cannot tell where the body ends: there is none
     stream = environ["wsgi.input"]

@@ -16,8 +16,18 @@ from aiservice_functions.models.torch_setup import DEFAULT_TORCH_THREADS
 from aiservice_functions.runtime.function import BatchDefaults
 
 DEFAULT_CONCURRENCY = 8
-"""Threads serving events when containerConcurrency is 0 (unbounded in Knative)."""
+"""Events served at once per container when containerConcurrency is 0 (unbounded in Knative)."""
 MAX_THREADS = 64
+UNBATCHED_WORKERS = 2
+"""Default worker processes for a function that does not batch.
+
+Such a function is bound by the HTTP stack, which runs under one GIL per process: a
+second process lets one pod use a second core. Two, not the CPU count: ``os.cpu_count()``
+in a container reports the node's cores, not the pod's CPU limit, and Knative adds pods
+when more is needed. A batching function gets 1: a batch only forms from the events of
+one process.
+"""
+MAX_WORKERS = 32
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
@@ -67,6 +77,8 @@ class RuntimeConfig:
     batch_max_wait_ms: float
     timeout_seconds: float
     torch_threads: int = DEFAULT_TORCH_THREADS
+    workers: int = 1
+    """gunicorn worker processes; each loads its own copy of the model."""
 
     @property
     def reply_source(self) -> str:
@@ -75,8 +87,19 @@ class RuntimeConfig:
 
     @property
     def threads(self) -> int:
-        """gunicorn gthread threads: one per event Knative may send at once."""
+        """Events served at once by the whole container: one per event Knative may send."""
         return min(self.concurrency or DEFAULT_CONCURRENCY, MAX_THREADS)
+
+    @property
+    def threads_per_worker(self) -> int:
+        """gunicorn gthread threads of each worker: the container's share, rounded up.
+
+        Knative's ``containerConcurrency`` bounds the whole pod, so the threads are split
+        across workers rather than multiplied. Connections are not spread perfectly
+        evenly by the kernel; an event beyond a worker's threads waits in that worker's
+        queue, it is not refused.
+        """
+        return max(1, -(-self.threads // self.workers))
 
     @classmethod
     def from_env(
@@ -89,6 +112,15 @@ class RuntimeConfig:
         )
         version = env.get(contract.ENV_MODEL_VERSION) or revision
         default_size = batching.max_size if batching.enabled else 1
+        batch_max_size = _int(env, contract.ENV_BATCH_MAX_SIZE, default_size, 1)
+        concurrency = _int(env, contract.ENV_CONCURRENCY, 0, 0)
+        # A second process cannot serve more than the pod's concurrency lets in.
+        default_workers = 1 if batch_max_size > 1 else min(UNBATCHED_WORKERS, concurrency or 99)
+        workers = _int(env, contract.ENV_WORKERS, default_workers, 1)
+        if workers > MAX_WORKERS:
+            raise ConfigError(
+                f"{contract.ENV_WORKERS} must be at most {MAX_WORKERS}, got {workers}"
+            )
         return cls(
             model_uri=env.get(contract.ENV_MODEL_URI) or None,
             model_sha256=env.get(contract.ENV_MODEL_SHA256) or None,
@@ -97,14 +129,15 @@ class RuntimeConfig:
             service=service,
             namespace=env.get(contract.ENV_NAMESPACE) or "default",
             revision=revision,
-            concurrency=_int(env, contract.ENV_CONCURRENCY, 0, 0),
+            concurrency=concurrency,
             max_body_bytes=_int(
                 env, contract.ENV_MAX_BODY_BYTES, contract.DEFAULT_MAX_BODY_BYTES, 1
             ),
-            batch_max_size=_int(env, contract.ENV_BATCH_MAX_SIZE, default_size, 1),
+            batch_max_size=batch_max_size,
             batch_max_wait_ms=_float(env, contract.ENV_BATCH_MAX_WAIT_MS, batching.max_wait_ms, 0),
             timeout_seconds=_float(
                 env, contract.ENV_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS, 0.001
             ),
             torch_threads=_int(env, contract.ENV_TORCH_THREADS, DEFAULT_TORCH_THREADS, 1),
+            workers=workers,
         )

@@ -1,13 +1,26 @@
-"""Prometheus metrics of one function process.
+"""Prometheus metrics of one function container.
 
 Each app gets its own registry, so several apps in one test process do not clash.
-The runtime serves one gunicorn worker process per container (see ``server``), so
-the plain in-process registry is exact and prometheus multiprocess mode is not needed.
+With one worker process the in-process registry is exact. With several (see
+``server`` and ``workers``), ``PROMETHEUS_MULTIPROC_DIR`` is set before the workers
+start, every sample is kept in that directory's files, and :meth:`RuntimeMetrics.render`
+sums the files of all workers, so any worker answers ``/metrics`` for the whole pod.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+from aiservice_functions.runtime import workers
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -26,7 +39,17 @@ OUTCOMES = (
 
 
 class RuntimeMetrics:
-    def __init__(self) -> None:
+    """The function's metrics for one model version; :meth:`record` is the per-event path."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, model_version: str) -> None:
+        self.shared_dir = workers.shared_dir()
+        if self.shared_dir is not None and not getattr(values.ValueClass, "_multiprocess", False):
+            # prometheus_client picks its value store when first imported; if something
+            # imported it before the directory was exported, switch to the shared files.
+            values.ValueClass = values.MultiProcessValue()
+        self.model_version = model_version
         self.registry = CollectorRegistry(auto_describe=True)
         self.events = Counter(
             "aisvc_function_events",
@@ -50,7 +73,32 @@ class RuntimeMetrics:
         )
         self.model_ready = Gauge(
             "aisvc_function_model_ready",
-            "1 once the model of this version is loaded.",
+            "1 once the model of this version is loaded (in every live worker process).",
             ["model_version"],
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
+        self.model_ready.labels(model_version).set(0)
+        # Children per outcome, made once: ``labels()`` takes a lock and builds a key
+        # on every call, which shows on a sub-millisecond request path.
+        self._by_outcome: dict[str, tuple[Counter, Histogram]] = {}
+
+    def record(self, outcome: str, seconds: float) -> None:
+        """Count one answered event and its latency."""
+        children = self._by_outcome.get(outcome)
+        if children is None:
+            children = (
+                self.events.labels(outcome, self.model_version),
+                self.latency.labels(self.model_version, outcome),
+            )
+            self._by_outcome[outcome] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def render(self) -> bytes:
+        """The exposition text: this process's registry, or the sum over all workers."""
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, str(self.shared_dir))
+        return generate_latest(registry)

@@ -1,22 +1,29 @@
-"""Serve a function with gunicorn: one worker process, gthread threads.
+"""Serve a function with gunicorn: ``AISVC_WORKERS`` worker processes, gthread threads.
 
-One process per container, on purpose: Knative scales by pods, the model is held
-once in memory, micro-batching needs all concurrent events in the same process to
-form batches, and the Prometheus registry stays exact without multiprocess mode.
-Threads follow Knative's ``containerConcurrency`` (``AISVC_CONCURRENCY``) so every
-event Knative may send at once has a thread; torch itself runs single-threaded
-(see ``models.torch_setup``).
+A function that micro-batches runs one worker by default: a batch only forms from the
+events of one process, and Knative scales by pods. A function that does not batch is
+bound by the HTTP stack, which a single Python process runs on one core at most, so it
+runs two workers by default (``config.UNBATCHED_WORKERS``); each loads its own model.
+Threads follow Knative's ``containerConcurrency`` (``AISVC_CONCURRENCY``), a per-pod
+bound, split across the workers so every event Knative may send at once has a thread;
+torch itself runs single-threaded (see ``models.torch_setup``).
+
+With several workers, Prometheus multiprocess mode sums the workers' metrics and ready
+markers gate readiness on every worker's model (see ``workers``); the directory for both
+is created (or emptied) here before the workers start.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from aiservice_functions import contract
 from aiservice_functions.models.uri import as_uri, check_uri
+from aiservice_functions.runtime import workers
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.function import Function, load_entrypoint
 from aiservice_functions.runtime.logs import configure_logging, logging_dict
@@ -52,12 +59,20 @@ class _GunicornApp(BaseApplication):
         return create_app(self._function, self._config)
 
 
+def _child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook, in the master: a worker is gone, forget its metrics and ready marker."""
+    shared = workers.shared_dir()
+    if shared is not None:
+        workers.mark_dead(shared, worker.pid)
+
+
 def gunicorn_options(config: RuntimeConfig, host: str, port: int) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",
-        "workers": 1,
+        "workers": config.workers,
         "worker_class": "gthread",
-        "threads": config.threads,
+        "threads": config.threads_per_worker,
+        "child_exit": _child_exit,
         # gthread heartbeats from its main loop, so a long forward pass does not trip
         # this; it only catches a wedged worker.
         "timeout": int(max(30, config.timeout_seconds * 2)),
@@ -108,4 +123,15 @@ def serve(
     function = load_entrypoint(entrypoint)
     config = RuntimeConfig.from_env(function.batching)
     options = gunicorn_options(config, host or default_host(), port or default_port())
-    _GunicornApp(function, config, options).run()
+    made: Path | None = None
+    if config.workers > 1 or workers.shared_dir() is not None:
+        shared, created = workers.prepare_shared_dir()
+        made = shared if created else None
+    master = os.getpid()
+    try:
+        _GunicornApp(function, config, options).run()
+    finally:
+        # A worker leaves through here too (gunicorn ends it with SystemExit after the
+        # fork); only the master removes the directory the others still use.
+        if made is not None and os.getpid() == master:
+            workers.remove_shared_dir(made)
