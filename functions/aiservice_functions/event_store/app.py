@@ -40,7 +40,8 @@ Query and replay (``Authorization: Bearer <token>``; 401 without it, 403 when wr
   (events/s), ``limit`` → ``{"selected", "replayed", "failed", "results": [...]}``.
 
 Health: ``/health/liveness``; ``/health/readiness`` (the database answers).
-No event data, error data or tokens are logged.
+Metrics: ``GET /metrics`` (Prometheus text, no token: counts and timings only, see
+:mod:`.telemetry`). No event data, error data or tokens are logged.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ from aiservice_functions.event_store.records import (
 from aiservice_functions.event_store.replay import ReplayOptions, check_url, replay
 from aiservice_functions.event_store.retention import RetentionPolicy, RetentionThread
 from aiservice_functions.event_store.storage import SqlStore, StoreUnavailable
+from aiservice_functions.event_store.telemetry import StoreMetrics
 from aiservice_functions.runtime.cloudevents_http import InvalidEvent
 
 log = logging.getLogger(__name__)
@@ -219,8 +221,13 @@ def create_app(
     # reading max+1 bytes is how an oversized one is told from one of exactly max bytes.
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
     defaults = replay_defaults or ReplayOptions()
-    thread = RetentionThread(store, retention).start() if retention and retention.active else None
-    app.extensions[EXTENSION_KEY] = {"store": store, "retention": thread}
+    metrics = StoreMetrics()
+    thread = (
+        RetentionThread(store, retention, on_deleted=metrics.retention()).start()
+        if retention and retention.active
+        else None
+    )
+    app.extensions[EXTENSION_KEY] = {"store": store, "retention": thread, "metrics": metrics}
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Response:
@@ -244,13 +251,23 @@ def create_app(
         return _error(refusal.status, refusal.reason) if refusal else None
 
     def ingest_event(kind: Kind, namespace: str, name: str) -> Response:
-        body = _read_body(max_body_bytes)
         try:
+            body = _read_body(max_body_bytes)
             record = ingest.to_record(kind, namespace, name, dict(request.headers), body)
+        except RequestEntityTooLarge:
+            metrics.ingest(kind, "refused")
+            raise
         except InvalidEvent as err:
+            metrics.ingest(kind, "refused")
             log.info("refused %s for %s/%s: %s", kind, namespace[:63], name[:63], err.reason)
             return _error(err.status, err.reason)
-        seq, created = store.add(record)
+        try:
+            with metrics.timed("add"):
+                seq, created = store.add(record)
+        except StoreUnavailable:
+            metrics.ingest(kind, "unavailable")
+            raise
+        metrics.ingest(kind, "stored" if created else "duplicate")
         log.debug(
             "%s %s %s/%s seq=%d", "stored" if created else "redelivered", kind, namespace, name, seq
         )
@@ -261,7 +278,8 @@ def create_app(
     def list_events(source: dict[str, Any], flt: EventFilter) -> Response:
         limit = _opt_int(source, "limit") or 50
         try:
-            page = store.page(flt, limit=limit, cursor=_opt_str(source, "cursor"))
+            with metrics.timed("page"):
+                page = store.page(flt, limit=limit, cursor=_opt_str(source, "cursor"))
         except ValueError as err:
             raise BadRequest(str(err)) from None
         return jsonify({"items": [r.summary() for r in page.items], "nextCursor": page.next_cursor})
@@ -299,7 +317,8 @@ def create_app(
         refused = guard()
         if refused:
             return refused
-        record = store.get(seq)
+        with metrics.timed("get"):
+            record = store.get(seq)
         if record is None:
             return _error(404, f"no record with seq {seq}")
         return jsonify(record.detail())
@@ -311,7 +330,8 @@ def create_app(
             return refused
         args = dict(request.args)
         flt = _filter(args, kind=None, replayed=None)
-        services, revisions = store.stats(flt)
+        with metrics.timed("stats"):
+            services, revisions = store.stats(flt)
         return jsonify(
             {
                 "since": rfc3339(flt.since),
@@ -361,6 +381,7 @@ def create_app(
             limit=_opt_int(body, "limit") or defaults.limit,
         )
         summary = replay(store, flt, options, client=http_client)
+        metrics.replay(summary.replayed, summary.failed)
         return jsonify(summary.to_json())
 
     @app.get(contract.PATH_LIVENESS)
@@ -369,7 +390,13 @@ def create_app(
 
     @app.get(contract.PATH_READINESS)
     def readiness() -> Response:
-        store.ping()
+        with metrics.timed("ping"):
+            store.ping()
         return jsonify({"status": "ok", "backend": store.backend})
+
+    @app.get(contract.PATH_METRICS)
+    def metrics_route() -> Response:
+        # No token: counts and timings only, nothing of any event (see .telemetry).
+        return Response(metrics.render(), content_type=metrics.content_type)
 
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiservice_functions.event_store.records import now_us
@@ -34,14 +35,25 @@ class RetentionPolicy:
         return self.max_age_s is not None or self.max_count is not None
 
 
-def enforce(store: SqlStore, policy: RetentionPolicy, stop: threading.Event | None = None) -> int:
+Deleted = Callable[[str, int], None]
+"""Told of each batch deleted: (the limit, ``max_age`` or ``max_count``; how many)."""
+
+
+def enforce(
+    store: SqlStore,
+    policy: RetentionPolicy,
+    stop: threading.Event | None = None,
+    on_deleted: Deleted | None = None,
+) -> int:
     """One full pass; returns how many records were deleted."""
     stop = stop or threading.Event()
+    report = on_deleted or (lambda limit, n: None)
     deleted = 0
     if policy.max_age_s is not None:
         cutoff = now_us() - int(policy.max_age_s * 1_000_000)
         while not stop.is_set():
             n = store.delete_older_than(cutoff, policy.batch)
+            report("max_age", n)
             deleted += n
             if n < policy.batch:
                 break
@@ -50,6 +62,7 @@ def enforce(store: SqlStore, policy: RetentionPolicy, stop: threading.Event | No
         for namespace, name, kind in store.over_count(policy.max_count):
             while not stop.is_set():
                 n = store.delete_beyond_count(namespace, name, kind, policy.max_count, policy.batch)
+                report("max_count", n)
                 deleted += n
                 if n < policy.batch:
                     break
@@ -60,9 +73,12 @@ def enforce(store: SqlStore, policy: RetentionPolicy, stop: threading.Event | No
 class RetentionThread:
     """Runs :func:`enforce` every ``policy.interval_s`` until :meth:`stop`."""
 
-    def __init__(self, store: SqlStore, policy: RetentionPolicy) -> None:
+    def __init__(
+        self, store: SqlStore, policy: RetentionPolicy, on_deleted: Deleted | None = None
+    ) -> None:
         self.store = store
         self.policy = policy
+        self.on_deleted = on_deleted
         self._stop = threading.Event()
         self.passes = 0
         self.deleted = 0
@@ -75,7 +91,7 @@ class RetentionThread:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                n = enforce(self.store, self.policy, self._stop)
+                n = enforce(self.store, self.policy, self._stop, self.on_deleted)
                 self.deleted += n
                 if n:
                     log.info("retention: deleted %d records", n)

@@ -6,16 +6,23 @@ lock contention, while threads overlap the fsync of one commit with the parsing 
 next request. On PostgreSQL, ``--workers`` can be raised. Each worker opens its own
 connections (after the fork) and runs its own retention thread; deletes are bounded and
 idempotent, so workers retaining at once only repeat each other's no-ops.
+
+Metrics with several workers: ``PROMETHEUS_MULTIPROC_DIR`` (the one given, e.g. an
+emptyDir, else a temporary directory) is emptied and exported before the workers fork, so
+``/metrics`` from any worker sums all of them (:mod:`.telemetry`).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+
+from aiservice_functions.event_store import telemetry
 
 
 class _Gunicorn(BaseApplication):
@@ -42,6 +49,10 @@ def serve(
 ) -> None:
     """Run gunicorn in this process until it is stopped (SIGTERM: graceful)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    hooks: dict[str, Any] = {}
+    if workers > 1 or telemetry.shared_dir() is not None:
+        telemetry.prepare_shared_dir(lambda: tempfile.mkdtemp(prefix="aisvc-event-store-"))
+        hooks["child_exit"] = lambda _server, worker: telemetry.mark_dead(worker.pid)
     _Gunicorn(
         factory,
         {
@@ -58,5 +69,6 @@ def serve(
             # gunicorn >= 25 opens a control socket under $HOME by default; several stores
             # on one machine would clash, and a read-only container home has no room.
             "control_socket_disable": True,
+            **hooks,
         },
     ).run()

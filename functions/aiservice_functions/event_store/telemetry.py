@@ -1,0 +1,150 @@
+"""Prometheus metrics of the event store, served on ``/metrics``.
+
+What an operator of the store watches: events ingested per kind and outcome (stored, a
+redelivered duplicate, refused as not a CloudEvent or too large, or not stored because the
+database was unavailable), replay results, records deleted by retention, and the latency
+of the database operations behind each request. The metrics carry counts and timings
+only — no event data, no AIService names — so ``/metrics`` needs no token.
+
+Each app gets its own registry (several apps in one test process do not clash). With one
+gunicorn worker the in-process registry is exact. With several, :mod:`.server` exports
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start; every sample is then kept in that
+directory's files and :meth:`StoreMetrics.render` sums the files of all workers, so any
+worker answers ``/metrics`` for the whole pod.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from time import perf_counter
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+ENV_MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
+OUTCOMES: Final = ("stored", "duplicate", "refused", "unavailable")
+OPERATIONS: Final = ("add", "page", "get", "stats", "ping")
+BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def shared_dir() -> Path | None:
+    """The directory shared by all worker processes, when several serve."""
+    raw = os.environ.get(ENV_MULTIPROC_DIR, "").strip()
+    return Path(raw) if raw else None
+
+
+class StoreMetrics:
+    """The store's metric families and the cheap calls the request path makes."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.shared_dir = shared_dir()
+        if self.shared_dir is not None and not getattr(values.ValueClass, "_multiprocess", False):
+            # prometheus_client picks its value store when first imported; if that was
+            # before the directory was exported, switch to the shared files now.
+            values.ValueClass = values.MultiProcessValue()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.ingested = Counter(
+            "aisvc_event_store_ingested",
+            "Events received for ingest by kind (dead-letter, audit) and outcome: stored, "
+            "duplicate (a redelivery, stored once), refused (not a CloudEvent, too large), "
+            "unavailable (the database did not answer; the sender retries).",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.replayed = Counter(
+            "aisvc_event_store_replayed",
+            "Dead letters re-sent by replay, by result: replayed (the target answered 2xx) "
+            "or failed.",
+            ["result"],
+            registry=self.registry,
+        )
+        self.retention_deleted = Counter(
+            "aisvc_event_store_retention_deleted",
+            "Records deleted by retention, by the limit that deleted them (max_age, max_count).",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.store_seconds = Histogram(
+            "aisvc_event_store_store_duration_seconds",
+            "Latency of the database operation behind a request: add (ingest, committed), "
+            "page (list), get, stats, ping (readiness).",
+            ["operation"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        # Children made once: `labels()` takes a lock and builds a key on every call.
+        self._timers = {op: self.store_seconds.labels(op) for op in OPERATIONS}
+        for kind in ("dead-letter", "audit"):
+            for outcome in OUTCOMES:
+                self.ingested.labels(kind, outcome)
+        for result in ("replayed", "failed"):
+            self.replayed.labels(result)
+        for limit in ("max_age", "max_count"):
+            self.retention_deleted.labels(limit)
+
+    def ingest(self, kind: str, outcome: str) -> None:
+        self.ingested.labels(kind, outcome).inc()
+
+    @contextmanager
+    def timed(self, operation: str) -> Iterator[None]:
+        """Observe how long the block (one database operation) took, failed or not."""
+        started = perf_counter()
+        try:
+            yield
+        finally:
+            self._timers[operation].observe(perf_counter() - started)
+
+    def replay(self, replayed: int, failed: int) -> None:
+        if replayed:
+            self.replayed.labels("replayed").inc(replayed)
+        if failed:
+            self.replayed.labels("failed").inc(failed)
+
+    def retention(self) -> Callable[[str, int], None]:
+        """The callback retention reports its deletions to: (limit, count)."""
+
+        def deleted(limit: str, count: int) -> None:
+            if count:
+                self.retention_deleted.labels(limit).inc(count)
+
+        return deleted
+
+    def render(self) -> bytes:
+        """The exposition text: this process's registry, or the sum over all workers."""
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, str(self.shared_dir))
+        return generate_latest(registry)
+
+
+def prepare_shared_dir(make_temp: Callable[[], str]) -> Path:
+    """Export (and empty) the directory the workers' samples go to, before they start:
+    the one set in ``PROMETHEUS_MULTIPROC_DIR`` (e.g. an emptyDir), else a new one from
+    ``make_temp``. Files left by an earlier run would be counted again, so they go."""
+    path = shared_dir() or Path(make_temp())
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[ENV_MULTIPROC_DIR] = str(path)
+    return path
+
+
+def mark_dead(pid: int) -> None:
+    """Drop an exited worker's live-gauge files (its counters keep counting in the sum)."""
+    directory = shared_dir()
+    if directory is not None:
+        multiprocess.mark_process_dead(pid, str(directory))

@@ -1,0 +1,107 @@
+"""The event store's /metrics over real HTTP: ingest outcomes, replay results, retention
+deletions and store latency count what the requests did; no token is needed and no event
+data shows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+from aiservice_functions import contract
+from aiservice_functions.event_store.retention import RetentionPolicy
+from es_helpers import AUTH, NS, SVC, Receiver, dead_letter_headers, post_dead_letter
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(client: httpx.Client, server: str) -> tuple[str, Samples]:
+    response = client.get(f"{server}{contract.PATH_METRICS}")  # no Authorization header
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    return response.text, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_ingest_outcomes_are_counted_per_kind(server: str, client: httpx.Client) -> None:
+    for event_id in ("a", "b", "c"):
+        assert post_dead_letter(client, server, event_id).status_code == 201
+    assert post_dead_letter(client, server, "a").status_code == 200  # redelivery
+    not_an_event = client.post(
+        server + contract.dead_letter_path(NS, SVC), content=b"{}", headers={"content-type": "x"}
+    )
+    assert not_an_event.status_code in (400, 415)
+    too_large = client.post(
+        server + contract.dead_letter_path(NS, SVC),
+        headers=dead_letter_headers("huge"),
+        content=b"x" * (contract.DEFAULT_MAX_BODY_BYTES + 10),
+    )
+    assert too_large.status_code == 413
+    audit = client.post(
+        server + contract.audit_path(NS, SVC),
+        headers={**dead_letter_headers("decision-1"), "ce-type": "dev.aiservice.rollout.decision"},
+        content=b"{}",
+    )
+    assert audit.status_code == 201
+
+    text, samples = scrape(client, server)
+    name = "aisvc_event_store_ingested_total"
+    assert value(samples, name, kind="dead-letter", outcome="stored") == 3
+    assert value(samples, name, kind="dead-letter", outcome="duplicate") == 1
+    assert value(samples, name, kind="dead-letter", outcome="refused") == 2
+    assert value(samples, name, kind="dead-letter", outcome="unavailable") == 0
+    assert value(samples, name, kind="audit", outcome="stored") == 1
+    # Every add that reached the database was timed: 3 stored + 1 duplicate + 1 audit.
+    assert value(samples, "aisvc_event_store_store_duration_seconds_count", operation="add") == 5
+    assert value(samples, "aisvc_event_store_store_duration_seconds_sum", operation="add") > 0
+    # Counts only: neither ids, sources nor AIService names reach the metrics.
+    assert "review a" not in text and "/shop/reviews" not in text and SVC not in text
+
+
+def test_queries_and_replays_are_counted(
+    server: str, client: httpx.Client, receiver: Receiver
+) -> None:
+    for event_id in ("r1", "r2", "r3"):
+        post_dead_letter(client, server, event_id)
+    receiver.fail_ids = {"r2"}
+    assert client.get(f"{server}/v1/events", headers=AUTH).status_code == 200
+    assert client.get(f"{server}/v1/events/1", headers=AUTH).status_code == 200
+    response = client.post(
+        f"{server}/v1/replay", json={"all": True, "target": receiver.url}, headers=AUTH
+    )
+    assert (response.json()["replayed"], response.json()["failed"]) == (2, 1)
+
+    _, samples = scrape(client, server)
+    assert value(samples, "aisvc_event_store_replayed_total", result="replayed") == 2
+    assert value(samples, "aisvc_event_store_replayed_total", result="failed") == 1
+    timed = "aisvc_event_store_store_duration_seconds_count"
+    assert value(samples, timed, operation="page") == 1
+    assert value(samples, timed, operation="get") == 1
+
+
+def test_retention_deletions_are_counted(
+    make_server_url: Callable[..., str], client: httpx.Client
+) -> None:
+    server = make_server_url(
+        retention=RetentionPolicy(max_count=2, interval_s=0.05, batch=10, pause_s=0)
+    )
+    for i in range(5):
+        assert post_dead_letter(client, server, f"old-{i}").status_code == 201
+    name = "aisvc_event_store_retention_deleted_total"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        _, samples = scrape(client, server)
+        if value(samples, name, limit="max_count") >= 3:
+            break
+        time.sleep(0.05)
+    assert value(samples, name, limit="max_count") == 3
+    assert value(samples, name, limit="max_age") == 0
