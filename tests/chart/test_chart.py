@@ -23,7 +23,7 @@ KUBERNETES_VERSION = "1.35.0"
 """The Kubernetes version the rendered objects are validated against (helm's own client is 1.35)."""
 
 # Kinds that are not part of Kubernetes itself: they are checked by the tests below instead.
-CUSTOM_KINDS = {"ClusterKopfPeering", "PodMonitor"}
+CUSTOM_KINDS = {"ClusterKopfPeering", "PodMonitor", "ServiceMonitor"}
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -52,7 +52,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "prometheus": {"url": "http://prometheus-operated.monitoring:9090"},
             "queries": {"requests": 'sum(rate(my_requests{{revision="{revision}"}}[{interval}]))'},
         },
-        "metrics": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+        "metrics": {
+            "podMonitor": {"enabled": True, "labels": {"release": "prom"}},
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+        },
         "podDisruptionBudget": {"maxUnavailable": 2},
     },
     "minimal": {
@@ -196,10 +199,11 @@ def test_without_peering_the_operator_runs_standalone(render: RenderFn) -> None:
         "PodDisruptionBudget",
         "Secret",
         "PersistentVolumeClaim",
-        "Service",
         "NetworkPolicy",
     ):
         assert not rendered.of_kind(kind), kind
+    services = [s["metadata"]["name"] for s in rendered.of_kind("Service")]
+    assert services == ["aisvc-aiservice-operator-metrics"]  # the operator's own, no store
 
 
 def test_event_store_defaults_to_sqlite_on_a_volume(render: RenderFn) -> None:
