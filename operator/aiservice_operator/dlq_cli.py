@@ -123,9 +123,13 @@ def _request(method: str, url: str | None, path: str, token: str | None, **kwarg
     return response.json()
 
 
-def _fail(err: Exception) -> typer.Exit:
-    typer.echo(f"error: {err}", err=True)
-    return typer.Exit(code=1)
+def _call(method: str, url: str | None, path: str, token: str | None, **kwargs: Any) -> Any:
+    """`_request` for a command: a failure is printed and ends the command with status 1."""
+    try:
+        return _request(method, url, path, token, **kwargs)
+    except StoreError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from None
 
 
 def _filters(
@@ -205,17 +209,14 @@ def list_(
     params["limit"] = limit
     items: list[dict[str, Any]] = []
     next_cursor = cursor
-    try:
-        while True:
-            if next_cursor:
-                params["cursor"] = next_cursor
-            page = _request("GET", url, "/v1/events", token, params=params)
-            items += page["items"]
-            next_cursor = page["nextCursor"]
-            if not all_pages or not next_cursor:
-                break
-    except StoreError as err:
-        raise _fail(err) from None
+    while True:
+        if next_cursor:
+            params["cursor"] = next_cursor
+        page = _call("GET", url, "/v1/events", token, params=params)
+        items += page["items"]
+        next_cursor = page["nextCursor"]
+        if not all_pages or not next_cursor:
+            break
     if output is Output.json:
         typer.echo(json.dumps({"items": items, "nextCursor": next_cursor}, indent=2))
         return
@@ -234,10 +235,7 @@ def show(
     output: OutputOpt = Output.table,
 ) -> None:
     """Show one record: why it failed and the whole event."""
-    try:
-        record = _request("GET", url, f"/v1/events/{seq}", token)
-    except StoreError as err:
-        raise _fail(err) from None
+    record = _call("GET", url, f"/v1/events/{seq}", token)
     if output is Output.json:
         typer.echo(json.dumps(record, indent=2))
         return
@@ -329,10 +327,7 @@ def replay(
             body[key] = value
     if force:
         body["force"] = True
-    try:
-        summary = _request("POST", url, "/v1/replay", token, json=body, timeout=600.0)
-    except StoreError as err:
-        raise _fail(err) from None
+    summary = _call("POST", url, "/v1/replay", token, json=body, timeout=600.0)
     if output is Output.json:
         typer.echo(json.dumps(summary, indent=2))
     else:
@@ -370,10 +365,7 @@ def stats(
 ) -> None:
     """Dead-letter counts per AIService and per revision."""
     params = _filters(namespace, name, None, None, None, since, until)
-    try:
-        result = _request("GET", url, contract.EVENT_STORE_STATS_PATH, token, params=params)
-    except StoreError as err:
-        raise _fail(err) from None
+    result = _call("GET", url, contract.EVENT_STORE_STATS_PATH, token, params=params)
     if output is Output.json:
         typer.echo(json.dumps(result, indent=2))
         return
