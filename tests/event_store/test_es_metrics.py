@@ -4,13 +4,27 @@ data shows."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from aiservice_functions import contract
 from aiservice_functions.event_store.retention import RetentionPolicy
-from es_helpers import AUTH, NS, SVC, Receiver, dead_letter_headers, post_dead_letter
+from es_helpers import (
+    AUTH,
+    NS,
+    SVC,
+    Receiver,
+    dead_letter_headers,
+    free_port,
+    post_dead_letter,
+)
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -105,3 +119,74 @@ def test_retention_deletions_are_counted(
         time.sleep(0.05)
     assert value(samples, name, limit="max_count") == 3
     assert value(samples, name, limit="max_age") == 0
+
+
+def test_several_workers_answer_for_all_of_them(tmp_path: Path) -> None:
+    """Real gunicorn with two worker processes: whichever worker answers /metrics, it
+    counts the events every worker stored (samples shared through PROMETHEUS_MULTIPROC_DIR)."""
+    port = free_port()
+    shared = tmp_path / "prom"
+    shared.mkdir()
+    (shared / "counter_1.db").write_bytes(b"stale")  # a previous run's file: removed at start
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
+    command = [sys.executable, "-m", "aiservice_functions.event_store", "serve"]
+    args = ["--db", f"sqlite:///{tmp_path}/events.db", "--host", "127.0.0.1"]
+    log = (tmp_path / "log").open("wb")
+    proc = subprocess.Popen(
+        [*command, *args, "--port", str(port), "--workers", "2", "--threads", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(timeout=10) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, (tmp_path / "log").read_text()[-2000:]
+                try:
+                    if client.get(base + contract.PATH_READINESS).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "store did not become ready"
+                time.sleep(0.1)
+            for i in range(8):
+                # A new connection each: gunicorn hands them to either worker.
+                response = httpx.post(
+                    base + contract.dead_letter_path(NS, SVC),
+                    headers=dead_letter_headers(f"w-{i}"),
+                    content=b"{}",
+                    timeout=10,
+                )
+                assert response.status_code == 201
+            for _ in range(4):
+                with httpx.Client(timeout=10) as fresh:  # a new connection, any worker
+                    _, samples = scrape(fresh, base)
+                name = "aisvc_event_store_ingested_total"
+                assert value(samples, name, kind="dead-letter", outcome="stored") == 8
+            # Two workers, each with its own file; the answer above is their sum (in a
+            # typical run gunicorn spreads the eight events 4 and 4).
+            per_worker = _stored_per_worker(shared)
+            assert len(per_worker) == 2 and sum(per_worker.values()) == 8
+        assert not (shared / "counter_1.db").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+        log.close()
+
+
+def _stored_per_worker(shared: Path) -> dict[str, float]:
+    """Dead letters stored, per worker file of the shared directory."""
+    out = {}
+    for path in shared.glob("counter_*.db"):
+        values = MmapedDict(str(path))
+        try:
+            out[path.name] = sum(
+                v for key, v, _ in values.read_all_values() if "ingested" in key and "stored" in key
+            )
+        finally:
+            values.close()
+    return out
