@@ -6,7 +6,7 @@ For each model (MiniLM ``sentiment``, tiny-MLP ``fraud``) it
 1. measures the in-process ceiling: ``infer`` on batches of 32, one torch thread per
    process, for 1 and 2 processes (no HTTP at all);
 2. starts every server at once on loopback: ours (``python -m aiservice_functions.runtime
-   serve``: gunicorn, one worker, the function's own batching defaults) and KServe 0.21
+   serve``: gunicorn, the function's own worker-count and batching defaults) and KServe 0.21
    with 1 worker (its default, the same process count as ours) and with 2 workers;
 3. checks that all servers give the same answers for the sample payloads;
 4. runs ``wrk`` (closed loop, binary-mode CloudEvents, one item per request) at each
