@@ -67,10 +67,21 @@ def reconciled(result: str, seconds: float) -> None:
     RECONCILE_SECONDS.observe(seconds)
 
 
+_API_CHILDREN: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+"""Label children made once per (group, resource, verb, code): `labels()` takes a lock and
+builds a key on every call, several times the cost of the increment itself."""
+
+
 def api_request(group: str, resource: str, verb: str, code: int, seconds: float) -> None:
     """Count one Kubernetes API request and its latency."""
-    API_REQUESTS.labels(group, resource, verb, str(code)).inc()
-    API_SECONDS.labels(verb).observe(seconds)
+    key = (group, resource, verb, code)
+    children = _API_CHILDREN.get(key)
+    if children is None:
+        children = _API_CHILDREN.setdefault(
+            key, (API_REQUESTS.labels(group, resource, verb, str(code)), API_SECONDS.labels(verb))
+        )
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def children_written(kind: str, actions: Iterable[str]) -> None:
