@@ -316,33 +316,47 @@ class Dispatcher:
         self, trigger: TriggerRuntime, event: CloudEvent
     ) -> tuple[str, int | None, int, CloudEvent | None]:
         """One Trigger's delivery of one event: (outcome, last status, attempts, reply)."""
+        result, attempt, delivered = await self._send(
+            trigger, trigger.subscriber, event, retries=self.stats.retries
+        )
+        if not delivered:
+            outcome = await self._dead_letter(trigger, event, result)
+            return outcome, result.status, attempt, None
+        self.stats.delivered[trigger.name] += 1
+        reply = self._reply(trigger, event, result)
+        if reply is not None and _hops(reply) > self.hop_limit:
+            loop_body = (
+                f"reply loop: {_hops(reply)} hops exceed the limit of {self.hop_limit}"
+            ).encode()
+            outcome = await self._dead_letter(
+                trigger, reply, _Attempt(LOOP_STATUS, loop_body, {}, result.revision)
+            )
+            return outcome, result.status, attempt, None
+        return "delivered", result.status, attempt, reply
+
+    async def _send(
+        self,
+        trigger: TriggerRuntime,
+        dest: Destination,
+        event: CloudEvent,
+        retries: Counter[str] | None = None,
+    ) -> tuple[_Attempt, int, bool]:
+        """Post ``event`` to ``dest`` until it is delivered or the Trigger's delivery policy
+        gives up: (last attempt, attempts, delivered). Each retry is counted in ``retries``."""
         policy = trigger.policy
         attempt = 0
         while True:
             attempt += 1
             try:
-                result = await self._post(trigger.subscriber, event, policy.timeout)
+                result = await self._post(dest, event, policy.timeout)
             except (aiohttp.ClientError, OSError, TimeoutError) as err:
                 result = _Attempt(None, f"{type(err).__name__}: {err}".encode(), {})
             decision = delivery.decide(policy, attempt, result.status)
-            if decision == "delivered":
-                self.stats.delivered[trigger.name] += 1
-                reply = self._reply(trigger, event, result)
-                if reply is not None and _hops(reply) > self.hop_limit:
-                    loop_body = (
-                        f"reply loop: {_hops(reply)} hops exceed the limit of {self.hop_limit}"
-                    ).encode()
-                    outcome = await self._dead_letter(
-                        trigger, reply, _Attempt(LOOP_STATUS, loop_body, {}, result.revision)
-                    )
-                    return outcome, result.status, attempt, None
-                return "delivered", result.status, attempt, reply
-            if decision == "retry":
-                self.stats.retries[trigger.name] += 1
-                await asyncio.sleep(delivery.backoff_seconds(policy, attempt))
-                continue
-            outcome = await self._dead_letter(trigger, event, result)
-            return outcome, result.status, attempt, None
+            if decision != "retry":
+                return result, attempt, decision == "delivered"
+            if retries is not None:
+                retries[trigger.name] += 1
+            await asyncio.sleep(delivery.backoff_seconds(policy, attempt))
 
     def _reply(
         self, trigger: TriggerRuntime, event: CloudEvent, result: _Attempt
@@ -383,30 +397,19 @@ class Dispatcher:
         if failed.revision:
             attrs[contract.EXT_REVISION] = failed.revision
         letter = CloudEvent(attrs, event.get_data())
-        policy = trigger.policy
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                result = await self._post(trigger.dead_letter, letter, policy.timeout)
-            except (aiohttp.ClientError, OSError, TimeoutError) as err:
-                result = _Attempt(None, str(err).encode(), {})
-            decision = delivery.decide(policy, attempt, result.status)
-            if decision == "delivered":
-                self.stats.dead_lettered[trigger.name] += 1
-                self._tell("dead-letter", trigger, letter)
-                return "dead-lettered"
-            if decision == "retry":
-                await asyncio.sleep(delivery.backoff_seconds(policy, attempt))
-                continue
-            self.stats.dead_letter_failed[trigger.name] += 1
-            log.error(
-                "%s: event %s could not be dead-lettered (%s); it stays in the broker log",
-                trigger.name,
-                event.get_id(),
-                result.status,
-            )
-            return "dead-letter-failed"
+        result, _, delivered = await self._send(trigger, trigger.dead_letter, letter)
+        if delivered:
+            self.stats.dead_lettered[trigger.name] += 1
+            self._tell("dead-letter", trigger, letter)
+            return "dead-lettered"
+        self.stats.dead_letter_failed[trigger.name] += 1
+        log.error(
+            "%s: event %s could not be dead-lettered (%s); it stays in the broker log",
+            trigger.name,
+            event.get_id(),
+            result.status,
+        )
+        return "dead-letter-failed"
 
 
 def _hops(event: CloudEvent) -> int:
