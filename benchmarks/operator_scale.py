@@ -30,6 +30,7 @@ import concurrent.futures
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -136,6 +137,13 @@ class ApiServer:
         self._log.close()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class Operator:
     """`python -m aiservice_operator` pointed at the API server."""
 
@@ -143,7 +151,8 @@ class Operator:
         self, url: str, log: Path, env: dict[str, str] | None = None, source: Path | None = None
     ) -> None:
         self._log = log.open("a")
-        extra = dict(env or {})
+        # Its /metrics on a free port (the default one may be taken on a shared machine).
+        extra = {"AISVC_METRICS_PORT": str(_free_port()), **(env or {})}
         if source is not None:  # an exported tree of another commit, imported first
             paths = [str(source / "operator"), str(source / "functions")]
             extra["PYTHONPATH"] = os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])
