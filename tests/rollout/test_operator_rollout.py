@@ -159,6 +159,7 @@ def test_good_canary_promoted_across_a_restart_and_bad_one_rolled_back(
     cluster: tuple[EmulatorThread, Config], event_store: EventStore
 ) -> None:
     kube, config = cluster
+    decisions_before = _decisions()
     with OperatorThread(kube.url, config):
         for name in ("good", "bad"):
             kube.create(AISERVICES, manifest(name, failureLimit=1))
@@ -225,3 +226,22 @@ def test_good_canary_promoted_across_a_restart_and_bad_one_rolled_back(
     audit = event_store.audit("good", NS)
     assert {a["type"] for a in audit} == {"dev.aiservice.rollout.decision"}
     assert len(audit) >= len(done["history"])
+    # The operator's metrics count the decisions by action and phase.
+    by_action: dict[str, float] = {}
+    for (action, phase), count in _decisions().items():
+        earlier = decisions_before.get((action, phase), 0)
+        by_action[action] = by_action.get(action, 0) + count - earlier
+    assert by_action["rollback"] >= 1 and by_action["abort"] >= 1
+    assert by_action["succeed"] >= 2  # good and shadow
+
+
+def _decisions() -> dict[tuple[str, str], float]:
+    """The operator's rollout decision counter, from this process's registry."""
+    from aiservice_operator.operator_metrics import ROLLOUT_DECISIONS
+
+    return {
+        (s.labels["action"], s.labels["phase"]): s.value
+        for metric in ROLLOUT_DECISIONS.collect()
+        for s in metric.samples
+        if s.name.endswith("_total")
+    }
