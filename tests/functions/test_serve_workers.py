@@ -35,7 +35,8 @@ class Served:
 
 
 def _stale_metrics(directory: Path) -> None:
-    """Files a killed earlier run would leave behind: summed in unless the server empties."""
+    """Files another run left behind: summed in if the server used this directory."""
+    directory.mkdir(parents=True)
     script = (
         "from prometheus_client import Counter\n"
         "c = Counter('aisvc_function_events', 'x', ['outcome', 'model_version'])\n"
@@ -47,13 +48,23 @@ def _stale_metrics(directory: Path) -> None:
     assert any(directory.glob("counter_*.db"))
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(30)
+    return proc.pid
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("workers")
-    gate, metrics_dir = root / "gate", root / "metrics"
+    gate, tmp = root / "gate", root / "tmp"
     gate.mkdir()
-    metrics_dir.mkdir()
-    _stale_metrics(metrics_dir)
+    # A directory a killed server left (removed at start), and one inherited from the
+    # environment, as the function processes of a local run share it (ignored).
+    left = tmp / f"aisvc-metrics-{_dead_pid()}-old"
+    _stale_metrics(left)
+    inherited = root / "inherited"
+    _stale_metrics(inherited)
     model = root / "model.txt"
     model.write_text("m")
     port = free_port()
@@ -61,7 +72,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
         "GATED_FN_DIR": str(gate),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "PROMETHEUS_MULTIPROC_DIR": str(inherited),
+        "TMPDIR": str(tmp),
         "AISVC_WORKERS": "2",
         "AISVC_CONCURRENCY": "8",
         "AISVC_MODEL_URI": model.as_uri(),
@@ -76,7 +88,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         stderr=subprocess.STDOUT,
     )
     try:
-        yield Served(f"http://127.0.0.1:{port}", proc, gate, metrics_dir)
+        deadline = time.monotonic() + 60
+        while not (made := list(tmp.glob(f"aisvc-metrics-{proc.pid}-*"))):
+            assert proc.poll() is None and time.monotonic() < deadline, "no metrics directory"
+            time.sleep(0.02)
+        assert not left.exists()
+        yield Served(f"http://127.0.0.1:{port}", proc, gate, made[0])
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -126,7 +143,6 @@ def test_ready_only_once_every_worker_loaded_its_model(served: Served) -> None:
             pass
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.05)
-    # The stale marker of an earlier run must not count for the loading worker.
     assert not (served.metrics_dir / f"ready-{STALE_PID}").exists()
     # Ask until the worker that has its model answered too: it must say 503 as well.
     answers: list[requests.Response] = []
@@ -145,7 +161,7 @@ def test_metrics_sum_the_events_of_both_workers(served: Served) -> None:
     pids = _worker_pids(served)
     assert len(pids) == 2
     text = _get(f"{served.base}/metrics").text
-    # Exactly what was sent: both workers summed, the stale file of the earlier run gone.
+    # Exactly what was sent: both workers summed, no other run's files.
     replied = metric_value(
         text, "aisvc_function_events_total", outcome="replied", model_version="v1"
     )
@@ -191,6 +207,4 @@ def test_a_replaced_worker_keeps_the_totals_and_drops_its_marker(served: Served)
 def test_sigterm_stops_every_worker(served: Served) -> None:
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(30) == 0
-    # The operator-given directory stays (it may be a mounted volume); markers are gone.
-    assert served.metrics_dir.is_dir()
-    assert not list(served.metrics_dir.glob("ready-*"))
+    assert not served.metrics_dir.exists()

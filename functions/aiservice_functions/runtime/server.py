@@ -10,7 +10,7 @@ torch itself runs single-threaded (see ``models.torch_setup``).
 
 With several workers, Prometheus multiprocess mode sums the workers' metrics and ready
 markers gate readiness on every worker's model (see ``workers``); the directory for both
-is created (or emptied) here before the workers start.
+is made here before the workers start and removed when the server exits.
 """
 
 from __future__ import annotations
@@ -124,9 +124,10 @@ def serve(
     config = RuntimeConfig.from_env(function.batching)
     options = gunicorn_options(config, host or default_host(), port or default_port())
     made: Path | None = None
-    if config.workers > 1 or workers.shared_dir() is not None:
-        shared, created = workers.prepare_shared_dir()
-        made = shared if created else None
+    if config.workers > 1:
+        made = workers.prepare_shared_dir()
+    else:
+        workers.drop_inherited_dir()
     master = os.getpid()
     try:
         _GunicornApp(function, config, options).run()

@@ -7,9 +7,13 @@ reports the sum over all of them. The same directory holds one ready marker per 
 whose model has loaded: readiness answers 200 only when every worker can serve, so the
 pod never gets traffic that a still-loading worker would answer 503.
 
-The directory is per container and scratch: the server empties it at start (files of
-an earlier run would be summed in) and the master drops a dead worker's marker and live
-gauges when gunicorn reaps it.
+The directory belongs to one server: the master makes a new one under the temp dir
+(``TMPDIR``, else ``/tmp``) named after its pid, exports it to the workers it forks and
+removes it at exit; an inherited ``PROMETHEUS_MULTIPROC_DIR`` is replaced, since the
+function processes of a local run share one environment and would sum (and empty) each
+other's files. At start it removes the directories of servers that are gone (killed
+before they could clean up). The master drops a dead worker's marker and live gauges
+when gunicorn reaps it; the worker's counts stay, as counters never go down.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 """prometheus_client reads this name when it is imported; the server sets it before forking."""
 _READY_PREFIX = "ready-"
+_DIR_PREFIX = "aisvc-metrics-"
 
 
 def shared_dir() -> Path | None:
@@ -30,24 +35,33 @@ def shared_dir() -> Path | None:
     return Path(raw) if raw else None
 
 
-def prepare_shared_dir() -> tuple[Path, bool]:
-    """Create (or empty) the shared directory and export it; returns it and whether we made it.
-
-    An operator-set ``PROMETHEUS_MULTIPROC_DIR`` (e.g. an emptyDir) is used and emptied;
-    otherwise a fresh directory under the temp dir (``TMPDIR``, else ``/tmp``) is made,
-    and the caller removes it on exit.
-    """
-    given = os.environ.get(ENV_MULTIPROC_DIR)
-    if given:
-        path = Path(given)
-        path.mkdir(parents=True, exist_ok=True)
-        for entry in path.iterdir():
-            if entry.is_file() and (entry.suffix == ".db" or entry.name.startswith(_READY_PREFIX)):
-                entry.unlink()
-        return path, False
-    path = Path(tempfile.mkdtemp(prefix="aisvc-metrics-"))
+def prepare_shared_dir() -> Path:
+    """Make this server's directory, export it, and remove those of servers that are gone."""
+    base = Path(tempfile.gettempdir())
+    me = os.getpid()
+    for old in base.glob(f"{_DIR_PREFIX}*"):
+        owner = old.name[len(_DIR_PREFIX) :].split("-", 1)[0]
+        # Our own pid on an old directory: a previous container reused it (pid 1 is common).
+        if owner.isdigit() and (int(owner) == me or not _alive(int(owner))):
+            shutil.rmtree(old, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{me}-", dir=base))
     os.environ[ENV_MULTIPROC_DIR] = str(path)
-    return path, True
+    return path
+
+
+def drop_inherited_dir() -> None:
+    """One worker keeps its metrics in memory: ignore a directory set by someone else."""
+    os.environ.pop(ENV_MULTIPROC_DIR, None)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def remove_shared_dir(path: Path) -> None:
