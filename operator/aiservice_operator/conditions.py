@@ -336,3 +336,80 @@ def invalid_spec_status(
         "observedGeneration": generation,
         "conditions": merge_conditions(previous.get("conditions") or (), [ready]),
     }
+
+
+# --- Kubernetes Events ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post about an AIService."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+def _routed(status: Mapping[str, Any]) -> dict[str, int]:
+    """Percent per model (or revision) that status.traffic routes, tags merged."""
+    split: dict[str, int] = {}
+    for target in status.get("traffic") or ():
+        if target.get("percent"):
+            key = str(target.get("model") or target.get("revisionName"))
+            split[key] = split.get(key, 0) + int(target["percent"])
+    return split
+
+
+def transition_events(
+    previous: Mapping[str, Any],
+    status: Mapping[str, Any],
+    *,
+    service_action: str,
+    trigger_actions: Mapping[str, str],
+    knative_failed: bool = False,
+) -> list[Event]:
+    """The Events a user watches for, from one reconcile's before and after.
+
+    Routine steps are left out, so a new AIService costs a few Events, not one per step:
+    the creation (Service and Triggers in one Event), each revision once it is routable,
+    a traffic change once traffic already flowed, and Ready changes that matter (Ready,
+    or a failure; waiting for a revision or for Knative to catch up is not news).
+    """
+    events: list[Event] = []
+    changed = sorted(n for n, action in trigger_actions.items() if action != "unchanged")
+    if service_action == "created":
+        made = f" and Triggers {', '.join(changed)}" if changed else ""
+        events.append(Event("Normal", "Created", f"created the Knative Service{made}"))
+    elif changed:
+        summary = ", ".join(f"{n} {trigger_actions[n]}" for n in changed)
+        events.append(Event("Normal", "TriggersApplied", summary))
+    before = {t.get("revisionName") for t in previous.get("traffic") or ()}
+    announced: set[str] = set()
+    for target in status.get("traffic") or ():
+        revision = target.get("revisionName")
+        if revision and revision not in before and revision not in announced:
+            announced.add(revision)
+            events.append(
+                Event(
+                    "Normal",
+                    "RevisionReady",
+                    f"revision {revision} of model {target.get('model')} is ready and routable",
+                )
+            )
+    old_split, split = _routed(previous), _routed(status)
+    if old_split and split and split != old_split:
+        shown = ", ".join(f"{m}: {p}%" for m, p in sorted(split.items()))
+        events.append(Event("Normal", "TrafficShifted", shown))
+    old = find_condition(previous.get("conditions") or (), READY) or {}
+    new = find_condition(status.get("conditions") or (), READY) or {}
+    if new and (old.get("status"), old.get("reason")) != (new.get("status"), new.get("reason")):
+        routine = new.get("reason") == REASON_REVISION_PENDING or (
+            new.get("reason") == REASON_KNATIVE_NOT_READY and not knative_failed
+        )
+        if new.get("status") == "True":
+            events.append(Event("Normal", str(new.get("reason") or READY), str(new["message"])))
+        elif not routine:
+            events.append(
+                Event("Warning", str(new.get("reason") or READY), str(new.get("message") or ""))
+            )
+    return events

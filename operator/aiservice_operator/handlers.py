@@ -306,7 +306,15 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         revisions=revisions,
     )
     await _write_status(client, body, status)
-    _post_events(body, previous, status, applied, triggers)
+    knative_ready = _ready(conditions.current_knative_status(applied.object) or {})
+    for event in conditions.transition_events(
+        previous,
+        status,
+        service_action=applied.action,
+        trigger_actions={n: a.action for n, a in triggers.items()},
+        knative_failed=knative_ready.get("status") == "False",
+    ):
+        _event(body, type=event.type, reason=event.reason, message=event.message)
 
 
 def _weights(ais: AIService, previous: Mapping[str, Any]) -> dict[str, int] | None:
@@ -328,64 +336,6 @@ async def _write_status(client: kube.Kube, body: Obj, status: Obj) -> None:
 
 def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
     return conditions.find_condition(status.get("conditions") or (), conditions.READY) or {}
-
-
-def _post_events(
-    body: Obj,
-    previous: Mapping[str, Any],
-    status: Mapping[str, Any],
-    applied: kube.Applied,
-    triggers: Mapping[str, kube.Applied],
-) -> None:
-    """Kubernetes Events for the transitions a user watches for."""
-    if applied.action == "created":
-        _event(body, type="Normal", reason="Created", message="created the Knative Service")
-    changed = sorted(n for n, a in triggers.items() if a.action != "unchanged")
-    if changed:
-        summary = ", ".join(f"{n} {triggers[n].action}" for n in changed)
-        _event(body, type="Normal", reason="TriggersApplied", message=summary)
-    before = {t.get("revisionName") for t in previous.get("traffic") or ()}
-    for target in status.get("traffic") or ():
-        if target.get("revisionName") and target["revisionName"] not in before:
-            _event(
-                body,
-                type="Normal",
-                reason="RevisionReady",
-                message=f"revision {target['revisionName']} of model {target.get('model')} "
-                "is ready and routable",
-            )
-    split = _split(status)
-    if split and split != _split(previous):
-        _event(
-            body,
-            type="Normal",
-            reason="TrafficShifted",
-            message=", ".join(f"{m}: {p}%" for m, p in sorted(split.items())),
-        )
-    old, new = _ready(previous), _ready(status)
-    if new and (old.get("status"), old.get("reason")) != (new.get("status"), new.get("reason")):
-        # Waiting for a revision or for Knative to catch up is routine; Knative reporting a
-        # failure of the spec it has seen is not.
-        knative = _ready(conditions.current_knative_status(applied.object) or {})
-        failed = new.get("reason") != conditions.REASON_REVISION_PENDING and (
-            new.get("reason") != conditions.REASON_KNATIVE_NOT_READY
-            or knative.get("status") == "False"
-        )
-        _event(
-            body,
-            type="Warning" if new.get("status") == "False" and failed else "Normal",
-            reason=str(new.get("reason") or "Ready"),
-            message=str(new.get("message") or ""),
-        )
-
-
-def _split(status: Mapping[str, Any]) -> dict[str, int]:
-    split: dict[str, int] = {}
-    for target in status.get("traffic") or ():
-        if target.get("percent"):
-            key = str(target.get("model") or target.get("revisionName"))
-            split[key] = split.get(key, 0) + int(target["percent"])
-    return split
 
 
 # --- Canary rollouts (rollout_runner drives rollout.py) ---------------------------------

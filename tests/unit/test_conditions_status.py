@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from aiservice_operator import conditions
 from aiservice_operator.compile import compile_aiservice, intended_weights, revision_name
 from aiservice_operator.conditions import (
     REASON_INVALID_SPEC,
@@ -244,3 +245,55 @@ def test_rollout_removed_from_the_spec_stops_progressing() -> None:
     summary = summarize_status(service, desired, None, T0, previous)
     rollout = find_condition(summary["conditions"], "RolloutProgressing")
     assert rollout is not None and (rollout["status"], rollout["reason"]) == ("False", "NoRollout")
+
+
+# --- Kubernetes Events -----------------------------------------------------------------
+
+
+def _status(traffic: list[tuple[str, int, str]], ready: tuple[str, str] | None) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "traffic": [
+            {"model": r.split("-")[1], "revisionName": r, "percent": p, "tag": t}
+            for r, p, t in traffic
+        ]
+    }
+    if ready:
+        status["conditions"] = [{"type": "Ready", "status": ready[0], "reason": ready[1],
+                                 "message": f"{ready[1]} message"}]  # fmt: skip
+    return status
+
+
+def test_a_new_service_tells_its_story_in_three_events() -> None:
+    pending = _status([], ("False", conditions.REASON_REVISION_PENDING))
+    created = conditions.transition_events(
+        {}, pending, service_action="created", trigger_actions={"svc-1a2b": "created"}
+    )
+    assert [(e.type, e.reason) for e in created] == [("Normal", "Created")]
+    assert "svc-1a2b" in created[0].message
+    routed = _status([("svc-v1-aaaa", 100, "stable"), ("svc-v1-aaaa", 0, "v1")], ("True", "Ready"))
+    ready = conditions.transition_events(
+        pending, routed, service_action="updated", trigger_actions={"svc-1a2b": "unchanged"}
+    )
+    # One RevisionReady per revision (not per tag), no TrafficShifted for the first routing.
+    assert [(e.type, e.reason) for e in ready] == [("Normal", "RevisionReady"), ("Normal", "Ready")]
+
+
+def test_traffic_shifts_and_failures_are_events_routine_waits_are_not() -> None:
+    before = _status([("svc-v1-aaaa", 100, "stable")], ("True", "Ready"))
+    shifted = _status(
+        [("svc-v1-aaaa", 90, "stable"), ("svc-v2-bbbb", 10, "canary")], ("True", "Ready")
+    )
+    events = conditions.transition_events(
+        before, shifted, service_action="updated", trigger_actions={}
+    )
+    assert [e.reason for e in events] == ["RevisionReady", "TrafficShifted"]
+    assert events[1].message == "v1: 90%, v2: 10%"
+    waiting = _status([("svc-v1-aaaa", 100, "stable")], ("Unknown", "KnativeNotReady"))
+    assert not conditions.transition_events(
+        before, waiting, service_action="updated", trigger_actions={}
+    )
+    failed = _status([("svc-v1-aaaa", 100, "stable")], ("False", "KnativeNotReady"))
+    (warning,) = conditions.transition_events(
+        before, failed, service_action="updated", trigger_actions={}, knative_failed=True
+    )
+    assert (warning.type, warning.reason) == ("Warning", "KnativeNotReady")
