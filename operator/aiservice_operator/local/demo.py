@@ -128,7 +128,7 @@ async def run_demo(run: LocalRun, console: Console, timeout: float = 120.0) -> i
         if kind == "unrouted" and event.get_type() not in consumed:
             continue
         doc = event_to_dict(event)
-        detail = json.dumps(_rounded(doc.get("data", doc.get("data_base64", ""))))
+        detail = _summary(_rounded(doc.get("data", doc.get("data_base64", ""))))
         if kind == "dead-letter":
             code = doc.get("knativeerrorcode", "-")
             detail = f"code {code}: {_decoded(doc.get('knativeerrordata', ''))}"
@@ -141,6 +141,14 @@ async def run_demo(run: LocalRun, console: Console, timeout: float = 120.0) -> i
     types = ", ".join(sorted({e.get_type() for e in results})) or "none"
     console.print(f"{len(results)} of {sent} events reached the end of the pipeline ({types})")
     return 0
+
+
+def _summary(data: Any) -> str:
+    """A reply's fields as `key=value`, without the echoed input text (shown when sent)."""
+    if isinstance(data, dict):
+        shown = {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+        return " ".join(f"{k}={v}" for k, v in shown.items() if k != "text")
+    return json.dumps(data)
 
 
 def _rounded(data: Any) -> Any:
