@@ -236,7 +236,8 @@ def rollout_conditions(
 ) -> list[dict[str, Any]]:
     """`RolloutProgressing` and `Degraded` from the rollout state kept in `status.rollout`.
 
-    Without a rollout in the spec, `RolloutProgressing` turns False only if it was ever set;
+    Without a rollout in the spec, `RolloutProgressing` and `Degraded` turn False only if
+    they were ever set (a removed rollout, e.g. after a failure, is no longer degraded);
     before the rollout records a phase, both are left as they are.
     """
     generation = ais.generation
@@ -254,7 +255,10 @@ def rollout_conditions(
                 "spec.rollout is not set",
                 now=now,
                 observed_generation=generation,
-            )
+            ),
+            condition(
+                DEGRADED, "False", REASON_AS_EXPECTED, "", now=now, observed_generation=generation
+            ),
         ]
     rollout = rollout_status or {}
     progressing, degraded = _ROLLOUT_PHASES[phase]

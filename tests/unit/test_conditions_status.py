@@ -297,3 +297,34 @@ def test_traffic_shifts_and_failures_are_events_routine_waits_are_not() -> None:
         before, failed, service_action="updated", trigger_actions={}, knative_failed=True
     )
     assert (warning.type, warning.reason) == ("Warning", "KnativeNotReady")
+
+
+def test_rollout_removed_after_a_failure_is_no_longer_degraded() -> None:
+    """Removing spec.rollout ends a failed rollout: Degraded must not stay True for good."""
+    failed = ais()
+    desired = compile_aiservice(failed, ready_revisions=[revision_name(failed, "v1")])
+    previous = {"rollout": {"phase": "Failed", "step": 1, "weight": 0, "message": "p99 high"}}
+    after_failure = summarize_status(failed, desired, ready_status(failed), T0, previous)
+    assert find_condition(after_failure["conditions"], "Degraded")["status"] == "True"  # type: ignore[index]
+
+    m = {
+        "apiVersion": "aiservice.dev/v1alpha1",
+        "kind": "AIService",
+        "metadata": {"name": "reviews", "namespace": "shop", "uid": "u", "generation": 8},
+        "spec": {
+            "consumes": [{"type": "com.example.in"}],
+            "function": {"image": "img:1", "entrypoint": "pkg.fn"},
+            "models": [
+                {"name": "v1", "uri": "file:///v1.pt"},
+                {"name": "v2", "uri": "file:///v2.pt"},
+            ],
+        },
+    }
+    plain = parse(m)
+    desired = compile_aiservice(plain, ready_revisions=[revision_name(plain, "v1")])
+    summary = summarize_status(
+        plain, desired, ready_status(plain), T1, {**previous, **after_failure}
+    )
+    got = {c["type"]: (c["status"], c["reason"]) for c in summary["conditions"]}
+    assert got["RolloutProgressing"] == ("False", "NoRollout")
+    assert got["Degraded"][0] == "False"
