@@ -23,7 +23,8 @@ ENV_SERVICE_NAME = "AISVC_SERVICE"
 """Name of the AIService; the reply ``source`` is built from it and the revision."""
 ENV_NAMESPACE = "AISVC_NAMESPACE"
 ENV_CONCURRENCY = "AISVC_CONCURRENCY"
-"""Events one process serves at once (Knative's containerConcurrency; 0 = runtime default)."""
+"""Events one container serves at once, split across its workers (Knative's
+containerConcurrency; 0 = runtime default)."""
 ENV_WORKERS = "AISVC_WORKERS"
 """gunicorn worker processes per container (default: 1 when the function batches, else 2);
 ``AISVC_CONCURRENCY`` is split across them."""

@@ -293,9 +293,14 @@ def replay(
     force: Annotated[
         bool, typer.Option("--force", help="Also re-send records replayed before.")
     ] = False,
-    concurrency: Annotated[int | None, typer.Option(help="Parallel sends.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Parallel sends (default: the store's, 4; at most 64).")
+    ] = None,
     rate: Annotated[float | None, typer.Option(help="Events per second (0: unbounded).")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many records.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="At most this many records, oldest first (default 1000, max 10000)."),
+    ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Re-send dead letters with their original id; marks them replayed on a 2xx.

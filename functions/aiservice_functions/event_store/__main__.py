@@ -43,33 +43,70 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--db",
         default=os.environ.get(ENV_DB, "sqlite:///var/lib/aisvc/events.db"),
-        help="sqlite:///path (default) or postgresql://user@host/db",
+        help="sqlite:///path or postgresql://user@host/db "
+        "(default: $AISVC_EVENT_STORE_DB, else sqlite:///var/lib/aisvc/events.db)",
     )
-    s.add_argument("--host", default="0.0.0.0")
-    s.add_argument("--port", type=int, default=int(os.environ.get(contract.ENV_PORT, "8080")))
+    s.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
     s.add_argument(
-        "--workers", type=int, default=1, help="processes (keep 1 on SQLite; raise on PostgreSQL)"
+        "--port",
+        type=int,
+        default=int(os.environ.get(contract.ENV_PORT, "8080")),
+        help="default: $PORT or 8080",
     )
-    s.add_argument("--threads", type=int, default=8)
-    s.add_argument("--token-file", default=None, help="file holding the query/replay token")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes (default 1: keep 1 on SQLite; raise on PostgreSQL)",
+    )
+    s.add_argument("--threads", type=int, default=8, help="threads per process (default: 8)")
+    s.add_argument(
+        "--token-file",
+        default=None,
+        help="file holding the query/replay token (default: "
+        "$AISVC_EVENT_STORE_TOKEN_FILE, else the token in $AISVC_EVENT_STORE_TOKEN)",
+    )
     s.add_argument(
         "--allow-unauthenticated",
         action="store_true",
         help="serve the query/replay API without a token (local use only)",
     )
-    s.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    s.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="larger requests are refused with 413 (default: 1 MiB)",
+    )
     s.add_argument(
         "--broker-url",
         default=os.environ.get(ENV_BROKER_URL, DEFAULT_BROKER_URL),
-        help="Broker ingress base; replays go to {url}/{namespace}/{broker}",
+        help="Broker ingress base; replays go to {url}/{namespace}/{broker} "
+        f"(default: $AISVC_EVENT_STORE_BROKER_URL, else {DEFAULT_BROKER_URL})",
     )
-    s.add_argument("--replay-concurrency", type=int, default=4)
-    s.add_argument("--replay-rate", type=float, default=0.0, help="events/s, 0 = unbounded")
-    s.add_argument("--retention-max-age", type=duration, default=None, help="e.g. 30d")
     s.add_argument(
-        "--retention-max-count", type=int, default=None, help="records kept per AIService and kind"
+        "--replay-concurrency", type=int, default=4, help="parallel sends of a replay (default: 4)"
     )
-    s.add_argument("--retention-interval", type=duration, default=60.0)
+    s.add_argument(
+        "--replay-rate", type=float, default=0.0, help="events/s, 0 = unbounded (default)"
+    )
+    s.add_argument(
+        "--retention-max-age",
+        type=duration,
+        default=None,
+        help="drop records older than this, e.g. 30d (default: keep)",
+    )
+    s.add_argument(
+        "--retention-max-count",
+        type=int,
+        default=None,
+        help="records kept per AIService and kind (default: no limit)",
+    )
+    s.add_argument(
+        "--retention-interval",
+        type=duration,
+        default=60.0,
+        help="how often retention runs (default: 60s)",
+    )
     return p
 
 
