@@ -104,6 +104,35 @@ def owner_reference(ais: AIService) -> dict[str, Any]:
     }
 
 
+def ownership_conflict(ais: AIService, kind: str, live: Mapping[str, Any] | None) -> str:
+    """Why an existing object under a child's name is not this AIService's to manage ('' when
+    it is): controlled by another owner, or made by someone else (without this operator's
+    labels for this AIService). Taking it over would overwrite it, and the ownerReference
+    would have it garbage-collected with the AIService. An orphan of this operator's (its
+    labels, no controller, e.g. after `kubectl delete --cascade=orphan`) is adopted."""
+    if live is None:
+        return ""
+    meta = live.get("metadata") or {}
+    name = meta.get("name", "")
+    refs = [r for r in meta.get("ownerReferences") or [] if isinstance(r, Mapping)]
+    if ais.uid and any(r.get("uid") == ais.uid for r in refs):
+        return ""
+    controller = next((r for r in refs if r.get("controller")), None)
+    if controller is not None:
+        return (
+            f"{kind} {name} exists and is controlled by {controller.get('kind', '?')} "
+            f"{controller.get('name', '?')} (uid {controller.get('uid', '?')}): "
+            "delete it or rename the AIService"
+        )
+    labels = meta.get("labels") or {}
+    if not all(labels.get(k) == v for k, v in child_labels(ais).items()):
+        return (
+            f"{kind} {name} exists and is not managed by {MANAGED_BY}: "
+            "delete it or rename the AIService"
+        )
+    return ""
+
+
 def _metadata(ais: AIService, name: str, extra_labels: Mapping[str, str] = {}) -> dict[str, Any]:
     """Child metadata; an AIService read from a file has no uid yet, so it owns nothing."""
     metadata: dict[str, Any] = {

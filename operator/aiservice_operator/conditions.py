@@ -29,6 +29,7 @@ CONDITION_TYPES = (READY, ROLLOUT_PROGRESSING, DEGRADED)
 
 REASON_READY = "Ready"
 REASON_INVALID_SPEC = "InvalidSpec"
+REASON_NAME_CONFLICT = "NameConflict"
 REASON_REVISION_PENDING = "RevisionPending"
 REASON_KNATIVE_NOT_READY = "KnativeNotReady"
 REASON_NO_ROLLOUT = "NoRollout"
@@ -326,16 +327,30 @@ def invalid_spec_status(
 ) -> dict[str, Any]:
     """Status for an AIService that cannot be compiled: Ready False, InvalidSpec, and the
     offending fields in the message. What is running keeps running (url/traffic kept)."""
-    previous = previous_status or {}
     message = "; ".join(f"{path}: {text}" for path, text in error.errors)
-    ready = condition(
-        READY,
-        "False",
-        REASON_INVALID_SPEC,
-        message,
-        now=now,
-        observed_generation=generation,
-    )
+    return _not_ready_status(REASON_INVALID_SPEC, message, generation, now, previous_status)
+
+
+def name_conflict_status(
+    conflict: str,
+    generation: int,
+    now: datetime,
+    previous_status: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Status for an AIService whose Knative Service name is taken by an object it does not
+    own (`compile.ownership_conflict`): Ready False, NameConflict, nothing applied."""
+    return _not_ready_status(REASON_NAME_CONFLICT, conflict, generation, now, previous_status)
+
+
+def _not_ready_status(
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime,
+    previous_status: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    previous = previous_status or {}
+    ready = condition(READY, "False", reason, message, now=now, observed_generation=generation)
     return {
         "observedGeneration": generation,
         "conditions": merge_conditions(previous.get("conditions") or (), [ready]),

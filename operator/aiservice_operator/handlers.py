@@ -261,11 +261,7 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         ais = parse(body)
     except SpecError as err:
         status = conditions.invalid_spec_status(err, meta.get("generation", 0), now, previous)
-        before = _ready(previous)
-        await _write_status(client, body, status)
-        after = _ready(status)
-        if (before.get("reason"), before.get("message")) != (after["reason"], after["message"]):
-            _event(body, type="Warning", reason=after["reason"], message=after["message"])
+        await _write_not_ready(client, body, status)
         raise kopf.PermanentError(f"invalid spec: {err}") from err
 
     # Independent reads go out together, and so do the writes of the Service and the
@@ -276,6 +272,11 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         client.list_revisions(namespace, name),
         client.list_triggers(namespace, selector),
     )
+    conflict = compiler.ownership_conflict(ais, "Knative Service", live)
+    if conflict:
+        status = conditions.name_conflict_status(conflict, ais.generation, now, previous)
+        await _write_not_ready(client, body, status)
+        raise kopf.PermanentError(conflict)
     ready = conditions.knative_state(
         conditions.current_knative_status(live), revisions
     ).ready_revisions
@@ -315,6 +316,15 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         knative_failed=knative_ready.get("status") == "False",
     ):
         _event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+async def _write_not_ready(client: kube.Kube, body: Obj, status: Obj) -> None:
+    """Write a status that stops the reconcile; a Warning Event when its Ready changed."""
+    before = _ready(body.get("status") or {})
+    await _write_status(client, body, status)
+    after = _ready(status)
+    if (before.get("reason"), before.get("message")) != (after["reason"], after["message"]):
+        _event(body, type="Warning", reason=after["reason"], message=after["message"])
 
 
 def _weights(ais: AIService, previous: Mapping[str, Any]) -> dict[str, int] | None:

@@ -312,3 +312,52 @@ def test_a_rollout_routes_nothing_to_the_canary_before_it_starts(
     tags = {t["tag"]: t["percent"] for t in done["status"]["traffic"]}
     assert tags == {"stable": 100, "canary": 0, "v1": 0, "v2": 0}
     assert [t for t in knative.unready_targets if t[0] == "roll"] == []
+
+
+def _their_service(name: str, ns: str, **metadata: Any) -> dict[str, Any]:
+    """A Knative Service someone else made, under the name an AIService will want."""
+    return {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns, **metadata},
+        "spec": {
+            "template": {
+                "metadata": {"name": f"{name}-theirs"},
+                "spec": {"containers": [{"image": "registry.example/their-app:1"}]},
+            }
+        },
+    }
+
+
+def test_a_knative_service_it_does_not_own_is_left_alone(
+    kube: EmulatorThread, knative: KnativeServing, operator: OperatorThread, ns: str
+) -> None:
+    """Taking over a user's Knative Service would overwrite it, and the ownerReference would
+    have it garbage-collected with the AIService: the name conflict is reported instead."""
+    kube.create(KSERVICES, _their_service("taken", ns))
+    kube.create(AISERVICES, manifest("taken", ns))
+
+    refused = ready(kube, ns, "taken", status="False")
+    cond = condition(refused, "Ready")
+    assert cond["reason"] == "NameConflict"
+    assert "taken" in cond["message"]
+    theirs = kube.get(KSERVICES, ns, "taken")
+    assert theirs["spec"]["template"]["metadata"]["name"] == "taken-theirs"
+    assert not theirs["metadata"].get("ownerReferences")
+    assert "aiservice.dev/name" not in (theirs["metadata"].get("labels") or {})
+    assert kube.list(TRIGGERS, ns) == []  # no Trigger delivers to a Service that is not ours
+
+
+def test_an_orphaned_child_is_adopted_again(
+    kube: EmulatorThread, knative: KnativeServing, operator: OperatorThread, ns: str
+) -> None:
+    """A Service of this operator left without owner (`kubectl delete --cascade=orphan`,
+    then the AIService re-applied) is the AIService's again."""
+    labels = {"app.kubernetes.io/managed-by": "aiservice-operator", "aiservice.dev/name": "kept"}
+    kube.create(KSERVICES, _their_service("kept", ns, labels=labels))
+    owner = kube.create(AISERVICES, manifest("kept", ns))
+
+    ready(kube, ns, "kept")
+    ksvc = kube.get(KSERVICES, ns, "kept")
+    assert ksvc["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+    assert ksvc["spec"]["template"]["metadata"]["name"].startswith("kept-v1-")

@@ -15,6 +15,7 @@ from aiservice_operator.compile import (
     child_labels,
     compile_aiservice,
     intended_weights,
+    ownership_conflict,
     revision_name,
     steady_state,
     trigger_name,
@@ -407,3 +408,19 @@ def test_shadow_trigger_names_do_not_collide_with_another_services_primary() -> 
     shadow_names = {t["metadata"]["name"] for t in desired.triggers[1:]}
     assert shadow_names and all(n.startswith("reviews-shadow-") for n in shadow_names)
     assert shadow_names.isdisjoint(t["metadata"]["name"] for t in steady_state(neighbour).triggers)
+
+
+def test_only_its_own_or_orphaned_children_are_the_aiservices_to_manage() -> None:
+    ais = ais_of(manifest())
+    ours = steady_state(ais).service
+    assert ownership_conflict(ais, "Knative Service", None) == ""
+    assert ownership_conflict(ais, "Knative Service", ours) == ""
+    orphan = {"metadata": {"name": "reviews", "labels": child_labels(ais)}}
+    assert ownership_conflict(ais, "Knative Service", orphan) == ""
+    other = {"kind": "AIService", "name": "reviews", "uid": "old", "controller": True}
+    controlled = {"metadata": {**orphan["metadata"], "ownerReferences": [other]}}
+    assert "controlled by AIService reviews (uid old)" in ownership_conflict(
+        ais, "Knative Service", controlled
+    )
+    theirs = {"metadata": {"name": "reviews", "labels": {"app": "reviews"}}}
+    assert "not managed by aiservice-operator" in ownership_conflict(ais, "Knative Service", theirs)
