@@ -181,11 +181,17 @@ def _deleted(type: str, **_: Any) -> bool:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL, when=_deleted)
-async def aiservice_deleted(body: kopf.Body, **_: Any) -> None:
-    """Drop a deleted AIService from the Ready gauge (one without children, e.g. with an
-    invalid spec, is never reconciled again to notice)."""
+async def aiservice_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Drop a deleted AIService from the Ready gauge and forget what was kept for it (one
+    without children, e.g. with an invalid spec, is never reconciled again to notice)."""
     meta = body.get("metadata", {})
-    operator_metrics.ready_status(meta.get("namespace", "default"), meta["name"], None)
+    namespace, name = meta.get("namespace", "default"), meta["name"]
+    operator_metrics.ready_status(namespace, name, None)
+    key = (namespace, name)
+    lock: asyncio.Lock | None = memo["locks"].get(key)
+    if lock is not None and not lock.locked() and not memo["waiting"].get(key):
+        del memo["locks"][key]  # one in use is dropped by a reconcile that finds it gone
+        memo["kube"].forget(namespace, name)
 
 
 def _event(body: Obj, *, type: str, reason: str, message: str) -> None:

@@ -361,3 +361,16 @@ def test_an_orphaned_child_is_adopted_again(
     ksvc = kube.get(KSERVICES, ns, "kept")
     assert ksvc["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
     assert ksvc["spec"]["template"]["metadata"]["name"].startswith("kept-v1-")
+
+
+def test_nothing_is_kept_in_memory_for_a_deleted_aiservice(
+    kube: EmulatorThread, knative: KnativeServing, operator: OperatorThread, ns: str
+) -> None:
+    """An AIService that never got children (an invalid spec) has no child deletion to
+    notice its end by: its deletion alone must drop what the operator kept for it."""
+    kube.create(AISERVICES, manifest("brief", ns, traffic={"stable": "v9"}))
+    ready(kube, ns, "brief", status="False")
+    assert (ns, "brief") in operator.memo["locks"]
+
+    kube.delete(AISERVICES, ns, "brief")
+    wait_for(lambda: (ns, "brief") not in operator.memo["locks"], what="the lock dropped")

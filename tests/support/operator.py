@@ -24,6 +24,8 @@ class OperatorThread:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kopf-operator", daemon=True)
         self.error: BaseException | None = None
+        self.memo = kopf.Memo(config=self.config)
+        """The operator's memo: what it keeps in memory (e.g. per-AIService locks)."""
 
     def __enter__(self) -> OperatorThread:
         self.start()
@@ -49,7 +51,7 @@ class OperatorThread:
                 kopf.operator(
                     clusterwide=True,
                     standalone=True,
-                    memo=kopf.Memo(config=self.config),
+                    memo=self.memo,
                     stop_flag=self._stop,
                     ready_flag=self._ready,
                 )
