@@ -368,9 +368,14 @@ def _rollout_wanted(body: kopf.Body, **_: Any) -> bool:
 
 
 @kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=ROLLOUT_TICK_SECONDS, when=_rollout_wanted)
-async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kw: Any) -> None:
     """One rollout tick: metrics, state machine, `status.rollout`, Event and audit event;
-    then the normal reconcile, which compiles with the weight now recorded in status."""
+    then the normal reconcile, which compiles with the weight now recorded in status.
+
+    A retried tick (`retry` > 0: the last one failed, possibly in that reconcile after the
+    new weight was recorded) reconciles even when it has nothing new to decide, or the
+    recorded weight would wait for the next resync to reach traffic."""
+    retry = int(kw.get("retry") or 0)
     meta = body.get("metadata", {})
     namespace, name = meta.get("namespace", "default"), meta["name"]
     client: kube.Kube = memo["kube"]
@@ -384,6 +389,8 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_
     except SpecError:
         return  # the reconcile handler reports it
     if not rollout_runner.tick_needed(seen, (body.get("status") or {}).get("rollout"), _utcnow()):
+        if retry:
+            await reconcile(memo, namespace, name)
         return  # between analyses: nothing to read or query
     async with _lock(memo, namespace, name):
         fresh = await client.get_aiservice(namespace, name)
@@ -420,7 +427,7 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_
     if result.kube_event is not None:
         event = result.kube_event
         _event(fresh, type=event.type, reason=event.reason, message=event.message)
-    if result.status is not None:
+    if result.status is not None or retry:
         await reconcile(memo, namespace, name)
 
 

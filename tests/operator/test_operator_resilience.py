@@ -7,15 +7,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from aiservice_operator import kube as kube_client
+from aiservice_operator.rollout import Observation
 
-from tests.operator.test_operator_lifecycle import manifest, ready
+from tests.operator.test_operator_lifecycle import manifest, ready, traffic
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import (
     AISERVICES,
@@ -228,3 +231,66 @@ def test_every_request_the_operator_makes_is_a_registered_permission(
     assert ("serving.knative.dev", "services", "patch") in made
     assert ("eventing.knative.dev", "triggers", "delete") in made
     assert made - set(kube_client.required_permissions()) == set()
+
+
+def rollout(obj: dict[str, Any]) -> dict[str, Any]:
+    return dict((obj.get("status") or {}).get("rollout") or {})
+
+
+class GatedObserver:
+    """The canary's metrics, in place of Prometheus (the tick's writes are under test, not
+    the metric source): the canary is reported not ready until `go` is set, then healthy."""
+
+    event_store = None
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+
+    def observe(self, *, canary_ready: bool, window_seconds: float, **_: object) -> Observation:
+        ready = canary_ready and self.go.is_set()
+        return Observation(
+            events=100, p99_latency_ms=5, window_seconds=window_seconds, canary_ready=ready
+        )
+
+
+def test_a_rollout_step_reaches_traffic_after_a_failed_write(
+    cluster: tuple[EmulatorThread, KnativeServing],
+) -> None:
+    """The tick records the new weight in status, then reconciles; when that write fails,
+    the retried tick has nothing new to decide, yet the weight must still reach traffic."""
+    kube, _ = cluster
+    canary = manifest(
+        "step",
+        "r3",
+        models=[
+            {"name": "v1", "uri": "file:///models/v1.pt"},
+            {"name": "v2", "uri": "file:///models/v2.pt"},
+        ],
+        rollout={"canary": "v2", "steps": [50, 100], "interval": "10m"},
+    )
+    observer = GatedObserver()
+    operator = OperatorThread(kube.url)
+    operator.memo["rollout_observer"] = observer
+    with operator:
+        kube.create(AISERVICES, canary)
+        wait_for(
+            lambda: (
+                kube.find(KSERVICES, "r3", "step")
+                and any(t.get("tag") == "canary" for t in traffic(kube, "r3", "step"))
+            ),
+            what="the canary routable at 0%",
+        )
+        settle(kube)
+        kube.inject_fault(lambda r: r.plural == "services" and r.verb == "patch", 409)
+        observer.go.set()
+        wait_for(
+            lambda: kube.get(AISERVICES, "r3", "step")["status"]["rollout"]["weight"] == 50,
+            what="step 1 recorded",
+        )
+        percent = wait_for(
+            lambda: (
+                {t.get("tag"): t["percent"] for t in traffic(kube, "r3", "step")}["canary"] == 50
+            ),
+            what="the canary's weight in traffic",
+        )
+        assert percent
