@@ -388,6 +388,13 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **k
         seen = parse(body)
     except SpecError:
         return  # the reconcile handler reports it
+    stray, ignored = rollout_runner.ignored_commands(seen)
+    for key in stray:
+        patch.metadata.annotations[key] = None
+    if ignored is not None:
+        _event(dict(body), type=ignored.type, reason=ignored.reason, message=ignored.message)
+    if seen.spec.rollout is None:
+        return
     if not rollout_runner.tick_needed(seen, (body.get("status") or {}).get("rollout"), _utcnow()):
         if retry:
             await reconcile(memo, namespace, name)

@@ -53,13 +53,14 @@ def tick_seconds(env: Mapping[str, str]) -> float:
 
 def wants_tick(body: Mapping[str, Any]) -> bool:
     """Whether the operator's rollout timer should run for this AIService: it has a
-    rollout that is not finished for its current spec, or a command is waiting."""
-    spec = body.get("spec") or {}
-    if not spec.get("rollout"):
-        return False
+    rollout that is not finished for its current spec, or a command is waiting (acted on,
+    or without a rollout removed: `ignored_commands`)."""
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     if pending_commands(annotations):
         return True
+    spec = body.get("spec") or {}
+    if not spec.get("rollout"):
+        return False
     state = (body.get("status") or {}).get("rollout") or {}
     if state.get("phase") not in TERMINAL:
         return True
@@ -98,6 +99,19 @@ def tick_needed(ais: AIService, status_rollout: Any, now: datetime) -> bool:
     if state.phase in ("Promoting", "RollingBack"):
         return True
     return analysis_due(ais.spec, state, now)
+
+
+def ignored_commands(ais: AIService) -> tuple[tuple[str, ...], audit_events.KubeEvent | None]:
+    """Command annotations on an AIService without `spec.rollout`, to remove, and the Event
+    saying so. Kept, a stale one would act on a rollout added later (a `promote` skipping
+    every analysis)."""
+    if ais.spec.rollout is not None:
+        return (), None
+    keys = tuple(annotation(c) for c in pending_commands(ais.annotations))
+    if not keys:
+        return (), None
+    message = f"{', '.join(keys)} ignored and removed: spec.rollout is not set"
+    return keys, audit_events.KubeEvent("Warning", "RolloutCommandIgnored", message)
 
 
 def pending_commands(annotations: Mapping[str, str]) -> tuple[Command, ...]:

@@ -374,3 +374,25 @@ def test_nothing_is_kept_in_memory_for_a_deleted_aiservice(
 
     kube.delete(AISERVICES, ns, "brief")
     wait_for(lambda: (ns, "brief") not in operator.memo["locks"], what="the lock dropped")
+
+
+def test_a_rollout_command_without_a_rollout_is_not_kept_for_a_later_one(
+    kube: EmulatorThread, knative: KnativeServing, operator: OperatorThread, ns: str
+) -> None:
+    """`kubectl annotate ... aiservice.dev/promote` on an AIService without spec.rollout has
+    nothing to act on; kept, it would promote a rollout added later before any analysis."""
+    stray = manifest("stray", ns)
+    stray["metadata"]["annotations"] = {"aiservice.dev/promote": "now"}
+    kube.create(AISERVICES, stray)
+    ready(kube, ns, "stray")
+    wait_for(
+        lambda: (
+            "aiservice.dev/promote"
+            not in (kube.get(AISERVICES, ns, "stray")["metadata"].get("annotations") or {})
+        ),
+        what="the command annotation removed",
+    )
+    wait_for(
+        lambda: "RolloutCommandIgnored" in {r for r, _ in events(kube, ns, "stray")},
+        what="the Warning event",
+    )
