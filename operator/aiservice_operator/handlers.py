@@ -23,7 +23,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -74,6 +74,16 @@ def _as_connection(info: kopf.ConnectionInfo) -> kube.Connection:
     )
 
 
+def _relogin(config: Config) -> Callable[[], Awaitable[kube.Connection | None]]:
+    """Credentials read again (a rotated token file, a refreshed kubeconfig) after a 401."""
+
+    async def again() -> kube.Connection | None:
+        info = await asyncio.to_thread(connection_info, config)
+        return None if info is None else _as_connection(info)
+
+    return again
+
+
 @kopf.on.login()
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo | None:
     config: Config = memo.get("config") or Config.from_env(os.environ)
@@ -103,7 +113,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     info = connection_info(config)
     if info is None:
         raise kopf.PermanentError("no Kubernetes credentials: not in a cluster, no kubeconfig")
-    memo["kube"] = kube.Kube(_as_connection(info))
+    memo["kube"] = kube.Kube(_as_connection(info), relogin=_relogin(config))
     memo["locks"] = {}
     memo["waiting"] = {}
     try:

@@ -26,7 +26,7 @@ import ssl
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, ParamSpec, TypeVar
@@ -243,6 +243,9 @@ class Kube:
 
     connection: Connection
     timeout: float = 30.0
+    relogin: Callable[[], Awaitable[Connection | None]] | None = None
+    """Fresh credentials after a 401: tokens expire (rotated service-account tokens,
+    short-lived kubeconfig tokens) while the operator runs."""
     _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
     _written: dict[tuple[str, str, str], str] = field(default_factory=dict, init=False)
     """(resource, namespace, name) -> resourceVersion this client's last write produced."""
@@ -297,7 +300,31 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
     ) -> Obj | None:
-        """Send one request; None for 404 on reads, `ApiError` for every other failure."""
+        """Send one request; None for 404 on reads, `ApiError` for every other failure.
+        A 401 logs in again (`relogin`) and is sent once more with the new credentials."""
+        try:
+            return await self._send(
+                method, path, params=params, body=body, content_type=content_type
+            )
+        except ApiError as err:
+            if err.status != 401 or self.relogin is None:
+                raise
+            fresh = await self.relogin()
+            if fresh is None:
+                raise
+        self.connection = fresh
+        await self.close()  # the next session carries the new credentials
+        return await self._send(method, path, params=params, body=body, content_type=content_type)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None,
+        body: Any,
+        content_type: str,
+    ) -> Obj | None:
         url = self.connection.server.rstrip("/") + path
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}

@@ -208,3 +208,41 @@ def test_kubeconfig_certificate_data_is_decoded_to_pem() -> None:
     assert kube.pem(base64.b64encode(text.encode()).decode()) == text
     with pytest.raises(ValueError, match="neither PEM nor base64"):
         kube.pem("not a certificate!")
+
+
+def test_an_expired_token_is_renewed_by_logging_in_again() -> None:
+    """Service-account and kubeconfig tokens expire while the operator runs: a 401 logs in
+    again (the framework re-reads the credentials) instead of failing every reconcile."""
+    from aiohttp import web
+
+    async def scenario() -> tuple[dict[str, Any] | None, list[str]]:
+        seen: list[str] = []
+
+        async def handle(request: web.Request) -> web.Response:
+            seen.append(request.headers.get("Authorization", ""))
+            if request.headers.get("Authorization") != "Bearer fresh":
+                return web.json_response({"reason": "Unauthorized", "message": "no"}, status=401)
+            return web.json_response({"metadata": {"name": "s"}})
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}"
+
+        async def relogin() -> kube.Connection:
+            return kube.Connection(server=url, token="fresh")
+
+        client = kube.Kube(kube.Connection(server=url, token="expired"), relogin=relogin)
+        try:
+            return await client.get_service("k", "s"), seen
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    got, seen = asyncio.run(scenario())
+    assert got == {"metadata": {"name": "s"}}
+    assert seen == ["Bearer expired", "Bearer fresh"]
