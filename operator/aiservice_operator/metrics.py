@@ -267,6 +267,29 @@ class EventStoreSource:
             )
 
 
+def canary_dead_letters(
+    store: EventStoreSource | None,
+    unavailable: list[str],
+    *,
+    namespace: str,
+    service: str,
+    revision: str,
+    model: str,
+    since: datetime,
+) -> int | None:
+    """The canary's dead letters since `since`, or None (no store, or the reason why it
+    could not be read, appended to `unavailable`): an unread count must pause, not pass."""
+    if store is None:
+        return None
+    try:
+        return store.canary_dead_letters(
+            namespace=namespace, service=service, revision=revision, model=model, since=since
+        )
+    except SourceUnavailable as err:
+        unavailable.append(str(err))
+        return None
+
+
 class Observer(Protocol):
     def observe(
         self,
@@ -317,19 +340,16 @@ class MetricsObserver:
             )
         except SourceUnavailable as err:
             unavailable.append(str(err))
-        dead: int | None = None
-        if self.event_store is not None:
-            try:
-                dead = self.event_store.canary_dead_letters(
-                    namespace=namespace,
-                    service=service,
-                    revision=revision,
-                    model=model,
-                    since=now - timedelta(seconds=window_seconds),
-                )
-            except SourceUnavailable as err:
-                unavailable.append(str(err))
-        else:
+        dead = canary_dead_letters(
+            self.event_store,
+            unavailable,
+            namespace=namespace,
+            service=service,
+            revision=revision,
+            model=model,
+            since=now - timedelta(seconds=window_seconds),
+        )
+        if self.event_store is None:
             unavailable.append("no event store configured for dead-letter counts")
         return Observation(
             events=requests,

@@ -23,7 +23,7 @@ from aiservice_operator.metrics import (
     FUNCTION_EVENTS,
     FUNCTION_LATENCY_BUCKET,
     EventStoreSource,
-    SourceUnavailable,
+    canary_dead_letters,
 )
 from aiservice_operator.rollout import Observation
 
@@ -111,18 +111,15 @@ class LocalObserver:
                 total = Scrape(total.events + delta.events, total.errors + delta.errors)
                 for le, count in delta.buckets:
                     counts[le] = counts.get(le, 0.0) + count
-        dead: int | None = None
-        if self.event_store is not None:
-            try:
-                dead = self.event_store.canary_dead_letters(
-                    namespace=namespace,
-                    service=service,
-                    revision=revision,
-                    model=model,
-                    since=now - timedelta(seconds=window_seconds),
-                )
-            except SourceUnavailable as err:
-                unavailable.append(str(err))
+        dead = canary_dead_letters(
+            self.event_store,
+            unavailable,
+            namespace=namespace,
+            service=service,
+            revision=revision,
+            model=model,
+            since=now - timedelta(seconds=window_seconds),
+        )
         return Observation(
             events=int(total.events),
             errors=int(total.errors),
