@@ -188,7 +188,7 @@ def main() -> int:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [tests, env.get("PYTHONPATH")]))
         state_dir = work / ".aisvc"
         command = [
-            sys.executable, "-m", "aiservice_operator.local_cli", "up",
+            sys.executable, "-m", "aiservice_operator.cli.local", "up",
             "-f", str(work / "bench.yaml"),
             "--state-dir", str(state_dir), "--broker-port", "0", "--serving-port", "0",
             "--event-store-port", "0", "--no-live", "--synchronous", args.synchronous,

@@ -44,8 +44,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from aiservice_operator import compile as compiler  # noqa: E402
-from aiservice_operator.spec import parse  # noqa: E402
+from aiservice_operator.core import compile as compiler  # noqa: E402
+from aiservice_operator.core.spec import parse  # noqa: E402
 from kubernetes import client as k8s  # noqa: E402
 
 from benchmarks.scale import workload  # noqa: E402

@@ -37,9 +37,9 @@ import time
 from dataclasses import asdict, dataclass
 
 import aiohttp.web
-from aiservice_operator import compile as compiler
-from aiservice_operator.kube import needs_update
-from aiservice_operator.spec import SpecError, parse
+from aiservice_operator.cluster.kube import needs_update
+from aiservice_operator.core import compile as compiler
+from aiservice_operator.core.spec import SpecError, parse
 
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import (

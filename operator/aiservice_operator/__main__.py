@@ -5,8 +5,8 @@ Configured from the environment (the chart sets it); `--help` lists the variable
 
 import argparse
 
-from aiservice_operator import config
-from aiservice_operator.handlers import main
+from aiservice_operator.cluster import config
+from aiservice_operator.cluster.handlers import main
 
 if __name__ == "__main__":
     argparse.ArgumentParser(

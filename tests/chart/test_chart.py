@@ -16,7 +16,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from aiservice_operator.compile import CompileOptions
+from aiservice_operator.core.compile import CompileOptions
 from chart_helpers import CHART, NAMESPACE, ROOT, RenderFn
 
 KUBERNETES_VERSION = "1.35.0"
@@ -168,7 +168,7 @@ def test_operator_probes_kopf_liveness_endpoint(render: RenderFn) -> None:
     container = _operator(render().objects)["spec"]["template"]["spec"]["containers"][0]
     script = container["args"][0]
     assert "--liveness=http://0.0.0.0:8080/healthz" in script
-    assert "-m aiservice_operator.handlers" in script
+    assert "-m aiservice_operator.cluster.handlers" in script
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
 
@@ -339,7 +339,7 @@ def test_operator_command_is_a_valid_kopf_run(render: RenderFn, name: str) -> No
     run_command = kopf_cli.commands["run"]
     ctx = run_command.make_context("run", list(argv))
     assert ctx.params["liveness_endpoint"] == "http://0.0.0.0:8080/healthz"
-    assert ctx.params["modules"] == ("aiservice_operator.handlers",)
+    assert ctx.params["modules"] == ("aiservice_operator.cluster.handlers",)
     assert ctx.params["clusterwide"] is True
     if VALUE_SETS[name].get("operator", {}).get("peering", {}).get("enabled", True):
         assert isinstance(ctx.params["priority"], int) and ctx.params["priority"] > 0

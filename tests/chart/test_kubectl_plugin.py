@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import typer
 import yaml
-from aiservice_operator.cli import app
+from aiservice_operator.cli.main import app
 from chart_helpers import ROOT
 
 ROLLOUT_COMMANDS = ["status", "promote", "abort", "pause", "resume", "dlq"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiservice_operator.config import ENV_METRICS_PORT, Config
+from aiservice_operator.cluster.config import ENV_METRICS_PORT, Config
 from chart_helpers import NAMESPACE, Rendered, RenderFn
 
 MONITORING = {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "p"}}}

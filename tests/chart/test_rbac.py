@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiservice_operator import kube
-from aiservice_operator.config import ENV_PEERING_NAME
-from aiservice_operator.rbac import PEERING_CALLS, deployment_permissions
+from aiservice_operator.cluster import kube
+from aiservice_operator.cluster.config import ENV_PEERING_NAME
+from aiservice_operator.cluster.rbac import PEERING_CALLS, deployment_permissions
 from chart_helpers import NAMESPACE, Rendered, RenderFn
 
 Permission = tuple[str, str, str]

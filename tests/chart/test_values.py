@@ -90,7 +90,7 @@ def test_every_value_is_described() -> None:
 
 
 def test_metric_query_values_are_the_operator_queries() -> None:
-    metrics = pytest.importorskip("aiservice_operator.metrics")
+    metrics = pytest.importorskip("aiservice_operator.sources.canary")
     Queries = metrics.Queries
 
     schema = json.loads((ROOT / "charts" / "aiservice-operator" / "values.schema.json").read_text())
@@ -117,7 +117,7 @@ def test_operator_settings_the_chart_sets_are_read_by_the_operator(render: Rende
 
 
 def test_rollout_settings_reach_the_operator(render: RenderFn, tmp_path: Path) -> None:
-    metrics = pytest.importorskip("aiservice_operator.metrics")
+    metrics = pytest.importorskip("aiservice_operator.sources.canary")
 
     def env_of(values: dict[str, Any]) -> dict[str, Any]:
         deployment = render(values).deployment("operator")

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 from aiservice_functions import contract
-from aiservice_operator.dlq_cli import app
+from aiservice_operator.cli.dlq import app
 from es_helpers import NS, SVC, TOKEN, Receiver, post_dead_letter
 from typer.testing import CliRunner
 

@@ -11,7 +11,7 @@ import sys
 from aiservice_functions import fraud
 from runtime_helpers import post_binary, wait_ready
 
-AISVC = [sys.executable, "-m", "aiservice_operator.cli"]
+AISVC = [sys.executable, "-m", "aiservice_operator.cli.main"]
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-AISVC = [sys.executable, "-m", "aiservice_operator.cli"]  # the `aisvc` command
+AISVC = [sys.executable, "-m", "aiservice_operator.cli.main"]  # the `aisvc` command
 
 
 def test_every_demo_review_is_routed_by_the_second_stage(tmp_path: Path) -> None:

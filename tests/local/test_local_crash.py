@@ -30,7 +30,7 @@ def start_up(
     manifests: Path, state_dir: Path, broker_port: int, log: Path
 ) -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, "-m", "aiservice_operator.local_cli", "up", "-f", str(manifests),
+        sys.executable, "-m", "aiservice_operator.cli.local", "up", "-f", str(manifests),
         "--state-dir", str(state_dir), "--broker-port", str(broker_port),
         "--serving-port", "0", "--event-store-port", "0", "--no-live",
     ]  # fmt: skip

@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from aiservice_operator.cli import app
-from aiservice_operator.compile import shadow_trigger_name
+from aiservice_operator.cli.main import app
+from aiservice_operator.core.compile import shadow_trigger_name
+from aiservice_operator.core.rollout import annotation as aiservice_annotation
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
-from aiservice_operator.rollout import annotation as aiservice_annotation
 from local_harness import Background, aiservice, write_manifests
 from typer.testing import CliRunner
 

@@ -24,10 +24,10 @@ import httpx
 import pytest
 import typer
 from aiservice_functions import contract
+from aiservice_operator.cli.local import register
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
 from aiservice_operator.local.view import render
-from aiservice_operator.local_cli import register
 from local_harness import (
     Background,
     Sink,

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiservice_operator import kube
-from aiservice_operator.config import Config, ConfigError
+from aiservice_operator.cluster import kube
+from aiservice_operator.cluster.config import Config, ConfigError
 
 from tests.support.kubeemu import KSERVICES, TRIGGERS, EmulatorThread
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import httpx
 import pytest
-from aiservice_operator.config import Config
+from aiservice_operator.cluster.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.operator.test_operator_lifecycle import manifest, ready
@@ -127,7 +127,7 @@ def test_metrics_port_from_env() -> None:
 
 
 def test_port_zero_serves_no_metrics() -> None:
-    from aiservice_operator import operator_metrics
+    from aiservice_operator.cluster import operator_metrics
 
     assert operator_metrics.serve(0) is None
     endpoint = operator_metrics.serve(_free_port(), "127.0.0.1")

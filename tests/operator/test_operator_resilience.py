@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from aiservice_operator import kube as kube_client
-from aiservice_operator.rollout import Observation
+from aiservice_operator.cluster import kube as kube_client
+from aiservice_operator.core.analysis import Observation
 
 from tests.operator.test_operator_lifecycle import manifest, ready, traffic
 from tests.support.knative import KnativeServing
@@ -144,7 +144,7 @@ ENTRY_POINTS = {
         "run",
         "--standalone",
         "-m",
-        "aiservice_operator.handlers",
+        "aiservice_operator.cluster.handlers",
     ],
 }
 

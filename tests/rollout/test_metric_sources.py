@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiservice_operator.metrics import (
+from aiservice_operator.sources.canary import (
     EventStoreSource,
     MetricsObserver,
     PrometheusSource,

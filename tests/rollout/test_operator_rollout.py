@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from aiservice_operator.compile import revision_name
-from aiservice_operator.config import Config
-from aiservice_operator.spec import parse
+from aiservice_operator.cluster.config import Config
+from aiservice_operator.core.compile import revision_name
+from aiservice_operator.core.spec import parse
 from rollout_support import EventStore, Prometheus, Standin
 
 from tests.support.knative import KnativeServing
@@ -237,7 +237,7 @@ def test_good_canary_promoted_across_a_restart_and_bad_one_rolled_back(
 
 def _decisions() -> dict[tuple[str, str], float]:
     """The operator's rollout decision counter, from this process's registry."""
-    from aiservice_operator.operator_metrics import ROLLOUT_DECISIONS
+    from aiservice_operator.cluster.operator_metrics import ROLLOUT_DECISIONS
 
     return {
         (s.labels["action"], s.labels["phase"]): s.value

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiservice_operator.cli import app
-from aiservice_operator.rollout_cli import command_patch, status_view, traffic_bar
+from aiservice_operator.cli.main import app
+from aiservice_operator.cli.rollout import command_patch, status_view, traffic_bar
 from typer.testing import CliRunner
 
 from tests.support.kubeemu import AISERVICES, EmulatorThread

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
 import pytest
-from aiservice_operator import audit
-from aiservice_operator import rollout as ro
-from aiservice_operator.metrics import ENV_PROMETHEUS_QUERIES, Queries, observer_from_env
-from aiservice_operator.rollout_runner import tick_needed, tick_seconds, wants_tick
-from aiservice_operator.spec import parse
+from aiservice_operator.core import analysis, audit
+from aiservice_operator.core import rollout as ro
+from aiservice_operator.core.rollout_tick import tick_needed, tick_seconds, wants_tick
+from aiservice_operator.core.spec import parse
+from aiservice_operator.sources.canary import ENV_PROMETHEUS_QUERIES, Queries, observer_from_env
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -37,7 +37,7 @@ def body(annotations: dict[str, str] | None = None, **rollout: Any) -> dict[str,
 def started() -> tuple[ro.RolloutState, ro.Decision]:
     spec = parse(body()).spec
     state, _, _ = ro.step(spec, None, None, T0)
-    obs = ro.Observation(events=40, errors=4, p99_latency_ms=90.0, dead_letters=0)
+    obs = analysis.Observation(events=40, errors=4, p99_latency_ms=90.0, dead_letters=0)
     state, _, _ = ro.step(spec, state, obs, T0 + timedelta(seconds=1))
     state, _, decision = ro.step(spec, state, obs, T0 + timedelta(seconds=31))
     assert decision is not None and decision.action == "check-failed"
@@ -84,7 +84,7 @@ def test_ticks_between_analyses_are_skipped_cheaply() -> None:
     ais = parse(body())
     assert tick_needed(ais, None, T0)
     state, _, _ = ro.step(ais.spec, None, None, T0)
-    obs = ro.Observation(events=40, p99_latency_ms=1.0)
+    obs = analysis.Observation(events=40, p99_latency_ms=1.0)
     state, _, _ = ro.step(ais.spec, state, obs, T0 + timedelta(seconds=1))
     assert not tick_needed(ais, state.to_status(), T0 + timedelta(seconds=10))
     assert tick_needed(ais, state.to_status(), T0 + timedelta(seconds=31))

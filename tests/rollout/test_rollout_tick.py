@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiservice_operator.compile import revision_name
-from aiservice_operator.metrics import EventStoreSource, MetricsObserver, PrometheusSource
-from aiservice_operator.rollout_runner import TickResult, rollout_tick
-from aiservice_operator.spec import AIService, parse
+from aiservice_operator.core.compile import revision_name
+from aiservice_operator.core.rollout_tick import TickResult, rollout_tick
+from aiservice_operator.core.spec import AIService, parse
+from aiservice_operator.sources.canary import EventStoreSource, MetricsObserver, PrometheusSource
 from rollout_support import NAMESPACE, EventStore, Prometheus, Standin, free_port
 
 pytestmark = pytest.mark.prometheus

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiservice_operator import rollout as ro
-from aiservice_operator.spec import AIServiceSpec, parse
+from aiservice_operator.core import analysis
+from aiservice_operator.core import rollout as ro
+from aiservice_operator.core.spec import AIServiceSpec, parse
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 INTERVAL = 60
@@ -47,13 +48,13 @@ def make_spec(**rollout: Any) -> AIServiceSpec:
     return parse(manifest).spec
 
 
-GOOD = ro.Observation(events=100, errors=1, p99_latency_ms=120.0, dead_letters=0)
-ERRORS = ro.Observation(events=100, errors=12, p99_latency_ms=120.0, dead_letters=0)
-SLOW = ro.Observation(events=100, errors=0, p99_latency_ms=900.0, dead_letters=0)
-DEAD = ro.Observation(events=100, errors=0, p99_latency_ms=100.0, dead_letters=7)
-FEW = ro.Observation(events=5, errors=0, p99_latency_ms=100.0, dead_letters=0)
-DOWN = ro.Observation(unavailable=("prometheus: connection refused",))
-NOT_READY = ro.Observation(canary_ready=False)
+GOOD = analysis.Observation(events=100, errors=1, p99_latency_ms=120.0, dead_letters=0)
+ERRORS = analysis.Observation(events=100, errors=12, p99_latency_ms=120.0, dead_letters=0)
+SLOW = analysis.Observation(events=100, errors=0, p99_latency_ms=900.0, dead_letters=0)
+DEAD = analysis.Observation(events=100, errors=0, p99_latency_ms=100.0, dead_letters=7)
+FEW = analysis.Observation(events=5, errors=0, p99_latency_ms=100.0, dead_letters=0)
+DOWN = analysis.Observation(unavailable=("prometheus: connection refused",))
+NOT_READY = analysis.Observation(canary_ready=False)
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Tick:
     """One tick: seconds after T0, what was observed, pending commands, what must follow."""
 
     at: float
-    obs: ro.Observation | None
+    obs: analysis.Observation | None
     phase: str
     weight: int
     action: str | None
@@ -115,7 +116,7 @@ def test_promotion_path_goes_through_every_step() -> None:
     [(ERRORS, "error rate 0.12"), (SLOW, "p99 latency 900"), (DEAD, "dead-letter rate 0.07")],
     ids=["error-rate", "p99", "dead-letter-rate"],
 )
-def test_rollback_when_failure_limit_reached(bad: ro.Observation, words: str) -> None:
+def test_rollback_when_failure_limit_reached(bad: analysis.Observation, words: str) -> None:
     state = run(
         [
             *START,
@@ -152,7 +153,7 @@ def test_not_enough_data_never_advances_nor_fails() -> None:
             *START,
             Tick(61, FEW, "Progressing", 10, "hold", 1),
             Tick(121, FEW, "Progressing", 10, "hold", 1),
-            Tick(181, ro.Observation(events=0), "Progressing", 10, "hold", 1),
+            Tick(181, analysis.Observation(events=0), "Progressing", 10, "hold", 1),
             Tick(241, GOOD, "Progressing", 50, "advance", 2),
         ]
     )
@@ -176,7 +177,7 @@ def test_unreachable_metrics_pause_and_never_promote_blind() -> None:
 
 
 def test_missing_latency_with_enough_events_pauses() -> None:
-    no_p99 = ro.Observation(events=100, errors=0, p99_latency_ms=None, dead_letters=0)
+    no_p99 = analysis.Observation(events=100, errors=0, p99_latency_ms=None, dead_letters=0)
     run([*START, Tick(61, no_p99, "Paused", 10, "pause")])
 
 
@@ -288,7 +289,7 @@ def test_history_is_bounded() -> None:
     spec = make_spec(analysis={"failureLimit": 100})
     state, _, _ = ro.step(spec, None, None, T0)
     for n in range(1, 60):
-        obs = ERRORS if n % 2 else ro.Observation(events=100, errors=9, p99_latency_ms=1.0)
+        obs = ERRORS if n % 2 else analysis.Observation(events=100, errors=9, p99_latency_ms=1.0)
         state, _, _ = ro.step(spec, state, obs, T0 + timedelta(seconds=n * INTERVAL))
     assert len(state.history) == ro.HISTORY_LIMIT
 

@@ -13,7 +13,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from aiservice_operator.spec import SpecError, parse
+from aiservice_operator.core.spec import SpecError, parse
 from schema_tools import (
     AISERVICE_CRD,
     REPO_ROOT,
@@ -357,16 +357,18 @@ def test_the_status_the_operator_writes_survives_the_status_schema() -> None:
     operator and the rollout write must be declared, or state is lost on the next read."""
     from datetime import UTC, datetime, timedelta
 
-    from aiservice_operator import rollout
-    from aiservice_operator.compile import compile_aiservice, revision_name
-    from aiservice_operator.conditions import summarize_status
+    from aiservice_operator.core import analysis, rollout
+    from aiservice_operator.core.compile import compile_aiservice, revision_name
+    from aiservice_operator.core.conditions import summarize_status
 
     manifest = base()
     manifest["metadata"]["uid"] = "u-1"
     ais = parse(manifest)
     now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     state, weight, _ = rollout.step(ais.spec, None, None, now)
-    observation = rollout.Observation(events=100, errors=1, p99_latency_ms=120.0, window_seconds=60)
+    observation = analysis.Observation(
+        events=100, errors=1, p99_latency_ms=120.0, window_seconds=60
+    )
     for minute in range(1, 4):
         state, weight, _ = rollout.step(
             ais.spec, state, observation, now + timedelta(minutes=minute)

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import yaml
-from aiservice_operator.compile import (
+from aiservice_operator.core.compile import (
     CompileOptions,
     compile_aiservice,
     intended_weights,
     revision_name,
 )
-from aiservice_operator.spec import AIService, parse
+from aiservice_operator.core.spec import AIService, parse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from schema_tools import KNATIVE_SCHEMAS, REPO_ROOT, knative_violations

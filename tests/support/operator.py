@@ -1,4 +1,4 @@
-"""The real Kopf operator (aiservice_operator.handlers) in its own thread and event loop.
+"""The real Kopf operator (aiservice_operator.cluster.handlers) in its own thread and event loop.
 
 Kopf runs with its own loop because its hung-task reaper would cancel a pytest-asyncio
 fixture's teardown; a thread with `asyncio.run(kopf.operator(...))` starts in ~0.1 s and
@@ -11,9 +11,9 @@ import asyncio
 import threading
 from dataclasses import replace
 
-import aiservice_operator.handlers  # noqa: F401  (registers the handlers)
+import aiservice_operator.cluster.handlers  # noqa: F401  (registers the handlers)
 import kopf
-from aiservice_operator.config import Config
+from aiservice_operator.cluster.config import Config
 
 
 class OperatorThread:

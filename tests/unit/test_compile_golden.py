@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from aiservice_operator.compile import (
+from aiservice_operator.core.compile import (
     Desired,
     compile_aiservice,
     intended_weights,
@@ -21,7 +21,7 @@ from aiservice_operator.compile import (
     steady_state,
     to_yaml,
 )
-from aiservice_operator.spec import AIService, parse
+from aiservice_operator.core.spec import AIService, parse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent / "golden"

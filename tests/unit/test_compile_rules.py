@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiservice_functions import contract
-from aiservice_operator.compile import (
+from aiservice_operator.core.compile import (
     CompileOptions,
     Desired,
     child_labels,
@@ -20,7 +20,7 @@ from aiservice_operator.compile import (
     steady_state,
     trigger_name,
 )
-from aiservice_operator.spec import AIService, parse
+from aiservice_operator.core.spec import AIService, parse
 
 UID = "9b2e4c1a-0000-4000-8000-00000000abcd"
 

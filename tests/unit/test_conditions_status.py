@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from aiservice_operator import conditions
-from aiservice_operator.compile import compile_aiservice, intended_weights, revision_name
-from aiservice_operator.conditions import (
+from aiservice_operator.core import conditions
+from aiservice_operator.core.compile import compile_aiservice, intended_weights, revision_name
+from aiservice_operator.core.conditions import (
     REASON_INVALID_SPEC,
     REASON_KNATIVE_NOT_READY,
     REASON_READY,
@@ -21,7 +21,7 @@ from aiservice_operator.conditions import (
     summarize_status,
     timestamp,
 )
-from aiservice_operator.spec import AIService, SpecError, parse
+from aiservice_operator.core.spec import AIService, SpecError, parse
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)

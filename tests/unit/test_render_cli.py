@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from aiservice_operator.cli import app
+from aiservice_operator.cli.main import app
 from typer.testing import CliRunner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from aiservice_operator.spec import (
+from aiservice_operator.core.spec import (
     Filter,
     SpecError,
     go_duration_seconds,

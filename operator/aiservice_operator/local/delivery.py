@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from aiservice_functions import contract
 
-from aiservice_operator.spec import iso8601_seconds
+from aiservice_operator.core.spec import iso8601_seconds
 
 RETRYABLE_4XX = frozenset({404, 408, 409, 429})
 MAX_ERROR_DATA_CHARS = 1024

@@ -18,9 +18,9 @@ from aiservice_functions.runtime.cloudevents_http import CloudEvent, event_to_di
 from rich.console import Console
 from rich.table import Table
 
+from aiservice_operator.core.spec import Filter
 from aiservice_operator.local.dispatcher import TriggerRuntime
 from aiservice_operator.local.runner import LocalRun
-from aiservice_operator.spec import Filter
 
 SAMPLES: Mapping[str, list[Any]] = {
     "aiservice_functions.sentiment": [

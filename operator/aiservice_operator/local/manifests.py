@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from aiservice_operator.spec import API_GROUP, KIND, AIService, SpecError, parse
+from aiservice_operator.core.spec import API_GROUP, KIND, AIService, SpecError, parse
 
 EVENTING = "eventing.knative.dev/"
 

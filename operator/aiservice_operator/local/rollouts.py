@@ -18,14 +18,14 @@ from datetime import datetime, timedelta
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from aiservice_operator.metrics import (
+from aiservice_operator.core.analysis import Observation
+from aiservice_operator.sources.canary import (
     ERROR_OUTCOMES,
     FUNCTION_EVENTS,
     FUNCTION_LATENCY_BUCKET,
     EventStoreSource,
     canary_dead_letters,
 )
-from aiservice_operator.rollout import Observation
 
 
 @dataclass(frozen=True)

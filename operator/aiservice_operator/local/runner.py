@@ -31,7 +31,10 @@ import aiohttp
 from aiohttp import web
 from aiservice_functions import contract
 
-from aiservice_operator.compile import LABEL_ROLE, CompileOptions, Desired, compile_aiservice
+from aiservice_operator.core.compile import LABEL_ROLE, CompileOptions, Desired, compile_aiservice
+from aiservice_operator.core.rollout import COMMANDS, Command, annotation, mirror_active
+from aiservice_operator.core.rollout_tick import rollout_tick, tick_needed
+from aiservice_operator.core.spec import AIService
 from aiservice_operator.local.dispatcher import Dispatcher, TriggerRuntime, load_trigger
 from aiservice_operator.local.ingress import COMMANDS_PATH, STATUS_PATH, ingress_app
 from aiservice_operator.local.log import EventLog
@@ -48,10 +51,7 @@ from aiservice_operator.local.supervisor import (
 )
 from aiservice_operator.local.traffic import route_of
 from aiservice_operator.local.view import status_object
-from aiservice_operator.metrics import EventStoreSource
-from aiservice_operator.rollout import COMMANDS, Command, annotation, mirror_active
-from aiservice_operator.rollout_runner import rollout_tick, tick_needed
-from aiservice_operator.spec import AIService
+from aiservice_operator.sources.canary import EventStoreSource
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from aiservice_operator.spec import AIService
+from aiservice_operator.core.spec import AIService
 
 COLUMNS = (
     "service", "model", "traffic", "tags", "procs", "in flight", "delivered", "answered",

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from .compile import Desired
-from .spec import AIService, SpecError
+from aiservice_operator.core.compile import Desired
+from aiservice_operator.core.spec import AIService, SpecError
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 MAX_MESSAGE_LENGTH = 1024

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import audit as audit_events
-from .compile import intended_weights, revision_name
-from .metrics import Observer, SourceUnavailable
-from .rollout import (
+from aiservice_operator.core import audit as audit_events
+from aiservice_operator.core.analysis import Observer, SourceUnavailable
+from aiservice_operator.core.compile import intended_weights, revision_name
+from aiservice_operator.core.rollout import (
     COMMANDS,
     TERMINAL,
     Command,
@@ -30,7 +30,7 @@ from .rollout import (
     spec_hash,
     step,
 )
-from .spec import AIService, SpecError, parse_spec
+from aiservice_operator.core.spec import AIService, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 

@@ -263,7 +263,7 @@ def register(app: typer.Typer) -> None:
     app.command()(send)
 
 
-if __name__ == "__main__":  # python -m aiservice_operator.local_cli up -f ...
+if __name__ == "__main__":  # python -m aiservice_operator.cli.local up -f ...
     cli = typer.Typer(add_completion=False)
     register(cli)
     sys.exit(cli())

@@ -21,7 +21,15 @@ from typing import Any
 import yaml
 from aiservice_functions import contract
 
-from .spec import API_GROUP, API_VERSION, KIND, AIService, Consume, Filter, Model
+from aiservice_operator.core.spec import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    AIService,
+    Consume,
+    Filter,
+    Model,
+)
 
 MANAGED_BY = "aiservice-operator"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"

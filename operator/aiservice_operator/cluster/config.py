@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from aiservice_functions import contract
 
-from .compile import CompileOptions
+from aiservice_operator.core.compile import CompileOptions
 
 ENV_KUBE_SERVER = "AISVC_KUBE_SERVER"
 ENV_WATCH_NAMESPACES = "AISVC_WATCH_NAMESPACES"

@@ -14,7 +14,7 @@ Errors: an invalid spec sets Ready=False/InvalidSpec naming the fields and stops
 (`kopf.PermanentError`) until the spec changes; conflicts, throttling, server errors and an
 unreachable API retry after `AISVC_RETRY_DELAY_SECONDS` (`kopf.TemporaryError`).
 
-Run: `python -m aiservice_operator` or `kopf run -m aiservice_operator.handlers -A`.
+Run: `python -m aiservice_operator` or `kopf run -m aiservice_operator.cluster.handlers -A`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from typing import Any, cast
 
 import kopf
 
-from . import compile as compiler
-from . import conditions, kube, metrics, operator_metrics, rollout, rollout_runner
-from .config import Config
-from .spec import API_GROUP, API_VERSION, PLURAL, AIService, SpecError, parse
+from aiservice_operator.cluster import kube, operator_metrics
+from aiservice_operator.cluster.config import Config
+from aiservice_operator.core import compile as compiler
+from aiservice_operator.core import conditions, rollout, rollout_tick
+from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL, AIService, SpecError, parse
+from aiservice_operator.sources import canary
 
 OWNED = {compiler.LABEL_MANAGED_BY: compiler.MANAGED_BY}
 RESYNC_SECONDS = Config.from_env(os.environ).resync_seconds
@@ -366,7 +368,7 @@ def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
 
 # --- Canary rollouts (rollout_runner drives rollout.py) ---------------------------------
 
-ROLLOUT_TICK_SECONDS = rollout_runner.tick_seconds(os.environ)
+ROLLOUT_TICK_SECONDS = rollout_tick.tick_seconds(os.environ)
 
 
 def _utcnow() -> datetime:
@@ -374,7 +376,7 @@ def _utcnow() -> datetime:
 
 
 def _rollout_wanted(body: kopf.Body, **_: Any) -> bool:
-    return rollout_runner.wants_tick(body)
+    return rollout_tick.wants_tick(body)
 
 
 @kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=ROLLOUT_TICK_SECONDS, when=_rollout_wanted)
@@ -392,20 +394,20 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **k
     config: Config = memo["config"]
     observer = memo.get("rollout_observer")
     if observer is None:
-        observer = metrics.observer_from_env(os.environ, config.event_store_url)
+        observer = canary.observer_from_env(os.environ, config.event_store_url)
         memo["rollout_observer"] = observer
     try:
         seen = parse(body)
     except SpecError:
         return  # the reconcile handler reports it
-    stray, ignored = rollout_runner.ignored_commands(seen)
+    stray, ignored = rollout_tick.ignored_commands(seen)
     for key in stray:
         patch.metadata.annotations[key] = None
     if ignored is not None:
         _event(dict(body), type=ignored.type, reason=ignored.reason, message=ignored.message)
     if seen.spec.rollout is None:
         return
-    if not rollout_runner.tick_needed(seen, (body.get("status") or {}).get("rollout"), _utcnow()):
+    if not rollout_tick.tick_needed(seen, (body.get("status") or {}).get("rollout"), _utcnow()):
         if retry:
             await reconcile(memo, namespace, name)
         return  # between analyses: nothing to read or query
@@ -427,7 +429,7 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **k
         ).ready_revisions
         store = observer.event_store
         result = await asyncio.to_thread(
-            rollout_runner.rollout_tick,
+            rollout_tick.rollout_tick,
             ais,
             (fresh.get("status") or {}).get("rollout"),
             observer=observer,

@@ -30,12 +30,13 @@ import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from aiservice_functions import contract
 
-from .rollout import Observation, rfc3339
+from aiservice_operator.core.analysis import Observation, SourceUnavailable
+from aiservice_operator.core.rollout import rfc3339
 
 _QP = 'namespace_name="{namespace}",revision_name="{revision}"'
 
@@ -100,10 +101,6 @@ def render(template: str, **values: str) -> str:
 
 def promql_duration(seconds: float) -> str:
     return f"{max(1, math.ceil(seconds))}s"
-
-
-class SourceUnavailable(Exception):
-    """A metric source could not answer; the message says which and why."""
 
 
 @dataclass
@@ -288,20 +285,6 @@ def canary_dead_letters(
     except SourceUnavailable as err:
         unavailable.append(str(err))
         return None
-
-
-class Observer(Protocol):
-    def observe(
-        self,
-        *,
-        namespace: str,
-        service: str,
-        revision: str,
-        model: str,
-        window_seconds: float,
-        now: datetime,
-        canary_ready: bool,
-    ) -> Observation: ...
 
 
 @dataclass

@@ -15,8 +15,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .rollout import Decision, RolloutState
-from .spec import API_GROUP, API_VERSION, PLURAL
+from aiservice_operator.core.rollout import Decision, RolloutState
+from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL
 
 AUDIT_TYPE: Final = "dev.aiservice.rollout.decision"
 

@@ -20,8 +20,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .rollout import COMMANDS, Command, annotation, rfc3339
-from .spec import API_GROUP, API_VERSION, PLURAL
+from aiservice_operator.core.rollout import COMMANDS, Command, annotation, rfc3339
+from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL
 
 NamespaceOpt = Annotated[
     str | None,
@@ -136,7 +136,7 @@ def _connect(
     kubeconfig: str | None, context: str | None, local: bool | None = None
 ) -> Cluster | LocalTarget:
     if local is not False and kubeconfig is None and context is None:
-        from .local.runner import read_state
+        from aiservice_operator.local.runner import read_state
 
         state = read_state()
         if state is not None:

@@ -12,9 +12,9 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from aiservice_operator import dlq_cli, fn_cli, local_cli, rollout_cli
-from aiservice_operator.compile import CompileOptions, steady_state, to_yaml
-from aiservice_operator.spec import SpecError, parse
+from aiservice_operator.cli import dlq, fn, local, rollout
+from aiservice_operator.core.compile import CompileOptions, steady_state, to_yaml
+from aiservice_operator.core.spec import SpecError, parse
 
 app = typer.Typer(
     name="aisvc",
@@ -80,10 +80,10 @@ def render(
     typer.echo(to_yaml(objects), nl=False)
 
 
-local_cli.register(app)  # aisvc up, aisvc send
-app.add_typer(dlq_cli.app, name="dlq")  # aisvc dlq list|show|replay|stats
-app.add_typer(fn_cli.app, name="fn")  # aisvc fn serve
-rollout_cli.register(app)  # aisvc promote|abort|pause|resume|status
+local.register(app)  # aisvc up, aisvc send
+app.add_typer(dlq.app, name="dlq")  # aisvc dlq list|show|replay|stats
+app.add_typer(fn.app, name="fn")  # aisvc fn serve
+rollout.register(app)  # aisvc promote|abort|pause|resume|status
 
 
 def main() -> None:

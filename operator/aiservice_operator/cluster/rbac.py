@@ -8,7 +8,7 @@ record into it. The chart's RBAC test compares its rendered rules with this, bot
 
 from __future__ import annotations
 
-from .kube import required_permissions
+from aiservice_operator.cluster.kube import required_permissions
 
 Permission = tuple[str, str, str]
 """(API group, resource, verb); the core group is ""."""

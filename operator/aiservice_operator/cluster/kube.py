@@ -33,8 +33,8 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 import aiohttp
 
-from . import operator_metrics
-from .spec import API_GROUP, API_VERSION, PLURAL
+from aiservice_operator.cluster import operator_metrics
+from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL
 
 P = ParamSpec("P")
 R = TypeVar("R")
