@@ -77,8 +77,10 @@ def test_ingest_outcomes_are_counted_per_kind(server: str, client: httpx.Client)
     # Every add that reached the database was timed: 3 stored + 1 duplicate + 1 audit.
     assert value(samples, "aisvc_event_store_store_duration_seconds_count", operation="add") == 5
     assert value(samples, "aisvc_event_store_store_duration_seconds_sum", operation="add") > 0
-    # Counts only: neither ids, sources nor AIService names reach the metrics.
-    assert "review a" not in text and "/shop/reviews" not in text and SVC not in text
+    # Counts only: neither ids, sources nor event data reach the metrics; the AIService's
+    # name only as a label.
+    assert "review a" not in text and "/shop/reviews" not in text
+    assert all(f'"{SVC}"' in line for line in text.splitlines() if SVC in line)
 
 
 def test_queries_and_replays_are_counted(
@@ -95,11 +97,37 @@ def test_queries_and_replays_are_counted(
     assert (response.json()["replayed"], response.json()["failed"]) == (2, 1)
 
     _, samples = scrape(client, server)
+    pending = "aisvc_event_store_dead_letters_pending"
+    assert value(samples, pending, namespace=NS, aiservice=SVC) == 1  # r2 failed again
     assert value(samples, "aisvc_event_store_replayed_total", result="replayed") == 2
     assert value(samples, "aisvc_event_store_replayed_total", result="failed") == 1
     timed = "aisvc_event_store_store_duration_seconds_count"
     assert value(samples, timed, operation="page") == 1
     assert value(samples, timed, operation="get") == 1
+
+
+def test_pending_dead_letters_are_counted_per_aiservice(
+    server: str, client: httpx.Client, receiver: Receiver
+) -> None:
+    _, samples = scrape(client, server)
+    assert not any(name == "aisvc_event_store_dead_letters_pending" for name, _ in samples)
+    for event_id in ("p1", "p2"):
+        post_dead_letter(client, server, event_id)
+    post_dead_letter(client, server, "q1", name="other")
+    _, samples = scrape(client, server)
+    pending = "aisvc_event_store_dead_letters_pending"
+    assert value(samples, pending, namespace=NS, aiservice=SVC) == 2
+    assert value(samples, pending, namespace=NS, aiservice="other") == 1
+    replayed = client.post(
+        f"{server}/v1/replay",
+        json={"filter": {"name": "other"}, "target": receiver.url},
+        headers=AUTH,
+    )
+    assert replayed.json()["replayed"] == 1
+    _, samples = scrape(client, server)
+    assert value(samples, pending, namespace=NS, aiservice=SVC) == 2
+    # Still shown, at zero: a panel of pending dead letters drops to 0, it does not vanish.
+    assert samples[(pending, frozenset({"namespace": NS, "aiservice": "other"}.items()))] == 0
 
 
 def test_retention_deletions_are_counted(

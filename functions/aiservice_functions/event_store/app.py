@@ -205,6 +205,11 @@ def _revision_json(c: RevisionCount) -> dict[str, Any]:
     }
 
 
+def _pending(store: SqlStore) -> list[tuple[str, str, int]]:
+    services, _ = store.stats(EventFilter(kind="dead-letter"))
+    return [(c.namespace, c.name, c.unreplayed) for c in services]
+
+
 def create_app(
     store: SqlStore,
     *,
@@ -221,7 +226,7 @@ def create_app(
     # reading max+1 bytes is how an oversized one is told from one of exactly max bytes.
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
     defaults = replay_defaults or ReplayOptions()
-    metrics = StoreMetrics()
+    metrics = StoreMetrics(pending=lambda: _pending(store))
     thread = (
         RetentionThread(store, retention, on_deleted=metrics.retention()).start()
         if retention and retention.active

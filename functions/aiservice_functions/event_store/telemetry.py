@@ -3,8 +3,10 @@
 What an operator of the store watches: events ingested per kind and outcome (stored, a
 redelivered duplicate, refused as not a CloudEvent or too large, or not stored because the
 database was unavailable), replay results, records deleted by retention, and the latency
-of the database operations behind each request. The metrics carry counts and timings
-only — no event data, no AIService names — so ``/metrics`` needs no token.
+of the database operations behind each request, and the dead letters still waiting for
+a replay per AIService (read from the database when scraped). The metrics carry counts and
+timings, labelled at most with an AIService's namespace and name — no event data — so
+``/metrics`` needs no token.
 
 Each app gets its own registry (several apps in one test process do not clash). With one
 gunicorn worker the in-process registry is exact. With several, :mod:`.server` exports
@@ -15,8 +17,9 @@ worker answers ``/metrics`` for the whole pod.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from time import perf_counter
@@ -31,11 +34,42 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 ENV_MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 OUTCOMES: Final = ("stored", "duplicate", "refused", "unavailable")
 OPERATIONS: Final = ("add", "page", "get", "stats", "ping")
 BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+PendingReader = Callable[[], Iterable[tuple[str, str, int]]]
+"""(namespace, AIService, dead letters not replayed) for every AIService that has any."""
+
+
+class PendingDeadLetters(Collector):
+    """``aisvc_event_store_dead_letters_pending``, read from the database at each scrape:
+    a count kept in memory would be wrong for every other worker and after a restart."""
+
+    def __init__(self, read: PendingReader) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "aisvc_event_store_dead_letters_pending",
+            "Dead letters stored and not replayed yet, per AIService.",
+            labels=["namespace", "aiservice"],
+        )
+        try:
+            rows = list(self._read())
+        except Exception:  # an unreadable database must not fail the whole scrape
+            log.warning("pending dead letters not readable for /metrics", exc_info=True)
+            return
+        for namespace, name, pending in rows:
+            family.add_metric([namespace, name], pending)
+        yield family
 
 
 def shared_dir() -> Path | None:
@@ -49,8 +83,9 @@ class StoreMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, pending: PendingReader | None = None) -> None:
         self.shared_dir = shared_dir()
+        self._pending = PendingDeadLetters(pending) if pending is not None else None
         if self.shared_dir is not None and not getattr(values.ValueClass, "_multiprocess", False):
             # prometheus_client picks its value store when first imported; if that was
             # before the directory was exported, switch to the shared files now.
@@ -125,10 +160,16 @@ class StoreMetrics:
     def render(self) -> bytes:
         """The exposition text: this process's registry, or the sum over all workers."""
         if self.shared_dir is None:
-            return generate_latest(self.registry)
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, str(self.shared_dir))
-        return generate_latest(registry)
+            registry = self.registry
+        else:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, str(self.shared_dir))
+        text = generate_latest(registry)
+        if self._pending is not None:  # from the database: the same whichever worker answers
+            pending = CollectorRegistry()
+            pending.register(self._pending)
+            text += generate_latest(pending)
+        return text
 
 
 def prepare_shared_dir(make_temp: Callable[[], str]) -> Path:
