@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from aiservice_functions import contract
+from aiservice_functions.event_store import telemetry
 from aiservice_functions.event_store.retention import RetentionPolicy
 from es_helpers import (
     AUTH,
@@ -74,6 +76,9 @@ def test_ingest_outcomes_are_counted_per_kind(server: str, client: httpx.Client)
     assert value(samples, name, kind="dead-letter", outcome="refused") == 2
     assert value(samples, name, kind="dead-letter", outcome="unavailable") == 0
     assert value(samples, name, kind="audit", outcome="stored") == 1
+    # Per AIService, revision and code: the three stored, the redelivery not again.
+    letters = "aisvc_event_store_dead_letters_total"
+    assert value(samples, letters, namespace=NS, aiservice=SVC, revision="none", code="500") == 3
     # Every add that reached the database was timed: 3 stored + 1 duplicate + 1 audit.
     assert value(samples, "aisvc_event_store_store_duration_seconds_count", operation="add") == 5
     assert value(samples, "aisvc_event_store_store_duration_seconds_sum", operation="add") > 0
@@ -101,6 +106,9 @@ def test_queries_and_replays_are_counted(
     assert value(samples, pending, namespace=NS, aiservice=SVC) == 1  # r2 failed again
     assert value(samples, "aisvc_event_store_replayed_total", result="replayed") == 2
     assert value(samples, "aisvc_event_store_replayed_total", result="failed") == 1
+    jobs = "aisvc_event_store_replay_jobs_total"
+    assert value(samples, jobs, outcome="partial") == 1
+    assert value(samples, jobs, outcome="replayed") == value(samples, jobs, outcome="failed") == 0
     timed = "aisvc_event_store_store_duration_seconds_count"
     assert value(samples, timed, operation="page") == 1
     assert value(samples, timed, operation="get") == 1
@@ -128,6 +136,32 @@ def test_pending_dead_letters_are_counted_per_aiservice(
     assert value(samples, pending, namespace=NS, aiservice=SVC) == 2
     # Still shown, at zero: a panel of pending dead letters drops to 0, it does not vanish.
     assert samples[(pending, frozenset({"namespace": NS, "aiservice": "other"}.items()))] == 0
+
+
+def test_dead_letter_series_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(telemetry, "MAX_DEAD_LETTER_SERIES", 2)
+    metrics = telemetry.StoreMetrics()
+    for revision in ("r1", "r2", "r3", "r4", "r1"):
+        metrics.dead_letter(NS, SVC, revision, 500)
+    samples = {
+        tuple(s.labels[k] for k in ("namespace", "aiservice", "revision", "code")): s.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for s in family.samples
+        if s.name == "aisvc_event_store_dead_letters_total"
+    }
+    assert samples == {
+        (NS, SVC, "r1", "500"): 2,
+        (NS, SVC, "r2", "500"): 1,
+        ("other", "other", "other", "other"): 2,
+    }
+
+
+def test_dead_letter_counts_carry_the_revision(server: str, client: httpx.Client) -> None:
+    extra = {f"ce-{contract.EXT_REVISION}": "svc-v2"}
+    post_dead_letter(client, server, "rev-1", code=503, extra=extra)
+    _, samples = scrape(client, server)
+    letters = "aisvc_event_store_dead_letters_total"
+    assert value(samples, letters, namespace=NS, aiservice=SVC, revision="svc-v2", code="503") == 1
 
 
 def test_retention_deletions_are_counted(

@@ -306,6 +306,7 @@ def test_metrics_count_outcomes_latency_and_batches(base: str, session: requests
     assert metric_value(text, "aisvc_function_latency_seconds_count", model_version="v2") >= 1
     assert metric_value(text, "aisvc_function_batch_size_count", model_version="v2") >= 1
     assert metric_value(text, "aisvc_function_model_ready", model_version="v2") == 1
+    assert metric_value(text, "aisvc_function_model_load_seconds", model_version="v2") > 0
 
 
 # --- micro-batching -----------------------------------------------------------------

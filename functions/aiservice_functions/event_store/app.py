@@ -273,6 +273,8 @@ def create_app(
             metrics.ingest(kind, "unavailable")
             raise
         metrics.ingest(kind, "stored" if created else "duplicate")
+        if created and kind == "dead-letter":
+            metrics.dead_letter(namespace, name, record.revision, record.error_code)
         log.debug(
             "%s %s %s/%s seq=%d", "stored" if created else "redelivered", kind, namespace, name, seq
         )

@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 ENV_MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 OUTCOMES: Final = ("stored", "duplicate", "refused", "unavailable")
 OPERATIONS: Final = ("add", "page", "get", "stats", "ping")
+MAX_DEAD_LETTER_SERIES: Final = 1000
+"""Distinct (namespace, AIService, revision, code) children of the dead-letter counter;
+the labels come from what senders post, so past this many the rest count under `other`."""
+OTHER: Final = "other"
+REPLAY_OUTCOMES: Final = ("replayed", "partial", "failed", "empty")
 BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -106,6 +111,22 @@ class StoreMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.dead_letters = Counter(
+            "aisvc_event_store_dead_letters",
+            "Dead letters stored (redeliveries not counted again) per AIService, the revision "
+            "that failed them (none: not known) and the HTTP code of the failed delivery "
+            f"(none: not sent). At most {MAX_DEAD_LETTER_SERIES} series; more count as other.",
+            ["namespace", "aiservice", "revision", "code"],
+            registry=self.registry,
+        )
+        self.replay_jobs = Counter(
+            "aisvc_event_store_replay_jobs",
+            "Replay requests by outcome: replayed (every selected letter), partial (some "
+            "failed), failed (all failed), empty (nothing selected).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self._dead_letter_keys: set[tuple[str, str, str, str]] = set()
         self.retention_deleted = Counter(
             "aisvc_event_store_retention_deleted",
             "Records deleted by retention, by the limit that deleted them (max_age, max_count).",
@@ -127,6 +148,8 @@ class StoreMetrics:
                 self.ingested.labels(kind, outcome)
         for result in ("replayed", "failed"):
             self.replayed.labels(result)
+        for outcome in REPLAY_OUTCOMES:
+            self.replay_jobs.labels(outcome)
         for limit in ("max_age", "max_count"):
             self.retention_deleted.labels(limit)
 
@@ -142,11 +165,28 @@ class StoreMetrics:
         finally:
             self._timers[operation].observe(perf_counter() - started)
 
+    def dead_letter(
+        self, namespace: str, name: str, revision: str | None, code: int | None
+    ) -> None:
+        """Count one newly stored dead letter."""
+        key = (namespace, name, revision or "none", str(code) if code is not None else "none")
+        if key not in self._dead_letter_keys:
+            if len(self._dead_letter_keys) >= MAX_DEAD_LETTER_SERIES:
+                key = (OTHER, OTHER, OTHER, OTHER)
+            self._dead_letter_keys.add(key)
+        self.dead_letters.labels(*key).inc()
+
     def replay(self, replayed: int, failed: int) -> None:
+        """Count one replay request and the letters it re-sent."""
         if replayed:
             self.replayed.labels("replayed").inc(replayed)
         if failed:
             self.replayed.labels("failed").inc(failed)
+        if not replayed and not failed:
+            outcome = "empty"
+        else:
+            outcome = "failed" if not replayed else "partial" if failed else "replayed"
+        self.replay_jobs.labels(outcome).inc()
 
     def retention(self) -> Callable[[str, int], None]:
         """The callback retention reports its deletions to: (limit, count)."""

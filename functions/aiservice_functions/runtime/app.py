@@ -132,6 +132,7 @@ class FunctionService:
             self.state.error = f"{type(err).__name__}: {err}"
             log.error("model failed to load", extra={"model_uri": uri, "error": self.state.error})
             return
+        self.metrics.model_load.labels(cfg.model_version).set(time.monotonic() - started)
         self.metrics.model_ready.labels(cfg.model_version).set(1)
         self.state.ready.set()
         shared = workers.shared_dir()

@@ -79,6 +79,14 @@ class RuntimeMetrics:
             multiprocess_mode="livemin",
         )
         self.model_ready.labels(model_version).set(0)
+        self.model_load = Gauge(
+            "aisvc_function_model_load_seconds",
+            "How long the last load of this version's model took (fetch, verify, load), in "
+            "the slowest live worker process; absent until a load succeeded.",
+            ["model_version"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
         # Children per outcome, made once: ``labels()`` takes a lock and builds a key
         # on every call, which shows on a sub-millisecond request path.
         self._by_outcome: dict[str, tuple[Counter, Histogram]] = {}
