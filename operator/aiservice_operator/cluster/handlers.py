@@ -199,6 +199,7 @@ async def aiservice_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     meta = body.get("metadata", {})
     namespace, name = meta.get("namespace", "default"), meta["name"]
     operator_metrics.ready_status(namespace, name, None)
+    operator_metrics.ROLLOUTS.forget(namespace, name)
     key = (namespace, name)
     lock: asyncio.Lock | None = memo["locks"].get(key)
     if lock is not None and not lock.locked() and not memo["waiting"].get(key):
@@ -229,8 +230,12 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
     waiting: dict[tuple[str, str], int] = memo["waiting"]
     key = (namespace, name)
     waiting[key] = waiting.get(key, 0) + 1
+    operator_metrics.RECONCILES_WAITING.inc()
     try:
         await _lock(memo, namespace, name).acquire()
+    except BaseException:  # cancelled while queued: it leaves the queue
+        operator_metrics.RECONCILES_WAITING.dec()
+        raise
     finally:
         waiting[key] -= 1
         if not waiting[key]:
@@ -260,6 +265,7 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
                 result = "invalid_spec"
             raise
     finally:
+        operator_metrics.RECONCILES_WAITING.dec()
         operator_metrics.reconciled(result, time.perf_counter() - started)
         ready = None if gone else _ready(body.get("status") or {}).get("status")
         if gone or ready:
@@ -443,6 +449,8 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **k
         patch.metadata.annotations[key] = None
     if result.decision is not None:
         operator_metrics.rollout_decision(result.decision.action, result.decision.phase)
+    action = result.decision.action if result.decision is not None else None
+    operator_metrics.ROLLOUTS.record(namespace, name, result.state, action)
     if result.kube_event is not None:
         event = result.kube_event
         _event(fresh, type=event.type, reason=event.reason, message=event.message)

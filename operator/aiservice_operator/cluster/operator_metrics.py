@@ -19,6 +19,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from aiservice_operator.rollout_metrics import RolloutMetrics
+
 RECONCILES = Counter(
     "aisvc_operator_reconciles",
     "AIService reconciles by how they ended: ok, invalid_spec, retry (conflict, throttled, "
@@ -53,6 +55,13 @@ ROLLOUT_DECISIONS = Counter(
     "Canary rollout decisions by action and the phase they led to.",
     ["action", "phase"],
 )
+RECONCILES_WAITING = Gauge(
+    "aisvc_operator_reconciles_waiting",
+    "Reconciles started and not finished: running, or queued behind another reconcile of "
+    "the same AIService (the operator's work queue).",
+)
+ROLLOUTS = RolloutMetrics()
+"""The per-AIService `aisvc_rollout_*` series (the local executor exports the same)."""
 AISERVICES_READY = Gauge(
     "aisvc_operator_aiservices",
     "AIServices this operator reconciled, by the status of their Ready condition "

@@ -6,7 +6,8 @@ event is refused with 400/415 and the reason; an unknown broker with 404.
 ``GET /_aisvc/status`` serves the status snapshot ``aisvc status`` reads;
 ``POST /_aisvc/aiservices/{namespace}/{name}/{command}`` sends a rollout command
 (promote, abort, pause, resume), as the ``aiservice.dev/<command>`` annotation does on a
-cluster.
+cluster; ``GET /_aisvc/metrics`` the run's rollout metrics (the operator's series of the
+same names), for a Prometheus watching a local rollout.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 
 from aiohttp import web
 from aiservice_functions.runtime.cloudevents_http import InvalidEvent, parse_request
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from aiservice_operator.local.dispatcher import Dispatcher
 
 STATUS_PATH = "/_aisvc/status"
 COMMANDS_PATH = "/_aisvc/aiservices"
+METRICS_PATH = "/_aisvc/metrics"
 Control = Callable[[str, str, str], str | None]
 """(namespace, name, command) -> None when accepted, else the reason it was refused."""
 MAX_EVENT_BYTES = 4 * 1024 * 1024
@@ -31,6 +34,7 @@ def ingress_app(
     brokers: set[str],
     status: Callable[[], dict[str, Any]],
     control: Control | None = None,
+    metrics: Callable[[], bytes] | None = None,
 ) -> web.Application:
     async def accept(request: web.Request) -> web.Response:
         broker = f"{request.match_info['ns']}/{request.match_info['broker']}"
@@ -58,8 +62,13 @@ def ingress_app(
             return web.json_response({"error": refused}, status=400)
         return web.json_response({"accepted": info["command"]}, status=202)
 
+    async def show_metrics(_: web.Request) -> web.Response:
+        body = metrics() if metrics is not None else b""
+        return web.Response(body=body, headers={"content-type": CONTENT_TYPE_LATEST})
+
     app = web.Application(client_max_size=MAX_EVENT_BYTES)
     app.router.add_get(STATUS_PATH, show_status)
+    app.router.add_get(METRICS_PATH, show_metrics)
     app.router.add_post(COMMANDS_PATH + "/{ns}/{name}/{command}", command)
     app.router.add_post("/{ns}/{broker}", accept)
     return app

@@ -30,13 +30,14 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 from aiservice_functions import contract
+from prometheus_client import CollectorRegistry, generate_latest
 
 from aiservice_operator.core.compile import LABEL_ROLE, CompileOptions, Desired, compile_aiservice
 from aiservice_operator.core.rollout import COMMANDS, Command, annotation, mirror_active
 from aiservice_operator.core.rollout_tick import rollout_tick, tick_needed
 from aiservice_operator.core.spec import AIService
 from aiservice_operator.local.dispatcher import Dispatcher, TriggerRuntime, load_trigger
-from aiservice_operator.local.ingress import COMMANDS_PATH, STATUS_PATH, ingress_app
+from aiservice_operator.local.ingress import COMMANDS_PATH, METRICS_PATH, STATUS_PATH, ingress_app
 from aiservice_operator.local.log import EventLog
 from aiservice_operator.local.manifests import Manifests
 from aiservice_operator.local.rollouts import LocalObserver
@@ -51,6 +52,7 @@ from aiservice_operator.local.supervisor import (
 )
 from aiservice_operator.local.traffic import route_of
 from aiservice_operator.local.view import status_object
+from aiservice_operator.rollout_metrics import RolloutMetrics
 from aiservice_operator.sources.canary import EventStoreSource
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,8 @@ class LocalRun:
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
         self.resumed = 0
+        self.metrics_registry = CollectorRegistry()
+        self.rollout_metrics = RolloutMetrics(self.metrics_registry)
 
     # --- URLs ---------------------------------------------------------------------------
 
@@ -156,7 +160,13 @@ class LocalRun:
             await self._start_services()
             self.dispatcher.triggers = self._load_triggers()
             await self._serve(
-                ingress_app(self.dispatcher, self._brokers(), self.snapshot, self.command),
+                ingress_app(
+                    self.dispatcher,
+                    self._brokers(),
+                    self.snapshot,
+                    self.command,
+                    lambda: generate_latest(self.metrics_registry),
+                ),
                 self.broker_port,
             )
             await self._serve(serving_app(self.services), self.serving_port)
@@ -328,6 +338,8 @@ class LocalRun:
         )
         if result.status is not None:
             run.rollout = result.status
+        action = result.decision.action if result.decision is not None else None
+        self.rollout_metrics.record(ais.namespace, ais.name, result.state, action)
         current = run.ais  # commands may have arrived while the tick ran
         if result.clear_annotations:  # the commands this tick acted on
             kept = {
@@ -379,6 +391,7 @@ class LocalRun:
             "servingUrl": self.serving_url,
             "statusUrl": self.broker_url + STATUS_PATH,
             "commandsUrl": self.broker_url + COMMANDS_PATH,
+            "metricsUrl": self.broker_url + METRICS_PATH,
             "eventStoreUrl": self.event_store_url if self.options.event_store else None,
             "eventStoreToken": None,
             "clusterDomain": self.options.cluster_domain,
