@@ -15,7 +15,15 @@ from chart_helpers import NAMESPACE, Rendered, RenderFn
 
 MONITORING = {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "p"}}}
 SPEC_FIELDS = {"endpoints", "selector", "namespaceSelector", "jobLabel", "targetLabels"}
-ENDPOINT_FIELDS = {"port", "path", "interval", "scheme", "scrapeTimeout", "relabelings"}
+ENDPOINT_FIELDS = {
+    "port",
+    "path",
+    "interval",
+    "scheme",
+    "scrapeTimeout",
+    "relabelings",
+    "honorLabels",
+}
 
 
 def _services(rendered: Rendered) -> list[dict[str, Any]]:
@@ -67,6 +75,8 @@ def test_service_monitors_select_the_metrics_services(render: RenderFn, store: b
         (endpoint,) = monitor["spec"]["endpoints"]
         assert set(endpoint) <= ENDPOINT_FIELDS
         assert endpoint["path"] == "/metrics" and endpoint["interval"] == "15s"
+        # Per-AIService series label the AIService's namespace: it must win over the target's.
+        assert endpoint["honorLabels"] is True
         (service,) = _selected(rendered, monitor)
         assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
         component = monitor["metadata"]["labels"]["app.kubernetes.io/component"]
