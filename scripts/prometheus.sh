@@ -4,6 +4,7 @@
 #
 #   scripts/prometheus.sh start DIR PORT TARGET...   scrape TARGETs (host:port) every second,
 #                                                    listen on 127.0.0.1:PORT, print its URL
+#   scripts/prometheus.sh start DIR PORT --config F  the same with the scrape configuration F
 #   scripts/prometheus.sh stop DIR                   stop it
 #
 # The scrape job is `revisions` with honor_labels (the targets' own namespace_name /
@@ -28,15 +29,19 @@ case "$cmd" in
       exit 3
     fi
     mkdir -p "$dir/data"
-    targets=""
-    for t in "$@"; do targets="$targets'$t', "; done
-    cat >"$dir/prometheus.yml" <<YAML
+    if [ "${1:-}" = "--config" ]; then
+      cp "${2:?--config needs a file}" "$dir/prometheus.yml"
+    else
+      targets=""
+      for t in "$@"; do targets="$targets'$t', "; done
+      cat >"$dir/prometheus.yml" <<YAML
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
   - job_name: revisions
     honor_labels: true
     static_configs: [{targets: [${targets%, }]}]
 YAML
+    fi
     "$bin" --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
       --web.listen-address="127.0.0.1:$port" --log.level=warn >"$dir/prometheus.log" 2>&1 &
     echo $! >"$dir/pid"

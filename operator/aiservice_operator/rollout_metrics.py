@@ -76,7 +76,12 @@ class RolloutMetrics:
     ) -> None:
         """The rollout's state after a tick, and the decision it made (if any)."""
         with self._lock:
-            self._known.add((namespace, name))
+            if (namespace, name) not in self._known:
+                # Every action at 0 first: a counter born at 1 shows no increase, and an
+                # alert on increase() would miss the first rollback.
+                for each in ACTIONS:
+                    self.decisions.labels(namespace, name, each)
+                self._known.add((namespace, name))
             self.weight.labels(namespace, name).set(state.weight)
             for phase in PHASES:
                 self.phase.labels(namespace, name, phase).set(1 if phase == state.phase else 0)

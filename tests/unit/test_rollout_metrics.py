@@ -43,6 +43,7 @@ def test_a_tick_sets_weight_phase_decision_and_analysis() -> None:
     assert got[key("aisvc_rollout_phase", phase="Progressing")] == 1
     assert got[key("aisvc_rollout_phase", phase="Succeeded")] == 0
     assert got[key("aisvc_rollout_decisions_total", action="advance")] == 1
+    assert got[key("aisvc_rollout_decisions_total", action="rollback")] == 0  # there, at 0
     assert got[key("aisvc_rollout_analysis_value", check="error_rate")] == 0.25
     assert got[key("aisvc_rollout_analysis_value", check="p99_latency_seconds")] == 0.12
     assert key("aisvc_rollout_analysis_value", check="dead_letter_rate") not in got

@@ -69,6 +69,9 @@ AISERVICES_READY = Gauge(
     ["ready"],
 )
 
+for _result in ("ok", "invalid_spec", "retry", "error", "gone"):
+    RECONCILES.labels(_result)  # at 0 from the start: a rate of failures is 0, not absent
+
 
 def reconciled(result: str, seconds: float) -> None:
     """Count one reconcile that ended with `result` after `seconds`."""
