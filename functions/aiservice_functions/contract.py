@@ -23,11 +23,14 @@ ENV_SERVICE_NAME = "AISVC_SERVICE"
 """Name of the AIService; the reply ``source`` is built from it and the revision."""
 ENV_NAMESPACE = "AISVC_NAMESPACE"
 ENV_CONCURRENCY = "AISVC_CONCURRENCY"
-"""Events one container serves at once, split across its workers (Knative's
-containerConcurrency; 0 = runtime default)."""
+"""Events one container serves at once (Knative's containerConcurrency; 0 = unbounded).
+Caps the default number of workers."""
 ENV_WORKERS = "AISVC_WORKERS"
-"""gunicorn worker processes per container (default: 1 when the function batches, else 2);
-``AISVC_CONCURRENCY`` is split across them."""
+"""Worker processes per container (default: one per CPU of the container's cgroup quota)."""
+ENV_HEADER_TIMEOUT_SECONDS = "AISVC_HEADER_TIMEOUT_SECONDS"
+"""A connection that has not sent a request's headers within this time is closed (408)."""
+ENV_BODY_TIMEOUT_SECONDS = "AISVC_BODY_TIMEOUT_SECONDS"
+"""An event whose body has not arrived within this time after its headers is answered 408."""
 ENV_MAX_BODY_BYTES = "AISVC_MAX_BODY_BYTES"
 ENV_BATCH_MAX_SIZE = "AISVC_BATCH_MAX_SIZE"
 ENV_BATCH_MAX_WAIT_MS = "AISVC_BATCH_MAX_WAIT_MS"
