@@ -424,3 +424,33 @@ def test_only_its_own_or_orphaned_children_are_the_aiservices_to_manage() -> Non
     )
     theirs = {"metadata": {"name": "reviews", "labels": {"app": "reviews"}}}
     assert "not managed by aiservice-operator" in ownership_conflict(ais, "Knative Service", theirs)
+
+
+def _workers_env(container: dict[str, Any]) -> list[str]:
+    return [e["value"] for e in container["env"] if e["name"] == contract.ENV_WORKERS]
+
+
+def test_a_function_without_cpu_gets_two_cpus_and_one_worker_per_cpu() -> None:
+    container = _container(steady_state(parse(manifest())), "v1")
+    assert container["resources"]["requests"]["cpu"] == "2"
+    assert container["resources"]["limits"]["cpu"] == "2"
+    assert _workers_env(container) == ["2"]
+
+
+@pytest.mark.parametrize(
+    ("resources", "concurrency", "workers"),
+    [
+        ({"limits": {"cpu": "1500m"}, "requests": {"cpu": "500m"}}, 16, ["2"]),  # the limit
+        ({"requests": {"cpu": "4", "memory": "1Gi"}}, 16, ["4"]),  # no limit: the request
+        ({"requests": {"cpu": "4"}}, 3, ["3"]),  # never more than the events let in
+        ({"requests": {"cpu": "250m"}}, 0, ["1"]),
+    ],
+)
+def test_workers_follow_the_cpu_the_spec_gives(
+    resources: dict[str, Any], concurrency: int, workers: list[str]
+) -> None:
+    m = manifest()
+    m["spec"]["function"].update(resources=resources, concurrency=concurrency)
+    container = _container(steady_state(parse(m)), "v1")
+    assert container["resources"] == resources
+    assert _workers_env(container) == workers

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from aiservice_operator.core.spec import (
     AIService,
     Consume,
     Filter,
+    Function,
     Model,
 )
 
@@ -42,6 +44,10 @@ SERVING_API = "serving.knative.dev/v1"
 EVENTING_API = "eventing.knative.dev/v1"
 CONTAINER_NAME = "function"
 CONTAINER_PORT = contract.DEFAULT_PORT
+DEFAULT_CPU = "2"
+"""CPU request and limit of a function container whose spec names no CPU: the runtime
+starts one worker process per CPU, and two workers are what the serving benchmark
+measured (a batch per core; the HTTP work of a small model on both cores)."""
 TAG_STABLE = "stable"
 TAG_CANARY = "canary"
 RESERVED_TAGS = (TAG_STABLE, TAG_CANARY)
@@ -156,6 +162,37 @@ def _metadata(ais: AIService, name: str, extra_labels: Mapping[str, str] = {}) -
 # --- Revisions -----------------------------------------------------------------------
 
 
+def _resources(fn: Function) -> dict[str, dict[str, str]]:
+    """The container's resources: the spec's, with ``DEFAULT_CPU`` when it names no CPU."""
+    resources = {kind: dict(values) for kind, values in fn.resources.items() if values}
+    if not any("cpu" in values for values in resources.values()):
+        resources.setdefault("requests", {})["cpu"] = DEFAULT_CPU
+        resources.setdefault("limits", {})["cpu"] = DEFAULT_CPU
+    return resources
+
+
+def _cpus(quantity: str) -> float | None:
+    """A Kubernetes CPU quantity ("2", "1.5", "500m") in CPUs; None if unreadable."""
+    text = quantity.strip()
+    try:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        return None
+
+
+def _workers(fn: Function) -> int | None:
+    """Worker processes for the runtime: the CPU limit (else request) rounded up, at most
+    the container's concurrency. Set explicitly because without a limit the container
+    cannot tell its share from the node's cores."""
+    resources = _resources(fn)
+    quantity = resources.get("limits", {}).get("cpu") or resources.get("requests", {}).get("cpu")
+    cpus = _cpus(quantity) if quantity else None
+    if cpus is None or cpus <= 0:
+        return None
+    workers = max(1, math.ceil(cpus - 1e-9))
+    return min(workers, fn.concurrency) if fn.concurrency else workers
+
+
 def _env(ais: AIService, model: Model) -> list[dict[str, str]]:
     spec = ais.spec
     fn = spec.function
@@ -177,6 +214,9 @@ def _env(ais: AIService, model: Model) -> list[dict[str, str]]:
         runtime.append((contract.ENV_BATCH_MAX_SIZE, str(fn.batching.max_batch_size)))
     if fn.batching.max_wait_ms:
         runtime.append((contract.ENV_BATCH_MAX_WAIT_MS, str(fn.batching.max_wait_ms)))
+    workers = _workers(fn)
+    if workers is not None:
+        runtime.append((contract.ENV_WORKERS, str(workers)))
     # User variables last and in their declared order: `$(VAR)` may refer to earlier ones.
     return [{"name": k, "value": v} for k, v in (*runtime, *fn.env)]
 
@@ -194,9 +234,7 @@ def _template_body(ais: AIService, model: Model) -> dict[str, Any]:
         "readinessProbe": {"httpGet": {"path": contract.PATH_READINESS}},
         "livenessProbe": {"httpGet": {"path": contract.PATH_LIVENESS}},
     }
-    resources = {kind: dict(values) for kind, values in fn.resources.items() if values}
-    if resources:
-        container["resources"] = resources
+    container["resources"] = _resources(fn)
     return {
         "metadata": {
             "labels": {**child_labels(ais), LABEL_MODEL: model.name},
