@@ -210,6 +210,25 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("too-many-models", _set("spec.models", [
         {"name": f"m{i}", "uri": f"file:///m{i}.pt"} for i in range(9)]),
      "spec.models", "spec.models"),
+    # spec.decisionLog
+    ("decision-sample-zero", _set("spec.decisionLog", {"sampleRate": 0}),
+     "spec.decisionLog.sampleRate must be greater than 0", "spec.decisionLog.sampleRate"),
+    ("decision-sample-over-one", _set("spec.decisionLog", {"sampleRate": 1.5}),
+     "spec.decisionLog.sampleRate must be greater than 0", "spec.decisionLog.sampleRate"),
+    ("decision-redact-without-data", _set("spec.decisionLog", {"redact": ["$.email"]}),
+     "spec.decisionLog.redact applies only with includeData", "spec.decisionLog.redact"),
+    ("decision-redact-not-a-path",
+     _set("spec.decisionLog", {"includeData": True, "redact": ["email"]}),
+     "spec.decisionLog.redact[] must be JSON paths", "spec.decisionLog.redact[0]"),
+    ("decision-redact-bad-index",
+     _set("spec.decisionLog", {"includeData": True, "redact": ["$.items[x]"]}),
+     "spec.decisionLog.redact[] must be JSON paths", "spec.decisionLog.redact[0]"),
+    ("decision-retention-minutes", _set("spec.decisionLog", {"retention": "90m"}),
+     "spec.decisionLog.retention must be a number of days or hours", "spec.decisionLog.retention"),
+    ("decision-retention-zero", _set("spec.decisionLog", {"retention": "0d"}),
+     "spec.decisionLog.retention must be a number of days or hours", "spec.decisionLog.retention"),
+    ("decision-unknown-field", _set("spec.decisionLog", {"sample": 0.5}),
+     "sample", "spec.decisionLog.sample"),
 ]  # fmt: skip
 
 VALID: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
@@ -240,6 +259,11 @@ VALID: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
         {"name": f"m{i}", "uri": f"file:///m{i}.pt"} for i in range(8)]),
         _set("spec.traffic", {"stable": "m0", "split": [
             {"model": f"m{i}", "percent": 30 if i == 0 else 10} for i in range(8)]}))),
+    ("decision-log-defaults", _set("spec.decisionLog", {})),
+    ("decision-log-full", _set("spec.decisionLog", {
+        "enabled": True, "sampleRate": 0.25, "includeData": True, "retention": "12h",
+        "redact": ["$.customer.email", "$.items[*].text", "$.lines[0]"]})),
+    ("decision-log-paused", _set("spec.decisionLog", {"enabled": False, "retention": "9999d"})),
 ]  # fmt: skip
 
 

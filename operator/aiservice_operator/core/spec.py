@@ -33,6 +33,10 @@ ISO8601_DURATION = re.compile(
     r"^P(?!$)(?:(?P<d>\d+(?:\.\d+)?)D)?"
     r"(?:T(?=\d)(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
+RETENTION = re.compile(r"^(?:(?P<d>[1-9][0-9]{0,3})d|(?P<h>[1-9][0-9]{0,4})h)$")
+"""A retention period in days (1-9999d) or hours (1-99999h): `30d`, `12h`."""
+REDACT_PATH = re.compile(r"^\$(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[(?:\d+|\*)\])+$")
+"""A JSON path into event data: `$.a.b`, `$.items[0]`, `$.items[*].text`."""
 GO_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
 
 BackoffPolicy = Literal["linear", "exponential"]
@@ -56,6 +60,8 @@ MAX_STEPS = 10
 MAX_ENV = 64
 MAX_URI_LENGTH = 2048
 MAX_TYPE_LENGTH = 253
+MAX_REDACT = 16
+DEFAULT_DECISION_RETENTION = "30d"
 """Model names double as traffic tags, next to the `stable` and `canary` tags."""
 
 
@@ -200,6 +206,25 @@ class DeadLetter:
 
 
 @dataclass(frozen=True)
+class DecisionLog:
+    """`spec.decisionLog`: which consumed events and replies the event store keeps.
+
+    Off unless asked for. Sampling is decided per chain (by `correlationid`), so a chain
+    is either kept whole or not at all; without `include_data` only attributes and a hash
+    of the data are kept; `redact` paths are removed before anything is stored."""
+
+    enabled: bool = False
+    sample_rate: float = 1.0
+    include_data: bool = False
+    redact: tuple[str, ...] = ()
+    retention: str = DEFAULT_DECISION_RETENTION
+
+    @property
+    def retention_seconds(self) -> int:
+        return retention_seconds(self.retention)
+
+
+@dataclass(frozen=True)
 class AIServiceSpec:
     consumes: tuple[Consume, ...]
     function: Function
@@ -211,6 +236,7 @@ class AIServiceSpec:
     autoscaling: Autoscaling = Autoscaling()
     delivery: Delivery = Delivery()
     dead_letter: DeadLetter = DeadLetter()
+    decision_log: DecisionLog = DecisionLog()
 
     def model(self, name: str) -> Model:
         """The declared model called `name` (names are validated to exist)."""
@@ -243,6 +269,15 @@ def iso8601_seconds(value: str) -> float:
         raise ValueError(f"{value!r} is not an ISO-8601 duration such as PT0.5S")
     parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
     return parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+
+
+def retention_seconds(value: str) -> int:
+    """Seconds in a retention period such as `30d` or `12h`."""
+    match = RETENTION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a number of days or hours, such as 30d or 12h")
+    days, hours = match.group("d"), match.group("h")
+    return int(days) * 86400 if days else int(hours or 0) * 3600
 
 
 def go_duration_seconds(value: str) -> float:
@@ -430,6 +465,7 @@ _SPEC_FIELDS = {
     "autoscaling",
     "delivery",
     "deadLetter",
+    "decisionLog",
 }
 
 
@@ -463,6 +499,7 @@ def _parse_spec(r: _Reader, data: Mapping[str, Any]) -> AIServiceSpec | None:
         autoscaling=_parse_autoscaling(r, r.mapping(data.get("autoscaling"), "spec.autoscaling")),
         delivery=_parse_delivery(r, r.mapping(data.get("delivery"), "spec.delivery")),
         dead_letter=_parse_dead_letter(r, r.mapping(data.get("deadLetter"), "spec.deadLetter")),
+        decision_log=_parse_decision_log(r, data.get("decisionLog")),
     )
 
 
@@ -775,4 +812,41 @@ def _parse_dead_letter(r: _Reader, data: Mapping[str, Any]) -> DeadLetter:
             name=r.string(ref, "name", rp, pattern=DNS_LABEL),
             namespace=r.string(ref, "namespace", rp, default=""),
         )
+    )
+
+
+def _parse_decision_log(r: _Reader, value: Any) -> DecisionLog:
+    """`spec.decisionLog`; present means enabled unless `enabled: false`."""
+    path = "spec.decisionLog"
+    if value is None:
+        return DecisionLog()
+    data = r.mapping(value, path)
+    r.unknown(data, path, {"enabled", "sampleRate", "includeData", "redact", "retention"})
+    rate = r.number(data, "sampleRate", path, default=1.0, maximum=1.0)
+    if rate <= 0:
+        r.fail(f"{path}.sampleRate", "must be greater than 0 and at most 1")
+    include_data = r.boolean(data, "includeData", path, default=False)
+    redact: list[str] = []
+    for index, item in enumerate(r.sequence(data.get("redact"), f"{path}.redact", MAX_REDACT)):
+        where = f"{path}.redact[{index}]"
+        if not isinstance(item, str):
+            r.fail(where, f"must be a string, not {type(item).__name__}")
+        elif len(item) > 256 or not REDACT_PATH.match(item):
+            r.fail(where, f"{item[:80]!r} is not a JSON path such as $.customer.email")
+        else:
+            redact.append(item)
+    if redact and not include_data:
+        r.fail(f"{path}.redact", "applies only with includeData: true (else no data is kept)")
+    retention = r.string(data, "retention", path, default=DEFAULT_DECISION_RETENTION, max_length=32)
+    if retention:
+        try:
+            retention_seconds(retention)
+        except ValueError as err:
+            r.fail(f"{path}.retention", str(err))
+    return DecisionLog(
+        enabled=r.boolean(data, "enabled", path, default=True),
+        sample_rate=rate,
+        include_data=include_data,
+        redact=tuple(redact),
+        retention=retention,
     )
