@@ -212,9 +212,14 @@ class FunctionService:
             raise TimeoutError(f"inference took longer than {timeout:g}s") from None
 
     def reply_event(
-        self, incoming: CloudEvent, data: Any, trace: Mapping[str, str] | None = None
+        self,
+        incoming: CloudEvent,
+        data: Any,
+        trace: Mapping[str, str] | None = None,
+        latency_ms: float | None = None,
     ) -> CloudEvent:
-        """The reply: ``produces`` type, this revision as source, model version, trace.
+        """The reply: ``produces`` type, this revision as source, model version, trace,
+        cause and correlation.
 
         ``trace`` holds the W3C ``traceparent``/``tracestate`` HTTP headers, used when
         the event itself carries no trace extension (Knative propagates the headers).
@@ -224,18 +229,28 @@ class FunctionService:
             "source": self.config.reply_source,
             contract.EXT_MODEL_VERSION: self.config.model_version,
         }
-        attributes.update(self._reply_extensions(incoming, trace))
+        attributes.update(self._reply_extensions(incoming, trace, latency_ms))
         return make_event(attributes, data)
 
     @staticmethod
-    def _reply_extensions(incoming: CloudEvent, trace: Mapping[str, str] | None) -> dict[str, Any]:
-        """The per-event attributes of a reply: trace context and hop count."""
+    def _reply_extensions(
+        incoming: CloudEvent, trace: Mapping[str, str] | None, latency_ms: float | None = None
+    ) -> dict[str, Any]:
+        """The per-event attributes of a reply: trace context, hop count, what caused it
+        (``causationid``), the chain it belongs to (``correlationid``) and the latency."""
         extensions: dict[str, Any] = {}
         for name in (contract.EXT_TRACEPARENT, "tracestate"):
             value = incoming.get_extension(name) or (trace or {}).get(name)
             if value:
                 extensions[name] = value
         extensions[contract.EXT_HOPS] = str(_hops(incoming) + 1)
+        cause = contract.event_key(incoming.get_source(), incoming.get_id())
+        extensions[contract.EXT_CAUSATION] = cause
+        extensions[contract.EXT_CORRELATION] = (
+            str(incoming.get_extension(contract.EXT_CORRELATION) or "") or cause
+        )
+        if latency_ms is not None:
+            extensions[contract.EXT_LATENCY_MS] = f"{latency_ms:.3f}"
         return extensions
 
     def handle(self, headers: Any, body: bytes, *, shadow: bool = False) -> Answer:
@@ -244,6 +259,7 @@ class FunctionService:
         ``shadow``: the event was mirrored to this revision (posted to ``SHADOW_PATH``, or
         carrying ``EXT_SHADOW``): it is processed and counted, but answered without a reply.
         """
+        started = time.perf_counter()
         try:
             parsed = parse_request(headers, body)
         except InvalidEvent as err:
@@ -283,13 +299,14 @@ class FunctionService:
             trace = {
                 k: headers[k] for k in (contract.EXT_TRACEPARENT, "tracestate") if k in headers
             }
+            latency_ms = (time.perf_counter() - started) * 1000
             if parsed.mode == "binary" and self._binary_reply is not None:
                 status, out_headers, out_body = self._binary_reply.write(
-                    output, self._reply_extensions(event, trace)
+                    output, self._reply_extensions(event, trace, latency_ms)
                 )
             else:
                 status, out_headers, out_body = render_response(
-                    self.reply_event(event, output, trace), parsed.mode
+                    self.reply_event(event, output, trace, latency_ms), parsed.mode
                 )
         except Exception as err:
             log.exception("reply could not be rendered", extra=_event_log(event))
