@@ -17,6 +17,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import yaml
 from aiservice_functions import contract
@@ -36,7 +37,10 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_NAME = "aiservice.dev/name"
 LABEL_MODEL = "aiservice.dev/model"
 LABEL_ROLE = "aiservice.dev/role"
-"""On Triggers: `primary` for the one serving a consumes entry, `shadow` for its mirror."""
+"""On Triggers: `primary` for the one serving a consumes entry, `shadow` for its mirror,
+`decision-inputs` / `decision-replies` for the ones feeding the decision log."""
+ROLE_DECISION_INPUTS = "decision-inputs"
+ROLE_DECISION_REPLIES = "decision-replies"
 
 SERVING_API = "serving.knative.dev/v1"
 EVENTING_API = "eventing.knative.dev/v1"
@@ -69,7 +73,8 @@ class Desired:
     service: dict[str, Any]
     """serving.knative.dev/v1 Service; its template is the model being rolled now."""
     triggers: tuple[dict[str, Any], ...]
-    """eventing.knative.dev/v1 Triggers: one per consumes entry, then the shadow ones."""
+    """eventing.knative.dev/v1 Triggers: one per consumes entry, then the shadow ones, then
+    the decision log's."""
     revisions: Mapping[str, dict[str, Any]]
     """Revision name -> full template (metadata + spec) of every declared model."""
     weights: Mapping[str, int]
@@ -399,6 +404,87 @@ def _shadow_trigger(ais: AIService, consume: Consume, options: CompileOptions) -
     }
 
 
+def reply_source_prefix(ais: AIService) -> str:
+    """The `source` prefix of every reply this AIService's revisions send."""
+    return f"/aiservices/{ais.namespace}/{ais.name}/"
+
+
+def decision_sink(ais: AIService, role: str, options: CompileOptions) -> str:
+    """The event store URL one part of the decision log is delivered to. The AIService's
+    `spec.decisionLog` settings travel in the query, so the store needs no other config
+    and the local executor and a cluster store the same records."""
+    log = ais.spec.decision_log
+    query: list[tuple[str, str]] = [
+        ("sample", repr(log.sample_rate)),
+        ("data", "true" if log.include_data else "false"),
+        ("retention", str(log.retention_seconds)),
+        *(("redact", path) for path in log.redact),
+    ]
+    base = options.event_store_url.rstrip("/")
+    return f"{base}{contract.decisions_path(ais.namespace, ais.name, role)}?{urlencode(query)}"
+
+
+def _decision_delivery() -> dict[str, Any]:
+    """Retried, never dead-lettered: a decision-log delivery that fails must not count as
+    a dead letter of the service (canary analysis reads those)."""
+    return {
+        "retry": 5,
+        "backoffPolicy": "exponential",
+        "backoffDelay": "PT0.5S",
+        "timeout": "PT10S",
+    }
+
+
+def _decision_triggers(ais: AIService, options: CompileOptions) -> list[dict[str, Any]]:
+    """Copies of what the service consumes and of its replies, off the broker, to the
+    event store's decision ingest: nothing is added to the function's own path."""
+    if not ais.spec.decision_log.enabled:
+        return []
+    triggers = []
+    for consume in ais.spec.consumes:
+        filters = _trigger_filters(consume)
+        triggers.append(
+            {
+                "apiVersion": EVENTING_API,
+                "kind": "Trigger",
+                "metadata": _metadata(
+                    ais,
+                    f"{ais.name}-log-{_digest({'inputs': filters})}",
+                    {LABEL_ROLE: ROLE_DECISION_INPUTS},
+                ),
+                "spec": {
+                    "broker": ais.spec.broker,
+                    "filters": filters,
+                    "subscriber": {"uri": decision_sink(ais, "inputs", options)},
+                    "delivery": _decision_delivery(),
+                },
+            }
+        )
+    if ais.spec.produces:
+        filters = [
+            {"exact": {"type": ais.spec.produces}},
+            {"prefix": {"source": reply_source_prefix(ais)}},
+        ]
+        triggers.append(
+            {
+                "apiVersion": EVENTING_API,
+                "kind": "Trigger",
+                "metadata": _metadata(
+                    ais,
+                    f"{ais.name}-log-{_digest({'replies': filters})}",
+                    {LABEL_ROLE: ROLE_DECISION_REPLIES},
+                ),
+                "spec": {
+                    "broker": ais.spec.broker,
+                    "filters": filters,
+                    "subscriber": {"uri": decision_sink(ais, "replies", options)},
+                    "delivery": _decision_delivery(),
+                },
+            }
+        )
+    return triggers
+
+
 # --- The whole AIService -------------------------------------------------------------
 
 
@@ -440,6 +526,7 @@ def compile_aiservice(
         and routed.get(rollout.canary, 0) < 100
     ):
         triggers += [_shadow_trigger(ais, c, options) for c in ais.spec.consumes]
+    triggers += _decision_triggers(ais, options)
     return Desired(
         service=service,
         triggers=tuple(triggers),
