@@ -17,7 +17,6 @@ import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 import yaml
 from aiservice_functions import contract
@@ -421,7 +420,18 @@ def decision_sink(ais: AIService, role: str, options: CompileOptions) -> str:
         *(("redact", path) for path in log.redact),
     ]
     base = options.event_store_url.rstrip("/")
-    return f"{base}{contract.decisions_path(ais.namespace, ais.name, role)}?{urlencode(query)}"
+    encoded = "&".join(f"{key}={_query_value(value)}" for key, value in query)
+    return f"{base}{contract.decisions_path(ais.namespace, ais.name, role)}?{encoded}"
+
+
+_QUERY_ESCAPES = str.maketrans({"$": "%24", "[": "%5B", "]": "%5D", "*": "%2A"})
+
+
+def _query_value(value: str) -> str:
+    """Percent-encode a query value. Values here are numbers, booleans and JSON paths
+    (`spec.REDACT_PATH`), so only `$`, `[`, `]` and `*` need it (the core does no I/O,
+    so no urllib)."""
+    return value.translate(_QUERY_ESCAPES)
 
 
 def _decision_delivery() -> dict[str, Any]:
