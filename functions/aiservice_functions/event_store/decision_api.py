@@ -5,9 +5,11 @@ ingest it is attributed by its path, and :func:`sink_allowed` is the one place t
 checks the path's credential):
 
 - ``POST /v1/namespaces/{ns}/aiservices/{name}/decisions/{inputs|replies|feedback}
-  ?sample=&data=&retention=&redact=`` — any CloudEvent. ``201 {"seq", "created": true}``
-  once committed, ``200`` for a redelivery, ``202 {"sampled": false}`` when the event's
-  chain is not sampled, ``400``/``415`` with a reason, ``503`` when the database is down.
+  ?sample=&data=&retention=&redact=`` — any CloudEvent. An empty ``201`` once committed
+  (header ``Aisvc-Decision-Seq``), ``200`` for a redelivery, ``202`` (``Aisvc-Sampled:
+  false``) when the event's chain is not sampled, ``400``/``415`` with a JSON reason,
+  ``503`` when the database is down. Answers carry no body: Knative would take one that
+  is not a CloudEvent for a failed delivery.
 - ``POST .../decisions/reprocessed?run=RUN`` (bearer token: ``aisvc reprocess`` writes the
   new decisions beside the old ones).
 
@@ -48,6 +50,8 @@ from aiservice_functions.runtime.cloudevents_http import InvalidEvent, parse_req
 log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S: Final = 60.0
+SEQ_HEADER: Final = "Aisvc-Decision-Seq"
+SAMPLED_HEADER: Final = "Aisvc-Sampled"
 _ID_MAX: Final = 1024
 
 Guard = Callable[[], Response | None]
@@ -154,13 +158,11 @@ def blueprint(decisions: DecisionLog, guard: Guard, max_body_bytes: int) -> Blue
             run_id=run_id,
         )
         if record is None:
-            response = jsonify({"sampled": False})
-            response.status_code = 202
-            return response
+            return Response(status=202, headers={SAMPLED_HEADER: "false"})
         seq, created = decisions.add(record)
-        response = jsonify({"seq": seq, "created": created})
-        response.status_code = 201 if created else 200
-        return response
+        # No body: Knative takes a non-empty answer that is not a CloudEvent as a failed
+        # delivery (it would retry); the seq goes in a header instead.
+        return Response(status=201 if created else 200, headers={SEQ_HEADER: str(seq)})
 
     @bp.get("/v1/decisions/trace")
     def trace() -> Response:

@@ -32,7 +32,14 @@ from aiohttp import web
 from aiservice_functions import contract
 from prometheus_client import CollectorRegistry, generate_latest
 
-from aiservice_operator.core.compile import LABEL_ROLE, CompileOptions, Desired, compile_aiservice
+from aiservice_operator.core.compile import (
+    LABEL_ROLE,
+    ROLE_DECISION_INPUTS,
+    ROLE_DECISION_REPLIES,
+    CompileOptions,
+    Desired,
+    compile_aiservice,
+)
 from aiservice_operator.core.rollout import COMMANDS, Command, annotation, mirror_active
 from aiservice_operator.core.rollout_tick import rollout_tick, tick_needed
 from aiservice_operator.core.spec import AIService
@@ -265,6 +272,16 @@ class LocalRun:
     def _load_triggers(self) -> list[TriggerRuntime]:
         known = set(self.services_runs)
         objects = [t for run in self.services_runs.values() for t in run.desired.triggers]
+        logging_roles = (ROLE_DECISION_INPUTS, ROLE_DECISION_REPLIES)
+        if not self.options.event_store and any(
+            t["metadata"]["labels"].get(LABEL_ROLE) in logging_roles for t in objects
+        ):
+            # The decision log lives in the event store: without one there is nowhere
+            # to deliver it, and retrying into nothing would only load the broker.
+            self._warn("no event store: spec.decisionLog is not recorded in this run")
+            objects = [
+                t for t in objects if t["metadata"]["labels"].get(LABEL_ROLE) not in logging_roles
+            ]
         triggers = []
         for obj in [*objects, *self.manifests.triggers]:
             trigger = load_trigger(obj, known, self.options.cluster_domain)
