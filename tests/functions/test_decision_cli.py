@@ -39,15 +39,22 @@ def store_url(tmp_path: Path) -> Iterator[str]:
 def function_url(tmp_path: Path) -> Iterator[str]:
     model = tmp_path / "model.txt"
     model.write_text("echo-model\n")
-    with serving(create_app(echo_fn.function, config_for(echo_fn.function, model_uri=model.as_uri()))) as url:
+    with serving(
+        create_app(echo_fn.function, config_for(echo_fn.function, model_uri=model.as_uri()))
+    ) as url:
         wait_ready(url)
         yield url
 
 
 def log(store: str, role: str, event_id: str, data: object, **attrs: str) -> None:
-    headers = {"ce-specversion": "1.0", "ce-id": event_id, "ce-source": attrs.pop("source", "/c"),
-               "ce-type": attrs.pop("type", "com.example.request"),
-               "content-type": "application/json", **{f"ce-{k}": v for k, v in attrs.items()}}  # fmt: skip
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": event_id,
+        "ce-source": attrs.pop("source", "/c"),
+        "ce-type": attrs.pop("type", "com.example.request"),
+        "content-type": "application/json",
+        **{f"ce-{k}": v for k, v in attrs.items()},
+    }
     response = httpx.post(store + SINK.format(role=role), headers=headers, json=data)
     assert response.status_code == 201, response.text
 
@@ -69,14 +76,11 @@ def test_reprocess_sends_logged_inputs_to_the_target_and_reports_changes(
         log(store_url, "replies", f"out-{n}", old, source="/aiservices/shop/echo/echo-v1",
             type="com.example.echoed", causationid=f"/c#in-{n}", modelversion="v1",
             aisvclatencyms="3")  # fmt: skip
-    report = json.loads(
-        invoke("reprocess", "echo", "-n", "shop", "--model", "v2", "--target", function_url,
-               "--url", store_url, "-o", "json")  # fmt: skip
-    )
+    args = ["reprocess", "echo", "-n", "shop", "--model", "v2", "--url", store_url]
+    report = json.loads(invoke(*args, "--target", function_url, "-o", "json"))
     assert (report["inputs"], report["compared"], report["errors"]) == (2, 2, 0), report
     assert report["changed"] == 1 and report["changedInputs"] == ["/c#in-1"]
-    dry = json.loads(invoke("reprocess", "echo", "-n", "shop", "--model", "v2", "--dry-run",
-                            "--url", store_url))  # fmt: skip
+    dry = json.loads(invoke(*args, "--dry-run"))
     assert dry == {"inputs": 2, "withData": 2}
 
 
