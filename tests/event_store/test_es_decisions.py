@@ -214,6 +214,15 @@ def test_reprocessed_records_need_the_token_and_pair_with_the_old_decision(
     assert pairs[0]["input"]["data"]["text"] == "great"
 
 
+def test_ingest_is_counted_in_the_store_metrics(server: str, client: httpx.Client) -> None:
+    post(client, server, "sentiment", "inputs", {"n": 1}, id="m-1", time="2026-01-01T00:00:00Z")
+    post(client, server, "sentiment", "inputs", {"n": 1}, id="m-1", time="2026-01-01T00:00:00Z")
+    text = client.get(f"{server}/metrics").text
+    assert 'aisvc_event_store_ingested_total{kind="decision-input",outcome="stored"} 1.0' in text
+    assert 'aisvc_event_store_ingested_total{kind="decision-input",outcome="duplicate"} 1.0' in text
+    assert "aisvc_event_store_decision_lag_seconds_count 2.0" in text
+
+
 def test_queries_need_the_token(server: str, client: httpx.Client) -> None:
     assert client.get(f"{server}/v1/decisions/trace", params={"id": "x"}).status_code == 401
 

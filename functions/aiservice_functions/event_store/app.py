@@ -255,7 +255,7 @@ def create_app(
         refusal = auth.check(token, allow_unauthenticated, request.headers.get("Authorization"))
         return _error(refusal.status, refusal.reason) if refusal else None
 
-    decision_api.register(app, store, guard, max_body_bytes)
+    decision_api.register(app, store, guard, max_body_bytes, metrics)
 
     def ingest_event(kind: Kind, namespace: str, name: str) -> Response:
         try:

@@ -45,6 +45,7 @@ from aiservice_functions.event_store.decision_records import (
 from aiservice_functions.event_store.decisions import DecisionLog
 from aiservice_functions.event_store.records import now_us, parse_time, to_us
 from aiservice_functions.event_store.storage import SqlStore, StoreUnavailable
+from aiservice_functions.event_store.telemetry import StoreMetrics
 from aiservice_functions.runtime.cloudevents_http import InvalidEvent, parse_request
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,18 @@ class ExpiryThread:
                 log.warning("decision expiry skipped: %s", err)
 
 
-def blueprint(decisions: DecisionLog, guard: Guard, max_body_bytes: int) -> Blueprint:
+def _lag_s(event_time: str | None, received_us: int) -> float | None:
+    if not event_time:
+        return None
+    try:
+        return (received_us - to_us(parse_time(event_time))) / 1e6
+    except ValueError:
+        return None
+
+
+def blueprint(
+    decisions: DecisionLog, guard: Guard, max_body_bytes: int, metrics: StoreMetrics | None = None
+) -> Blueprint:
     """The decision log's routes over ``decisions``."""
     bp = Blueprint("decisions", __name__)
     service_path = "/v1/namespaces/<namespace>/aiservices/<name>/decisions"
@@ -158,8 +170,13 @@ def blueprint(decisions: DecisionLog, guard: Guard, max_body_bytes: int) -> Blue
             run_id=run_id,
         )
         if record is None:
+            if metrics is not None:
+                metrics.decision(ROLE_OF_PATH[role], "unsampled", None)
             return Response(status=202, headers={SAMPLED_HEADER: "false"})
         seq, created = decisions.add(record)
+        if metrics is not None:
+            lag = _lag_s(record.event_time, record.received_at)
+            metrics.decision(record.role, "stored" if created else "duplicate", lag)
         # No body: Knative takes a non-empty answer that is not a CloudEvent as a failed
         # delivery (it would retry); the seq goes in a header instead.
         return Response(status=201 if created else 200, headers={SEQ_HEADER: str(seq)})
@@ -247,10 +264,16 @@ def blueprint(decisions: DecisionLog, guard: Guard, max_body_bytes: int) -> Blue
     return bp
 
 
-def register(app: Flask, store: SqlStore, guard: Guard, max_body_bytes: int) -> DecisionLog:
+def register(
+    app: Flask,
+    store: SqlStore,
+    guard: Guard,
+    max_body_bytes: int,
+    metrics: StoreMetrics | None = None,
+) -> DecisionLog:
     """Add the decision log to the event store's app (table, routes, expiry thread)."""
     decisions = DecisionLog(store)
-    app.register_blueprint(blueprint(decisions, guard, max_body_bytes))
+    app.register_blueprint(blueprint(decisions, guard, max_body_bytes, metrics))
     app.extensions["aisvc_decisions"] = {
         "log": decisions,
         "expiry": ExpiryThread(decisions).start(),
