@@ -43,7 +43,7 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_overhead import ROOT, broker_round, manifest
+from local_overhead import FRAUD_MODEL, ROOT, TRANSACTION, broker_round, headers, manifest
 
 NOISY_LOAD = 1.5
 
@@ -186,18 +186,66 @@ def ingest_rate(db: str, n: int, work: Path) -> float:
         store.wait(30)
 
 
+def runtime_cost(events: int) -> dict[str, float]:
+    """The function runtime's own cost of the reply attributes the log links by
+    (causationid, correlationid, latency): `handle()` on the fraud function in-process,
+    with the reply extensions as they are and as they were without them, interleaved."""
+    from aiservice_functions import contract, fraud
+    from aiservice_functions.runtime.app import FunctionService, create_app
+    from aiservice_functions.runtime.config import RuntimeConfig
+
+    env = {"K_REVISION": "bench-v1", "AISVC_SERVICE": "bench", "AISVC_NAMESPACE": "bench",
+           "AISVC_MODEL_VERSION": "v1", "AISVC_REPLY_TYPE": "bench.scored",
+           "AISVC_MODEL_URI": FRAUD_MODEL, "AISVC_BATCH_MAX_SIZE": "1"}  # fmt: skip
+    app = create_app(fraud.function, RuntimeConfig.from_env(fraud.function.batching, env=env))
+    service = app.extensions["aisvc"]
+    client = app.test_client()
+    deadline = time.monotonic() + 60
+    while client.get(contract.PATH_READINESS).status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("fraud model did not load")
+        time.sleep(0.1)
+    with_links = FunctionService._reply_extensions
+
+    def without_links(incoming: Any, trace: Any, latency_ms: Any = None) -> dict[str, Any]:
+        out = with_links(incoming, trace, None)
+        for name in (contract.EXT_CAUSATION, contract.EXT_CORRELATION):
+            out.pop(name, None)
+        return out
+
+    body = json.dumps(TRANSACTION).encode()
+    timings: dict[str, list[float]] = {"with": [], "without": []}
+    for round_ in range(6):
+        variant = "with" if round_ % 2 else "without"
+        service._reply_extensions = with_links if variant == "with" else without_links
+        start = time.perf_counter()
+        for _ in range(events):
+            answer = service.handle(headers(), body)
+            assert answer.status == 200
+        timings[variant].append((time.perf_counter() - start) / events * 1e6)
+    service.close()
+    best = {k: min(v) for k, v in timings.items()}
+    return {
+        "handle_us_without_links": round(best["without"], 1),
+        "handle_us_with_links": round(best["with"], 1),
+        "cost": round(best["with"] / best["without"] - 1, 4),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--ingest", type=int, default=2000)
-    parser.add_argument("--part", default="hot,ingest")
+    parser.add_argument("--part", default="runtime,hot,ingest")
     parser.add_argument("--postgres", action="store_true", help="also ingest into PostgreSQL")
     args = parser.parse_args()
     parts = set(args.part.split(","))
     result: dict[str, Any] = {"load_average_start": os.getloadavg(), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if "runtime" in parts:
+            result["runtime"] = runtime_cost(args.events * 5)
         if "hot" in parts:
             result["hot_path"] = hot_path(args, work)
         if "ingest" in parts:
