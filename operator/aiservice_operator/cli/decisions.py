@@ -101,7 +101,8 @@ def trace(
     for correlation in body["correlationIds"]:
         tree = Tree(f"chain {correlation}")
         for root in roots:
-            _add(tree, root)
+            if root.correlation == correlation:
+                _add(tree, root)
         console.print(tree)
 
 

@@ -19,6 +19,7 @@ class Node:
     type: str
     source: str
     event_id: str
+    correlation: str = ""
     seen_by: list[tuple[str, str]] = field(default_factory=list)
     """(AIService, role) pairs that logged this event."""
     model_version: str | None = None
@@ -33,6 +34,7 @@ class Node:
             "type": self.type,
             "source": self.source,
             "id": self.event_id,
+            "correlationId": self.correlation,
             "seenBy": [{"aiservice": s, "role": r} for s, r in self.seen_by],
             "modelVersion": self.model_version,
             "latencyMs": self.latency_ms,
@@ -54,7 +56,9 @@ def chain_tree(
         key = str(r["key"])
         node = nodes.get(key)
         if node is None:
-            node = nodes[key] = Node(key, str(r["type"]), str(r["source"]), str(r["id"]))
+            node = nodes[key] = Node(
+                key, str(r["type"]), str(r["source"]), str(r["id"]), str(r["correlationId"])
+            )
         node.seen_by.append((f"{r['namespace']}/{r['name']}", str(r["role"])))
         node.model_version = node.model_version or r.get("modelVersion")
         if r.get("latencyMs") is not None:
