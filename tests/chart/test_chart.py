@@ -123,6 +123,8 @@ def _known_kinds() -> set[str]:
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "Deployment",
         "Service",
         "Secret",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,7 +25,10 @@ import yaml
 from cel_expr_python import cel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-KNATIVE_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas" / "knative"
+KNATIVE_SCHEMAS = Path(
+    os.environ.get("AISVC_KNATIVE_SCHEMAS") or REPO_ROOT.parent / "shared" / "schemas" / "knative"
+)
+"""Knative's CRD schemas: `shared/` beside the repository, or `$AISVC_KNATIVE_SCHEMAS`."""
 AISERVICE_CRD = REPO_ROOT / "crds" / "aiservice.dev_aiservices.yaml"
 
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

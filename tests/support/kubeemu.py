@@ -92,6 +92,7 @@ class Kind:
 
 NAMESPACES = Kind("", "v1", "namespaces", "Namespace", namespaced=False, status_subresource=True)
 EVENTS = Kind("", "v1", "events", "Event")
+CONFIGMAPS = Kind("", "v1", "configmaps", "ConfigMap")
 CORE_EVENTS = Kind("events.k8s.io", "v1", "events", "Event")
 CRDS = Kind(
     "apiextensions.k8s.io",
@@ -114,6 +115,7 @@ KOPF_CLUSTER_PEERINGS = Kind(
 DEFAULT_KINDS = (
     NAMESPACES,
     EVENTS,
+    CONFIGMAPS,
     CORE_EVENTS,
     CRDS,
     AISERVICES,

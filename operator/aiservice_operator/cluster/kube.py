@@ -34,6 +34,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import aiohttp
 
 from aiservice_operator.cluster import operator_metrics
+from aiservice_operator.core import features
 from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL
 
 P = ParamSpec("P")
@@ -377,6 +378,22 @@ class Kube:
             "PATCH", path, body={"status": status}, content_type="application/merge-patch+json"
         )
         return result or {}
+
+    # --- Knative Serving's feature flags ----------------------------------------------
+
+    @api_call("", "configmaps", "get")
+    async def get_knative_features(
+        self, namespace: str = features.NAMESPACE
+    ) -> dict[str, str] | None:
+        """`data` of Knative Serving's config-features (the one ConfigMap the role may
+        read); None when it does not exist (Knative's defaults apply)."""
+        path = self._path("", "v1", "configmaps", namespace, features.CONFIG_MAP)
+        found = await self._request("GET", path)
+        return (
+            None
+            if found is None
+            else {str(k): str(v) for k, v in (found.get("data") or {}).items()}
+        )
 
     # --- Knative Services and Revisions ------------------------------------------------
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiservice_operator.core.compile import Desired
-from aiservice_operator.core.spec import AIService, SpecError
+from aiservice_operator.core.spec import AIService, SpecError, iso8601_seconds
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 MAX_MESSAGE_LENGTH = 1024
@@ -25,11 +25,18 @@ MAX_MESSAGE_LENGTH = 1024
 READY = "Ready"
 ROLLOUT_PROGRESSING = "RolloutProgressing"
 DEGRADED = "Degraded"
-CONDITION_TYPES = (READY, ROLLOUT_PROGRESSING, DEGRADED)
+COLD_START = "ColdStartWithinTimeout"
+"""False when a measured cold start (a revision's time to Ready) exceeds the time an event
+may wait while the service scales from zero."""
+CONDITION_TYPES = (READY, ROLLOUT_PROGRESSING, DEGRADED, COLD_START)
 
 REASON_READY = "Ready"
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_NAME_CONFLICT = "NameConflict"
+REASON_FEATURE_DISABLED = "KnativeFeatureDisabled"
+REASON_SLOW_COLD_START = "SlowColdStart"
+REASON_COLD_START_FITS = "WithinTimeout"
+REASON_WARM = "MinScaleAboveZero"
 REASON_REVISION_PENDING = "RevisionPending"
 REASON_KNATIVE_NOT_READY = "KnativeNotReady"
 REASON_NO_ROLLOUT = "NoRollout"
@@ -170,7 +177,7 @@ def _model_of(ais: AIService, desired: Desired, revision: str) -> str:
     for model, name in desired.revision_names.items():
         if name == revision:
             return model
-    prefix = f"{ais.name}-"
+    prefix = f"{desired.service['metadata']['name']}-"
     if revision.startswith(prefix) and "-" in revision[len(prefix) :]:
         return revision[len(prefix) :].rsplit("-", 1)[0]
     return ""
@@ -218,7 +225,7 @@ def _ready_condition(
             READY,
             "False" if state.status == "False" else "Unknown",
             REASON_KNATIVE_NOT_READY,
-            f"Knative Service {ais.name} is not ready ({detail})",
+            f"Knative Service {desired.service['metadata']['name']} is not ready ({detail})",
             now=now,
             observed_generation=generation,
         )
@@ -288,6 +295,66 @@ def rollout_conditions(
     ]
 
 
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def startup_seconds(
+    revisions: Iterable[Mapping[str, Any]], names: Iterable[str]
+) -> dict[str, float]:
+    """Revision name -> seconds from its creation to Ready, for the named revisions that
+    became ready: Knative's own measure of a cold start (pod, image pull, model load)."""
+    wanted = set(names)
+    measured: dict[str, float] = {}
+    for revision in revisions:
+        meta = revision.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        ready = find_condition((revision.get("status") or {}).get("conditions") or (), "Ready")
+        if name not in wanted or ready is None or ready.get("status") != "True":
+            continue
+        created = _parse_time(meta.get("creationTimestamp"))
+        became = _parse_time(ready.get("lastTransitionTime"))
+        if created is not None and became is not None and became >= created:
+            measured[name] = (became - created).total_seconds()
+    return measured
+
+
+def cold_start_condition(
+    ais: AIService, desired: Desired, revisions: Iterable[Mapping[str, Any]], now: datetime
+) -> dict[str, Any] | None:
+    """`ColdStartWithinTimeout`, once a revision of the spec has been measured: False when
+    it took longer to become ready than an event may wait (the revision's timeoutSeconds or
+    a delivery attempt's timeout, the shorter) and minScale 0 lets the service scale to zero,
+    so the first events after an idle period time out while the model loads."""
+    measured = startup_seconds(revisions, desired.revision_names.values())
+    if not measured:
+        return None
+    slowest, seconds = max(measured.items(), key=lambda item: item[1])
+    spec = ais.spec
+    limit = min(float(spec.function.timeout_seconds), iso8601_seconds(spec.delivery.timeout))
+    gen = ais.generation
+    if spec.autoscaling.min_scale > 0:
+        message = f"minScale {spec.autoscaling.min_scale}: no event waits for a cold start"
+        return condition(COLD_START, "True", REASON_WARM, message, now=now, observed_generation=gen)
+    if seconds <= limit:
+        message = f"slowest cold start {seconds:.0f}s ({slowest}) is within {limit:.0f}s"
+        return condition(
+            COLD_START, "True", REASON_COLD_START_FITS, message, now=now, observed_generation=gen
+        )
+    message = (
+        f"revision {slowest} took {seconds:.0f}s to become ready, longer than an event may wait "
+        f"({limit:.0f}s: spec.function.timeoutSeconds / spec.delivery.timeout); with "
+        "spec.autoscaling.minScale 0 events that arrive at zero pods time out: set minScale "
+        "to 1 or raise the timeouts"
+    )
+    return condition(
+        COLD_START, "False", REASON_SLOW_COLD_START, message, now=now, observed_generation=gen
+    )
+
+
 def summarize_status(
     ais: AIService,
     desired: Desired,
@@ -306,10 +373,14 @@ def summarize_status(
     state = knative_state(knative_service_status, revisions)
     old = previous.get("conditions") or ()
     had_rollout = find_condition(old, ROLLOUT_PROGRESSING) is not None
+    revisions = list(revisions)
     updates = [
         _ready_condition(ais, desired, state, now),
         *rollout_conditions(ais, previous.get("rollout"), now, had_rollout),
     ]
+    cold = cold_start_condition(ais, desired, revisions, now)
+    if cold is not None:
+        updates.append(cold)
     conditions = merge_conditions(old, updates)
     return {
         "observedGeneration": ais.generation,
@@ -340,6 +411,18 @@ def name_conflict_status(
     """Status for an AIService whose Knative Service name is taken by an object it does not
     own (`compile.ownership_conflict`): Ready False, NameConflict, nothing applied."""
     return _not_ready_status(REASON_NAME_CONFLICT, conflict, generation, now, previous_status)
+
+
+def feature_disabled_status(
+    message: str,
+    generation: int,
+    now: datetime,
+    previous_status: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Status for an AIService whose pods need Knative feature flags that are off
+    (`features.disabled`): Ready False, KnativeFeatureDisabled naming each flag; nothing
+    applied, since Knative would refuse the revision."""
+    return _not_ready_status(REASON_FEATURE_DISABLED, message, generation, now, previous_status)
 
 
 def _not_ready_status(
