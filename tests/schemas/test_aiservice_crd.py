@@ -316,6 +316,20 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "spec.function.securityContext.seccompProfile.type"),
     ("startup-too-long", _set("spec.function.startupTimeoutSeconds", 3601),
      "spec.function.startupTimeoutSeconds", "spec.function.startupTimeoutSeconds"),
+    ("broker-config-of-another-class", _set("spec.managedBroker", {"class": "Kafka", "config": {
+        "apiVersion": "eventing.knative.dev/v1alpha1", "kind": "RabbitmqBrokerConfig",
+        "name": "r"}}),
+     "spec.managedBroker.config must be a v1 ConfigMap", "spec.managedBroker.config"),
+    ("rabbitmq-broker-with-configmap", _set("spec.managedBroker", {"class": "RabbitMQBroker",
+        "config": {"apiVersion": "v1", "kind": "ConfigMap", "name": "c"}}),
+     "spec.managedBroker.config must be a v1 ConfigMap", "spec.managedBroker.config"),
+    ("broker-class-unknown", _set("spec.managedBroker", {"class": "Redis"}),
+     "spec.managedBroker.class", "spec.managedBroker.class"),
+    ("broker-class-missing", _set("spec.managedBroker", {}),
+     "spec.managedBroker", "spec.managedBroker.class"),
+    ("broker-config-without-name", _set("spec.managedBroker", {"class": "Kafka", "config": {
+        "apiVersion": "v1", "kind": "ConfigMap"}}),
+     "spec.managedBroker.config", "spec.managedBroker.config.name"),
     ("too-many-models", _set("spec.models", [
         {"name": f"m{i}", "uri": f"file:///m{i}.pt"} for i in range(9)]),
      "spec.models", "spec.models"),
@@ -388,6 +402,12 @@ VALID: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
         _set("spec.models.1.name", "2026-11-20-int8"),
         _set("spec.traffic.stable", "distilled-multilingual-2026-11-01"),
         _set("spec.rollout.canary", "2026-11-20-int8"))),
+    ("managed-kafka-broker", _set("spec.managedBroker", {"class": "Kafka", "config": {
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "kafka-broker-config",
+        "namespace": "knative-eventing"}})),
+    ("managed-rabbitmq-cluster-broker", _set("spec.managedBroker", {"class": "RabbitMQBroker",
+        "config": {"apiVersion": "rabbitmq.com/v1beta1", "kind": "RabbitmqCluster", "name": "r"}})),
+    ("managed-channel-broker", _set("spec.managedBroker", {"class": "MTChannelBasedBroker"})),
     ("eight-models-split", _all(NO_ROLLOUT, _set("spec.models", [
         {"name": f"m{i}", "uri": f"file:///m{i}.pt"} for i in range(8)]),
         _set("spec.traffic", {"stable": "m0", "split": [

@@ -65,6 +65,9 @@ CASES = {
     "s3-credentials": lambda: [steady_state(a) for a in load("s3-credentials.yaml")],
     "restricted": lambda: [steady_state(a) for a in load("restricted.yaml")],
     "long-names": lambda: [steady_state(a) for a in load("long-names.yaml")],
+    "broker-kafka": lambda: [steady_state(a) for a in load("broker-kafka.yaml")],
+    "broker-rabbitmq": lambda: [steady_state(a) for a in load("broker-rabbitmq.yaml")],
+    "broker-channel": lambda: [steady_state(a) for a in load("broker-channel.yaml")],
     "canary-at-25-shadow": _canary_at_25_with_shadow,
     "canary-revision-pending": _canary_pending,
 }

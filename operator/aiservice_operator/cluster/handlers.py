@@ -292,11 +292,12 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
     # Triggers: a reconcile costs two round trips, not five (each trip is latency).
     selector = compiler.child_labels(ais)
     service = compiler.service_name(ais)
-    live, revisions, live_triggers, flags = await asyncio.gather(
+    live, revisions, live_triggers, flags, live_broker = await asyncio.gather(
         client.get_service(namespace, service),
         client.list_revisions(namespace, service),
         client.list_triggers(namespace, selector),
         _knative_features(client, ais, config.knative_serving_namespace),
+        client.get_broker(namespace, ais.spec.broker),
     )
     conflict = compiler.ownership_conflict(ais, "Knative Service", live)
     if conflict:
@@ -321,6 +322,18 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         mirror=rollout.mirror_active(ais.spec, previous.get("rollout")),
         options=config.compile_options,
     )
+    # The managed Broker first: Triggers on a missing Broker cannot become ready.
+    broker = await client.apply_broker(desired.broker, live_broker)
+    if broker is not None:
+        live_broker = broker.object
+        if broker.action == "created":
+            _event(body, type="Normal", reason="BrokerCreated", message=_broker_note(ais))
+    conflict_before = conditions.find_condition(
+        previous.get("conditions") or (), conditions.BROKER_MANAGED
+    )
+    broker_conflict = compiler.broker_conflict(ais, live_broker)
+    if broker_conflict and (conflict_before or {}).get("status") != "False":
+        _event(body, type="Warning", reason="BrokerClassConflict", message=broker_conflict)
     results = await asyncio.gather(
         client.apply_service(desired.service, live),
         client.apply_triggers(namespace, selector, desired.triggers, live_triggers),
@@ -339,6 +352,7 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         now,
         previous,
         revisions=revisions,
+        extra_conditions=conditions.broker_conditions(ais, live_broker, now),
     )
     await _write_status(client, body, status)
     knative_ready = _ready(conditions.current_knative_status(applied.object) or {})
@@ -350,6 +364,12 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         knative_failed=knative_ready.get("status") == "False",
     ):
         _event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+def _broker_note(ais: AIService) -> str:
+    managed = ais.spec.managed_broker
+    kind = managed.broker_class if managed is not None else "?"
+    return f"created the {kind} Broker {ais.spec.broker}, shared by the AIServices naming it"
 
 
 _UNKNOWN: Any = object()

@@ -440,6 +440,52 @@ class Kube:
         )
         return Applied("updated", patched)
 
+    # --- Brokers -----------------------------------------------------------------------
+
+    def _broker_path(self, namespace: str, name: str = "") -> str:
+        return self._path(EVENTING_GROUP, EVENTING_VERSION, "brokers", namespace, name)
+
+    @api_call(EVENTING_GROUP, "brokers", "get")
+    async def get_broker(self, namespace: str, name: str) -> Obj | None:
+        return await self._request("GET", self._broker_path(namespace, name))
+
+    @api_call(EVENTING_GROUP, "brokers", "create")
+    async def create_broker(self, broker: Obj) -> Obj:
+        ns = broker["metadata"]["namespace"]
+        return await self._request("POST", self._broker_path(ns), body=broker) or {}
+
+    @api_call(EVENTING_GROUP, "brokers", "patch")
+    async def patch_broker(self, namespace: str, name: str, ops: Sequence[Obj]) -> Obj:
+        result = await self._request(
+            "PATCH",
+            self._broker_path(namespace, name),
+            body=list(ops),
+            content_type="application/json-patch+json",
+        )
+        return result or {}
+
+    async def apply_broker(self, desired: Obj | None, live: Obj | None) -> Applied | None:
+        """The managed Broker: created when missing; when it is the operator's (its label)
+        and of the class asked for, this AIService's ownerReference is added beside the
+        others. A Broker of another class, or not the operator's, is never changed."""
+        if desired is None:
+            return None
+        if live is None:
+            return Applied("created", await self.create_broker(desired))
+        lmeta, dmeta = live.get("metadata") or {}, desired["metadata"]
+        wanted = dmeta.get("annotations", {}).get("eventing.knative.dev/broker.class")
+        ours = (lmeta.get("labels") or {}).get("aiservice.dev/managed-broker") == "true"
+        actual = (lmeta.get("annotations") or {}).get("eventing.knative.dev/broker.class")
+        refs = list(lmeta.get("ownerReferences") or [])
+        missing = [r for r in dmeta.get("ownerReferences") or [] if r not in refs]
+        if not ours or actual != wanted or not missing:
+            return Applied("unchanged", live)
+        ops = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": lmeta["resourceVersion"]},
+            {"op": "add", "path": "/metadata/ownerReferences", "value": [*refs, *missing]},
+        ]
+        return Applied("updated", await self.patch_broker(lmeta["namespace"], lmeta["name"], ops))
+
     # --- Triggers ----------------------------------------------------------------------
 
     def _trigger_path(self, namespace: str, name: str = "") -> str:

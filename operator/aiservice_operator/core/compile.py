@@ -39,6 +39,11 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_NAME = "aiservice.dev/name"
 LABEL_MODEL = "aiservice.dev/model"
 LABEL_ROLE = "aiservice.dev/role"
+LABEL_MANAGED_BROKER = "aiservice.dev/managed-broker"
+"""On a Broker the operator created: it is shared, so it carries no `aiservice.dev/name`."""
+ANNOTATION_BROKER_CLASS = "eventing.knative.dev/broker.class"
+DURABLE_CLASSES = ("Kafka", "KafkaNamespaced", "RabbitMQBroker")
+"""Broker classes that keep events in a durable log or queue (Kafka topics, RabbitMQ)."""
 """On Triggers: `primary` for the one serving a consumes entry, `shadow` for its mirror."""
 
 SERVING_API = "serving.knative.dev/v1"
@@ -93,10 +98,12 @@ class Desired:
     """Models whose revision is not ready yet, in the order the template rolls them."""
     revision_names: Mapping[str, str] = field(default_factory=dict)
     """Model name -> revision name (the inverse of `revisions`)."""
+    broker: dict[str, Any] | None = None
+    """eventing.knative.dev/v1 Broker to create when missing (`spec.managedBroker`)."""
 
     def objects(self) -> list[dict[str, Any]]:
-        """The objects to apply, Service first."""
-        return [self.service, *self.triggers]
+        """The objects to apply: the managed Broker, the Service, the Triggers."""
+        return [*([self.broker] if self.broker else []), self.service, *self.triggers]
 
 
 # --- Names, labels, owner ------------------------------------------------------------
@@ -515,6 +522,75 @@ def _shadow_trigger(ais: AIService, consume: Consume, options: CompileOptions) -
     }
 
 
+# --- The managed Broker --------------------------------------------------------------
+
+
+def broker_owner_reference(ais: AIService) -> dict[str, Any]:
+    """A non-controller ownerReference: the garbage collector deletes the shared Broker once
+    every AIService using it is gone, and never while one remains."""
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "name": ais.name,
+        "uid": ais.uid,
+        "controller": False,
+        "blockOwnerDeletion": False,
+    }
+
+
+def managed_broker(ais: AIService) -> dict[str, Any] | None:
+    """The Broker `spec.managedBroker` asks for (None without one)."""
+    managed = ais.spec.managed_broker
+    if managed is None:
+        return None
+    metadata: dict[str, Any] = {
+        "name": ais.spec.broker,
+        "namespace": ais.namespace,
+        "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_MANAGED_BROKER: "true"},
+        "annotations": {ANNOTATION_BROKER_CLASS: managed.broker_class},
+    }
+    if ais.uid:
+        metadata["ownerReferences"] = [broker_owner_reference(ais)]
+    spec: dict[str, Any] = {}
+    if managed.config is not None:
+        config = {
+            "apiVersion": managed.config.api_version,
+            "kind": managed.config.kind,
+            "name": managed.config.name,
+        }
+        if managed.config.namespace:
+            config["namespace"] = managed.config.namespace
+        spec["config"] = config
+    return {"apiVersion": EVENTING_API, "kind": "Broker", "metadata": metadata, "spec": spec}
+
+
+def broker_class(broker: Mapping[str, Any]) -> str:
+    """A live Broker's class; without the annotation, Knative's default class."""
+    annotations = (broker.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(ANNOTATION_BROKER_CLASS) or "MTChannelBasedBroker")
+
+
+def broker_conflict(ais: AIService, live: Mapping[str, Any] | None) -> str:
+    """Why an existing Broker does not match `spec.managedBroker` ('' when it does, or when
+    nothing is asked): another class. It is used as it is and never changed."""
+    managed = ais.spec.managed_broker
+    if managed is None or live is None:
+        return ""
+    actual = broker_class(live)
+    if actual == managed.broker_class:
+        return ""
+    return (
+        f"Broker {ais.namespace}/{ais.spec.broker} exists with class {actual}, but "
+        f"spec.managedBroker asks for {managed.broker_class}: it is left as it is (delete it "
+        "to have it recreated, or name another broker in spec.broker)"
+    )
+
+
+def is_managed_broker(live: Mapping[str, Any]) -> bool:
+    labels = (live.get("metadata") or {}).get("labels") or {}
+    return labels.get(LABEL_MANAGED_BROKER) == "true" and labels.get(LABEL_MANAGED_BY) == MANAGED_BY
+
+
 # --- The whole AIService -------------------------------------------------------------
 
 
@@ -564,6 +640,7 @@ def compile_aiservice(
         template_model=template_model,
         pending_models=pending,
         revision_names=names,
+        broker=managed_broker(ais),
     )
 
 

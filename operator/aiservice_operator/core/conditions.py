@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from aiservice_operator.core.compile import Desired
+from aiservice_operator.core.compile import (
+    DURABLE_CLASSES,
+    Desired,
+    broker_class,
+    broker_conflict,
+    is_managed_broker,
+)
 from aiservice_operator.core.spec import AIService, SpecError, iso8601_seconds
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -28,7 +34,11 @@ DEGRADED = "Degraded"
 COLD_START = "ColdStartWithinTimeout"
 """False when a measured cold start (a revision's time to Ready) exceeds the time an event
 may wait while the service scales from zero."""
-CONDITION_TYPES = (READY, ROLLOUT_PROGRESSING, DEGRADED, COLD_START)
+BROKER_DURABLE = "BrokerDurable"
+"""Whether the Broker in use keeps events durably (Kafka, RabbitMQ) or in memory."""
+BROKER_MANAGED = "BrokerManaged"
+"""With spec.managedBroker: whether the Broker is the one asked for."""
+CONDITION_TYPES = (READY, ROLLOUT_PROGRESSING, DEGRADED, COLD_START, BROKER_DURABLE, BROKER_MANAGED)
 
 REASON_READY = "Ready"
 REASON_INVALID_SPEC = "InvalidSpec"
@@ -355,6 +365,85 @@ def cold_start_condition(
     )
 
 
+_DEFAULT_CHANNEL_CONFIG = "config-br-default-channel"
+
+
+def broker_conditions(
+    ais: AIService, live: Mapping[str, Any] | None, now: datetime
+) -> list[dict[str, Any]]:
+    """`BrokerDurable` from the class of the Broker the Triggers use, and with
+    spec.managedBroker, `BrokerManaged` (False naming both classes on a conflict)."""
+    gen = ais.generation
+    where = f"Broker {ais.namespace}/{ais.spec.broker}"
+
+    def cond(type_: str, status: ConditionStatus, reason: str, message: str) -> dict[str, Any]:
+        return condition(type_, status, reason, message, now=now, observed_generation=gen)
+
+    if live is None:
+        return [
+            cond(
+                BROKER_DURABLE,
+                "Unknown",
+                "BrokerNotFound",
+                f"{where} does not exist: its Triggers cannot become ready (create it, or set "
+                "spec.managedBroker to have the operator create it)",
+            )
+        ]
+    actual = broker_class(live)
+    config = ((live.get("spec") or {}).get("config") or {}).get("name", "")
+    if actual in DURABLE_CLASSES:
+        store = "RabbitMQ queues" if actual == "RabbitMQBroker" else "Kafka topics"
+        durable = cond(
+            BROKER_DURABLE,
+            "True",
+            "DurableBroker",
+            f"{where} is a {actual} Broker: events are kept in {store} and survive restarts",
+        )
+    elif actual == "MTChannelBasedBroker" and config in ("", _DEFAULT_CHANNEL_CONFIG):
+        durable = cond(
+            BROKER_DURABLE,
+            "False",
+            "InMemory",
+            f"{where} is an MTChannelBasedBroker on the default channel (InMemoryChannel unless "
+            "the cluster changed it): events in flight are lost when its dispatcher restarts; "
+            "choose Kafka or RabbitMQBroker for durability",
+        )
+    else:
+        durable = cond(
+            BROKER_DURABLE,
+            "Unknown",
+            "ChannelBased" if actual == "MTChannelBasedBroker" else "UnknownClass",
+            f"{where} is a {actual} Broker"
+            + (f" with channel template {config}" if config else "")
+            + ": durable only if its channel is (e.g. a KafkaChannel)",
+        )
+    out = [durable]
+    managed = ais.spec.managed_broker
+    if managed is not None:
+        conflict = broker_conflict(ais, live)
+        if conflict:
+            out.append(cond(BROKER_MANAGED, "False", "BrokerClassConflict", conflict))
+        elif is_managed_broker(live):
+            out.append(
+                cond(
+                    BROKER_MANAGED,
+                    "True",
+                    "Managed",
+                    f"{where} ({actual}) is managed: deleted once no AIService uses it",
+                )
+            )
+        else:
+            out.append(
+                cond(
+                    BROKER_MANAGED,
+                    "True",
+                    "ExistingBroker",
+                    f"{where} ({actual}) existed already: used, never changed nor deleted",
+                )
+            )
+    return out
+
+
 def summarize_status(
     ais: AIService,
     desired: Desired,
@@ -363,8 +452,10 @@ def summarize_status(
     previous_status: Mapping[str, Any] | None = None,
     *,
     revisions: Iterable[Mapping[str, Any]] = (),
+    extra_conditions: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The status fields the operator owns: observedGeneration, conditions, url, traffic.
+    `extra_conditions` (e.g. `broker_conditions`) are merged in too.
 
     `Ready` comes from the revisions and Knative; `RolloutProgressing` and `Degraded` from
     the rollout state in `previous_status["rollout"]`. `rollout` and `deadLetters` are not
@@ -381,6 +472,7 @@ def summarize_status(
     cold = cold_start_condition(ais, desired, revisions, now)
     if cold is not None:
         updates.append(cold)
+    updates += [dict(c) for c in extra_conditions]
     conditions = merge_conditions(old, updates)
     return {
         "observedGeneration": ais.generation,

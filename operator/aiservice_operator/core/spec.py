@@ -75,6 +75,7 @@ CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 OPTIONAL_SUBDOMAIN = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$"
 )
+OPTIONAL_LABEL = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
 LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
@@ -262,6 +263,28 @@ class DeadLetter:
         return not self.uri and self.ref is None
 
 
+BrokerClass = Literal["MTChannelBasedBroker", "Kafka", "RabbitMQBroker"]
+BROKER_CLASSES: tuple[BrokerClass, ...] = get_args(BrokerClass)
+BROKER_CONFIG_KINDS: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "MTChannelBasedBroker": (("v1", "ConfigMap"),),
+    "Kafka": (("v1", "ConfigMap"),),
+    "RabbitMQBroker": (
+        ("eventing.knative.dev/v1alpha1", "RabbitmqBrokerConfig"),
+        ("rabbitmq.com/v1beta1", "RabbitmqCluster"),
+    ),
+}
+"""The configuration each Broker class reads: a channel template or Kafka ConfigMap, a
+RabbitmqBrokerConfig (or, older, the RabbitmqCluster itself)."""
+
+
+@dataclass(frozen=True)
+class ManagedBroker:
+    """A Broker the operator creates when missing, shared by the AIServices naming it."""
+
+    broker_class: BrokerClass
+    config: SinkRef | None = None
+
+
 @dataclass(frozen=True)
 class AIServiceSpec:
     consumes: tuple[Consume, ...]
@@ -274,6 +297,7 @@ class AIServiceSpec:
     autoscaling: Autoscaling = Autoscaling()
     delivery: Delivery = Delivery()
     dead_letter: DeadLetter = DeadLetter()
+    managed_broker: ManagedBroker | None = None
 
     def model(self, name: str) -> Model:
         """The declared model called `name` (names are validated to exist)."""
@@ -493,6 +517,7 @@ _SPEC_FIELDS = {
     "autoscaling",
     "delivery",
     "deadLetter",
+    "managedBroker",
 }
 
 
@@ -526,7 +551,33 @@ def _parse_spec(r: _Reader, data: Mapping[str, Any]) -> AIServiceSpec | None:
         autoscaling=_parse_autoscaling(r, r.mapping(data.get("autoscaling"), "spec.autoscaling")),
         delivery=_parse_delivery(r, r.mapping(data.get("delivery"), "spec.delivery")),
         dead_letter=_parse_dead_letter(r, r.mapping(data.get("deadLetter"), "spec.deadLetter")),
+        managed_broker=_parse_managed_broker(r, data.get("managedBroker")),
     )
+
+
+def _parse_managed_broker(r: _Reader, value: Any) -> ManagedBroker | None:
+    if value is None:
+        return None
+    path = "spec.managedBroker"
+    data = r.mapping(value, path)
+    r.unknown(data, path, {"class", "config"})
+    broker_class = r.choice(data, "class", path, default="", choices=BROKER_CLASSES)
+    if "config" not in data:
+        return ManagedBroker(broker_class=broker_class or "MTChannelBasedBroker")
+    cp = f"{path}.config"
+    ref = r.mapping(data.get("config"), cp)
+    r.unknown(ref, cp, {"apiVersion", "kind", "name", "namespace"})
+    config = SinkRef(
+        api_version=r.string(ref, "apiVersion", cp, max_length=253),
+        kind=r.string(ref, "kind", cp, max_length=63),
+        name=r.string(ref, "name", cp, pattern=DNS_SUBDOMAIN),
+        namespace=r.string(ref, "namespace", cp, default="", pattern=OPTIONAL_LABEL, max_length=63),
+    )
+    allowed = BROKER_CONFIG_KINDS.get(broker_class, ())
+    if broker_class and (config.api_version, config.kind) not in allowed:
+        shown = " or ".join(f"{a} {k}" for a, k in allowed)
+        r.fail(cp, f"a {broker_class} Broker is configured by a {shown}")
+    return ManagedBroker(broker_class=broker_class or "MTChannelBasedBroker", config=config)
 
 
 def _parse_consumes(r: _Reader, value: Any) -> tuple[Consume, ...]:

@@ -131,6 +131,14 @@ class LocalRun:
     def serving_url(self) -> str:
         return f"http://127.0.0.1:{self.serving_port}"
 
+    def _cluster_class(self, broker: str) -> str:
+        """The class the AIServices ask for this Broker on a cluster ('' when none does):
+        locally every Broker is the same durable SQLite log."""
+        for ais in self.manifests.aiservices:
+            if f"{ais.namespace}/{ais.spec.broker}" == broker and ais.spec.managed_broker:
+                return ais.spec.managed_broker.broker_class
+        return ""
+
     def broker_urls(self) -> dict[str, str]:
         assert self.dispatcher is not None
         brokers = self.dispatcher.brokers | self.manifests.brokers
@@ -500,6 +508,7 @@ class LocalRun:
                     "accepted": stats.accepted[b],
                     "duplicates": stats.duplicates[b],
                     "unrouted": stats.unrouted[b],
+                    "clusterClass": self._cluster_class(b),
                 }
                 for b, url in self.broker_urls().items()
             },
