@@ -15,6 +15,7 @@ from tests.support.kubeemu import (
     TRIGGERS,
     EmulatorThread,
     condition,
+    wait_for,
 )
 from tests.support.operator import OperatorThread
 
@@ -82,3 +83,10 @@ def test_long_names_reconcile_with_derived_knative_names(
     assert all(len(t["revisionName"]) <= 63 for t in routed.values())
     (trigger,) = kube.list(TRIGGERS, ns)
     assert trigger["spec"]["subscriber"]["ref"]["name"] == service["metadata"]["name"]
+
+    kube.delete(AISERVICES, ns, name)
+    client = operator.memo["kube"]
+    wait_for(
+        lambda: not [k for k in client._written if k[1] == ns],
+        what="the writes remembered for the long-named children dropped",
+    )

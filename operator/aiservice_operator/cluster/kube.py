@@ -34,7 +34,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import aiohttp
 
 from aiservice_operator.cluster import operator_metrics
-from aiservice_operator.core import features
+from aiservice_operator.core import features, names
 from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL
 
 P = ParamSpec("P")
@@ -259,9 +259,11 @@ class Kube:
         return obj or {}
 
     def forget(self, namespace: str, owner: str) -> None:
-        """Drop what was remembered about the children of a deleted AIService."""
-        for key in [k for k in self._written if k[1] == namespace and k[2].startswith(owner)]:
-            if key[2] == owner or key[2].startswith(f"{owner}-"):
+        """Drop what was remembered about the children of a deleted AIService (named after
+        its Knative Service: the AIService's name, or its shortened form)."""
+        prefixes = {owner, names.service_name(owner)}
+        for key in [k for k in self._written if k[1] == namespace]:
+            if any(key[2] == p or key[2].startswith(f"{p}-") for p in prefixes):
                 del self._written[key]
 
     def is_own_write(self, resource: str, obj: Mapping[str, Any]) -> bool:
