@@ -214,9 +214,14 @@ class FunctionService:
             raise TimeoutError(f"inference took longer than {timeout:g}s") from None
 
     def reply_event(
-        self, incoming: CloudEvent, data: Any, trace: Mapping[str, str] | None = None
+        self,
+        incoming: CloudEvent,
+        data: Any,
+        trace: Mapping[str, str] | None = None,
+        latency_ms: float | None = None,
     ) -> CloudEvent:
-        """The reply: ``produces`` type, this revision as source, model version, trace.
+        """The reply: ``produces`` type, this revision as source, model version, trace,
+        cause and correlation.
 
         ``trace`` holds the W3C ``traceparent``/``tracestate`` HTTP headers, used when
         the event itself carries no trace extension (Knative propagates the headers).
@@ -226,18 +231,28 @@ class FunctionService:
             "source": self.config.reply_source,
             contract.EXT_MODEL_VERSION: self.config.model_version,
         }
-        attributes.update(self._reply_extensions(incoming, trace))
+        attributes.update(self._reply_extensions(incoming, trace, latency_ms))
         return make_event(attributes, data)
 
     @staticmethod
-    def _reply_extensions(incoming: CloudEvent, trace: Mapping[str, str] | None) -> dict[str, Any]:
-        """The per-event attributes of a reply: trace context and hop count."""
+    def _reply_extensions(
+        incoming: CloudEvent, trace: Mapping[str, str] | None, latency_ms: float | None = None
+    ) -> dict[str, Any]:
+        """The per-event attributes of a reply: trace context, hop count, what caused it
+        (``causationid``), the chain it belongs to (``correlationid``) and the latency."""
         extensions: dict[str, Any] = {}
         for name in (contract.EXT_TRACEPARENT, "tracestate"):
             value = incoming.get_extension(name) or (trace or {}).get(name)
             if value:
                 extensions[name] = value
         extensions[contract.EXT_HOPS] = str(_hops(incoming) + 1)
+        cause = contract.event_key(incoming.get_source(), incoming.get_id())
+        extensions[contract.EXT_CAUSATION] = cause
+        extensions[contract.EXT_CORRELATION] = (
+            str(incoming.get_extension(contract.EXT_CORRELATION) or "") or cause
+        )
+        if latency_ms is not None:
+            extensions[contract.EXT_LATENCY_MS] = f"{latency_ms:.3f}"
         return extensions
 
     def handle(self, headers: Any, body: bytes, *, shadow: bool = False) -> Answer:
@@ -293,6 +308,7 @@ class FunctionService:
 
     def begin(self, headers: Any, body: bytes, *, shadow: bool = False) -> Answer | Pending:
         """Validate and decode: an error :class:`Answer`, or the item to infer."""
+        started = time.perf_counter()
         try:
             parsed = parse_request(headers, body)
         except InvalidEvent as err:
@@ -313,7 +329,7 @@ class FunctionService:
                 event=event,
             )
         trace = {k: headers[k] for k in (contract.EXT_TRACEPARENT, "tracestate") if k in headers}
-        return Pending(event, item, parsed.mode, trace, shadow)
+        return Pending(event, item, parsed.mode, trace, shadow, started)
 
     def infer_failed(self, err: Exception, event: CloudEvent) -> Answer:
         """The answer to an event whose inference raised ``err``."""
@@ -335,13 +351,14 @@ class FunctionService:
         if output is None or not self.config.reply_type:
             return Answer(202, {}, b"", "no_reply", event)
         try:
+            latency_ms = (time.perf_counter() - pending.started) * 1000
             if pending.mode == "binary" and self._binary_reply is not None:
                 status, out_headers, out_body = self._binary_reply.write(
-                    output, self._reply_extensions(event, pending.trace)
+                    output, self._reply_extensions(event, pending.trace, latency_ms)
                 )
             else:
                 status, out_headers, out_body = render_response(
-                    self.reply_event(event, output, pending.trace), pending.mode
+                    self.reply_event(event, output, pending.trace, latency_ms), pending.mode
                 )
         except Exception as err:
             log.exception("reply could not be rendered", extra=_event_log(event))
@@ -382,6 +399,8 @@ class Pending(NamedTuple):
     mode: Mode
     trace: dict[str, str]
     shadow: bool
+    started: float
+    """``time.perf_counter()`` when decoding began: the reply's latency counts from it."""
 
 
 def _reply_writer(config: RuntimeConfig) -> BinaryReplyWriter | None:
