@@ -35,6 +35,7 @@ from aiservice_functions.event_store.records import (
     StoredEvent,
     now_us,
 )
+from aiservice_functions.runtime.cloudevents_http import json_text
 
 TABLE: Final = "aisvc_events"
 
@@ -259,7 +260,7 @@ class SqlStore:
         and takes the new error details.
         """
         key = (event.kind, event.namespace, event.name, event.source, event.event_id)
-        document = json.dumps(event.document, ensure_ascii=False, separators=(",", ":"))
+        document = json_text(event.document)
         with self._tx() as conn:
             row = self._run(
                 conn,

@@ -49,6 +49,8 @@ __all__ = [
     "data_text",
     "event_to_dict",
     "is_json_content_type",
+    "json_bytes",
+    "json_text",
     "make_event",
     "parse_request",
     "render_response",
@@ -68,6 +70,9 @@ _CE_PREFIX: Final = "ce-"
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]+$")
 _JSON_MEDIA = re.compile(r"^(application|text)/([a-z0-9!#$&^_.+-]+\+)?json$")
 # RFC 3339 date-time; fromisoformat alone accepts forms the spec does not (e.g. no zone).
+MAX_JSON_DEPTH: Final = 128
+"""Deepest nesting of arrays and objects accepted in an event (deeper: 400). Python's
+parser and serializer recurse, so an unbounded depth is a crash, not just a slow event."""
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
@@ -117,6 +122,61 @@ def _is_utf8_text(content_type: str) -> bool:
     return _charset(content_type) in (None, "utf-8", "utf8", "us-ascii", "ascii")
 
 
+# --- JSON -------------------------------------------------------------------------
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays/objects deeper than ``limit`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _loads(text: str, what: str) -> Any:
+    """``json.loads`` with a bounded nesting depth; malformed or too deep → 400."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise InvalidEvent(f"{what} nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as err:
+        raise InvalidEvent(f"{what} is not valid JSON: {err}") from None
+    # Only a text with that many brackets can nest that deep: skip the walk otherwise.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise InvalidEvent(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def json_text(value: Any, *, compact: bool = True) -> str:
+    """``value`` as JSON text that always encodes to UTF-8.
+
+    Non-ASCII characters stay as they are, except when the value holds a lone surrogate
+    (JSON allows the escape ``\\ud800``, UTF-8 cannot encode it): then the whole text is
+    ASCII-escaped, which parses back to the same value.
+    """
+    separators = (",", ":") if compact else None
+    text = json.dumps(value, ensure_ascii=False, separators=separators)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, separators=separators)
+    return text
+
+
+def json_bytes(value: Any, *, compact: bool = True) -> bytes:
+    """``value`` as UTF-8 JSON (see :func:`json_text`)."""
+    return json_text(value, compact=compact).encode("utf-8")
+
+
 # --- parsing ----------------------------------------------------------------------
 
 
@@ -156,9 +216,10 @@ def parse_request(headers: Mapping[str, str], body: bytes) -> ParsedEvent:
 def _header_text(name: str, value: str) -> str:
     """Percent-decode a header value (HTTP binding §3.1.3.2) into strict UTF-8."""
     try:
-        raw = value.encode("latin-1")
+        raw = value.encode("latin-1")  # WSGI: the header's bytes, decoded as latin-1
     except UnicodeEncodeError:
-        raw = value.encode("utf-8")
+        # aiohttp decodes UTF-8 with surrogateescape: this gives back the very bytes.
+        raw = value.encode("utf-8", "surrogateescape")
     try:
         return unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
@@ -172,6 +233,14 @@ def _parse_time(value: object, where: str) -> datetime:
         return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise InvalidEvent(f"{where}: time is not a valid date-time: {value!r:.80}") from None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_attributes(attributes: dict[str, Any], where: str) -> None:
@@ -192,6 +261,8 @@ def _check_attributes(attributes: dict[str, Any], where: str) -> None:
             if not isinstance(value, str) or value == "":
                 raise InvalidEvent(f"{where}: attribute {name!r} must be a non-empty string")
     for name, value in attributes.items():
+        if isinstance(value, str) and not _encodable(value):
+            raise InvalidEvent(f"{where}: attribute {name!r:.60} holds a lone surrogate")
         if name in REQUIRED or name in OPTIONAL:
             continue
         if not _EXTENSION_NAME.match(name):
@@ -248,15 +319,12 @@ def _binary_data(body: bytes, content_type: str | None) -> Any:
         return bytes(body)
     if is_json_content_type(content_type):
         try:
-            return json.loads(body.decode("utf-8"))
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidEvent(
                 f"body is not valid UTF-8 though Content-Type is {content_type!r:.80}"
             ) from None
-        except ValueError as err:
-            raise InvalidEvent(
-                f"body is not valid JSON though Content-Type is {content_type!r:.80}: {err}"
-            ) from None
+        return _loads(text, f"body (Content-Type {content_type!r:.80})")
     if _is_utf8_text(content_type):
         try:
             return body.decode("utf-8")
@@ -273,10 +341,7 @@ def _parse_structured(body: bytes) -> CloudEvent:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidEvent(f"{where}: body is not valid UTF-8") from None
-    try:
-        document = json.loads(text)
-    except ValueError as err:
-        raise InvalidEvent(f"{where}: body is not valid JSON: {err}") from None
+    document = _loads(text, f"{where}: body")
     if not isinstance(document, dict):
         raise InvalidEvent(f"{where}: body must be a JSON object")
     has_data = document.get("data") is not None
@@ -304,6 +369,8 @@ def _parse_structured(body: bytes) -> CloudEvent:
                 f"{where}: 'data' must be a string when datacontenttype is "
                 f"{content_type!r:.80}; use 'data_base64' for bytes"
             )
+        if not _encodable(data):
+            raise InvalidEvent(f"{where}: text 'data' holds a lone surrogate")
         payload = data
     else:
         payload = data
@@ -332,11 +399,9 @@ def data_json(event: CloudEvent) -> Any:
         return data
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else str(data)
-        return json.loads(text)
     except UnicodeDecodeError:
         raise InvalidEvent("data is not valid UTF-8") from None
-    except ValueError as err:
-        raise InvalidEvent(f"data is not valid JSON: {err}") from None
+    return _loads(text, "data")
 
 
 def data_text(event: CloudEvent) -> str | None:
@@ -363,7 +428,7 @@ def data_bytes(event: CloudEvent) -> bytes:
         return bytes(data)
     if isinstance(data, str) and not _holds_json_value(event):
         return data.encode("utf-8")
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return json_bytes(data)
 
 
 # --- building and rendering -------------------------------------------------------

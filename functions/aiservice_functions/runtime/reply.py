@@ -11,7 +11,6 @@ event ``FunctionService.reply_event`` builds (a test holds the two together).
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -20,6 +19,7 @@ from urllib.parse import quote
 from aiservice_functions.runtime.cloudevents_http import (
     APPLICATION_JSON,
     OCTET_STREAM,
+    json_bytes,
     make_event,
 )
 
@@ -51,5 +51,5 @@ class BinaryReplyWriter:
             headers["content-type"] = OCTET_STREAM
             return 200, headers, bytes(data)
         headers["content-type"] = APPLICATION_JSON
-        body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = json_bytes(data)
         return 200, headers, body

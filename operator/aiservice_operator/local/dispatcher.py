@@ -259,7 +259,11 @@ class Dispatcher:
 
         async def one(trigger: TriggerRuntime) -> None:
             nonlocal remaining
-            outcome, status, attempts, reply = await self._deliver(trigger, event)
+            try:
+                outcome, status, attempts, reply = await self._deliver(trigger, event)
+            except Exception:  # a bug on one event must not stall all the others for ever
+                log.exception("%s: delivery of event %s failed", trigger.name, event.get_id())
+                outcome, status, attempts, reply = "dead-letter-failed", None, 0, None
             remaining -= 1  # one event loop: no lock needed between these two lines
             last = remaining == 0
             reply_targets = (
@@ -298,8 +302,13 @@ class Dispatcher:
             except Exception:  # a display problem must not fail a delivery
                 log.exception("listener failed")
 
-    async def _post(self, dest: Destination, event: CloudEvent, timeout: float | None) -> _Attempt:
-        _, headers, body = render_response(event, "binary")
+    async def _post(
+        self,
+        dest: Destination,
+        headers: Mapping[str, str],
+        body: bytes,
+        timeout: float | None,
+    ) -> _Attempt:
         async with self._slots:
             if isinstance(dest, ServiceAddress):
                 try:
@@ -344,11 +353,19 @@ class Dispatcher:
         """Post ``event`` to ``dest`` until it is delivered or the Trigger's delivery policy
         gives up: (last attempt, attempts, delivered). Each retry is counted in ``retries``."""
         policy = trigger.policy
+        try:
+            _, headers, body = render_response(event, "binary")
+        except (ValueError, TypeError, RecursionError) as err:
+            # A poison event: no retry can send it, so it fails at once (and is
+            # dead-lettered with the reason) instead of failing the dispatcher.
+            log.error("%s: event %s cannot be sent: %s", trigger.name, event.get_id(), err)
+            reason = f"event cannot be sent: {type(err).__name__}: {err}"
+            return _Attempt(None, reason.encode("utf-8", "replace"), {}), 1, False
         attempt = 0
         while True:
             attempt += 1
             try:
-                result = await self._post(dest, event, policy.timeout)
+                result = await self._post(dest, headers, body, policy.timeout)
             except (aiohttp.ClientError, OSError, TimeoutError) as err:
                 result = _Attempt(None, f"{type(err).__name__}: {err}".encode(), {})
             decision = delivery.decide(policy, attempt, result.status)
