@@ -5,7 +5,6 @@ reply that encodes. Real HTTP on 127.0.0.1, the torch-free ``echo_fn`` function.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import echo_fn
 import pytest
