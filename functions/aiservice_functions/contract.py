@@ -8,6 +8,9 @@ It must stay free of heavy imports: the pure core of the operator imports it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 # --- Environment of a function container (set by the compiler per revision) ---------
 ENV_ENTRYPOINT = "AISVC_ENTRYPOINT"
 """Dotted module path of the function to serve, e.g. ``aiservice_functions.sentiment``."""
@@ -113,14 +116,48 @@ ENV_EVENT_STORE_TOKEN_FILE = "AISVC_EVENT_STORE_TOKEN_FILE"
 """A file holding that token (the chart mounts it from a Secret)."""
 
 
-def dead_letter_path(namespace: str, name: str) -> str:
+ENV_EVENT_STORE_SINK_KEY = "AISVC_EVENT_STORE_SINK_KEY"
+"""Secret key of the ingest credentials (operator and event store; never in an object)."""
+ENV_EVENT_STORE_SINK_KEY_FILE = "AISVC_EVENT_STORE_SINK_KEY_FILE"
+"""A file holding that key (the chart mounts it from a Secret into both)."""
+MIN_SINK_KEY_BYTES = 16
+
+_CREDENTIAL_CONTEXT = b"aisvc-event-store-sink-v1"
+
+
+def sink_credential(key: bytes, namespace: str, name: str) -> str:
+    """The ingest credential of one AIService: HMAC-SHA256 of its namespace and name.
+
+    Knative's dispatcher sends no credentials, so the operator puts this in every sink
+    URL it compiles; the event store recomputes it, so only a sender that was given the
+    URL can file records for that AIService, and for no other. One credential covers all
+    ingest kinds (dead letters, audit, decisions) of the AIService.
+    """
+    message = _CREDENTIAL_CONTEXT + b"\n" + namespace.encode() + b"/" + name.encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def verify_sink_credential(key: bytes, namespace: str, name: str, credential: str) -> bool:
+    """Whether ``credential`` is the ingest credential of ``namespace/name`` (constant time)."""
+    expected = sink_credential(key, namespace, name)
+    return hmac.compare_digest(expected.encode(), credential.encode("utf-8", "replace"))
+
+
+def ingest_path(namespace: str, name: str, kind: str, key: bytes | None = None) -> str:
+    """Path on the event store that ingests one kind of record (``dead-letters``,
+    ``audit``, ...) of one AIService; with ``key``, its credential is the last segment."""
+    path = f"/v1/namespaces/{namespace}/aiservices/{name}/{kind}"
+    return f"{path}/{sink_credential(key, namespace, name)}" if key else path
+
+
+def dead_letter_path(namespace: str, name: str, key: bytes | None = None) -> str:
     """Path on the event store that ingests the dead letters of one AIService."""
-    return EVENT_STORE_DEAD_LETTERS_PATH.format(namespace=namespace, name=name)
+    return ingest_path(namespace, name, "dead-letters", key)
 
 
-def audit_path(namespace: str, name: str) -> str:
+def audit_path(namespace: str, name: str, key: bytes | None = None) -> str:
     """Path on the event store that ingests the audit events of one AIService."""
-    return EVENT_STORE_AUDIT_PATH.format(namespace=namespace, name=name)
+    return ingest_path(namespace, name, "audit", key)
 
 
 def decisions_path(namespace: str, name: str, role: str) -> str:

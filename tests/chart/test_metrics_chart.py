@@ -52,6 +52,7 @@ def test_operator_metrics_service_reaches_the_port_the_operator_serves(render: R
     container = pod["spec"]["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env = {k: v for k, v in env.items() if not k.endswith("_FILE")}  # mounted Secrets
     # The operator reads exactly this variable, and listens where the Service sends scrapes.
     assert Config.from_env(env).metrics_port == ports["metrics"] == 9100
     assert env[ENV_METRICS_PORT] == "9100"

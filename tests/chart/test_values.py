@@ -142,8 +142,12 @@ def test_rollout_settings_reach_the_operator(render: RenderFn, tmp_path: Path) -
     token.write_text("s3cret\n")
     in_pod = {k: v for k, v in custom.items() if isinstance(v, str)}
     in_pod["AISVC_EVENT_STORE_TOKEN_FILE"] = str(token)
+    sink_key = tmp_path / "sink-key"
+    sink_key.write_text("k" * 48 + "\n")
+    in_pod["AISVC_EVENT_STORE_SINK_KEY_FILE"] = str(sink_key)
     observer = metrics.observer_from_env(in_pod, custom["AISVC_EVENT_STORE_URL"])
     assert observer.prometheus.url == "http://prometheus.obs:9090"
     assert observer.prometheus.queries.requests == "sum(my_requests)"
     assert observer.event_store.url == custom["AISVC_EVENT_STORE_URL"]
     assert observer.event_store.token == "s3cret"
+    assert observer.event_store.sink_key == b"k" * 48

@@ -304,3 +304,15 @@ def test_a_revision_scales_to_zero_when_idle_and_back_on_the_next_event(env: Env
     finally:
         pool.settings = settings
     assert pool.processes
+
+
+def test_the_local_store_takes_dead_letters_only_on_the_credentialed_sink(env: Env) -> None:
+    base = env.state["eventStoreUrl"]
+    headers = {"ce-specversion": "1.0", "ce-id": "forged", "ce-source": "/x", "ce-type": "t",
+               f"ce-{contract.EXT_REVISION}": "canary"}  # fmt: skip
+    forged = env.http.post(base + contract.dead_letter_path("t", "stage-one"), headers=headers)
+    assert forged.status_code == 401
+    triggers = env.run.dispatcher.triggers if env.run.dispatcher else []
+    sinks = {t.dead_letter for t in triggers if t.owner == "stage-one"}
+    key = (env.state_dir / "sink.key").read_bytes().strip()
+    assert sinks == {base + contract.dead_letter_path("t", "stage-one", key)}

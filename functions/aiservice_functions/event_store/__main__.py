@@ -21,6 +21,7 @@ from aiservice_functions.event_store.app import DEFAULT_MAX_BODY_BYTES, create_a
 from aiservice_functions.event_store.replay import DEFAULT_BROKER_URL, ReplayOptions
 from aiservice_functions.event_store.retention import RetentionPolicy
 from aiservice_functions.event_store.storage import open_store
+from aiservice_functions.sink_key import load_sink_key
 
 ENV_DB = "AISVC_EVENT_STORE_DB"
 ENV_BROKER_URL = "AISVC_EVENT_STORE_BROKER_URL"
@@ -65,6 +66,13 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="file holding the query/replay token (default: "
         "$AISVC_EVENT_STORE_TOKEN_FILE, else the token in $AISVC_EVENT_STORE_TOKEN)",
+    )
+    s.add_argument(
+        "--sink-key-file",
+        default=None,
+        help="file holding the key of the ingest credentials in sink URLs (default: "
+        "$AISVC_EVENT_STORE_SINK_KEY_FILE, else $AISVC_EVENT_STORE_SINK_KEY; none: ingest "
+        "is open, for local use only)",
     )
     s.add_argument(
         "--allow-unauthenticated",
@@ -113,6 +121,17 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     token = auth.load_token(token_file=args.token_file)
+    try:
+        sink_key = load_sink_key(key_file=args.sink_key_file)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if sink_key is None:
+        print(
+            "note: no sink key configured; ingest accepts records for any AIService "
+            f"(set {contract.ENV_EVENT_STORE_SINK_KEY_FILE} or --sink-key-file)",
+            file=sys.stderr,
+        )
     if token is None and not args.allow_unauthenticated:
         print(
             "note: no token configured; the query/replay API refuses every request "
@@ -140,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_body_bytes=args.max_body_bytes,
             replay_defaults=replay_defaults,
             retention=retention,
+            sink_key=sink_key,
         )
 
     from aiservice_functions.event_store.server import serve

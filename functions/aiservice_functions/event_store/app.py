@@ -1,12 +1,16 @@
 """The event store's HTTP API (Flask): ingest, query, stats, replay, health.
 
-Ingest (open inside the cluster: Knative's dispatcher sends no credentials; restrict it
-with a NetworkPolicy) — any CloudEvent, binary or structured mode:
+Ingest — any CloudEvent, binary or structured mode. Knative's dispatcher sends no
+credentials, so with a sink key configured the credential is the URL's last segment
+(:func:`aiservice_functions.contract.sink_credential`: an HMAC of the namespace and name,
+compiled by the operator into each Trigger); without it ``401``, a wrong one ``403``.
+Records are attributed to the AIService of the authenticated path, never to what the
+event says. Without a sink key (local use) ingest is open and the segment is left out.
 
-- ``POST /v1/namespaces/{ns}/aiservices/{name}/dead-letters``: a dead letter (the
-  operator sets this URL as every Trigger's ``deadLetterSink``);
-- ``POST /v1/namespaces/{ns}/aiservices/{name}/audit``: a decision event (replies,
-  rollout decisions).
+- ``POST /v1/namespaces/{ns}/aiservices/{name}/dead-letters/{credential}``: a dead letter
+  (the operator sets this URL as every Trigger's ``deadLetterSink``);
+- ``POST /v1/namespaces/{ns}/aiservices/{name}/audit/{credential}``: a decision event
+  (rollout decisions).
 
 Answers ``201 {"seq": N, "created": true}`` once the record is committed, ``200`` with
 ``"created": false`` for a redelivery (same source and id: stored once), ``400``/``415``
@@ -219,6 +223,7 @@ def create_app(
     replay_defaults: ReplayOptions | None = None,
     retention: RetentionPolicy | None = None,
     http_client: httpx.Client | None = None,
+    sink_key: bytes | None = None,
 ) -> Flask:
     """The WSGI app over ``store``; starts the retention thread when ``retention`` is active."""
     app = Flask("aiservice_functions.event_store")
@@ -257,7 +262,20 @@ def create_app(
 
     decision_api.register(app, store, guard, max_body_bytes, metrics)
 
-    def ingest_event(kind: Kind, namespace: str, name: str) -> Response:
+    def ingest_event(
+        kind: Kind, namespace: str, name: str, credential: str | None = None
+    ) -> Response:
+        if sink_key is not None:
+            # Attribution comes from this authenticated path, never from the event.
+            if credential is None:
+                metrics.ingest(kind, "refused")
+                return _error(401, "ingest needs the AIService's sink credential in the path")
+            if not contract.verify_sink_credential(sink_key, namespace, name, credential):
+                metrics.ingest(kind, "refused")
+                log.warning(
+                    "refused %s for %s/%s: wrong sink credential", kind, namespace[:63], name[:63]
+                )
+                return _error(403, "sink credential not accepted for this AIService")
         try:
             body = _read_body(max_body_bytes)
             record = ingest.to_record(kind, namespace, name, dict(request.headers), body)
@@ -292,6 +310,14 @@ def create_app(
         except ValueError as err:
             raise BadRequest(str(err)) from None
         return jsonify({"items": [r.summary() for r in page.items], "nextCursor": page.next_cursor})
+
+    @app.post(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH) + "/<credential>")
+    def dead_letters_authenticated(namespace: str, name: str, credential: str) -> Response:
+        return ingest_event("dead-letter", namespace, name, credential)
+
+    @app.post(_flask_path(contract.EVENT_STORE_AUDIT_PATH) + "/<credential>")
+    def audit_authenticated(namespace: str, name: str, credential: str) -> Response:
+        return ingest_event("audit", namespace, name, credential)
 
     @app.route(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH), methods=["POST", "GET"])
     def dead_letters(namespace: str, name: str) -> Response:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from aiservice_functions.sink_key import load_sink_key
 
 from aiservice_operator.cli import decisions, dlq, fn, local, rollout
 from aiservice_operator.core.compile import CompileOptions, steady_state, to_yaml
@@ -47,6 +48,14 @@ def render(
     cluster_domain: Annotated[str, typer.Option(help="The cluster's DNS domain.")] = (
         CompileOptions.cluster_domain
     ),
+    sink_key_file: Annotated[
+        str | None,
+        typer.Option(
+            help="File holding the event store's sink key (default: "
+            "$AISVC_EVENT_STORE_SINK_KEY_FILE, else $AISVC_EVENT_STORE_SINK_KEY): dead-letter "
+            "sink URLs then carry the credential the operator puts in them."
+        ),
+    ] = None,
 ) -> None:
     """Print the Knative objects the operator creates for AIServices.
 
@@ -54,7 +63,14 @@ def render(
     spec's (a rollout at its start: all events on the stable model). While a revision is
     still starting, the operator briefly routes to the revisions that are already ready.
     """
-    options = CompileOptions(event_store_url=event_store_url, cluster_domain=cluster_domain)
+    try:
+        sink_key = load_sink_key(key_file=sink_key_file)
+    except (OSError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
+    options = CompileOptions(
+        event_store_url=event_store_url, cluster_domain=cluster_domain, sink_key=sink_key
+    )
     objects: list[dict[str, Any]] = []
     failed = False
     for path in files:

@@ -27,9 +27,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiservice_functions import contract
+from aiservice_functions.sink_key import load_sink_key
 
 from aiservice_operator.core.compile import CompileOptions
 
@@ -65,6 +66,7 @@ class Config:
     liveness_endpoint: str = ""
     metrics_port: int = 0
     knative_serving_namespace: str = "knative-serving"
+    sink_key: bytes | None = field(default=None, repr=False)
 
     @property
     def standalone(self) -> bool:
@@ -73,7 +75,9 @@ class Config:
     @property
     def compile_options(self) -> CompileOptions:
         return CompileOptions(
-            event_store_url=self.event_store_url, cluster_domain=self.cluster_domain
+            event_store_url=self.event_store_url,
+            cluster_domain=self.cluster_domain,
+            sink_key=self.sink_key,
         )
 
     @classmethod
@@ -115,7 +119,15 @@ class Config:
             worker_limit=int(number(ENV_WORKER_LIMIT, 32, 0)),
             liveness_endpoint=env.get(ENV_LIVENESS, "").strip(),
             metrics_port=_port(env, ENV_METRICS_PORT, DEFAULT_METRICS_PORT),
+            sink_key=_sink_key(env),
         )
+
+
+def _sink_key(env: Mapping[str, str]) -> bytes | None:
+    try:
+        return load_sink_key(env=env)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{contract.ENV_EVENT_STORE_SINK_KEY_FILE}: {err}") from None
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:

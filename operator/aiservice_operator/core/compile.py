@@ -85,6 +85,9 @@ class CompileOptions:
     event_store_url: str = "http://aiservice-event-store.aiservice-system.svc.cluster.local"
     """Base URL of the event store; default dead-letter sinks point below it."""
     cluster_domain: str = "cluster.local"
+    sink_key: bytes | None = field(default=None, repr=False)
+    """Key of the ingest credential in default dead-letter sink URLs (see
+    `contract.sink_credential`); without it the URLs carry none (an open store)."""
 
 
 @dataclass(frozen=True)
@@ -510,7 +513,7 @@ def dead_letter_sink(ais: AIService, options: CompileOptions) -> dict[str, Any]:
             ref["namespace"] = dead.ref.namespace
         return {"ref": ref}
     base = options.event_store_url.rstrip("/")
-    return {"uri": base + contract.dead_letter_path(ais.namespace, ais.name)}
+    return {"uri": base + contract.dead_letter_path(ais.namespace, ais.name, options.sink_key)}
 
 
 def _delivery(ais: AIService, options: CompileOptions) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import sys
 import time
 from collections.abc import Mapping
@@ -105,8 +106,12 @@ class LocalRun:
         self.serving_port = options.serving_port or free_port()
         self.store_port = options.event_store_port or free_port()
         self.event_store_url = f"http://127.0.0.1:{self.store_port}"
+        self.sink_key_file = self.state_dir / "sink.key"
+        self.sink_key = _sink_key(self.sink_key_file) if options.event_store else None
         self.compile_options = CompileOptions(
-            event_store_url=self.event_store_url, cluster_domain=options.cluster_domain
+            event_store_url=self.event_store_url,
+            cluster_domain=options.cluster_domain,
+            sink_key=self.sink_key,
         )
         self.services_runs: dict[tuple[str, str], ServiceRun] = {}
         self.warnings: list[str] = []
@@ -234,6 +239,7 @@ class LocalRun:
             sys.executable, "-m", "aiservice_functions.event_store", "serve",
             "--db", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(self.store_port),
             "--allow-unauthenticated", "--broker-url", self.broker_url,
+            "--sink-key-file", str(self.sink_key_file),
         )  # fmt: skip
         spec = LaunchSpec("event-store", "event-store", "", "", "", {}, argv=command)
         self._store = FunctionProcess(
@@ -312,7 +318,9 @@ class LocalRun:
         suffix = f".svc.{self.options.cluster_domain}"
         if isinstance(sink, str) and (urlsplit(sink).hostname or "").endswith(suffix):
             owner = trigger.owner or trigger.name
-            local = self.event_store_url + contract.dead_letter_path(trigger.namespace, owner)
+            local = self.event_store_url + contract.dead_letter_path(
+                trigger.namespace, owner, self.sink_key
+            )
             warning = (
                 f"Trigger {trigger.namespace}/{trigger.name}: dead-letter sink {sink} is inside "
                 f"a cluster; dead letters go to the local event store ({local}) instead"
@@ -344,7 +352,11 @@ class LocalRun:
 
     async def _rollout_loop(self) -> None:
         """Step every rollout with the operator's own tick; route the weights it returns."""
-        store = EventStoreSource(url=self.event_store_url) if self.options.event_store else None
+        store = (
+            EventStoreSource(url=self.event_store_url, sink_key=self.sink_key)
+            if self.options.event_store
+            else None
+        )
         observer = LocalObserver(self._endpoints, store)
         while True:
             await asyncio.sleep(self.options.rollout_tick_seconds)
@@ -552,3 +564,16 @@ def read_state(state_dir: Path = Path(".aisvc")) -> Mapping[str, Any] | None:
         except PermissionError:
             pass
     return state
+
+
+def _sink_key(path: Path) -> bytes:
+    """The run's sink key: kept in the state directory (owner-only), so a restarted run
+    keeps the sink URLs of the events its broker log still owes."""
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
+    return key.encode()

@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 from aiservice_functions import contract
+from aiservice_functions.sink_key import load_sink_key
 
 from aiservice_operator.core.analysis import Observation, SourceUnavailable
 from aiservice_operator.core.rollout import rfc3339
@@ -188,6 +189,8 @@ class EventStoreSource:
     token: str | None = None
     timeout_seconds: float = 5.0
     client: httpx.Client | None = None
+    sink_key: bytes | None = field(default=None, repr=False)
+    """Key of the audit ingest credential (the store's sink key)."""
 
     @classmethod
     def from_env(cls, default_url: str, env: Mapping[str, str] = os.environ) -> EventStoreSource:
@@ -197,7 +200,11 @@ class EventStoreSource:
         if not token and token_file:
             with open(token_file, encoding="utf-8") as handle:
                 token = handle.read().strip()
-        return cls(url=env.get(contract.ENV_EVENT_STORE_URL) or default_url, token=token)
+        return cls(
+            url=env.get(contract.ENV_EVENT_STORE_URL) or default_url,
+            token=token,
+            sink_key=load_sink_key(env=env),
+        )
 
     def dead_letters(
         self, *, namespace: str, name: str, targets: Collection[str], since: datetime
@@ -248,7 +255,7 @@ class EventStoreSource:
         client = self.client or httpx.Client(timeout=self.timeout_seconds)
         try:
             response = client.post(
-                self.url.rstrip("/") + contract.audit_path(namespace, name),
+                self.url.rstrip("/") + contract.audit_path(namespace, name, self.sink_key),
                 json=dict(event),
                 headers={"Content-Type": "application/cloudevents+json"},
             )
