@@ -219,6 +219,7 @@ def test_event_store_defaults_to_sqlite_on_a_volume(render: RenderFn) -> None:
     assert container["command"] == ["python", "-m", "aiservice_functions.event_store"]
     assert container["args"] == [
         "serve",
+        "--host=0.0.0.0",
         "--port=8080",
         "--workers=1",
         "--broker-url=http://broker-ingress.knative-eventing.svc.cluster.local",
@@ -384,7 +385,28 @@ def test_event_store_arguments_are_accepted_by_the_server(
     args = parser().parse_args(container["args"])
     assert args.command == "serve"
     assert args.port == 8080
+    assert args.host == "0.0.0.0"  # the server's own default is loopback
     assert _env(container)[ENV_DB] == "sqlite:///data/events.db"
     if values:
         assert args.retention_max_age == 30 * 86400
         assert args.retention_max_count == 5000
+
+
+def test_the_event_store_may_send_only_to_dns_and_the_broker_ingress(render: RenderFn) -> None:
+    policy = render().one("NetworkPolicy")["spec"]
+    assert "Egress" in policy["policyTypes"]
+    egress = policy["egress"]
+    ports = {(p["port"], p["protocol"]) for p in egress[0]["ports"]}
+    assert ports == {(53, "UDP"), (53, "TCP")}
+    assert egress[1]["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "knative-eventing"}}}
+    ]
+    assert len(egress) == 2  # nothing else: no metadata service, no other pods
+    extra = {"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}]}
+    custom = render(
+        {"eventStore": {"networkPolicy": {"egress": {"extra": [extra]}},
+                        "replay": {"allowTargets": ["10.1.2.3/32"]}}}  # fmt: skip
+    )
+    assert custom.one("NetworkPolicy")["spec"]["egress"][-1] == extra
+    args = custom.deployment("event-store")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--replay-allow-target=10.1.2.3/32" in args

@@ -19,9 +19,12 @@ from typing import Any
 import httpx
 import pytest
 from aiservice_functions.event_store import create_app, open_store
+from aiservice_functions.event_store.guard import TargetPolicy
+from aiservice_functions.event_store.replay import ReplayOptions
 from aiservice_functions.event_store.storage import SqlStore
 from es_helpers import TOKEN, Receiver, free_port, serving
 
+LOOPBACK_ALLOWED = TargetPolicy.parse(["127.0.0.0/8"])
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_SH = REPO / "scripts" / "postgres.sh"
 
@@ -81,6 +84,8 @@ def make_server_url(store: SqlStore) -> Iterator[Callable[..., str]]:
 
     def start(**options: Any) -> str:
         options.setdefault("token", TOKEN)
+        # The receivers stand on loopback, which replays refuse unless allow-listed.
+        options.setdefault("replay_defaults", ReplayOptions(policy=LOOPBACK_ALLOWED))
         ctx = serving(create_app(store, **options))
         stack.append(ctx)
         return ctx.__enter__()

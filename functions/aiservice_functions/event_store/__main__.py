@@ -18,13 +18,21 @@ from flask import Flask
 from aiservice_functions import contract
 from aiservice_functions.event_store import auth
 from aiservice_functions.event_store.app import DEFAULT_MAX_BODY_BYTES, create_app
-from aiservice_functions.event_store.replay import DEFAULT_BROKER_URL, ReplayOptions
+from aiservice_functions.event_store.guard import TargetPolicy
+from aiservice_functions.event_store.replay import (
+    DEFAULT_BROKER_URL,
+    MAX_CONCURRENCY,
+    MAX_RATE,
+    MIN_RATE,
+    ReplayOptions,
+)
 from aiservice_functions.event_store.retention import RetentionPolicy
 from aiservice_functions.event_store.storage import open_store
 from aiservice_functions.sink_key import load_sink_key
 
 ENV_DB = "AISVC_EVENT_STORE_DB"
 ENV_BROKER_URL = "AISVC_EVENT_STORE_BROKER_URL"
+ENV_REPLAY_ALLOW = "AISVC_EVENT_STORE_REPLAY_ALLOW"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -47,7 +55,11 @@ def parser() -> argparse.ArgumentParser:
         help="sqlite:///path or postgresql://user@host/db "
         "(default: $AISVC_EVENT_STORE_DB, else sqlite:///var/lib/aisvc/events.db)",
     )
-    s.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0)")
+    s.add_argument(
+        "--host",
+        default=os.environ.get(contract.ENV_HOST, "127.0.0.1"),
+        help="address to bind (default: $AISVC_HOST, else 127.0.0.1; the image sets 0.0.0.0)",
+    )
     s.add_argument(
         "--port",
         type=int,
@@ -98,6 +110,15 @@ def parser() -> argparse.ArgumentParser:
         "--replay-rate", type=float, default=0.0, help="events/s, 0 = unbounded (default)"
     )
     s.add_argument(
+        "--replay-allow-target",
+        action="append",
+        default=[e for e in os.environ.get(ENV_REPLAY_ALLOW, "").split(",") if e.strip()],
+        metavar="HOST|*.SUFFIX|CIDR",
+        help="admit replay targets on this host, domain or network, which are refused by "
+        "default when internal (loopback, link-local, private, *.svc); repeatable "
+        f"(default: ${ENV_REPLAY_ALLOW}, comma-separated)",
+    )
+    s.add_argument(
         "--retention-max-age",
         type=duration,
         default=None,
@@ -145,10 +166,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_count=args.retention_max_count,
         interval_s=args.retention_interval,
     )
+    try:
+        policy = TargetPolicy.parse(args.replay_allow_target)
+    except ValueError as err:
+        print(f"error: --replay-allow-target: {err}", file=sys.stderr)
+        return 2
+    if not 1 <= args.replay_concurrency <= MAX_CONCURRENCY:
+        print(f"error: --replay-concurrency must be 1 to {MAX_CONCURRENCY}", file=sys.stderr)
+        return 2
+    if args.replay_rate != 0 and not MIN_RATE <= args.replay_rate <= MAX_RATE:
+        print(f"error: --replay-rate must be 0 or {MIN_RATE} to {MAX_RATE:g}", file=sys.stderr)
+        return 2
     replay_defaults = ReplayOptions(
         broker_url=args.broker_url,
         concurrency=args.replay_concurrency,
         rate=args.replay_rate,
+        policy=policy,
     )
 
     def factory() -> Flask:

@@ -51,6 +51,8 @@ Metrics: ``GET /metrics`` (Prometheus text, no token: counts and timings only, s
 from __future__ import annotations
 
 import logging
+import math
+import re
 from dataclasses import replace
 from typing import Any, Final
 
@@ -60,8 +62,11 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
 from aiservice_functions.event_store import auth, decision_api, ingest
+from aiservice_functions.event_store.guard import redact_url
+from aiservice_functions.event_store.jobs import ReplayJobs, job_json
 from aiservice_functions.event_store.records import (
     KINDS,
+    MAX_PAGE,
     EventFilter,
     Kind,
     RevisionCount,
@@ -70,7 +75,15 @@ from aiservice_functions.event_store.records import (
     rfc3339,
     to_us,
 )
-from aiservice_functions.event_store.replay import ReplayOptions, check_url, replay
+from aiservice_functions.event_store.replay import (
+    MAX_CONCURRENCY,
+    MAX_RATE,
+    MAX_SELECTION,
+    MIN_RATE,
+    ReplayOptions,
+    check_url,
+    replay,
+)
 from aiservice_functions.event_store.retention import RetentionPolicy, RetentionThread
 from aiservice_functions.event_store.storage import SqlStore, StoreUnavailable
 from aiservice_functions.event_store.telemetry import StoreMetrics
@@ -80,6 +93,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES: Final = contract.DEFAULT_MAX_BODY_BYTES
 EXTENSION_KEY: Final = "aisvc_event_store"
+REPLAYS_PATH: Final = "/v1/replays"
 
 
 class BadRequest(Exception):
@@ -113,27 +127,102 @@ def _error(status: int, reason: str) -> Response:
     return response
 
 
-def _opt_int(source: dict[str, Any], key: str) -> int | None:
+_INT64_MAX: Final = 2**63 - 1
+_BROKER_NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _opt_int(
+    source: dict[str, Any], key: str, minimum: int = 0, maximum: int = _INT64_MAX
+) -> int | None:
+    """An integer in ``[minimum, maximum]``, or 400 naming ``key``."""
     value = source.get(key)
     if value is None or value == "":
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{key} must be an integer, got {str(value)[:40]!r}") from None
+    if isinstance(value, (bool, float)):
+        raise BadRequest(f"{key} must be an integer, got {str(value)[:40]!r}")
+    text = str(value).strip()
+    if not re.fullmatch(r"[+-]?\d{1,20}", text):
+        raise BadRequest(f"{key} must be an integer, got {text[:40]!r}")
+    number = int(text)
+    if not minimum <= number <= maximum:
+        raise BadRequest(f"{key} must be between {minimum} and {maximum}, got {text[:40]}")
+    return number
 
 
 def _opt_float(source: dict[str, Any], key: str) -> float | None:
     value = source.get(key)
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise BadRequest(f"{key} must be a number, got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"{key} must be a number, got {str(value)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise BadRequest(f"{key} must be a finite number, got {str(value)[:40]!r}")
     if number < 0:
         raise BadRequest(f"{key} must not be negative")
     return number
+
+
+def _replay_options(body: dict[str, Any], defaults: ReplayOptions) -> ReplayOptions:
+    """The replay settings of a request, each bounded (400 naming the field)."""
+    target = _opt_str(body, "target")
+    if target:
+        try:
+            check_url(target, "target")
+            defaults.policy.check(target, "target", defaults.broker_url)
+        except ValueError as err:
+            raise BadRequest(str(err)) from None
+    broker = _opt_str(body, "broker")
+    if broker is not None and not _BROKER_NAME.match(broker):
+        raise BadRequest(f"broker must be a Broker name (a DNS-1123 label), got {broker[:70]!r}")
+    rate = _opt_float(body, "rate")
+    if rate is not None and rate != 0 and not MIN_RATE <= rate <= MAX_RATE:
+        raise BadRequest(f"rate must be 0 (unbounded) or between {MIN_RATE} and {MAX_RATE:g}")
+    concurrency = _opt_int(body, "concurrency", 1, MAX_CONCURRENCY)
+    limit = _opt_int(body, "limit", 1, MAX_SELECTION)
+    return replace(
+        defaults,
+        target=target or defaults.target,
+        broker=broker or defaults.broker,
+        force=bool(_opt_bool(body, "force")),
+        concurrency=concurrency or defaults.concurrency,
+        rate=defaults.rate if rate is None else rate,
+        limit=limit or defaults.limit,
+    )
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def _selection(body: dict[str, Any]) -> EventFilter:
+    """Which dead letters a replay request selects (400 naming what is wrong)."""
+    seqs = body.get("seqs")
+    raw_filter = body.get("filter")
+    if raw_filter is not None and not isinstance(raw_filter, dict):
+        raise BadRequest("filter must be an object")
+    if seqs is not None:
+        if not isinstance(seqs, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 < s <= _INT64_MAX for s in seqs
+        ):
+            raise BadRequest("seqs must be a list of positive integers")
+        if len(seqs) > MAX_SELECTION:
+            raise BadRequest(f"seqs must list at most {MAX_SELECTION} records")
+        flt = EventFilter(seqs=tuple(seqs))
+        if raw_filter:
+            flt = replace(_filter(raw_filter), seqs=tuple(seqs))
+        return flt
+    if raw_filter:
+        return _filter(raw_filter)
+    if body.get("all") is True:
+        return EventFilter()
+    raise BadRequest('select what to replay: "seqs", a non-empty "filter", or "all": true')
 
 
 def _opt_time(source: dict[str, Any], key: str) -> int | None:
@@ -178,7 +267,7 @@ def _filter(source: dict[str, Any], **fixed: Any) -> EventFilter:
         "namespace": _opt_str(source, "namespace"),
         "name": _opt_str(source, "name"),
         "type": _opt_str(source, "type"),
-        "error_code": _opt_int(source, "code"),
+        "error_code": _opt_int(source, "code", 0, 999),
         "revision": _opt_str(source, "revision"),
         "since": _opt_time(source, "since"),
         "until": _opt_time(source, "until"),
@@ -232,12 +321,18 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
     defaults = replay_defaults or ReplayOptions()
     metrics = StoreMetrics(pending=lambda: _pending(store))
+    jobs = ReplayJobs(store, http_client, on_finished=metrics.replay)
     thread = (
         RetentionThread(store, retention, on_deleted=metrics.retention()).start()
         if retention and retention.active
         else None
     )
-    app.extensions[EXTENSION_KEY] = {"store": store, "retention": thread, "metrics": metrics}
+    app.extensions[EXTENSION_KEY] = {
+        "store": store,
+        "retention": thread,
+        "metrics": metrics,
+        "jobs": jobs,
+    }
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Response:
@@ -303,7 +398,7 @@ def create_app(
         return response
 
     def list_events(source: dict[str, Any], flt: EventFilter) -> Response:
-        limit = _opt_int(source, "limit") or 50
+        limit = _opt_int(source, "limit", 1, MAX_PAGE) or 50
         try:
             with metrics.timed("page"):
                 page = store.page(flt, limit=limit, cursor=_opt_str(source, "cursor"))
@@ -352,6 +447,8 @@ def create_app(
         refused = guard()
         if refused:
             return refused
+        if seq > _INT64_MAX:
+            return _error(404, f"no record with seq {seq}")
         with metrics.timed("get"):
             record = store.get(seq)
         if record is None:
@@ -378,46 +475,73 @@ def create_app(
 
     @app.post("/v1/replay")
     def replay_route() -> Response:
+        """Synchronous replay (small selections); see ``/v1/replays`` for jobs."""
         refused = guard()
         if refused:
             return refused
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise BadRequest("body must be a JSON object")
-        seqs = body.get("seqs")
-        raw_filter = body.get("filter")
-        if seqs is not None:
-            if not isinstance(seqs, list) or not all(
-                isinstance(s, int) and not isinstance(s, bool) for s in seqs
-            ):
-                raise BadRequest("seqs must be a list of integers")
-            flt = EventFilter(seqs=tuple(seqs))
-            if isinstance(raw_filter, dict):
-                flt = replace(_filter(raw_filter), seqs=tuple(seqs))
-        elif isinstance(raw_filter, dict) and raw_filter:
-            flt = _filter(raw_filter)
-        elif body.get("all") is True:
-            flt = EventFilter()
-        else:
-            raise BadRequest('select what to replay: "seqs", a non-empty "filter", or "all": true')
-        target = _opt_str(body, "target")
-        try:
-            if target:
-                check_url(target, "target")
-        except ValueError as err:
-            raise BadRequest(str(err)) from None
-        options = replace(
-            defaults,
-            target=target or defaults.target,
-            broker=_opt_str(body, "broker") or defaults.broker,
-            force=bool(_opt_bool(body, "force")),
-            concurrency=min(_opt_int(body, "concurrency") or defaults.concurrency, 64),
-            rate=defaults.rate if (rate := _opt_float(body, "rate")) is None else rate,
-            limit=_opt_int(body, "limit") or defaults.limit,
-        )
+        body = _json_body()
+        flt = _selection(body)
+        options = _replay_options(body, defaults)
         summary = replay(store, flt, options, client=http_client)
         metrics.replay(summary.replayed, summary.failed)
         return jsonify(summary.to_json())
+
+    @app.post(REPLAYS_PATH)
+    def start_replay() -> Response:
+        refused = guard()
+        if refused:
+            return refused
+        body = _json_body()
+        flt = _selection(body)
+        options = _replay_options(body, defaults)
+        summary: dict[str, Any] = {k: body[k] for k in ("seqs", "filter", "all") if k in body}
+        summary.update(
+            target=redact_url(options.target) if options.target else None,
+            broker=options.broker,
+            force=options.force,
+            concurrency=options.concurrency,
+            rate=options.rate,
+            limit=options.limit,
+        )
+        job_id = jobs.start(flt, options, summary)
+        row = store.get_job(job_id)
+        assert row is not None
+        response = jsonify(job_json(row, with_results=False))
+        response.status_code = 202
+        response.headers["Location"] = f"{REPLAYS_PATH}/{job_id}"
+        return response
+
+    @app.get(REPLAYS_PATH)
+    def list_replays() -> Response:
+        refused = guard()
+        if refused:
+            return refused
+        limit = _opt_int(dict(request.args), "limit", 1, 500) or 50
+        return jsonify({"items": [job_json(r, with_results=False) for r in store.list_jobs(limit)]})
+
+    @app.get(REPLAYS_PATH + "/<job_id>")
+    def get_replay(job_id: str) -> Response:
+        refused = guard()
+        if refused:
+            return refused
+        row = store.get_job(job_id[:64])
+        if row is None:
+            return _error(404, f"no replay job {job_id[:64]!r}")
+        return jsonify(job_json(row))
+
+    @app.route(REPLAYS_PATH + "/<job_id>", methods=["DELETE"])
+    @app.post(REPLAYS_PATH + "/<job_id>/cancel")
+    def cancel_replay(job_id: str) -> Response:
+        refused = guard()
+        if refused:
+            return refused
+        if not store.request_cancel(job_id[:64]):
+            return _error(404, f"no replay job {job_id[:64]!r}")
+        row = store.get_job(job_id[:64])
+        assert row is not None
+        response = jsonify(job_json(row, with_results=False))
+        response.status_code = 202
+        return response
 
     @app.get(contract.PATH_LIVENESS)
     def liveness() -> Response:

@@ -17,14 +17,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
 
 from aiservice_functions import contract
+from aiservice_functions.event_store.guard import TargetPolicy, redact_url
 from aiservice_functions.event_store.records import ERROR_EXTENSIONS, EventFilter, StoredEvent
 from aiservice_functions.event_store.storage import SqlStore
 from aiservice_functions.runtime.cloudevents_http import (
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BROKER_URL: Final = "http://broker-ingress.knative-eventing.svc.cluster.local"
 MAX_SELECTION: Final = 10_000
+MAX_CONCURRENCY: Final = 64
+MIN_RATE: Final = 0.1
+"""Slowest pace a replay may ask for (events/s); 0 means unbounded."""
+MAX_RATE: Final = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class ReplayOptions:
     """Events per second over the whole run; 0 = as fast as ``concurrency`` allows."""
     timeout: float = 10.0
     limit: int = 1000
+    policy: TargetPolicy = field(default_factory=TargetPolicy)
+    """Which targets a replay may send to (see :mod:`.guard`)."""
 
 
 @dataclass(frozen=True)
@@ -88,12 +95,15 @@ class ReplaySummary:
     replayed: int
     failed: int
     results: list[ReplayResult]
+    cancelled: int = 0
+    """Selected records left unsent because the replay was cancelled (still pending)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "selected": self.selected,
             "replayed": self.replayed,
             "failed": self.failed,
+            "cancelled": self.cancelled,
             "results": [r.to_json() for r in self.results],
         }
 
@@ -121,13 +131,15 @@ def replay_request(record: StoredEvent) -> tuple[dict[str, str], bytes]:
 
 
 class Pace:
-    """Spaces sends ``1/rate`` seconds apart across threads (rate 0: no spacing)."""
+    """Spaces sends ``1/rate`` seconds apart across threads (rate 0: no spacing).
+
+    ``sleep`` may return early (a cancelled replay's ``Event.wait``)."""
 
     def __init__(
         self,
         rate: float,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         self._interval = 1.0 / rate if rate > 0 else 0.0
         self._clock = clock
@@ -151,22 +163,35 @@ def replay(
     selection: EventFilter,
     options: ReplayOptions,
     client: httpx.Client | None = None,
+    *,
+    progress: Callable[[ReplayResult], None] | None = None,
+    stop: threading.Event | None = None,
+    claimed: Callable[[int], None] | None = None,
 ) -> ReplaySummary:
-    """Replay the dead letters matching ``selection`` and say what happened to each."""
+    """Replay the dead letters matching ``selection`` and say what happened to each.
+
+    ``progress`` hears of each result as it comes; setting ``stop`` cancels: sends in
+    flight finish, the rest are released unsent (still pending, replayable later).
+    """
     if options.target:
         check_url(options.target, "target")
+        options.policy.check(options.target, "target", options.broker_url)
     check_url(options.broker_url, "broker URL")
-    concurrency = max(1, min(options.concurrency, 64))
+    concurrency = max(1, min(options.concurrency, MAX_CONCURRENCY))
     limit = max(1, min(options.limit, MAX_SELECTION))
+    rate = options.rate if options.rate <= 0 else max(MIN_RATE, min(options.rate, MAX_RATE))
     token = uuid.uuid4().hex
     per_slot = math.ceil(limit / concurrency) + 1
-    lease_s = options.timeout * per_slot + (limit / options.rate if options.rate > 0 else 0) + 60
+    lease_s = options.timeout * per_slot + (limit / rate if rate > 0 else 0) + 60
     records = store.claim(selection, options.force, limit, token, int(lease_s * 1_000_000))
-    pace = Pace(options.rate)
+    if claimed is not None:
+        claimed(len(records))
+    stopping = stop or threading.Event()
+    pace = Pace(rate, sleep=stopping.wait)
     own_client = client is None
     http = client or httpx.Client(timeout=options.timeout)
 
-    def send(record: StoredEvent) -> tuple[StoredEvent, str, int | None, str | None]:
+    def send(record: StoredEvent) -> tuple[StoredEvent, str, int | None, str | None] | None:
         target = options.target or (
             f"{options.broker_url.rstrip('/')}/{record.namespace}/{options.broker}"
         )
@@ -175,6 +200,8 @@ def replay(
         try:
             headers, body = replay_request(record)
             pace.wait()
+            if stopping.is_set():
+                return None
             response = http.post(target, headers=headers, content=body, timeout=options.timeout)
             status = response.status_code
             if not 200 <= status < 300:
@@ -201,7 +228,7 @@ def replay(
             record.event_id,
             record.namespace,
             record.name,
-            target,
+            redact_url(target),
             error is None,
             status,
             error,
@@ -209,15 +236,47 @@ def replay(
         )
 
     results: list[ReplayResult] = []
+    unsent: list[int] = []
     try:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="replay") as pool:
-            futures = [pool.submit(send, record) for record in records]
-            for future in as_completed(futures):
-                results.append(record_result(*future.result()))
+            queue = iter(records)
+            in_flight: set[Future[Any]] = set()
+            seq_of: dict[Future[Any], int] = {}
+            while True:
+                while len(in_flight) < concurrency and not stopping.is_set():
+                    record = next(queue, None)
+                    if record is None:
+                        break
+                    future = pool.submit(send, record)
+                    seq_of[future] = record.seq
+                    in_flight.add(future)
+                if not in_flight:
+                    break
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    if outcome is None:
+                        unsent.append(seq_of[future])
+                        continue
+                    result = record_result(*outcome)
+                    results.append(result)
+                    if progress is not None:
+                        progress(result)
+            unsent += [r.seq for r in queue]
     finally:
         if own_client:
             http.close()
+        if unsent:
+            store.release_claims(token, unsent)
     results.sort(key=lambda r: r.seq)
-    done = sum(1 for r in results if r.ok)
-    log.info("replay: %d selected, %d replayed, %d failed", len(results), done, len(results) - done)
-    return ReplaySummary(len(results), done, len(results) - done, results)
+    done_ok = sum(1 for r in results if r.ok)
+    log.info(
+        "replay: %d selected, %d replayed, %d failed, %d cancelled",
+        len(records),
+        done_ok,
+        len(results) - done_ok,
+        len(unsent),
+    )
+    return ReplaySummary(
+        len(records), done_ok, len(results) - done_ok, results, cancelled=len(unsent)
+    )

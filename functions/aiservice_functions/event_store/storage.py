@@ -38,6 +38,11 @@ from aiservice_functions.event_store.records import (
 from aiservice_functions.runtime.cloudevents_http import json_text
 
 TABLE: Final = "aisvc_events"
+JOBS: Final = "aisvc_replay_jobs"
+_JOB_COLUMNS: Final = (
+    "id, state, request, selected, replayed, failed, cancelled, cancel_requested, error, "
+    "results, created_at, updated_at, finished_at"
+)
 
 _COLUMNS: Final = (
     "seq, kind, namespace, name, source, event_id, type, document, error_dest, error_code, "
@@ -76,6 +81,22 @@ def _schema(autoinc: str, blob: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {TABLE}_svc ON {TABLE} (namespace, name, kind, seq)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (received_at)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_claim ON {TABLE} (claim)",
+        f"""CREATE TABLE IF NOT EXISTS {JOBS} (
+            id TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            request TEXT NOT NULL,
+            selected INTEGER NOT NULL DEFAULT 0,
+            replayed INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            cancelled INTEGER NOT NULL DEFAULT 0,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            results TEXT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            finished_at BIGINT
+        )""",
+        f"CREATE INDEX IF NOT EXISTS {JOBS}_created ON {JOBS} (created_at)",
     ]
 
 
@@ -510,6 +531,92 @@ class SqlStore:
                     (status, error, seq, token),
                 )
 
+    def release_claims(self, token: str, seqs: Sequence[int]) -> None:
+        """Give back records a replay claimed but did not send (it was cancelled)."""
+        with self._tx() as conn:
+            for seq in seqs:
+                self._run(
+                    conn,
+                    f"UPDATE {TABLE} SET claim = NULL, claim_until = NULL "
+                    "WHERE seq = ? AND claim = ?",
+                    (seq, token),
+                )
+
+    # --- replay jobs ----------------------------------------------------------------
+
+    def create_job(self, job_id: str, request: str) -> None:
+        now = now_us()
+        with self._tx() as conn:
+            self._run(
+                conn,
+                f"INSERT INTO {JOBS} (id, state, request, created_at, updated_at) "
+                "VALUES (?, 'running', ?, ?, ?)",
+                (job_id, request, now, now),
+            )
+
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        selected: int,
+        replayed: int,
+        failed: int,
+        state: str | None = None,
+        cancelled: int = 0,
+        error: str | None = None,
+        results: str | None = None,
+    ) -> bool:
+        """Record a job's progress (a heartbeat too); True when a cancel was requested."""
+        now = now_us()
+        finished = now if state is not None and state != "running" else None
+        with self._tx() as conn:
+            self._run(
+                conn,
+                f"""UPDATE {JOBS} SET selected = ?, replayed = ?, failed = ?, cancelled = ?,
+                    state = COALESCE(?, state), error = COALESCE(?, error),
+                    results = COALESCE(?, results), updated_at = ?,
+                    finished_at = COALESCE(?, finished_at)
+                WHERE id = ?""",
+                (
+                    selected,
+                    replayed,
+                    failed,
+                    cancelled,
+                    state,
+                    error,
+                    results,
+                    now,
+                    finished,
+                    job_id,
+                ),
+            )
+            row = self._run(
+                conn, f"SELECT cancel_requested FROM {JOBS} WHERE id = ?", (job_id,)
+            ).fetchone()
+        return bool(row and row[0])
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Ask a running job to stop; False when there is no such job."""
+        with self._tx() as conn:
+            cur = self._run(conn, f"UPDATE {JOBS} SET cancel_requested = 1 WHERE id = ?", (job_id,))
+            return cur.rowcount > 0
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        with self._tx(write=False) as conn:
+            row = self._run(
+                conn, f"SELECT {_JOB_COLUMNS} FROM {JOBS} WHERE id = ?", (job_id,)
+            ).fetchone()
+        return _job(row) if row else None
+
+    def list_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._tx(write=False) as conn:
+            rows = self._run(
+                conn,
+                f"SELECT {_JOB_COLUMNS} FROM {JOBS} ORDER BY created_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_job(r) for r in rows]
+
     # --- retention ------------------------------------------------------------------
 
     def delete_older_than(self, cutoff_us: int, batch: int) -> int:
@@ -555,6 +662,11 @@ class SqlStore:
                 (namespace, name, kind, int(row[0]), batch),
             )
             return max(cur.rowcount, 0)
+
+
+def _job(row: Sequence[Any]) -> dict[str, Any]:
+    keys = [c.strip() for c in _JOB_COLUMNS.split(",")]
+    return dict(zip(keys, row, strict=True))
 
 
 def _int(value: Any) -> int | None:

@@ -240,6 +240,7 @@ class LocalRun:
             "--db", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(self.store_port),
             "--allow-unauthenticated", "--broker-url", self.broker_url,
             "--sink-key-file", str(self.sink_key_file),
+            "--replay-allow-target", "127.0.0.0/8",  # a local run's targets are local
         )  # fmt: skip
         spec = LaunchSpec("event-store", "event-store", "", "", "", {}, argv=command)
         self._store = FunctionProcess(
