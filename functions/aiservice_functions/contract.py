@@ -57,6 +57,9 @@ ENV_K_REVISION = "K_REVISION"
 ENV_PORT = "PORT"
 
 DEFAULT_PORT = 8080
+EVENT_STORE_DEFAULT_PORT = 8090
+"""The event store's port when $PORT is unset: apart from a function's, so a client left
+at the default never sends the store's token to a function."""
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 # --- CloudEvent extensions -----------------------------------------------------------

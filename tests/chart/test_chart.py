@@ -403,10 +403,11 @@ def test_the_event_store_may_send_only_to_dns_and_the_broker_ingress(render: Ren
     ]
     assert len(egress) == 2  # nothing else: no metadata service, no other pods
     extra = {"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}]}
-    custom = render(
-        {"eventStore": {"networkPolicy": {"egress": {"extra": [extra]}},
-                        "replay": {"allowTargets": ["10.1.2.3/32"]}}}  # fmt: skip
-    )
+    store_values = {
+        "networkPolicy": {"egress": {"extra": [extra]}},
+        "replay": {"allowTargets": ["10.1.2.3/32"]},
+    }
+    custom = render({"eventStore": store_values})
     assert custom.one("NetworkPolicy")["spec"]["egress"][-1] == extra
     args = custom.deployment("event-store")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--replay-allow-target=10.1.2.3/32" in args

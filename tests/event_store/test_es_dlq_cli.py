@@ -111,3 +111,37 @@ def test_auth_and_connection_errors(runner: CliRunner, seeded: str) -> None:
     assert down.exit_code == 1 and "cannot reach" in down.output
     bad_since = runner.invoke(app, ["list", "--since", "last tuesday"], env=_env(seeded))
     assert bad_since.exit_code == 2
+
+
+def test_replay_runs_as_a_job_with_a_progress_bar(
+    runner: CliRunner, seeded: str, receiver: Receiver
+) -> None:
+    result = runner.invoke(
+        app, ["replay", "-n", NS, "--name", SVC, "--target", receiver.url], env=_env(seeded)
+    )
+    assert result.exit_code == 0, result.output
+    assert "3/3" in result.stderr  # the bar's final state
+    assert "3 selected, 3 replayed, 0 failed" in result.stdout
+
+
+def test_replay_detach_prints_the_job_id_then_job_and_cancel_follow_it(
+    runner: CliRunner, seeded: str, receiver: Receiver
+) -> None:
+    started = runner.invoke(
+        app, ["replay", "--all", "--target", receiver.url, "--detach"], env=_env(seeded)
+    )
+    assert started.exit_code == 0, started.output
+    job_id = started.stdout.strip()
+    assert len(job_id) == 32  # the job's id, returned without waiting for the job
+    shown = runner.invoke(app, ["job", job_id, "-o", "json"], env=_env(seeded))
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["id"] == job_id
+    cancelled = runner.invoke(app, ["cancel", job_id], env=_env(seeded))
+    assert cancelled.exit_code == 0 and job_id in cancelled.stdout
+    missing = runner.invoke(app, ["job", "0" * 32], env=_env(seeded))
+    assert missing.exit_code == 1 and "404" in missing.stderr
+
+
+def test_the_default_url_is_not_a_functions_port() -> None:
+    from aiservice_operator.cli.dlq import DEFAULT_URL
+
+    assert not DEFAULT_URL.endswith(f":{contract.DEFAULT_PORT}")

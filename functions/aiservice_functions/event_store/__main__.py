@@ -63,8 +63,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--port",
         type=int,
-        default=int(os.environ.get(contract.ENV_PORT, "8080")),
-        help="default: $PORT or 8080",
+        default=int(os.environ.get(contract.ENV_PORT, contract.EVENT_STORE_DEFAULT_PORT)),
+        help=f"default: $PORT, else {contract.EVENT_STORE_DEFAULT_PORT}",
     )
     s.add_argument(
         "--workers",

@@ -13,6 +13,7 @@ allow-list (``--replay-allow-target``) names hosts (``host``, ``*.suffix``) or n
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -128,3 +129,26 @@ def redact_url(url: str) -> str:
         netloc = "***@" + netloc
     query = "&".join(f"{pair.split('=', 1)[0]}=***" for pair in parts.query.split("&") if pair)
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts URL arguments of log records (httpx logs each request's full URL at INFO,
+    user, password and query string included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(str(a)) if "://" in str(a) and not isinstance(a, (int, float)) else a
+                for a in record.args
+            )
+        elif isinstance(record.msg, str) and "://" in record.msg and not record.args:
+            record.msg = " ".join(redact_url(w) if "://" in w else w for w in record.msg.split(" "))
+        return True
+
+
+def redact_http_client_logs() -> None:
+    """Install :class:`RedactingFilter` on the HTTP client libraries' loggers (once)."""
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

@@ -25,7 +25,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from aiservice_functions import contract
-from aiservice_functions.event_store.guard import TargetPolicy, redact_url
+from aiservice_functions.event_store.guard import (
+    TargetPolicy,
+    redact_http_client_logs,
+    redact_url,
+)
 from aiservice_functions.event_store.records import ERROR_EXTENSIONS, EventFilter, StoredEvent
 from aiservice_functions.event_store.storage import SqlStore
 from aiservice_functions.runtime.cloudevents_http import (
@@ -36,6 +40,7 @@ from aiservice_functions.runtime.cloudevents_http import (
 )
 
 log = logging.getLogger(__name__)
+redact_http_client_logs()
 
 DEFAULT_BROKER_URL: Final = "http://broker-ingress.knative-eventing.svc.cluster.local"
 MAX_SELECTION: Final = 10_000

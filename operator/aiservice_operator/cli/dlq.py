@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ import httpx
 import typer
 from aiservice_functions import contract
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 app = typer.Typer(
@@ -26,7 +28,10 @@ app = typer.Typer(
     add_completion=False,
 )
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_URL = f"http://127.0.0.1:{contract.EVENT_STORE_DEFAULT_PORT}"
+"""Not the function runtime's port: a forgotten --url must not send the token there."""
+REPLAYS_PATH = "/v1/replays"
+POLL_S = 0.2
 
 
 class Output(StrEnum):
@@ -301,11 +306,19 @@ def replay(
         int | None,
         typer.Option(help="At most this many records, oldest first (default 1000, max 10000)."),
     ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach", help="Start the replay job and print its id; follow it with `dlq job`."
+        ),
+    ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
     """Re-send dead letters with their original id; marks them replayed on a 2xx.
 
-    Replaying the same selection again sends nothing unless --force.
+    Runs as a job in the event store, with a progress bar here; Ctrl-C stops watching
+    (the job goes on: `aisvc dlq cancel ID` stops it). Replaying the same selection
+    again sends nothing unless --force.
     """
     flt = _filters(namespace, name, type_, code, revision, since, until)
     body: dict[str, Any] = {}
@@ -332,7 +345,11 @@ def replay(
             body[key] = value
     if force:
         body["force"] = True
-    summary = _call("POST", url, "/v1/replay", token, json=body, timeout=600.0)
+    job = _call("POST", url, REPLAYS_PATH, token, json=body)
+    if detach:
+        typer.echo(json.dumps(job, indent=2) if output is Output.json else job["id"])
+        return
+    summary = _follow(url, token, job, show=output is Output.table)
     if output is Output.json:
         typer.echo(json.dumps(summary, indent=2))
     else:
@@ -354,8 +371,71 @@ def replay(
         console.print(table)
         if summary["selected"] == 0:
             console.print("nothing to replay (already replayed? use --force to re-send)")
-    if summary["failed"]:
+        if summary["state"] != "succeeded":
+            console.print(f"replay {summary['id']} {summary['state']}", markup=False)
+    if summary["failed"] or summary["state"] != "succeeded":
         raise typer.Exit(code=1)
+
+
+def _follow(url: str | None, token: str | None, job: dict[str, Any], show: bool) -> Any:
+    """Poll a replay job until it ends, drawing a progress bar on stderr when ``show``."""
+    path = f"{REPLAYS_PATH}/{job['id']}"
+    console = Console(stderr=True)
+    try:
+        with Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not show,
+            transient=console.is_terminal,  # a log keeps the final line
+        ) as bar:
+            task = bar.add_task("replay", total=None, failed=0)
+            while True:
+                state = _call("GET", url, path, token)
+                total = state["selected"] or None
+                bar.update(task, total=total, completed=state["done"], failed=state["failed"])
+                if state["state"] != "running":
+                    return state
+                time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        typer.echo(
+            f"stopped watching; replay {job['id']} goes on (aisvc dlq cancel {job['id']})",
+            err=True,
+        )
+        raise typer.Exit(code=130) from None
+
+
+@app.command("job")
+def job_(
+    job_id: Annotated[str, typer.Argument(help="Replay job id (from `dlq replay --detach`).")],
+    url: Url = None,
+    token: Token = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Show a replay job: its state and progress."""
+    state = _call("GET", url, f"{REPLAYS_PATH}/{job_id}", token)
+    if output is Output.json:
+        typer.echo(json.dumps(state, indent=2))
+        return
+    typer.echo(
+        f"{state['id']}  {state['state']}  {state['done']}/{state['selected']} done, "
+        f"{state['replayed']} replayed, {state['failed']} failed, "
+        f"{state['cancelled']} cancelled"
+    )
+
+
+@app.command()
+def cancel(
+    job_id: Annotated[str, typer.Argument(help="Replay job id.")],
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Cancel a replay job: sends in flight finish, the rest stay pending."""
+    state = _call("DELETE", url, f"{REPLAYS_PATH}/{job_id}", token)
+    typer.echo(f"cancel requested for {state['id']} ({state['state']})")
 
 
 @app.command()
