@@ -61,7 +61,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "minimal": {
         "operator": {"peering": {"enabled": False}},
         "serviceAccount": {"create": False, "name": "preexisting"},
-        "eventStore": {"enabled": False},
+        "eventStore": {"enabled": False, "externalUrl": "http://events.elsewhere:8090"},
         "podDisruptionBudget": {"enabled": False},
     },
 }
@@ -411,3 +411,22 @@ def test_the_event_store_may_send_only_to_dns_and_the_broker_ingress(render: Ren
     assert custom.one("NetworkPolicy")["spec"]["egress"][-1] == extra
     args = custom.deployment("event-store")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--replay-allow-target=10.1.2.3/32" in args
+
+
+def test_the_readme_uninstall_never_deletes_the_shared_kopf_peering_crds() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    deletes = [line for line in readme.splitlines() if line.lstrip().startswith("kubectl delete")]
+    assert deletes, "the README shows how to uninstall"
+    for line in deletes:
+        assert "kopf" not in line.lower(), line
+        # A whole crds/ directory holds the Kopf peering CRDs too.
+        assert "crds/" not in line, line
+
+
+def test_a_disabled_event_store_needs_an_external_one(render: RenderFn) -> None:
+    refused = render({"eventStore": {"enabled": False}})
+    assert refused.returncode != 0
+    assert "externalUrl" in refused.stderr
+    rendered = render(VALUE_SETS["minimal"])
+    env = _env(_operator(rendered.objects)["spec"]["template"]["spec"]["containers"][0])
+    assert env["AISVC_EVENT_STORE_URL"] == "http://events.elsewhere:8090"

@@ -64,7 +64,8 @@ def test_service_monitors_are_off_by_default(render: RenderFn) -> None:
 
 @pytest.mark.parametrize("store", [True, False], ids=["with-event-store", "without"])
 def test_service_monitors_select_the_metrics_services(render: RenderFn, store: bool) -> None:
-    rendered = render({"metrics": MONITORING, "eventStore": {"enabled": store}})
+    event_store = {"enabled": store, "externalUrl": "" if store else "http://events:8090"}
+    rendered = render({"metrics": MONITORING, "eventStore": event_store})
     monitors = rendered.of_kind("ServiceMonitor")
     components = sorted(m["metadata"]["labels"]["app.kubernetes.io/component"] for m in monitors)
     assert components == (["event-store", "operator"] if store else ["operator"])

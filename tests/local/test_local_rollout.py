@@ -169,8 +169,14 @@ def test_abort_command_rolls_back(rolled: LocalRun) -> None:
     state = read_state(rolled.state_dir)
     assert state is not None
     url = f"{state['commandsUrl']}/t/shadowed"
-    assert httpx.post(f"{url}/sideways").status_code == 400
-    assert httpx.post(f"{state['commandsUrl']}/t/nosuch/abort").status_code == 400
+    command = {"X-Aisvc-Command": "1"}
+    assert httpx.post(f"{url}/sideways", headers=command).status_code == 400
+    assert httpx.post(f"{state['commandsUrl']}/t/nosuch/abort", headers=command).status_code == 400
+    # A web page cannot send one: a cross-origin POST, or one without the header, is refused.
+    evil = {**command, "Origin": "http://evil.example"}
+    assert httpx.post(f"{url}/abort", headers=evil).status_code == 403
+    assert httpx.post(f"{url}/abort").status_code == 403
+    assert phase_of(rolled, "shadowed", {"Progressing"})
     with pytest.MonkeyPatch.context() as mp:  # the CLI finds the run from its directory
         mp.chdir(rolled.state_dir.parent)
         aborted = CliRunner().invoke(app, ["abort", "shadowed", "-n", "t"])

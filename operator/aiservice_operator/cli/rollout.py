@@ -116,14 +116,16 @@ class LocalTarget:
         raise TargetError(404, f"no AIService {namespace}/{name} in the local run")
 
     def steer(self, namespace: str, name: str, command: Command) -> None:
-        self._call("POST", f"{self.commands_url}/{namespace}/{name}/{command}")
+        # The header marks a command as not from a web page (see local.ingress).
+        url = f"{self.commands_url}/{namespace}/{name}/{command}"
+        self._call("POST", url, {"X-Aisvc-Command": "1"})
 
     @staticmethod
-    def _call(method: str, url: str) -> dict[str, Any]:
+    def _call(method: str, url: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         import httpx
 
         try:
-            response = httpx.request(method, url, timeout=10)
+            response = httpx.request(method, url, headers=headers, timeout=10)
         except httpx.HTTPError as err:
             raise TargetError(503, f"the local run at {url} does not answer: {err}") from None
         body: dict[str, Any] = response.json() if response.content else {}

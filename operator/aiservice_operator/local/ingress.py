@@ -7,7 +7,10 @@ event is refused with 400/415 and the reason; an unknown broker with 404.
 ``POST /_aisvc/aiservices/{namespace}/{name}/{command}`` sends a rollout command
 (promote, abort, pause, resume), as the ``aiservice.dev/<command>`` annotation does on a
 cluster; ``GET /_aisvc/metrics`` the run's rollout metrics (the operator's series of the
-same names), for a Prometheus watching a local rollout.
+same names), for a Prometheus watching a local rollout. A command needs the
+``X-Aisvc-Command: 1`` header and no foreign ``Origin``, so a web page the user visits
+cannot send one (a browser cannot add the header to a cross-origin request without a CORS
+preflight, which this server never grants).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from aiservice_operator.local.dispatcher import Dispatcher
 
 STATUS_PATH = "/_aisvc/status"
+COMMAND_HEADER = "X-Aisvc-Command"
 COMMANDS_PATH = "/_aisvc/aiservices"
 METRICS_PATH = "/_aisvc/metrics"
 Control = Callable[[str, str, str], str | None]
@@ -52,6 +56,15 @@ def ingress_app(
         return web.json_response(status())
 
     async def command(request: web.Request) -> web.Response:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            return web.json_response(
+                {"error": f"cross-origin command refused (Origin {origin[:100]})"}, status=403
+            )
+        if request.headers.get(COMMAND_HEADER) != "1":
+            return web.json_response(
+                {"error": f"a command needs the header {COMMAND_HEADER}: 1"}, status=403
+            )
         info = request.match_info
         refused = (
             control(info["ns"], info["name"], info["command"])
