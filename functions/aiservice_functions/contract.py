@@ -48,6 +48,8 @@ POD_TMP_DIR = "/aisvc/tmp"
 POD_MODEL_CACHE_DIR = "/aisvc/model-cache"
 """In a pod: where the model cache volume is mounted (`ENV_MODEL_CACHE_DIR`)."""
 ENV_LOG_LEVEL = "AISVC_LOG_LEVEL"
+ENV_LOG_FORMAT = "AISVC_LOG_FORMAT"
+"""``json`` (default) or ``text``: the log format of runtime, event store and operator."""
 ENV_HOST = "AISVC_HOST"
 """Address the runtime binds (default 127.0.0.1; the container image sets 0.0.0.0)."""
 

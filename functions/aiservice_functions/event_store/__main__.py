@@ -131,6 +131,12 @@ def parser() -> argparse.ArgumentParser:
         help="records kept per AIService and kind (default: no limit)",
     )
     s.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=None,
+        help="json lines (default, or $AISVC_LOG_FORMAT) or text",
+    )
+    s.add_argument(
         "--retention-interval",
         type=duration,
         default=60.0,
@@ -197,7 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from aiservice_functions.event_store.server import serve
 
-    serve(factory, args.host, args.port, workers=args.workers, threads=args.threads)
+    serve(
+        factory,
+        args.host,
+        args.port,
+        workers=args.workers,
+        threads=args.threads,
+        log_format=args.log_format,
+    )
     return 0
 
 

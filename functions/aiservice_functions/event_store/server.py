@@ -14,7 +14,6 @@ emptyDir, else a temporary directory) is emptied and exported before the workers
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from aiservice_functions import logs
 from aiservice_functions.event_store import telemetry
 
 
@@ -46,9 +46,11 @@ def serve(
     workers: int = 1,
     threads: int = 8,
     timeout: int = 120,
+    log_format: str | None = None,
 ) -> None:
     """Run gunicorn in this process until it is stopped (SIGTERM: graceful)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = logs.logging_dict(log_format)
+    logs.configure_logging(log_format)
     hooks: dict[str, Any] = {}
     if workers > 1 or telemetry.shared_dir() is not None:
         telemetry.prepare_shared_dir(lambda: tempfile.mkdtemp(prefix="aisvc-event-store-"))
@@ -65,6 +67,7 @@ def serve(
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
+            "logconfig_dict": config,
             "preload_app": False,
             # gunicorn >= 25 opens a control socket under $HOME by default; several stores
             # on one machine would clash, and a read-only container home has no room.

@@ -31,11 +31,11 @@ import time
 from pathlib import Path
 
 from aiservice_functions import contract
+from aiservice_functions.logs import configure_logging
 from aiservice_functions.models.uri import as_uri, check_uri
 from aiservice_functions.runtime import workers
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.function import Function, load_entrypoint
-from aiservice_functions.runtime.logs import configure_logging
 
 GRACEFUL_TIMEOUT_S = 20
 KEEP_ALIVE_S = 5

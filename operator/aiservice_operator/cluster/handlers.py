@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
+from aiservice_functions.logs import configure_logging
 
 from aiservice_operator.cluster import kube, operator_metrics
 from aiservice_operator.cluster.config import Config
@@ -520,7 +521,7 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **k
 def main() -> None:
     """Run the operator until SIGTERM/SIGINT, configured from the environment."""
     config = Config.from_env(os.environ)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging()  # JSON lines like the runtime and the store; AISVC_LOG_FORMAT=text
     kopf.run(
         clusterwide=not config.namespaces,
         namespaces=config.namespaces,

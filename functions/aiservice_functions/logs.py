@@ -1,7 +1,10 @@
-"""Structured JSON logs, one object per line, for the container's stdout.
+"""One log format for the function runtime, the event store and the operator.
 
-Only event attributes (id, type, source) and outcomes are logged, never event data:
-payloads may hold personal data and belong to the event store, not to logs.
+JSON lines by default, the same keys everywhere (``ts``, ``level``, ``logger``, ``msg``,
+then any extra fields, ``exc`` for a traceback); ``AISVC_LOG_FORMAT=text`` (or a
+``--log-format text`` flag) gives plain lines for a terminal. Only event attributes (id,
+type, source) and outcomes are logged, never event data: payloads may hold personal data
+and belong to the event store, not to logs.
 """
 
 from __future__ import annotations
@@ -35,18 +38,31 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+FORMATS = ("json", "text")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def log_level() -> str:
     return os.environ.get(contract.ENV_LOG_LEVEL, "INFO").upper()
 
 
-def logging_dict() -> dict[str, Any]:
-    """A ``logging.config`` dict (also the event store's gunicorn ``logconfig_dict``)."""
+def log_format(explicit: str | None = None) -> str:
+    """``json`` or ``text``: the flag's value, else ``AISVC_LOG_FORMAT``, else json."""
+    value = (explicit or os.environ.get(contract.ENV_LOG_FORMAT, "") or "json").lower()
+    if value not in FORMATS:
+        raise ValueError(f"log format must be json or text, got {value[:20]!r}")
+    return value
+
+
+def logging_dict(fmt: str | None = None) -> dict[str, Any]:
+    """A ``logging.config`` dict (also handed to gunicorn as ``logconfig_dict``)."""
+    chosen = log_format(fmt)
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JSONFormatter}},
+        "formatters": {"json": {"()": JSONFormatter}, "text": {"format": TEXT_FORMAT}},
         "handlers": {
-            "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": sys.stdout}
+            "stdout": {"class": "logging.StreamHandler", "formatter": chosen, "stream": sys.stdout}
         },
         "root": {"level": log_level(), "handlers": ["stdout"]},
         "loggers": {
@@ -56,11 +72,13 @@ def logging_dict() -> dict[str, Any]:
             "uvicorn.error": {"level": "WARNING"},
             "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
             "werkzeug": {"level": "WARNING"},
+            # One line per request would repeat full URLs; requests are counted in metrics.
+            "httpx": {"level": "WARNING"},
         },
     }
 
 
-def configure_logging() -> None:
+def configure_logging(fmt: str | None = None) -> None:
     import logging.config
 
-    logging.config.dictConfig(logging_dict())
+    logging.config.dictConfig(logging_dict(fmt))
