@@ -143,3 +143,29 @@ def test_fuzz_ingress_is_never_5xx(broker: Broker, request: tuple[dict[str, str]
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert response.json()["error"]
+
+
+def test_half_sent_requests_do_not_stall_the_ingress(broker: Broker) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    port = urlsplit(broker.url).port
+    assert port is not None
+    slow = []
+    for i in range(8):
+        sock = socket.create_connection(("127.0.0.1", port))
+        head = b"POST /shop/default HTTP/1.1\r\nHost: b\r\n"
+        sock.sendall(head + (b"Content-Length: 300\r\n\r\n{" if i % 2 else b"ce-id: x"))
+        slow.append(sock)
+    try:
+        response = requests.post(
+            f"{broker.url}/shop/default", data=b"{}", headers=binary_headers("fine"), timeout=120
+        )
+        assert response.status_code == 202
+        for sock in slow:  # answered while the slow ones are still held open
+            sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                sock.recv(1)
+    finally:
+        for sock in slow:
+            sock.close()

@@ -131,6 +131,18 @@ def parser() -> argparse.ArgumentParser:
         help="records kept per AIService and kind (default: no limit)",
     )
     s.add_argument(
+        "--read-timeout",
+        type=duration,
+        default=30.0,
+        help="a request's headers and body must arrive within this (default: 30s; else 408)",
+    )
+    s.add_argument(
+        "--idle-timeout",
+        type=duration,
+        default=10.0,
+        help="longest pause while a request arrives (default: 10s; else dropped)",
+    )
+    s.add_argument(
         "--log-format",
         choices=("json", "text"),
         default=None,
@@ -210,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         threads=args.threads,
         log_format=args.log_format,
+        read_timeout=args.read_timeout,
+        idle_timeout=args.idle_timeout,
     )
     return 0
 

@@ -1,4 +1,5 @@
-"""Serving the event store: gunicorn with threaded workers (``gthread``).
+"""Serving the event store: gunicorn with threaded workers (``gthread``, buffering each
+request first so slow clients hold no thread: :mod:`.slow_clients`).
 
 One worker process by default, with several threads. On SQLite that is the right shape,
 not a limitation: SQLite admits one writer at a time, so more processes would only add
@@ -23,6 +24,7 @@ from gunicorn.app.base import BaseApplication
 
 from aiservice_functions import logs
 from aiservice_functions.event_store import telemetry
+from aiservice_functions.event_store.slow_clients import BufferingThreadWorker
 
 
 class _Gunicorn(BaseApplication):
@@ -47,8 +49,15 @@ def serve(
     threads: int = 8,
     timeout: int = 120,
     log_format: str | None = None,
+    read_timeout: float = 30.0,
+    idle_timeout: float = 10.0,
 ) -> None:
-    """Run gunicorn in this process until it is stopped (SIGTERM: graceful)."""
+    """Run gunicorn in this process until it is stopped (SIGTERM: graceful).
+
+    Requests are buffered before a thread takes them, within ``read_timeout`` seconds and
+    with pauses of at most ``idle_timeout`` (:mod:`.slow_clients`)."""
+    BufferingThreadWorker.read_timeout = read_timeout  # inherited by the forked workers
+    BufferingThreadWorker.idle_timeout = idle_timeout
     config = logs.logging_dict(log_format)
     logs.configure_logging(log_format)
     hooks: dict[str, Any] = {}
@@ -60,7 +69,7 @@ def serve(
         {
             "bind": f"{host}:{port}",
             "workers": workers,
-            "worker_class": "gthread",
+            "worker_class": f"{BufferingThreadWorker.__module__}.BufferingThreadWorker",
             "threads": threads,
             "timeout": timeout,
             "graceful_timeout": 20,
