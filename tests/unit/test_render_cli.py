@@ -81,3 +81,47 @@ def test_unreadable_and_non_mapping_input_fail(tmp_path: Path) -> None:
     broken.write_text("a: [\n")
     code, _, err = run("-f", str(broken))
     assert code == 1 and "cannot read" in err
+
+
+def test_an_empty_file_or_one_aiservice_twice_fails_with_a_message(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("---\n")
+    code, out, err = run("-f", str(empty))
+    assert code == 1 and out == ""
+    assert f"{empty}: no YAML documents" in err
+    twice = EXAMPLES / "sentiment.yaml"
+    code, out, err = run("-f", str(twice), "-f", str(twice))
+    assert code == 1 and out == ""
+    assert "is given twice" in err and "(first in " in err
+
+
+def test_a_directory_renders_its_yaml_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text((EXAMPLES / "sentiment.yaml").read_text())
+    (tmp_path / "b.yml").write_text((EXAMPLES / "fraud-split.yaml").read_text())
+    (tmp_path / "notes.txt").write_text("not yaml")
+    code, out, err = run("-f", str(tmp_path))
+    assert code == 0, err
+    services = [o["metadata"]["name"] for o in yaml.safe_load_all(out) if o["kind"] == "Service"]
+    assert services == ["sentiment", "fraud"]
+    empty_dir = tmp_path / "nothing"
+    empty_dir.mkdir()
+    code, _, err = run("-f", str(empty_dir))
+    assert code == 1 and "no .yaml or .yml files" in err
+
+
+def test_yaml_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: 1\nb: [\n")
+    code, _, err = run("-f", str(broken))
+    assert code == 1
+    assert f'in "{broken}", line' in err
+
+
+def test_version_and_completion() -> None:
+    import json
+
+    result = CliRunner().invoke(app, ["version", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["api"] == "aiservice.dev/v1alpha1"
+    shown = CliRunner().invoke(app, ["--help"])
+    assert "--install-completion" in shown.stdout

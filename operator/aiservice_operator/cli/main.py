@@ -5,6 +5,7 @@ Each area keeps its commands in its own module and mounts them here with one lin
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,13 +16,14 @@ from aiservice_functions.sink_key import load_sink_key
 
 from aiservice_operator.cli import decisions, dlq, fn, local, rollout
 from aiservice_operator.core.compile import CompileOptions, steady_state, to_yaml
-from aiservice_operator.core.spec import SpecError, parse
+from aiservice_operator.core.spec import API_GROUP, API_VERSION, SpecError, parse
 
 app = typer.Typer(
     name="aisvc",
     help="Run, inspect and roll out AIServices, on a cluster or on this machine.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
+    pretty_exceptions_enable=False,
 )
 
 
@@ -30,11 +32,27 @@ def _root() -> None:
     """Run, inspect and roll out AIServices, on a cluster or on this machine."""
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def _files(path: str) -> list[str]:
+    """`path` itself, or the YAML files of a directory (sorted, not recursive)."""
+    if path != "-" and Path(path).is_dir():
+        return sorted(str(p) for p in Path(path).iterdir() if p.suffix in YAML_SUFFIXES)
+    return [path]
+
+
 def _documents(path: str) -> list[tuple[str, Any]]:
-    """(label, document) for every non-empty YAML document in a file (`-`: stdin)."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    return [(f"{path} (document {i + 1})", d) for i, d in enumerate(docs)]
+    """(label, document) for every non-empty YAML document in a file (`-`: stdin).
+
+    The stream keeps its name, so a YAML error says which file (and line) it is in."""
+    if path == "-":
+        docs = list(yaml.safe_load_all(sys.stdin))
+    else:
+        with open(path, encoding="utf-8") as stream:
+            docs = list(yaml.safe_load_all(stream))
+    kept = [d for d in docs if d is not None]
+    return [(f"{path} (document {i + 1})", d) for i, d in enumerate(kept)]
 
 
 @app.command()
@@ -73,27 +91,79 @@ def render(
     )
     objects: list[dict[str, Any]] = []
     failed = False
-    for path in files:
+    seen: dict[tuple[str, str], str] = {}
+    paths: list[str] = []
+    for given in files:
+        found = _files(given)
+        if not found:
+            typer.echo(f"{given}: no .yaml or .yml files in this directory", err=True)
+            failed = True
+        paths += found
+    for path in paths:
         try:
             documents = _documents(path)
         except (OSError, yaml.YAMLError) as err:
             typer.echo(f"{path}: cannot read: {err}", err=True)
             failed = True
             continue
+        if not documents:
+            typer.echo(f"{path}: no YAML documents (an empty file?)", err=True)
+            failed = True
         for label, document in documents:
             if not isinstance(document, dict):
                 typer.echo(f"{label}: not a YAML mapping", err=True)
                 failed = True
                 continue
             try:
-                objects += steady_state(parse(document), options).objects()
+                ais = parse(document)
             except SpecError as err:
                 for field, message in err.errors:
                     typer.echo(f"{label}: {field}: {message}", err=True)
                 failed = True
+                continue
+            key = (ais.namespace, ais.name)
+            if key in seen:
+                typer.echo(
+                    f"{label}: AIService {ais.namespace}/{ais.name} is given twice "
+                    f"(first in {seen[key]})",
+                    err=True,
+                )
+                failed = True
+                continue
+            seen[key] = label
+            objects += steady_state(ais, options).objects()
     if failed:
         raise typer.Exit(code=1)
     typer.echo(to_yaml(objects), nl=False)
+
+
+@app.command()
+def version(
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+) -> None:
+    """Print the versions of aisvc, its API and Python."""
+    info = {
+        "aisvc": _package_version(),
+        "api": f"{API_GROUP}/{API_VERSION}",
+        "python": sys.version.split()[0],
+    }
+    if output == "json":
+        typer.echo(json.dumps(info))
+    elif output == "text":
+        typer.echo(f"aisvc {info['aisvc']} (API {info['api']}, Python {info['python']})")
+    else:
+        typer.echo(f"error: --output must be text or json, got {output!r}", err=True)
+        raise typer.Exit(code=2)
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("aiservice-operator")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
 
 
 local.register(app)  # aisvc up, aisvc send
