@@ -39,6 +39,9 @@ Query and replay (``Authorization: Bearer <token>``; 401 without it, 403 when wr
   Broker ingress), ``broker`` (default ``default``), ``force``, ``concurrency``, ``rate``
   (events/s), ``limit`` → ``{"selected", "replayed", "failed", "results": [...]}``.
 
+Console: ``/console/`` (see :mod:`.console`), the same data for people, behind the same
+token. A read-only token (``read_token``) passes every query but not replay.
+
 Health: ``/health/liveness``; ``/health/readiness`` (the database answers).
 Metrics: ``GET /metrics`` (Prometheus text, no token: counts and timings only, see
 :mod:`.telemetry`). No event data, error data or tokens are logged.
@@ -47,6 +50,7 @@ Metrics: ``GET /metrics`` (Prometheus text, no token: counts and timings only, s
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Final
 
@@ -55,7 +59,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
-from aiservice_functions.event_store import auth, decision_api, ingest
+from aiservice_functions.event_store import auth, console, decision_api, ingest
 from aiservice_functions.event_store.records import (
     KINDS,
     EventFilter,
@@ -66,7 +70,12 @@ from aiservice_functions.event_store.records import (
     rfc3339,
     to_us,
 )
-from aiservice_functions.event_store.replay import ReplayOptions, check_url, replay
+from aiservice_functions.event_store.replay import (
+    ReplayOptions,
+    ReplaySummary,
+    check_url,
+    replay,
+)
 from aiservice_functions.event_store.retention import RetentionPolicy, RetentionThread
 from aiservice_functions.event_store.storage import SqlStore, StoreUnavailable
 from aiservice_functions.event_store.telemetry import StoreMetrics
@@ -214,6 +223,7 @@ def create_app(
     store: SqlStore,
     *,
     token: str | None = None,
+    read_token: str | None = None,
     allow_unauthenticated: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     replay_defaults: ReplayOptions | None = None,
@@ -251,11 +261,22 @@ def create_app(
     def http_error(err: HTTPException) -> Response:
         return _error(err.code or 500, err.description or err.name)
 
-    def guard() -> Response | None:
-        refusal = auth.check(token, allow_unauthenticated, request.headers.get("Authorization"))
+    def guard(need: auth.Scope = "read") -> Response | None:
+        refusal = auth.check(
+            token,
+            allow_unauthenticated,
+            request.headers.get("Authorization"),
+            read_token=read_token,
+            need=need,
+        )
         return _error(refusal.status, refusal.reason) if refusal else None
 
     decision_api.register(app, store, guard, max_body_bytes, metrics)
+
+    def run_replay(selection: EventFilter, options: ReplayOptions) -> ReplaySummary:
+        summary = replay(store, selection, options, client=http_client)
+        metrics.replay(summary.replayed, summary.failed)
+        return summary
 
     def ingest_event(kind: Kind, namespace: str, name: str) -> Response:
         try:
@@ -352,7 +373,7 @@ def create_app(
 
     @app.post("/v1/replay")
     def replay_route() -> Response:
-        refused = guard()
+        refused = guard("replay")
         if refused:
             return refused
         body = request.get_json(silent=True)
@@ -389,9 +410,13 @@ def create_app(
             rate=defaults.rate if (rate := _opt_float(body, "rate")) is None else rate,
             limit=_opt_int(body, "limit") or defaults.limit,
         )
-        summary = replay(store, flt, options, client=http_client)
-        metrics.replay(summary.replayed, summary.failed)
-        return jsonify(summary.to_json())
+        return jsonify(run_replay(flt, options).to_json())
+
+    def replay_seqs(seqs: Sequence[int], force: bool) -> ReplaySummary:
+        return run_replay(EventFilter(seqs=tuple(seqs)), replace(defaults, force=force))
+
+    access = console.Access(token, read_token, allow_unauthenticated)
+    app.register_blueprint(console.blueprint(store, access, replay_seqs))
 
     @app.get(contract.PATH_LIVENESS)
     def liveness() -> Response:

@@ -1,0 +1,17 @@
+"""Fixtures of the console tests: the event store of console_harness, the browser of
+tests/support/browser.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from console_harness import Store, running_store
+
+from tests.support.browser import browser, tab  # noqa: F401 - fixtures
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    with running_store(tmp_path_factory.mktemp("store")) as running:
+        yield running
