@@ -1,5 +1,5 @@
-"""Fixtures of the console tests: the event store of console_harness, the browser of
-tests/support/browser.py."""
+"""Fixtures of the console tests: the event store of console_harness (the browser is the
+suite's, from tests/support/browser.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 from console_harness import Store, running_store
-
-from tests.support.browser import browser, tab  # noqa: F401 - fixtures
 
 
 @pytest.fixture(scope="module")

@@ -2,16 +2,13 @@
 
 Dead letters are posted over HTTP as Knative's dispatcher posts them; replays go to a real
 HTTP endpoint standing in for the Broker. Each test uses namespaces of its own, so the one
-store of the module serves them all. Set ``AISVC_CONSOLE_SCREENSHOTS=DIR`` to keep
-screenshots of the main pages in DIR (docs/ holds the ones the README shows).
+store of the module serves them all.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 from console_harness import READ_TOKEN, TOKEN, Store
@@ -32,14 +29,6 @@ def sign_in(tab: Tab, store: Store, token: str = TOKEN, path: str = "/console/")
     page.fill("#token", token)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/console/login" not in url)
-
-
-def shot(tab: Tab, name: str) -> None:
-    """A screenshot for the docs, when asked for (it is looked at, not compared)."""
-    where = os.environ.get("AISVC_CONSOLE_SCREENSHOTS")
-    if where:
-        Path(where).mkdir(parents=True, exist_ok=True)
-        tab.page.screenshot(path=str(Path(where) / f"console-{name}.png"), full_page=True)
 
 
 def rows(tab: Tab) -> list[str]:
@@ -100,7 +89,6 @@ def test_list_filter_and_open_a_dead_letter(tab: Tab, store: Store) -> None:
     assert "HTTP code must be a number" in page.inner_text(".error")
 
     page.goto(store.url + "/console/dead-letters?namespace=shop&name=sentiment")
-    shot(tab, "dead-letters")
     page.click(f"#dead-letters tr[data-seq='{s500}'] td >> nth=1 >> a")
     page.wait_for_url(f"**/console/dead-letters/{s500}")
     assert page.inner_text("#error-code") == "500"
@@ -112,7 +100,6 @@ def test_list_filter_and_open_a_dead_letter(tab: Tab, store: Store) -> None:
     attributes = page.inner_text("#attributes")
     assert id500 in attributes and "sentiment-v2" in attributes
     assert "dead-lettered" in page.inner_text("#history")
-    shot(tab, "dead-letter")
     assert tab.csp_violations() == [] and tab.errors == []
 
 
@@ -135,7 +122,6 @@ def test_replay_selected_and_watch_the_job_finish(tab: Tab, store: Store) -> Non
     assert page.locator("#job [data-job=results] tbody tr").count() == 2
     assert page.inner_text(f"tr[data-seq='{first}'] [data-state]") == "replayed"
     assert page.inner_text(f"tr[data-seq='{kept}'] [data-state]") == "pending"
-    shot(tab, "replay")
     # The Broker got each selected event once, with its id and the replay count.
     for event_id in (id1, id2):
         (got,) = store.broker.received(event_id)
@@ -275,7 +261,6 @@ def test_rollout_decisions_and_the_weight_chart(tab: Tab, store: Store) -> None:
     assert "deadLetters 37" in table.nth(0).inner_text()
     assert page.locator("#weight-chart circle").count() == 4
     assert page.locator("#weight-chart circle.bad").count() == 1
-    shot(tab, "rollout")
     assert tab.csp_violations() == [] and tab.errors == []
 
 
@@ -287,4 +272,3 @@ def test_overview_counts_per_aiservice(tab: Tab, store: Store) -> None:
     assert cell.inner_text() == "1"
     store.dead_letter("overview", "sentiment")
     expect(cell).to_have_text("2")  # live: no reload
-    shot(tab, "overview")
