@@ -4,6 +4,7 @@ sign-in, scopes, CSRF and origin checks, headers, and the API's read-only token.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from aiservice_functions import contract
 from aiservice_functions.event_store import create_app, open_store
 from aiservice_functions.event_store.console.session import COOKIE
+from aiservice_functions.event_store.replay import ReplayOptions
 from werkzeug.serving import make_server
 
 TOKEN = "http-test-token"
@@ -156,3 +159,26 @@ def test_without_a_token_the_console_is_closed_unless_the_store_is_open(tmp_path
         page = client.get("/console/dead-letters")
         assert page.status_code == 200 and "can replay" in page.text
         assert client.get("/console/login").headers["location"] == "/console/"
+
+
+def test_without_script_a_replay_answers_with_a_page_of_outcomes(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on: the replay is refused
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    defaults = ReplayOptions(broker_url=closed)
+    with serving(tmp_path / "a.db", token=TOKEN, replay_defaults=defaults) as base:
+        dead = httpx.post(
+            base + contract.dead_letter_path("shop", "sentiment"),
+            headers={"ce-specversion": "1.0", "ce-id": "e1", "ce-source": "/s", "ce-type": "t",
+                     "ce-knativeerrorcode": "500", "content-type": "application/json"},
+            content=b"{}",
+        )  # fmt: skip
+        seq = dead.json()["seq"]
+        client, csrf = signed_in(base)
+        try:
+            page = client.post("/console/replay", data={"csrf": csrf, "seq": str(seq)})
+        finally:
+            client.close()
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "0 of 1 replayed, 1 failed" in page.text
+    assert "request failed: ConnectError" in page.text
