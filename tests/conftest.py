@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import browser, tab  # noqa: F401 - one headless Chromium for all
+from tests.support.browser import browser, tab  # noqa: F401 - the browser tests' fixtures
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_KNATIVE_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas" / "knative"

@@ -1,12 +1,13 @@
-"""Fixtures of the console tests: the event store of console_harness (the browser is the
-suite's, from tests/support/browser.py)."""
+"""Fixtures of the console tests: the event store of tests/support/console_store.py (the
+browser is the suite's, from tests/support/browser.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from console_harness import Store, running_store
+
+from tests.support.console_store import Store, running_store
 
 
 @pytest.fixture(scope="module")

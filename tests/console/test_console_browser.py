@@ -11,9 +11,8 @@ import json
 import re
 from typing import Any
 
-from console_harness import READ_TOKEN, TOKEN, Store
-
 from tests.support.browser import Tab
+from tests.support.console_store import READ_TOKEN, TOKEN, Store
 
 try:
     from playwright.sync_api import expect

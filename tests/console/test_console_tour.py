@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from console_harness import TOKEN, Store
-
 from tests.support.browser import Tab
+from tests.support.console_store import TOKEN, Store
 
 try:
     from playwright.sync_api import expect

@@ -51,9 +51,11 @@ def need(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the test session."""
+    """One headless Chromium per test module. Not longer: while Playwright's sync API is
+    started it holds an event loop in this thread, and a later test's ``asyncio.run()``
+    would find it running."""
     path = chromium_path()
     if path is None:
         need("Debian's chromium is not installed (apt-get install chromium)")

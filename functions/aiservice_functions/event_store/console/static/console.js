@@ -52,8 +52,8 @@
   });
 
   // --- replay ---------------------------------------------------------------------
-  // One client function: today the store answers a replay when it is done; a job API
-  // (202 with an id to poll) is followed the same way, reporting progress as it goes.
+  // One client function for both answers a replay can get: 200 with the outcome once it
+  // is done, or 202 with a job id, which is then polled until the job leaves "running".
   async function runReplay(form, onProgress) {
     const body = new FormData(form);
     const response = await fetch(form.action, {
@@ -67,7 +67,7 @@
     if (!response.ok && response.status !== 202) {
       throw new Error(payload.error || `HTTP ${response.status}`);
     }
-    while (response.status === 202 && payload.id && !["done", "failed", "cancelled"].includes(payload.state)) {
+    while (response.status === 202 && payload.id && payload.state === "running") {
       onProgress(payload);
       await new Promise((r) => setTimeout(r, 500));
       const poll = await fetch(`/console/api/replays/${encodeURIComponent(payload.id)}`, { credentials: "same-origin" });
@@ -127,7 +127,7 @@
       j.progress.removeAttribute("value");
       try {
         const summary = await runReplay(form, (p) => {
-          if (p.total) { j.progress.max = p.total; j.progress.value = p.done || 0; }
+          if (p.selected) { j.progress.max = p.selected; j.progress.value = p.done || 0; }
         });
         j.progress.max = 1; j.progress.value = 1;
         const skipped = chosen - (summary.selected || 0);
