@@ -33,3 +33,9 @@ fi
 if ! command -v wrk >/dev/null 2>&1; then
   apt_install wrk
 fi
+
+# Chromium and its driver for the console's browser tests (tests/console): Debian's build,
+# since a test tool's own browser download cannot run here.
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install --no-install-recommends chromium chromium-driver
+fi

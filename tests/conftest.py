@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import browser, tab  # noqa: F401 - the browser tests' fixtures
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_KNATIVE_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas" / "knative"
 

@@ -111,6 +111,9 @@ EVENT_STORE_DECISIONS_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/decis
 """POST: decision-log ingest, ``role`` one of `DECISION_ROLES`; the compiled sink URL
 carries the AIService's `spec.decisionLog` settings as its query (see the event store)."""
 DECISION_ROLES = ("inputs", "replies", "reprocessed", "feedback")
+ROLLOUT_DECISION_TYPE = "dev.aiservice.rollout.decision"
+"""CloudEvent type of a rollout decision in the audit log (the operator sends, the console
+draws)."""
 EVENT_STORE_STATS_PATH = "/v1/stats"
 """GET: dead-letter counts per AIService and per revision (canary analysis reads it)."""
 ENV_EVENT_STORE_URL = "AISVC_EVENT_STORE_URL"

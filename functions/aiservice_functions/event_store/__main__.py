@@ -87,6 +87,12 @@ def parser() -> argparse.ArgumentParser:
         "is open, for local use only)",
     )
     s.add_argument(
+        "--read-token-file",
+        default=None,
+        help="file holding a second token that lists and shows but cannot replay "
+        f"(default: ${auth.ENV_READ_TOKEN_FILE}, else none)",
+    )
+    s.add_argument(
         "--allow-unauthenticated",
         action="store_true",
         help="serve the query/replay API without a token (local use only)",
@@ -171,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(set {contract.ENV_EVENT_STORE_SINK_KEY_FILE} or --sink-key-file)",
             file=sys.stderr,
         )
+    read_token = auth.load_read_token(args.read_token_file)
     if token is None and not args.allow_unauthenticated:
         print(
             "note: no token configured; the query/replay API refuses every request "
@@ -206,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return create_app(
             open_store(args.db),
             token=token,
+            read_token=read_token,
             allow_unauthenticated=args.allow_unauthenticated,
             max_body_bytes=args.max_body_bytes,
             replay_defaults=replay_defaults,

@@ -43,6 +43,9 @@ Query and replay (``Authorization: Bearer <token>``; 401 without it, 403 when wr
   Broker ingress), ``broker`` (default ``default``), ``force``, ``concurrency``, ``rate``
   (events/s), ``limit`` → ``{"selected", "replayed", "failed", "results": [...]}``.
 
+Console: ``/console/`` (see :mod:`.console`), the same data for people, behind the same
+token. A read-only token (``read_token``) passes every query but not replay.
+
 Health: ``/health/liveness``; ``/health/readiness`` (the database answers).
 Metrics: ``GET /metrics`` (Prometheus text, no token: counts and timings only, see
 :mod:`.telemetry`). No event data, error data or tokens are logged.
@@ -53,6 +56,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Final
 
@@ -61,7 +65,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
-from aiservice_functions.event_store import auth, decision_api, ingest
+from aiservice_functions.event_store import auth, console, decision_api, ingest
 from aiservice_functions.event_store.guard import redact_url
 from aiservice_functions.event_store.jobs import ReplayJobs, job_json
 from aiservice_functions.event_store.records import (
@@ -81,6 +85,7 @@ from aiservice_functions.event_store.replay import (
     MAX_SELECTION,
     MIN_RATE,
     ReplayOptions,
+    ReplaySummary,
     check_url,
     replay,
 )
@@ -307,6 +312,7 @@ def create_app(
     store: SqlStore,
     *,
     token: str | None = None,
+    read_token: str | None = None,
     allow_unauthenticated: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     replay_defaults: ReplayOptions | None = None,
@@ -351,11 +357,22 @@ def create_app(
     def http_error(err: HTTPException) -> Response:
         return _error(err.code or 500, err.description or err.name)
 
-    def guard() -> Response | None:
-        refusal = auth.check(token, allow_unauthenticated, request.headers.get("Authorization"))
+    def guard(need: auth.Scope = "read") -> Response | None:
+        refusal = auth.check(
+            token,
+            allow_unauthenticated,
+            request.headers.get("Authorization"),
+            read_token=read_token,
+            need=need,
+        )
         return _error(refusal.status, refusal.reason) if refusal else None
 
     decision_api.register(app, store, guard, max_body_bytes, metrics)
+
+    def run_replay(selection: EventFilter, options: ReplayOptions) -> ReplaySummary:
+        summary = replay(store, selection, options, client=http_client)
+        metrics.replay(summary.replayed, summary.failed)
+        return summary
 
     def ingest_event(
         kind: Kind, namespace: str, name: str, credential: str | None = None
@@ -476,19 +493,23 @@ def create_app(
     @app.post("/v1/replay")
     def replay_route() -> Response:
         """Synchronous replay (small selections); see ``/v1/replays`` for jobs."""
-        refused = guard()
+        refused = guard("replay")
         if refused:
             return refused
         body = _json_body()
         flt = _selection(body)
         options = _replay_options(body, defaults)
-        summary = replay(store, flt, options, client=http_client)
-        metrics.replay(summary.replayed, summary.failed)
-        return jsonify(summary.to_json())
+        return jsonify(run_replay(flt, options).to_json())
+
+    def replay_seqs(seqs: Sequence[int], force: bool) -> ReplaySummary:
+        return run_replay(EventFilter(seqs=tuple(seqs)), replace(defaults, force=force))
+
+    access = console.Access(token, read_token, allow_unauthenticated)
+    app.register_blueprint(console.blueprint(store, access, replay_seqs))
 
     @app.post(REPLAYS_PATH)
     def start_replay() -> Response:
-        refused = guard()
+        refused = guard("replay")
         if refused:
             return refused
         body = _json_body()
@@ -532,7 +553,7 @@ def create_app(
     @app.route(REPLAYS_PATH + "/<job_id>", methods=["DELETE"])
     @app.post(REPLAYS_PATH + "/<job_id>/cancel")
     def cancel_replay(job_id: str) -> Response:
-        refused = guard()
+        refused = guard("replay")
         if refused:
             return refused
         if not store.request_cancel(job_id[:64]):

@@ -3,6 +3,10 @@
 The token comes from ``--token-file`` / ``AISVC_EVENT_STORE_TOKEN_FILE`` (the chart mounts
 it from a Secret) or ``AISVC_EVENT_STORE_TOKEN``. Without a token the query API refuses
 every request unless the server was started with ``--allow-unauthenticated``.
+
+A second, optional read token (``--read-token-file`` / ``AISVC_EVENT_STORE_READ_TOKEN_FILE``)
+lists and shows records but cannot replay: for people who only need to look (the console
+is read-only with it), since a replay token can send events into the cluster.
 """
 
 from __future__ import annotations
@@ -11,8 +15,25 @@ import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, Literal
 
 from aiservice_functions import contract
+
+Scope = Literal["read", "replay"]
+"""What a token allows: ``read`` lists and shows; ``replay`` also replays."""
+
+ENV_READ_TOKEN_FILE: Final = "AISVC_EVENT_STORE_READ_TOKEN_FILE"
+
+
+def load_read_token(token_file: str | None = None) -> str | None:
+    """The optional read-only token: ``token_file``, else ``$AISVC_EVENT_STORE_READ_TOKEN_FILE``."""
+    path = token_file or os.environ.get(ENV_READ_TOKEN_FILE)
+    if not path:
+        return None
+    value = Path(path).read_text(encoding="utf-8").strip()
+    if not value:
+        raise ValueError(f"read token file {path} is empty")
+    return value
 
 
 def load_token(token: str | None = None, token_file: str | None = None) -> str | None:
@@ -34,8 +55,28 @@ class Refusal:
     reason: str
 
 
-def check(expected: str | None, allow_unauthenticated: bool, header: str | None) -> Refusal | None:
-    """``None`` when the request may pass; else why not (401: no/bad header, 403: wrong)."""
+def scope_of(given: str, expected: str | None, read_token: str | None = None) -> Scope | None:
+    """The scope ``given`` grants, or ``None`` when it is no configured token (constant time)."""
+    value = given.strip().encode("utf-8")
+    granted: Scope | None = None
+    # Both comparisons always run, so timing tells nothing about which token matched.
+    if expected is not None and hmac.compare_digest(value, expected.encode("utf-8")):
+        granted = "replay"
+    if read_token is not None and hmac.compare_digest(value, read_token.encode("utf-8")):
+        granted = granted or "read"
+    return granted
+
+
+def check(
+    expected: str | None,
+    allow_unauthenticated: bool,
+    header: str | None,
+    *,
+    read_token: str | None = None,
+    need: Scope = "read",
+) -> Refusal | None:
+    """``None`` when the request may pass; else why not (401: no/bad header, 403: wrong
+    token, or a read token where ``need`` is ``replay``)."""
     if expected is None:
         if allow_unauthenticated:
             return None
@@ -45,6 +86,9 @@ def check(expected: str | None, allow_unauthenticated: bool, header: str | None)
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         return Refusal(401, "Authorization must be 'Bearer <token>'")
-    if not hmac.compare_digest(given.strip().encode("utf-8"), expected.encode("utf-8")):
+    granted = scope_of(given, expected, read_token)
+    if granted is None:
         return Refusal(403, "token not accepted")
+    if need == "replay" and granted != "replay":
+        return Refusal(403, "this token allows reading only, not replay")
     return None

@@ -55,7 +55,8 @@ SEQ_HEADER: Final = "Aisvc-Decision-Seq"
 SAMPLED_HEADER: Final = "Aisvc-Sampled"
 _ID_MAX: Final = 1024
 
-Guard = Callable[[], Response | None]
+Guard = Callable[..., Response | None]
+"""The app's token check; `guard("replay")` asks for the full token, `guard()` a read."""
 """The query API's bearer-token check: None to pass, else the refusal."""
 
 
@@ -147,7 +148,7 @@ def blueprint(
         ingest.check_name("AIService name", name)
         run_id: str | None = None
         if role == "reprocessed":
-            refused = guard()
+            refused = guard("replay")
             if refused:
                 return refused
             run_id = request.args.get("run") or ""

@@ -136,6 +136,8 @@ async def _up(run: LocalRun, console: Console, *, demo: bool, live: bool) -> int
         console.print(
             f"services: {run.serving_url}/<namespace>/<service>[/tags/<tag>]", markup=False
         )
+        if run.console_url:
+            console.print(f"console: {run.console_url}", markup=False)
         if run.resumed:
             console.print(f"resuming {run.resumed} events accepted before the last stop")
         if demo:

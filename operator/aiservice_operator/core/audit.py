@@ -15,10 +15,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aiservice_functions import contract
+
 from aiservice_operator.core.rollout import Decision, RolloutState
 from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL
 
-AUDIT_TYPE: Final = "dev.aiservice.rollout.decision"
+AUDIT_TYPE: Final = contract.ROLLOUT_DECISION_TYPE
 
 REASONS: Final[dict[str, str]] = {
     "start": "RolloutStarted",

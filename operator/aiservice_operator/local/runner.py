@@ -146,6 +146,11 @@ class LocalRun:
                 return ais.spec.managed_broker.broker_class
         return ""
 
+    @property
+    def console_url(self) -> str | None:
+        """The event store's web console (dead letters, replay, rollouts), if it runs."""
+        return f"{self.event_store_url}/console/" if self.options.event_store else None
+
     def broker_urls(self) -> dict[str, str]:
         assert self.dispatcher is not None
         brokers = self.dispatcher.brokers | self.manifests.brokers
@@ -442,6 +447,7 @@ class LocalRun:
             "metricsUrl": self.broker_url + METRICS_PATH,
             "eventStoreUrl": self.event_store_url if self.options.event_store else None,
             "eventStoreToken": None,
+            "consoleUrl": self.console_url,
             "clusterDomain": self.options.cluster_domain,
         }
         path = self.state_dir / STATE_FILE

@@ -1,0 +1,378 @@
+"""The console's routes: sign-in, overview, dead letters (list, detail, replay), rollouts.
+
+Pages read the store directly (same process); replay goes through ``replayer``, the same
+code path as ``POST /v1/replay``. Every response carries the security headers of
+:func:`_secure`; every POST is checked for ``Origin`` and the session's CSRF token before
+its handler runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlencode, urlsplit
+
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, request
+from werkzeug.wrappers.response import Response as BaseResponse
+
+from aiservice_functions.event_store.console import present, rollouts
+from aiservice_functions.event_store.console.session import (
+    COOKIE,
+    MAX_AGE_S,
+    Access,
+    Session,
+    Sessions,
+    csrf_ok,
+    new_session,
+)
+from aiservice_functions.event_store.records import EventFilter, parse_time, rfc3339, to_us
+from aiservice_functions.event_store.replay import ReplaySummary
+from aiservice_functions.event_store.storage import SqlStore
+
+Replayer = Callable[[Sequence[int], bool], ReplaySummary]
+"""Replays the dead letters with these ``seq`` numbers (``force``: also replayed ones)."""
+
+PAGE_SIZE: Final = 50
+MAX_REPLAY: Final = 1000
+AUDIT_SHOWN: Final = 500
+"""Newest audit records read for one AIService's rollout page."""
+
+CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+PUBLIC: Final = frozenset({"console.login", "console.static"})
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The dead-letter list's filters as typed (echoed back into the form)."""
+
+    values: dict[str, str]
+    flt: EventFilter
+    errors: list[str]
+
+
+FILTER_FIELDS: Final = ("namespace", "name", "revision", "type", "code", "since", "until", "state")
+
+
+def parse_filters(args: dict[str, str]) -> Filters:
+    """Form values → a filter; a wrong value is reported by name instead of refused."""
+    values = {k: args.get(k, "").strip() for k in FILTER_FIELDS}
+    errors: list[str] = []
+    code: int | None = None
+    if values["code"]:
+        try:
+            code = int(values["code"])
+        except ValueError:
+            errors.append(f"HTTP code must be a number, got {values['code'][:40]!r}")
+    times: dict[str, int | None] = {}
+    for key in ("since", "until"):
+        times[key] = None
+        if values[key]:
+            try:
+                times[key] = to_us(parse_time(values[key]))
+            except ValueError:
+                errors.append(
+                    f"{key} must be a time like 2026-01-31T12:00, got {values[key][:40]!r}"
+                )
+    state = values["state"]
+    if state not in ("", "pending", "replayed"):
+        errors.append(f"state must be pending or replayed, got {state[:40]!r}")
+        state = ""
+    flt = EventFilter(
+        kind="dead-letter",
+        namespace=values["namespace"] or None,
+        name=values["name"] or None,
+        type=values["type"] or None,
+        error_code=code,
+        revision=values["revision"] or None,
+        since=times["since"],
+        until=times["until"],
+        replayed={"pending": False, "replayed": True}.get(state),
+    )
+    return Filters(values, flt, errors)
+
+
+def _same_origin() -> bool:
+    """A POST from a page of this console: the browser says so (``Sec-Fetch-Site``), or
+    its ``Origin`` is this host. Clients that send neither still need the CSRF token."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    return f"{parts.scheme}://{parts.netloc}" == request.host_url.rstrip("/")
+
+
+def _local_next(target: str | None) -> str:
+    """Where to go after sign-in: only a path of this console, never another site."""
+    if target and target.startswith("/console") and "//" not in target and "\\" not in target:
+        return target
+    return "/console/"
+
+
+def _secure(response: Response) -> Response:
+    headers = response.headers
+    headers["Content-Security-Policy"] = CSP
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Referrer-Policy"] = "same-origin"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Cache-Control"] = "no-store"
+    return response
+
+
+def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
+    """The console as a Flask blueprint mounted at ``/console``."""
+    bp = Blueprint(
+        "console",
+        __name__,
+        url_prefix="/console",
+        template_folder="templates",
+        static_folder="static",
+    )
+    sessions = Sessions(access)
+
+    def current() -> Session:
+        session: Session | None = g.console_session
+        assert session is not None
+        return session
+
+    def remember(session: Session) -> None:
+        g.console_session = session
+        g.console_cookie = sessions.dump(session)
+
+    @bp.before_request
+    def guard() -> Response | BaseResponse | None:
+        session = sessions.load(request.cookies.get(COOKIE))
+        g.console_cookie = None
+        g.console_session = session
+        if access.open and (session is None or session.scope is None):
+            remember(new_session("replay"))
+        elif session is None:
+            remember(new_session(None))
+        if request.method == "POST" and (
+            not _same_origin()
+            or not csrf_ok(
+                g.console_session,
+                request.form.get("csrf") or request.headers.get("X-CSRF-Token"),
+            )
+        ):
+            return _page(
+                "error.html",
+                403,
+                message="The form expired or came from another site. "
+                "Reload the page and try again.",
+            )
+        if request.endpoint in PUBLIC:
+            return None
+        if access.disabled:
+            return _page(
+                "error.html",
+                403,
+                message="The console is disabled: this event store has no token configured.",
+            )
+        if g.console_session.scope is None:
+            if request.path.startswith("/console/api/"):
+                return _json_error(401, "sign in first")
+            return redirect("/console/login?" + urlencode({"next": request.full_path.rstrip("?")}))
+        return None
+
+    @bp.after_request
+    def finish(response: Response) -> Response:
+        if g.get("console_cookie"):
+            response.set_cookie(
+                COOKIE,
+                g.console_cookie,
+                max_age=MAX_AGE_S,
+                path="/console",
+                secure=request.is_secure,
+                httponly=True,
+                samesite="Strict",
+            )
+        return _secure(response)
+
+    def _page(template: str, status: int = 200, **values: Any) -> Response:
+        response = Response(
+            render_template(template, session=g.get("console_session"), access=access, **values),
+            status=status,
+            content_type="text/html; charset=utf-8",
+        )
+        return response
+
+    def _json_error(status: int, reason: str) -> Response:
+        response = jsonify({"error": reason})
+        response.status_code = status
+        return response
+
+    # --- sign-in ---------------------------------------------------------------------
+
+    @bp.route("/login", methods=["GET", "POST"])
+    def login() -> Response | BaseResponse:
+        target = _local_next(request.values.get("next"))
+        if access.open:
+            return redirect(target)
+        if access.disabled:
+            return _page(
+                "error.html",
+                403,
+                message="The console is disabled: this event store has no token configured.",
+            )
+        error = None
+        if request.method == "POST":
+            scope = access.scope_of(request.form.get("token", ""))
+            if scope is not None:
+                remember(new_session(scope))  # a fresh CSRF token with the new scope
+                return redirect(target)
+            error = "That token is not accepted here."
+        return _page("login.html", 401 if error else 200, error=error, next=target)
+
+    @bp.post("/logout")
+    def logout() -> BaseResponse:
+        remember(new_session(None))
+        return redirect("/console/login")
+
+    # --- overview --------------------------------------------------------------------
+
+    def counts() -> dict[str, Any]:
+        services, revisions = store.stats(EventFilter())
+        return {
+            "services": [
+                {
+                    "namespace": c.namespace,
+                    "name": c.name,
+                    "deadLetters": c.dead_letters,
+                    "unreplayed": c.unreplayed,
+                    "audit": c.audit,
+                    "lastDeadLetterAt": rfc3339(c.last_dead_letter_at),
+                }
+                for c in services
+            ],
+            "revisions": [
+                {
+                    "namespace": c.namespace,
+                    "name": c.name,
+                    "revision": c.revision,
+                    "deadLetters": c.dead_letters,
+                    "unreplayed": c.unreplayed,
+                }
+                for c in revisions
+            ],
+            "totals": {
+                "deadLetters": sum(c.dead_letters for c in services),
+                "unreplayed": sum(c.unreplayed for c in services),
+                "audit": sum(c.audit for c in services),
+            },
+        }
+
+    @bp.get("/")
+    def overview() -> Response:
+        return _page("overview.html", counts=counts())
+
+    @bp.get("/api/counts")
+    def api_counts() -> Response:
+        return jsonify(counts())
+
+    # --- dead letters ----------------------------------------------------------------
+
+    @bp.get("/dead-letters")
+    def dead_letters() -> Response:
+        filters = parse_filters(dict(request.args))
+        items: list[Any] = []
+        next_url = None
+        if not filters.errors:
+            try:
+                page = store.page(filters.flt, limit=PAGE_SIZE, cursor=request.args.get("cursor"))
+            except ValueError as err:
+                filters.errors.append(str(err))
+            else:
+                items = page.items
+                if page.next_cursor:
+                    query = {k: v for k, v in filters.values.items() if v}
+                    next_url = "/console/dead-letters?" + urlencode(
+                        {**query, "cursor": page.next_cursor}
+                    )
+        return _page(
+            "dead_letters.html",
+            filters=filters,
+            items=items,
+            next_url=next_url,
+            state=present.state,
+            here=request.full_path.rstrip("?"),
+        )
+
+    @bp.get("/dead-letters/<int:seq>")
+    def dead_letter(seq: int) -> Response:
+        record = store.get(seq)
+        if record is None or record.kind != "dead-letter":
+            return _page("error.html", 404, message=f"No dead letter with seq {seq}.")
+        return _page(
+            "dead_letter.html",
+            record=record,
+            attributes=present.attributes(record),
+            data=present.data(record),
+            error_data=present.error_data(record),
+            history=present.history(record),
+            state=present.state(record),
+            here=request.path,
+        )
+
+    @bp.post("/replay")
+    def replay() -> Response:
+        wants_json = request.accept_mimetypes.best == "application/json"
+
+        def refuse(status: int, reason: str) -> Response:
+            return (
+                _json_error(status, reason)
+                if wants_json
+                else _page("error.html", status, message=reason)
+            )
+
+        if not current().can_replay:
+            return refuse(403, "This token allows reading only, not replay.")
+        try:
+            seqs = sorted({int(s) for s in request.form.getlist("seq")})
+        except ValueError:
+            return refuse(400, "seq must be whole numbers")
+        if not seqs or len(seqs) > MAX_REPLAY:
+            return refuse(400, f"Select between 1 and {MAX_REPLAY} dead letters to replay.")
+        try:
+            summary = replayer(seqs, request.form.get("force") == "true")
+        except ValueError as err:
+            return refuse(400, str(err))
+        if wants_json:
+            return jsonify(summary.to_json())
+        return _page(
+            "replay_result.html",
+            summary=summary,
+            asked=seqs,
+            back=_local_next(request.form.get("back")),
+        )
+
+    # --- rollouts --------------------------------------------------------------------
+
+    @bp.get("/rollouts")
+    def rollout_list() -> Response:
+        services, _ = store.stats(EventFilter())
+        return _page("rollouts.html", services=[c for c in services if c.audit])
+
+    @bp.get("/rollouts/<namespace>/<name>")
+    def rollout(namespace: str, name: str) -> Response:
+        page = store.page(
+            EventFilter(kind="audit", namespace=namespace, name=name), limit=AUDIT_SHOWN
+        )
+        items = rollouts.decisions(page.items)
+        return _page(
+            "rollout.html",
+            namespace=namespace,
+            name=name,
+            decisions=list(reversed(items)),
+            chart=rollouts.chart(items),
+            truncated=page.next_cursor is not None,
+        )
+
+    return bp

@@ -1,0 +1,83 @@
+"""The console's pure parts: rollout history and chart, a dead letter's delivery history."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from aiservice_functions import contract
+from aiservice_functions.event_store.console import present, rollouts
+from aiservice_functions.event_store.records import StoredEvent, parse_time, to_us
+
+
+def record(seq: int, type_: str, data: Any, **fields: Any) -> StoredEvent:
+    base = StoredEvent(
+        seq=seq, kind="audit", namespace="shop", name="sentiment", source="/s",
+        event_id=f"e{seq}", type=type_, document={"data": data}, error_dest=None,
+        error_code=None, error_data=None, revision=None, received_at=1_000_000 * seq,
+        last_received_at=1_000_000 * seq, receipts=1, replay_count=0, replayed_at=None,
+        last_replay_status=None, last_replay_error=None,
+    )  # fmt: skip
+    return replace(base, **fields)
+
+
+def decision(seq: int, at: str, action: str, weight: Any, **extra: Any) -> StoredEvent:
+    data = {"at": at, "action": action, "phase": "Progressing", "step": 1, "weight": weight,
+            "reason": "r", "metrics": {"successRate": 0.99812, "p95": 40}, **extra}  # fmt: skip
+    return record(seq, contract.ROLLOUT_DECISION_TYPE, data)
+
+
+def test_decisions_are_the_rollout_events_in_time_order_with_odd_fields_as_text() -> None:
+    items = rollouts.decisions([
+        decision(3, "2026-01-01T00:10:00Z", "rollback", 0),
+        record(4, "com.example.reply", {"label": "negative"}),
+        decision(1, "2026-01-01T00:00:00Z", "start", 5),
+        decision(2, "not a time", "advance", "25"),  # a forged or broken record
+        record(5, contract.ROLLOUT_DECISION_TYPE, "not an object"),
+    ])  # fmt: skip
+    assert [d.seq for d in items] == [2, 1, 3]  # a bad time falls back to when it arrived
+    broken = items[0]
+    assert broken.weight is None and broken.action == "advance"
+    assert items[1].metrics == [("p95", "40"), ("successRate", "0.9981")]
+    assert items[2].tone == "bad" and items[1].tone == "good"
+
+
+def test_the_chart_is_a_step_line_through_every_weighted_decision() -> None:
+    items = rollouts.decisions([
+        decision(1, "2026-01-01T00:00:00Z", "start", 0),
+        decision(2, "2026-01-01T00:05:00Z", "advance", 50),
+        decision(3, "2026-01-01T00:10:00Z", "advance", 100),
+    ])  # fmt: skip
+    chart = rollouts.chart(items)
+    assert chart is not None
+    left, right = rollouts.PAD, rollouts.WIDTH - rollouts.PAD
+    top, bottom = rollouts.PAD, rollouts.HEIGHT - rollouts.PAD
+    middle_x, middle_y = (left + right) / 2, (top + bottom) / 2
+    assert chart.points.split() == [
+        f"{left:.1f},{bottom:.1f}",
+        f"{middle_x:.1f},{bottom:.1f}", f"{middle_x:.1f},{middle_y:.1f}",
+        f"{right:.1f},{middle_y:.1f}", f"{right:.1f},{top:.1f}",
+    ]  # fmt: skip
+    assert [m.tone for m in chart.markers] == ["good", "good", "good"]
+    assert rollouts.chart(rollouts.decisions([decision(1, "x", "hold", None)])) is None
+
+
+def test_history_tells_a_replay_that_failed_again() -> None:
+    dead = record(
+        7, "t", {"text": "hi"}, kind="dead-letter", error_dest="http://svc", error_code=500,
+        receipts=2, replay_count=1, last_replay_status=202,
+        received_at=to_us(parse_time("2026-01-01T00:00:00Z")),
+    )  # fmt: skip
+    steps = present.history(dead)
+    assert [s.what for s in steps] == [
+        "dead-lettered", "delivered again", "replayed (1x)", "failed again after the replay"
+    ]  # fmt: skip
+    assert steps[0].detail == "http://svc answered HTTP 500"
+    assert present.state(dead) == "pending"
+
+
+def test_data_is_decoded_for_reading_and_long_bodies_are_cut() -> None:
+    binary = record(1, "t", None, document={"data_base64": "eyJhIjogMX0="})
+    assert present.data(binary) == '{\n  "a": 1\n}'
+    huge = record(2, "t", "x" * (present.MAX_SHOWN + 10))
+    assert present.data(huge).endswith("(10 more characters)")
