@@ -12,7 +12,7 @@ CACHE=${AISVC_CONTROL_PLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aiservice-ope
 BIN=$CACHE/$KEY
 NEEDED="etcd kube-apiserver kube-controller-manager serving-webhook eventing-webhook"
 
-complete() { for b in $NEEDED; do [ -x "$BIN/bin/$b" ] || return 1; done; [ -d "$BIN/knative" ]; }
+complete() { for b in $NEEDED; do [ -x "$BIN/bin/$b" ] || return 1; done; [ -d "$BIN/knative" ] && [ -d "$BIN/crds" ]; }
 if complete; then echo "$BIN"; exit 0; fi
 # --check: only say whether the binaries are built (exit 1 if not); never builds.
 [ "${1:-}" = --check ] && exit 1
@@ -79,6 +79,13 @@ for repo in serving eventing; do
   cp -r "$src/config/core" "$OUT/knative/$repo/"
   chmod -R u+w "$OUT/knative/$repo"
 done
+
+# --- prometheus-operator's monitor CRDs (YAML only) ----------------------------------------
+step "prometheus-operator CRDs $PROMETHEUS_OPERATOR_VERSION"
+src=$(moddir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
+mkdir -p "$OUT/crds"
+cp "$src"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,podmonitors}.yaml "$OUT/crds/"
+chmod -R u+w "$OUT/crds"
 
 rm -rf "$BIN"; mv "$OUT" "$BIN"
 step "done: $BIN"

@@ -471,6 +471,8 @@ def knative_setup(bin_root: Path, ports: dict[str, int]) -> tuple[list[Any], lis
                 svc = hook["clientConfig"]["service"]
                 svc["port"] = webhook_port[svc["namespace"]]
             after.append(doc)
+    for crd in sorted((bin_root / "crds").glob("*.yaml")):
+        before += [x for x in yaml.safe_load_all(crd.read_text()) if x]
     return before, after
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -143,6 +145,27 @@ class Cluster:
             "create", "token", service_account, "-n", ns, f"--duration={seconds}s"
         ).stdout
         return out.strip()
+
+    def http(self) -> httpx.Client:
+        """An admin client of the API server (client certificate, group system:masters)."""
+        certs = self.dir / "certs"
+        context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        context.load_cert_chain(str(certs / "admin.crt"), str(certs / "admin.key"))
+        return httpx.Client(base_url=self.server, verify=context, timeout=10)
+
+    def token_kubeconfig(self, path: Path, token: str, namespace: str = "default") -> Path:
+        """A kubeconfig that authenticates with `token` only (as a pod's ServiceAccount)."""
+        cfg = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+            "clusters": [{"name": "local", "cluster": {
+                "server": self.server, "certificate-authority": str(self.dir / "certs/ca.crt")}}],
+            "users": [{"name": "sa", "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {
+                "cluster": "local", "user": "sa", "namespace": namespace}}],
+        }  # fmt: skip
+        path.write_text(yaml.safe_dump(cfg))
+        path.chmod(0o600)
+        return path
 
     def restart(self, *components: str) -> None:
         self.control("restart", *components)
