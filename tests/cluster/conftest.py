@@ -13,11 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import Cluster, binaries_built, go_available
+from tests.support.cluster import REPO_ROOT, Cluster, binaries_built, go_available
 
 _counter = itertools.count(1)
-# The CRD tests' cases (tests/schemas) are reused here, verdict for verdict.
+# The CRD tests' cases (tests/schemas) are reused here, verdict for verdict, and the rollout
+# tests' real metric sources (tests/rollout).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "schemas"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from knative_status import KnativeStatus  # noqa: E402
+from operator_process import RELEASE, SYSTEM_NS  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -58,3 +64,24 @@ def crd(cluster: Cluster) -> None:
     cluster.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd/aiservices.aiservice.dev"
     )
+
+
+@pytest.fixture(scope="session")
+def knative(cluster: Cluster) -> Iterator[KnativeStatus]:
+    """Knative Serving's controllers' part (the tier's one stand-in)."""
+    with cluster.http() as client, KnativeStatus(client) as standin:
+        yield standin
+
+
+@pytest.fixture(scope="session")
+def installed(cluster: Cluster, knative: KnativeStatus) -> Iterator[None]:
+    """The chart installed with its defaults (its CRDs, ServiceAccount and RBAC)."""
+    cluster.helm(
+        "install", RELEASE, str(REPO_ROOT / "charts" / "aiservice-operator"),
+        "-n", SYSTEM_NS, "--create-namespace",
+    )  # fmt: skip
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/aiservices.aiservice.dev"
+    )
+    yield
+    cluster.helm("uninstall", RELEASE, "-n", SYSTEM_NS)

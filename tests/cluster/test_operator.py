@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from knative_status import KnativeStatus
+from operator_process import SA, OperatorProcess, start_operator
 
-from tests.support.cluster import REPO_ROOT, Cluster, condition, wait_for
+from tests.support.cluster import Cluster, condition, wait_for
 
-RELEASE = "aiservice-operator"
-SYSTEM_NS = "aiservice-system"
-SA = f"system:serviceaccount:{SYSTEM_NS}:{RELEASE}"
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: Cluster, installed: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    op = start_operator(cluster, tmp_path_factory.mktemp("operator"))
+    yield op
+    op.stop()
 
 
 def manifest(name: str, ns: str, **spec: Any) -> dict[str, Any]:
@@ -44,92 +44,6 @@ def manifest(name: str, ns: str, **spec: Any) -> dict[str, Any]:
     }
     body["spec"].update(copy.deepcopy(spec))
     return body
-
-
-class OperatorProcess:
-    """`python -m aiservice_operator` with the chart's environment and a ServiceAccount
-    kubeconfig; restartable."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aiservice_operator"], env=self.env, stdout=out,
-            stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
-
-
-def chart_env(cluster: Cluster) -> dict[str, str]:
-    """The plain environment the chart gives the operator's container."""
-    manifest_text = cluster.helm("get", "manifest", RELEASE, "-n", SYSTEM_NS).stdout
-    for doc in yaml.safe_load_all(manifest_text):
-        if doc and doc["kind"] == "Deployment" and doc["metadata"]["name"] == RELEASE:
-            (container,) = doc["spec"]["template"]["spec"]["containers"]
-            return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
-    raise AssertionError("the chart rendered no operator Deployment")
-
-
-@pytest.fixture(scope="module")
-def installed(cluster: Cluster) -> Iterator[None]:
-    cluster.helm(
-        "install", RELEASE, str(REPO_ROOT / "charts" / "aiservice-operator"),
-        "-n", SYSTEM_NS, "--create-namespace",
-    )  # fmt: skip
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/aiservices.aiservice.dev"
-    )
-    yield
-    cluster.helm("uninstall", RELEASE, "-n", SYSTEM_NS)
-
-
-@pytest.fixture(scope="module")
-def knative(cluster: Cluster) -> Iterator[KnativeStatus]:
-    with cluster.http() as client, KnativeStatus(client) as standin:
-        yield standin
-
-
-@pytest.fixture(scope="module")
-def operator(
-    cluster: Cluster,
-    installed: None,
-    knative: KnativeStatus,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OperatorProcess]:
-    d = tmp_path_factory.mktemp("operator")
-    token = cluster.token(SYSTEM_NS, RELEASE)
-    kubeconfig = cluster.token_kubeconfig(d / "kubeconfig", token, SYSTEM_NS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "AISVC_"))}
-    env.update(chart_env(cluster))
-    env.update(
-        KUBECONFIG=str(kubeconfig),
-        POD_NAME="aiservice-operator-local",
-        POD_ID="aiservice-operator-local",
-        PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "operator"), str(REPO_ROOT / "functions")]),
-        AISVC_METRICS_PORT="0",
-        AISVC_RETRY_DELAY_SECONDS="0.5",
-        AISVC_RESYNC_SECONDS="10",
-    )
-    env.pop("AISVC_EVENT_STORE_TOKEN_FILE", None)  # a path inside the pod
-    op = OperatorProcess(env, d / "operator.log")
-    op.start()
-    yield op
-    op.stop()
 
 
 def ready(
@@ -163,7 +77,7 @@ def test_chart_rbac_is_what_the_operator_is_bound_to(cluster: Cluster, installed
 
 
 def test_create_is_admitted_by_knative_and_reports_ready(
-    cluster: Cluster, operator: OperatorProcess, knative: KnativeStatus, ns: str
+    cluster: Cluster, operator: OperatorProcess, ns: str
 ) -> None:
     cluster.apply(manifest("scorer", ns))
     obj = ready(cluster, operator, ns, "scorer")
@@ -186,7 +100,7 @@ def test_create_is_admitted_by_knative_and_reports_ready(
 
 
 def test_a_spec_edit_rolls_a_new_revision(
-    cluster: Cluster, operator: OperatorProcess, knative: KnativeStatus, ns: str
+    cluster: Cluster, operator: OperatorProcess, ns: str
 ) -> None:
     cluster.apply(manifest("edit", ns))
     first = ready(cluster, operator, ns, "edit")
@@ -205,7 +119,7 @@ def test_a_spec_edit_rolls_a_new_revision(
 
 
 def test_delete_lets_the_garbage_collector_remove_the_children(
-    cluster: Cluster, operator: OperatorProcess, knative: KnativeStatus, ns: str
+    cluster: Cluster, operator: OperatorProcess, ns: str
 ) -> None:
     cluster.apply(manifest("gone", ns))
     ready(cluster, operator, ns, "gone")
@@ -223,7 +137,7 @@ def test_delete_lets_the_garbage_collector_remove_the_children(
 
 
 def test_an_unowned_service_of_the_same_name_is_a_name_conflict(
-    cluster: Cluster, operator: OperatorProcess, knative: KnativeStatus, ns: str
+    cluster: Cluster, operator: OperatorProcess, ns: str
 ) -> None:
     cluster.apply({
         "apiVersion": "serving.knative.dev/v1", "kind": "Service",
@@ -242,7 +156,7 @@ def test_an_unowned_service_of_the_same_name_is_a_name_conflict(
 
 
 def test_the_operator_rides_out_an_apiserver_and_etcd_restart(
-    cluster: Cluster, operator: OperatorProcess, knative: KnativeStatus, ns: str
+    cluster: Cluster, operator: OperatorProcess, ns: str
 ) -> None:
     """Changes made while the operator's watches were down are seen once it reconnects, and
     what it had already written is not written again."""

@@ -1,5 +1,9 @@
 """kube.py: drift comparison, the RBAC call registry, errors, and writes only on change
-(against the API emulator over HTTP)."""
+(against the API emulator over HTTP).
+
+Why the emulator: the client's retry, conflict and re-login paths need a 409, 401 or 5xx at
+a chosen request.
+"""
 
 from __future__ import annotations
 

@@ -178,7 +178,9 @@ def _env(ais: AIService, model: Model) -> list[dict[str, str]]:
     if fn.batching.max_wait_ms:
         runtime.append((contract.ENV_BATCH_MAX_WAIT_MS, str(fn.batching.max_wait_ms)))
     # User variables last and in their declared order: `$(VAR)` may refer to earlier ones.
-    return [{"name": k, "value": v} for k, v in (*runtime, *fn.env)]
+    # An empty value is left out, as the API server stores it (else every read would differ
+    # from what was written, and Knative refuses a template rewrite under the same name).
+    return [{"name": k, "value": v} if v else {"name": k} for k, v in (*runtime, *fn.env)]
 
 
 def _template_body(ais: AIService, model: Model) -> dict[str, Any]:
