@@ -3,7 +3,8 @@ kube-controller-manager (garbage collector, namespace, service-account and token
 controllers) and Knative Serving's and Eventing's admission webhooks, all as local processes
 built by build.sh. Knative's controllers do not run (they need pods); its CRDs, config maps
 and webhook configurations are applied, and an ExternalName Service points each webhook
-configuration at the local webhook process.
+configuration at the local webhook process. prometheus-operator's ServiceMonitor and
+PodMonitor CRDs are applied too (the chart's optional monitors).
 
     cluster.py up      start everything, wait until it admits, print the kubeconfig's path
     cluster.py down    stop every process started by `up` and remove the state folder
