@@ -50,7 +50,7 @@ test-cluster: setup cluster-build
 e2e: setup
 	$(BIN)/pytest tests/e2e --e2e
 
-# Serving benchmark vs KServe (not part of `make test`; ~12 min, see benchmarks/README.md).
+# Serving benchmark vs KServe and MLServer (not part of `make test`; ~15 min, see benchmarks/README.md).
 bench: $(BIN)/aisvc
 	bash benchmarks/setup.sh
 	$(BIN)/python benchmarks/serving.py

@@ -1,23 +1,28 @@
 #!/usr/bin/env python
-"""Serving benchmark: the functions runtime against KServe's ModelServer, same models.
+"""Serving benchmark: the functions runtime against KServe and MLServer, same models.
 
 For each model (MiniLM ``sentiment``, tiny-MLP ``fraud``) it
 
 1. measures the in-process ceiling: ``infer`` on batches of 32, one torch thread per
    process, for 1 and 2 processes (no HTTP at all);
 2. starts every server at once on loopback: ours (``python -m aiservice_functions.runtime
-   serve``: gunicorn, the function's own worker-count and batching defaults) and KServe 0.21
-   with 1 worker (its default, the same process count as ours) and with 2 workers;
+   serve``: the runtime's own worker-count and batching defaults, plus any
+   ``--ours-variant``), KServe 0.21 with 1 worker (its default) and with 2 workers, and
+   MLServer 1.7 with adaptive batching (``mlserver_runtime``);
 3. checks that all servers give the same answers for the sample payloads;
 4. runs ``wrk`` (closed loop, binary-mode CloudEvents, one item per request) at each
    concurrency for ``--duration`` seconds, servers interleaved and their order rotated
    each round, for ``--rounds`` rounds;
-5. prints medians over rounds and the ratios ours/KServe, and writes every raw run to
-   ``benchmarks/results/serving-<time>.raw.json``.
+5. prints medians over rounds and the ratios ours/peer with the ratio of each round, and
+   writes every raw run to ``benchmarks/results/serving-<time>.raw.json``.
+
+The 1-minute load average is recorded before every run; a ratio whose runs started
+above 3/4 of the CPUs' worth of load is flagged **noisy**. ``--neighbour`` keeps one
+core busy with another process for the whole run.
 
 Set up once with ``benchmarks/setup.sh`` (wrk from Debian, KServe in
-``benchmarks/.venv-kserve``), then run ``.venv/bin/python benchmarks/serving.py``.
-``--servers ours`` runs without the KServe venv.
+``benchmarks/.venv-kserve``, MLServer in ``benchmarks/.venv-mlserver``), then run
+``.venv/bin/python benchmarks/serving.py``. ``--servers ours`` runs without the peers.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ sys.path.insert(0, str(HERE))
 import bench_models  # noqa: E402
 
 KSERVE_PYTHON = HERE / ".venv-kserve" / "bin" / "python"
+MLSERVER_PYTHON = HERE / ".venv-mlserver" / "bin" / "python"
 RESULTS_DIR = HERE / "results"
 CE_HEADERS = {
     "ce-specversion": "1.0",
@@ -67,7 +73,7 @@ class Server:
     """One server process under test (its whole process group is stopped at the end)."""
 
     label: str
-    kind: str  # "ours" | "kserve"
+    kind: str  # "ours" | "kserve" | "mlserver"
     url: str
     ready_url: str
     command: list[str]
@@ -168,13 +174,13 @@ class Server:
             self.proc.wait(timeout=5)
 
 
-def ours(model: str, port: int, env: dict[str, str]) -> Server:
+def ours(model: str, port: int, env: dict[str, str], label: str = "ours") -> Server:
     entry = bench_models.NAMES[model]
     command = [sys.executable, "-m", "aiservice_functions.runtime", "serve", entry]
     command += ["--port", str(port), "--host", "127.0.0.1", "--reply-type", REPLY_TYPE]
     base = f"http://127.0.0.1:{port}"
     return Server(
-        label="ours",
+        label=label,
         kind="ours",
         url=f"{base}/",
         ready_url=f"{base}/health/readiness",
@@ -205,19 +211,55 @@ def kserve(model: str, port: int, workers: int) -> Server:
     )
 
 
-def post(url: str, payload: Any) -> tuple[int, Any]:
-    """One binary-mode CloudEvent; returns status and the decoded reply data."""
+def mlserver(model: str, port: int, workers: int) -> Server:
+    command = [str(MLSERVER_PYTHON), str(HERE / "mlserver_runtime.py"), "--model", model]
+    command += ["--http_port", str(port), "--workers", str(workers)]
+    base = f"http://127.0.0.1:{port}"
+    return Server(
+        label=f"mlserver-{workers}w",
+        kind="mlserver",
+        url=f"{base}/v2/models/{model}/infer",
+        ready_url=f"{base}/v2/models/{model}/ready",
+        command=command,
+        env={"PYTHONPATH": os.pathsep.join([str(REPO / "functions"), str(HERE)])},
+        workers=workers,
+    )
+
+
+def request_body(server: Server, payload: Any) -> str:
+    """What one request carries: the event's data (CloudEvents), or a V2 request (MLServer)."""
+    if server.kind == "mlserver":
+        return json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "payload",
+                        "shape": [1],
+                        "datatype": "BYTES",
+                        "data": [json.dumps(payload)],
+                    }
+                ]
+            }
+        )
+    return json.dumps(payload)
+
+
+def post(server: Server, payload: Any) -> tuple[int, Any]:
+    """One request as the load generator sends it; returns status and the reply data."""
     request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
+        server.url,
+        data=request_body(server, payload).encode(),
         headers={**CE_HEADERS, "ce-id": "check"},
         method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
+            data = json.loads(response.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode(errors="replace")
+    if server.kind == "mlserver":
+        data = json.loads(data["outputs"][0]["data"][0])
+    return response.status, data
 
 
 # --- load generator --------------------------------------------------------------------
@@ -251,7 +293,7 @@ def wrk_script(model: str, server: Server, directory: Path) -> Path:
     """A wrk script posting the model's sample payloads in turn, as binary CloudEvents."""
     url = server.url
     path = "/" + url.split("/", 3)[3]
-    bodies = ", ".join(lua_string(json.dumps(p)) for p in bench_models.PAYLOADS[model])
+    bodies = ", ".join(lua_string(request_body(server, p)) for p in bench_models.PAYLOADS[model])
     headers = ", ".join(f'["{k}"] = "{v}"' for k, v in CE_HEADERS.items())
     script = directory / f"{model}-{server.label}.lua"
     script.write_text(LUA % {"bodies": bodies, "path": lua_string(path), "headers": headers})
@@ -337,6 +379,25 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
+def quiet_limit() -> float:
+    """Above this 1-minute load average a run counts as noisy: 3/4 of the CPUs busy."""
+    return 0.75 * (os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def neighbour(enabled: bool) -> Iterator[None]:
+    """Another process keeping one core busy for the whole run (the noisy-neighbour mode)."""
+    if not enabled:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 @contextlib.contextmanager
 def running(servers: list[Server], log_dir: Path, timeout: float) -> Iterator[dict[str, float]]:
     startup: dict[str, float] = {}
@@ -355,7 +416,7 @@ def running(servers: list[Server], log_dir: Path, timeout: float) -> Iterator[di
 def check_answers(model: str, servers: list[Server]) -> None:
     """Every server must give the same reply data for every sample payload."""
     for payload in bench_models.PAYLOADS[model]:
-        replies = {s.label: post(s.url, payload) for s in servers}
+        replies = {s.label: post(s, payload) for s in servers}
         statuses = {label: status for label, (status, _) in replies.items()}
         if set(statuses.values()) != {200}:
             raise RuntimeError(f"{model}: not every server answered 200: {replies}")
@@ -380,9 +441,15 @@ def bench_model(model: str, args: argparse.Namespace, log_dir: Path) -> dict[str
     servers: list[Server] = []
     if "ours" in args.servers:
         servers.append(ours(model, port, dict(args.ours_env)))
+        for label, env in args.ours_variant:
+            port += 1
+            servers.append(ours(model, port, {**dict(args.ours_env), **env}, label=label))
     for workers in args.kserve_workers if "kserve" in args.servers else []:
         port += 1
         servers.append(kserve(model, port, workers))
+    for workers in args.mlserver_workers if "mlserver" in args.servers else []:
+        port += 1
+        servers.append(mlserver(model, port, workers))
 
     with running(servers, log_dir, args.start_timeout) as startup:
         result["startup_s"] = startup
@@ -399,6 +466,7 @@ def bench_model(model: str, args: argparse.Namespace, log_dir: Path) -> dict[str
                     run = run_wrk(server.url, scripts[server.label], connections, args.duration)
                     cpu = server.cpu_seconds() - cpu
                     run.update(server=server.label, c=connections, round=round_no, load1=before)
+                    run["noisy"] = before > quiet_limit()
                     run["cpu_ms_per_req"] = 1000 * cpu / max(run["requests"], 1)
                     after = server.batch_totals()
                     if batches and after and after[1] > batches[1]:
@@ -426,7 +494,12 @@ def medians(result: dict[str, Any]) -> dict[tuple[str, int], dict[str, float]]:
             metric: statistics.median(r[metric] for r in runs)
             for metric in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_req")
         }
-        | {"errors": sum(r["errors"] for r in runs), "n": len(runs)}
+        | {
+            "errors": sum(r["errors"] for r in runs),
+            "n": len(runs),
+            "noisy": any(r.get("noisy") for r in runs),
+            "max_load": max(r["load1"] for r in runs),
+        }
         for key, runs in groups.items()
     }
 
@@ -452,40 +525,73 @@ def report(result: dict[str, Any], concurrency: list[int]) -> str:
                     f"| {server} | {c} | {m['rps']:.1f} | {m['p50_ms']:.1f} | "
                     f"{m['p99_ms']:.1f} | {m['cpu_ms_per_req']:.2f} | {m['errors']:.0f} |"
                 )
-    if "ours" in servers:
+    ours_labels = [s for s in servers if s.startswith("ours")]
+    if ours_labels:
         one_proc = result["ceiling"].get("1")
         cpu_ceiling = result.get("ceiling_cpu_ms", {}).get("1")
         lines += [
             "",
-            "| ours vs | c | throughput ratio | p50 ratio | p99 ratio | CPU/req ratio "
-            "| ours / 1-proc ceiling: req/s | : CPU per item |",
+            "| ours | vs | c | throughput ratio (per round) | p50 ratio | p99 ratio "
+            "| CPU/req ratio | ours / 1-proc ceiling: req/s | : CPU per item | max load |",
         ]
-        lines.append("|---|---|---|---|---|---|---|---|")
-        for other in (s for s in servers if s != "ours"):
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        pairs = [(o, s) for o in ours_labels for s in servers if not s.startswith("ours")]
+        pairs += [(o, s) for o in ours_labels[1:] for s in ours_labels[:1]]
+        for mine, other in pairs:
             for c in concurrency:
-                a, b = med.get(("ours", c)), med.get((other, c))
+                a, b = med.get((mine, c)), med.get((other, c))
                 if a and b:
                     share = f"{a['rps'] / one_proc:.0%}" if one_proc else "-"
                     cpu_share = f"{cpu_ceiling / a['cpu_ms_per_req']:.0%}" if cpu_ceiling else "-"
                     rps, p50 = a["rps"] / b["rps"], a["p50_ms"] / b["p50_ms"]
                     p99 = a["p99_ms"] / b["p99_ms"]
                     cpu = a["cpu_ms_per_req"] / b["cpu_ms_per_req"]
+                    rounds = ", ".join(
+                        f"{x:.2f}" for x in round_ratios(result["runs"], mine, other, c)
+                    )
+                    noisy = " **noisy**" if a["noisy"] or b["noisy"] else ""
+                    load = max(a["max_load"], b["max_load"])
                     lines.append(
-                        f"| {other} | {c} | {rps:.2f}x | {p50:.2f} | {p99:.2f} | {cpu:.2f} "
-                        f"| {share} | {cpu_share} |"
+                        f"| {mine} | {other} | {c} | {rps:.2f}x ({rounds}) | {p50:.2f} | "
+                        f"{p99:.2f} | {cpu:.2f} | {share} | {cpu_share} | {load:.1f}{noisy} |"
                     )
     return "\n".join(lines)
+
+
+def round_ratios(runs: list[dict[str, Any]], mine: str, other: str, c: int) -> list[float]:
+    """Throughput ratio per round: each round runs both servers back to back."""
+    by_round: dict[int, dict[str, float]] = {}
+    for run in runs:
+        if run["c"] == c and run["server"] in (mine, other):
+            by_round.setdefault(run["round"], {})[run["server"]] = run["rps"]
+    return [r[mine] / r[other] for _, r in sorted(by_round.items()) if len(r) == 2 and r[other]]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="sentiment,fraud")
-    parser.add_argument("--servers", default="ours,kserve", help="ours, kserve or both")
+    parser.add_argument(
+        "--servers", default="ours,kserve,mlserver", help="any of ours, kserve, mlserver"
+    )
     parser.add_argument("--concurrency", default="1,8,16")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--kserve-workers", default="1,2", help="KServe configurations")
+    parser.add_argument(
+        "--mlserver-workers", default="1", help="MLServer inference worker processes"
+    )
+    parser.add_argument(
+        "--ours-variant",
+        action="append",
+        default=[],
+        metavar="LABEL:NAME=VALUE,...",
+        help="another configuration of our runtime, e.g. ours-1w2t:AISVC_WORKERS=1,"
+        "AISVC_TORCH_THREADS=2",
+    )
+    parser.add_argument(
+        "--neighbour", action="store_true", help="keep one core busy with another process"
+    )
     parser.add_argument("--ceiling-processes", default="1,2")
     parser.add_argument("--ceiling-seconds", type=float, default=8.0)
     parser.add_argument("--base-port", type=int, default=18180)
@@ -505,6 +611,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.kserve_workers = [int(w) for w in args.kserve_workers.split(",")]
     args.ceiling_processes = [int(p) for p in args.ceiling_processes.split(",") if p]
     args.ours_env = [tuple(kv.split("=", 1)) for kv in args.ours_env]
+    args.mlserver_workers = [int(w) for w in args.mlserver_workers.split(",") if w]
+    variants = []
+    for spec in args.ours_variant:
+        label, _, settings = spec.partition(":")
+        if not label.startswith("ours-"):
+            parser.error(f"--ours-variant label must start with 'ours-': {label!r}")
+        variants.append((label, dict(kv.split("=", 1) for kv in settings.split(",") if kv)))
+    args.ours_variant = variants
     return args
 
 
@@ -514,6 +628,8 @@ def preflight(args: argparse.Namespace) -> None:
         missing.append("wrk (Debian package)")
     if "kserve" in args.servers and not KSERVE_PYTHON.exists():
         missing.append(f"KServe venv at {KSERVE_PYTHON.parent.parent}")
+    if "mlserver" in args.servers and not MLSERVER_PYTHON.exists():
+        missing.append(f"MLServer venv at {MLSERVER_PYTHON.parent.parent}")
     if missing:
         sys.exit(f"missing: {', '.join(missing)}; run benchmarks/setup.sh first")
 
@@ -526,11 +642,13 @@ def main(argv: list[str] | None = None) -> int:
         "started": started,
         "cpus": os.cpu_count(),
         "load1_at_start": loadavg(),
+        "noisy_above_load": quiet_limit(),
+        "neighbour": args.neighbour,
         "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()},
     }
     print(f"serving benchmark {started}: {os.cpu_count()} CPUs, load {meta['load1_at_start']}")
     results = []
-    with tempfile.TemporaryDirectory(prefix="aisvc-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="aisvc-bench-") as tmp, neighbour(args.neighbour):
         for model in args.models:
             print(f"{model}:", flush=True)
             results.append(bench_model(model, args, Path(tmp)))

@@ -23,11 +23,14 @@ ENV_SERVICE_NAME = "AISVC_SERVICE"
 """Name of the AIService; the reply ``source`` is built from it and the revision."""
 ENV_NAMESPACE = "AISVC_NAMESPACE"
 ENV_CONCURRENCY = "AISVC_CONCURRENCY"
-"""Events one container serves at once, split across its workers (Knative's
-containerConcurrency; 0 = runtime default)."""
+"""Events one container serves at once (Knative's containerConcurrency; 0 = unbounded).
+Caps the default number of workers."""
 ENV_WORKERS = "AISVC_WORKERS"
-"""gunicorn worker processes per container (default: 1 when the function batches, else 2);
-``AISVC_CONCURRENCY`` is split across them."""
+"""Worker processes per container (default: one per CPU of the container's cgroup quota)."""
+ENV_HEADER_TIMEOUT_SECONDS = "AISVC_HEADER_TIMEOUT_SECONDS"
+"""A connection that has not sent a request's headers within this time is closed (408)."""
+ENV_BODY_TIMEOUT_SECONDS = "AISVC_BODY_TIMEOUT_SECONDS"
+"""An event whose body has not arrived within this time after its headers is answered 408."""
 ENV_MAX_BODY_BYTES = "AISVC_MAX_BODY_BYTES"
 ENV_BATCH_MAX_SIZE = "AISVC_BATCH_MAX_SIZE"
 ENV_BATCH_MAX_WAIT_MS = "AISVC_BATCH_MAX_WAIT_MS"
@@ -37,6 +40,10 @@ ENV_TORCH_THREADS = "AISVC_TORCH_THREADS"
 """torch intra-op threads per process (default 1: stable when other processes share the cores)."""
 ENV_MODEL_CACHE_DIR = "AISVC_MODEL_CACHE_DIR"
 """Where models fetched over http(s)/s3 are kept, keyed by sha256."""
+POD_TMP_DIR = "/aisvc/tmp"
+"""In a pod (read-only root file system): the writable emptyDir `TMPDIR` points at."""
+POD_MODEL_CACHE_DIR = "/aisvc/model-cache"
+"""In a pod: where the model cache volume is mounted (`ENV_MODEL_CACHE_DIR`)."""
 ENV_LOG_LEVEL = "AISVC_LOG_LEVEL"
 ENV_HOST = "AISVC_HOST"
 """Address the runtime binds (default 127.0.0.1; the container image sets 0.0.0.0)."""
@@ -66,6 +73,18 @@ EXT_HOPS = "aisvchops"
 EXT_REVISION = "aisvcrevision"
 """Optional: the Knative revision an event was delivered to, for per-revision dead-letter
 counts in the event store (set by senders that know it, e.g. the local dispatcher)."""
+EXT_CAUSATION = "causationid"
+"""On every reply: the event it answers, as `event_key(source, id)` of that event."""
+EXT_CORRELATION = "correlationid"
+"""Constant along a chain: kept from the input, else set to the input's `event_key`, so
+a first event and all replies that follow from it share one value."""
+EXT_LATENCY_MS = "aisvclatencyms"
+"""On every reply: milliseconds the function took (decode and inference), for the log."""
+EXT_CORRECTS = "aisvccorrects"
+"""On a reply re-sent by `aisvc reprocess --publish`: the `event_key` of the reply it
+replaces, so consumers can undo what the old decision did."""
+FEEDBACK_TYPE = "dev.aiservice.feedback"
+"""Feedback on a decision from any system: data ``{"decisionId": ..., "label": ...}``."""
 EXT_ERROR_DEST = "knativeerrordest"
 EXT_ERROR_CODE = "knativeerrorcode"
 EXT_ERROR_DATA = "knativeerrordata"
@@ -80,6 +99,10 @@ EVENT_STORE_DEAD_LETTERS_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/de
 EVENT_STORE_AUDIT_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/audit"
 
 
+EVENT_STORE_DECISIONS_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/decisions/{role}"
+"""POST: decision-log ingest, ``role`` one of `DECISION_ROLES`; the compiled sink URL
+carries the AIService's `spec.decisionLog` settings as its query (see the event store)."""
+DECISION_ROLES = ("inputs", "replies", "reprocessed", "feedback")
 EVENT_STORE_STATS_PATH = "/v1/stats"
 """GET: dead-letter counts per AIService and per revision (canary analysis reads it)."""
 ENV_EVENT_STORE_URL = "AISVC_EVENT_STORE_URL"
@@ -98,3 +121,15 @@ def dead_letter_path(namespace: str, name: str) -> str:
 def audit_path(namespace: str, name: str) -> str:
     """Path on the event store that ingests the audit events of one AIService."""
     return EVENT_STORE_AUDIT_PATH.format(namespace=namespace, name=name)
+
+
+def decisions_path(namespace: str, name: str, role: str) -> str:
+    """Path on the event store that ingests one part of an AIService's decision log."""
+    if role not in DECISION_ROLES:
+        raise ValueError(f"role must be one of {', '.join(DECISION_ROLES)}, not {role!r}")
+    return EVENT_STORE_DECISIONS_PATH.format(namespace=namespace, name=name, role=role)
+
+
+def event_key(source: str, event_id: str) -> str:
+    """One event's identity as `causationid` and `correlationid` carry it: source + id."""
+    return f"{source}#{event_id}"

@@ -23,7 +23,7 @@ KUBERNETES_VERSION = "1.35.0"
 """The Kubernetes version the rendered objects are validated against (helm's own client is 1.35)."""
 
 # Kinds that are not part of Kubernetes itself: they are checked by the tests below instead.
-CUSTOM_KINDS = {"ClusterKopfPeering", "PodMonitor", "ServiceMonitor"}
+CUSTOM_KINDS = {"Broker", "ClusterKopfPeering", "PodMonitor", "ServiceMonitor"}
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -123,6 +123,8 @@ def _known_kinds() -> set[str]:
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "Deployment",
         "Service",
         "Secret",

@@ -11,9 +11,13 @@ from dataclasses import replace
 from typing import Any
 
 import requests
+import uvicorn
 from aiservice_functions.runtime.app import FunctionService
+from aiservice_functions.runtime.asgi import EventApp
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.function import Function
+from aiservice_functions.runtime.protocol import bounded_protocol
+from aiservice_functions.runtime.server import bind
 from flask import Flask
 from werkzeug.serving import make_server
 
@@ -35,7 +39,40 @@ def config_for(
 
 @contextmanager
 def serving(app: Flask) -> Iterator[str]:
-    """Serve ``app`` with werkzeug's threaded server on a free loopback port."""
+    """Serve ``app`` as the runtime does: uvicorn with the event front, on a free port."""
+    service = app.extensions["aisvc"]
+    assert isinstance(service, FunctionService)
+    sock = bind("127.0.0.1", 0)
+    sock.listen(64)
+    config = service.config
+    server = uvicorn.Server(
+        uvicorn.Config(
+            EventApp(app),
+            http=bounded_protocol(config.header_timeout_seconds),
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        service.close()
+
+
+@contextmanager
+def serving_wsgi(app: Flask) -> Iterator[str]:
+    """Serve ``app`` with werkzeug's threaded server: the WSGI app on its own."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

@@ -120,6 +120,22 @@ def test_s3_without_boto3_is_refused_with_reason() -> None:
         resolve("s3://bucket/model.pt")
 
 
+def test_an_s3_model_in_the_cache_is_not_fetched_again(tmp_path: Path) -> None:
+    """What a restarted container finds on its cache volume: the verified copy, used as is
+    (no S3 client is even created; none is installed for this test to call)."""
+    body = b"weights"
+    digest = hashlib.sha256(body).hexdigest()
+    cached = tmp_path / "s3" / "models" / "fraud__v3.pt"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(body)
+    resolved = resolve("s3://models/fraud/v3.pt", digest, cache_dir=tmp_path)
+    assert resolved.path == cached and resolved.sha256 == digest
+    cached.write_bytes(b"corrupted")
+    if importlib.util.find_spec("boto3") is None:
+        with pytest.raises(ModelURIError, match="needs boto3"):  # a bad copy is fetched again
+            resolve("s3://models/fraud/v3.pt", digest, cache_dir=tmp_path)
+
+
 def test_as_uri_turns_existing_paths_into_file_uris(tmp_path: Path) -> None:
     path = tmp_path / "m.bin"
     path.write_bytes(b"x")

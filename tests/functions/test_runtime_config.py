@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from aiservice_functions.runtime.config import ConfigError, RuntimeConfig
 from aiservice_functions.runtime.function import BatchDefaults, Function, load_entrypoint
-from aiservice_functions.runtime.server import gunicorn_options
 
 BIG = BatchDefaults(enabled=True, max_size=32, max_wait_ms=5)
 TINY = BatchDefaults(enabled=False)
@@ -16,7 +15,8 @@ def test_defaults_without_any_environment() -> None:
     assert cfg.reply_source == "/aiservices/default/function/local"
     assert cfg.model_version == "local" and cfg.reply_type == ""
     assert cfg.max_body_bytes == 1024 * 1024 and cfg.batch_max_size == 1
-    assert cfg.threads == 8 and cfg.torch_threads == 1 and cfg.timeout_seconds == 30
+    assert cfg.torch_threads == 1 and cfg.timeout_seconds == 30
+    assert (cfg.header_timeout_seconds, cfg.body_timeout_seconds) == (10, 10)
 
 
 def test_knative_and_contract_variables() -> None:
@@ -28,14 +28,11 @@ def test_knative_and_contract_variables() -> None:
         "AISVC_CONCURRENCY": "200",
         "AISVC_REPLY_TYPE": " com.example.scored ",
     }
-    cfg = RuntimeConfig.from_env(BIG, env=env)
+    cfg = RuntimeConfig.from_env(BIG, env=env, cpus=2)
     assert cfg.reply_source == "/aiservices/shop/sentiment/sentiment-00007"
     assert cfg.model_version == "v2" and cfg.reply_type == "com.example.scored"
-    assert cfg.threads == 64  # capped
     assert (cfg.batch_max_size, cfg.batch_max_wait_ms) == (32, 5)
-    options = gunicorn_options(cfg, "127.0.0.1", 9000)
-    assert options["workers"] == 1 and options["threads"] == 64
-    assert options["worker_class"] == "gthread" and options["bind"] == "127.0.0.1:9000"
+    assert cfg.workers == 2
 
 
 def test_batching_overrides() -> None:
@@ -71,22 +68,23 @@ def test_entrypoints() -> None:
         load_entrypoint("aiservice_functions.nope")
 
 
-def test_workers_default_by_batching_and_split_the_concurrency() -> None:
-    batched = RuntimeConfig.from_env(BIG, env={"AISVC_CONCURRENCY": "16"})
-    assert batched.workers == 1 and batched.threads_per_worker == 16
-    unbatched = RuntimeConfig.from_env(TINY, env={"AISVC_CONCURRENCY": "16"})
-    assert unbatched.workers == 2 and unbatched.threads_per_worker == 8
-    options = gunicorn_options(unbatched, "127.0.0.1", 9000)
-    assert options["workers"] == 2 and options["threads"] == 8
-    assert callable(options["child_exit"])
-    # Batching switched on by the environment: one process, so batches can form.
-    assert RuntimeConfig.from_env(TINY, env={"AISVC_BATCH_MAX_SIZE": "8"}).workers == 1
+def test_workers_default_to_the_container_cpus_capped_by_the_concurrency() -> None:
+    # One process per CPU, batching or not: each batches on its own core.
+    assert RuntimeConfig.from_env(BIG, env={"AISVC_CONCURRENCY": "16"}, cpus=2).workers == 2
+    assert RuntimeConfig.from_env(TINY, env={"AISVC_CONCURRENCY": "16"}, cpus=4).workers == 4
     # Knative lets one event in at a time: a second process would idle.
-    assert RuntimeConfig.from_env(TINY, env={"AISVC_CONCURRENCY": "1"}).workers == 1
-    # Odd splits round up, so every event Knative may send has a thread.
-    odd = RuntimeConfig.from_env(TINY, env={"AISVC_CONCURRENCY": "5", "AISVC_WORKERS": "3"})
-    assert (odd.workers, odd.threads_per_worker) == (3, 2)
-    assert RuntimeConfig.from_env(BIG, env={"AISVC_WORKERS": "4"}).workers == 4
+    assert RuntimeConfig.from_env(TINY, env={"AISVC_CONCURRENCY": "1"}, cpus=4).workers == 1
+    assert RuntimeConfig.from_env(TINY, env={}, cpus=64).workers == 32  # MAX_WORKERS
+    assert RuntimeConfig.from_env(BIG, env={"AISVC_WORKERS": "3"}, cpus=8).workers == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("AISVC_HEADER_TIMEOUT_SECONDS", "0"), ("AISVC_BODY_TIMEOUT_SECONDS", "soon")],
+)
+def test_bad_read_timeouts_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        RuntimeConfig.from_env(TINY, env={name: value})
 
 
 @pytest.mark.parametrize("value", ["0", "two", "33"])

@@ -89,6 +89,32 @@ def test_binary_in_binary_out_with_reply_attributes(base: str, session: requests
     }
 
 
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_reply_names_its_cause_and_starts_a_correlation(
+    base: str, session: requests.Session, mode: str
+) -> None:
+    """A first event (no correlationid): the reply's correlation is the event's own key,
+    which is exactly what the decision log computes for that event."""
+    if mode == "binary":
+        response = post_binary(base, {"text": "a"}, session, ce_id="in-7", ce_source="/shop/a")
+    else:
+        response = post_structured(base, {"text": "a"}, session, id="in-7", source="/shop/a")
+    assert response.status_code == 200, response.text
+    event = reply_of(response).event
+    assert event.get_extension("causationid") == "/shop/a#in-7"
+    assert event.get_extension("correlationid") == "/shop/a#in-7"
+    assert float(event.get_extension("aisvclatencyms")) >= 0
+
+
+def test_reply_keeps_the_chain_correlation(base: str, session: requests.Session) -> None:
+    response = post_binary(
+        base, {"text": "a"}, session, ce_id="r-2", ce_source="/stage1", ce_correlationid="chain-9"
+    )
+    event = reply_of(response).event
+    assert event.get_extension("causationid") == "/stage1#r-2"
+    assert event.get_extension("correlationid") == "chain-9"
+
+
 def test_structured_in_structured_out(base: str, session: requests.Session) -> None:
     response = post_structured(base, {"text": "ünïcødé 🎉"}, session, traceparent=TRACEPARENT)
     assert response.status_code == 200, response.text

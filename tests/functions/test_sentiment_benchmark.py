@@ -68,16 +68,21 @@ def test_wrk_sends_binary_cloudevents_and_its_summary_is_parsed(
 
 
 def test_report_gives_medians_and_ratios_ours_over_baseline() -> None:
-    def run(server: str, c: int, rps: float, p50: float, p99: float) -> dict[str, Any]:
+    def run(
+        server: str, c: int, rps: float, p50: float, p99: float, rnd: int, load: float = 0.5
+    ) -> dict[str, Any]:
         cpu = 1000 / rps  # as if each server used one core
         return {
             "server": server,
             "c": c,
+            "round": rnd,
             "rps": rps,
             "p50_ms": p50,
             "p99_ms": p99,
             "cpu_ms_per_req": cpu,
             "errors": 0,
+            "load1": load,
+            "noisy": load > 1.5,
         }
 
     result = {
@@ -85,13 +90,19 @@ def test_report_gives_medians_and_ratios_ours_over_baseline() -> None:
         "ceiling": {"1": 100.0},
         "ceiling_cpu_ms": {"1": 10.0},
         "runs": [
-            run("ours", 8, 90.0, 80.0, 120.0),
-            run("ours", 8, 70.0, 100.0, 140.0),
-            run("ours", 8, 80.0, 90.0, 130.0),
-            run("kserve-1w", 8, 40.0, 180.0, 260.0),
-            run("kserve-1w", 8, 40.0, 180.0, 260.0),
+            run("ours", 8, 90.0, 80.0, 120.0, 0),
+            run("ours", 8, 70.0, 100.0, 140.0, 1),
+            run("ours", 8, 80.0, 90.0, 130.0, 2),
+            run("kserve-1w", 8, 40.0, 180.0, 260.0, 0),
+            run("kserve-1w", 8, 40.0, 180.0, 260.0, 1),
+            run("mlserver-1w", 8, 80.0, 90.0, 130.0, 0, load=3.0),
         ],
     }
     text = serving.report(result, [8])
     assert "| ours | 8 | 80.0 | 90.0 | 130.0 | 12.50 | 0 |" in text
-    assert "| kserve-1w | 8 | 2.00x | 0.50 | 0.50 | 0.50 | 80% | 80% |" in text
+    # Ratio of the medians, then each round's ratio; quiet runs are not flagged.
+    row = "| ours | kserve-1w | 8 | 2.00x (2.25, 1.75) | 0.50 | 0.50 | 0.50 | 80% | 80% | 0.5 |"
+    assert row in text
+    # A ratio with a run that started above the quiet load is flagged.
+    assert "| ours | mlserver-1w | 8 | 1.00x (1.12) |" in text
+    assert text.splitlines()[-1].endswith("| 3.0 **noisy** |")

@@ -1,6 +1,6 @@
 """Several worker processes behind one serve command: summed metrics, pod-wide readiness.
 
-Runs the real ``python -m aiservice_functions.runtime serve`` with two gunicorn workers
+Runs the real ``python -m aiservice_functions.runtime serve`` with two worker processes
 and the torch-free ``gated_fn`` function, whose replies name the worker that answered.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 from runtime_helpers import metric_value, post_binary, wait_ready
-from test_serve_gunicorn import free_port
+from test_serve import free_port
 
 HERE = Path(__file__).resolve().parent
 STALE_PID = 4242

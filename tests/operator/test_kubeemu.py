@@ -170,6 +170,22 @@ def test_owner_deletion_collects_children(kube: EmulatorThread) -> None:
     assert [t["metadata"]["name"] for t in kube.list(TRIGGERS, "gcns")] == ["other"]
 
 
+def test_an_object_with_two_owners_outlives_the_first(kube: EmulatorThread) -> None:
+    """Kubernetes' collector: a dependent goes once none of its owners is left; the reference
+    to a deleted owner is removed while another remains."""
+    owners = [kube.create(AISERVICES, _ais(n), "gc2") for n in ("a", "b")]
+    refs = [{"apiVersion": "aiservice.dev/v1alpha1", "kind": "AIService",
+             "name": o["metadata"]["name"], "uid": o["metadata"]["uid"]}
+            for o in owners]  # fmt: skip
+    kube.create(KSERVICES, {"metadata": {"name": "shared", "namespace": "gc2",
+                                         "ownerReferences": refs}})  # fmt: skip
+    kube.delete(AISERVICES, "gc2", "a")
+    kept = kube.get(KSERVICES, "gc2", "shared")
+    assert [r["name"] for r in kept["metadata"]["ownerReferences"]] == ["b"]
+    kube.delete(AISERVICES, "gc2", "b")
+    assert kube.find(KSERVICES, "gc2", "shared") is None
+
+
 def test_finalizers_delay_deletion(kube: EmulatorThread) -> None:
     kube.create(
         AISERVICES, _ais("fin") | {"metadata": {"name": "fin", "finalizers": ["x/y"]}}, "ns1"

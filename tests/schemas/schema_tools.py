@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,7 +25,10 @@ import yaml
 from cel_expr_python import cel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-KNATIVE_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas" / "knative"
+KNATIVE_SCHEMAS = Path(
+    os.environ.get("AISVC_KNATIVE_SCHEMAS") or REPO_ROOT.parent / "shared" / "schemas" / "knative"
+)
+"""Knative's CRD schemas: `shared/` beside the repository, or `$AISVC_KNATIVE_SCHEMAS`."""
 AISERVICE_CRD = REPO_ROOT / "crds" / "aiservice.dev_aiservices.yaml"
 
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -368,18 +372,43 @@ def _trigger_rules(obj: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+BROKER_CLASSES = {"MTChannelBasedBroker", "Kafka", "KafkaNamespaced", "RabbitMQBroker"}
+
+
+def _broker_rules(obj: Mapping[str, Any]) -> list[str]:
+    """Eventing's Broker validation: a known class, a complete `spec.config` reference."""
+    problems = _object_meta(obj)
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    broker_class = annotations.get("eventing.knative.dev/broker.class")
+    if broker_class is not None and broker_class not in BROKER_CLASSES:
+        problems.append(f"broker class {broker_class!r} is not installed here")
+    config = (obj.get("spec") or {}).get("config")
+    if config is not None:
+        for field in ("apiVersion", "kind", "name"):
+            if not config.get(field):
+                problems.append(f"spec.config.{field} is required")
+    return problems
+
+
 def knative_webhook_violations(obj: Mapping[str, Any]) -> list[str]:
-    """What Knative's admission webhooks would refuse in an object (Service or Trigger)."""
+    """What Knative's admission webhooks would refuse in an object (Service, Trigger,
+    Broker)."""
     if obj.get("kind") == "Service":
         return _service_rules(obj)
     if obj.get("kind") == "Trigger":
         return _trigger_rules(obj)
+    if obj.get("kind") == "Broker":
+        return _broker_rules(obj)
     return [f"unexpected kind {obj.get('kind')}"]
 
 
 def knative_violations(obj: Mapping[str, Any]) -> list[str]:
     """Schema errors plus webhook rule violations of one emitted Knative object."""
-    expected_api = {"Service": "serving.knative.dev/v1", "Trigger": "eventing.knative.dev/v1"}
+    expected_api = {
+        "Service": "serving.knative.dev/v1",
+        "Trigger": "eventing.knative.dev/v1",
+        "Broker": "eventing.knative.dev/v1",
+    }
     kind = str(obj.get("kind"))
     if expected_api.get(kind) != obj.get("apiVersion"):
         return [f"unexpected {obj.get('apiVersion')}/{kind}"]

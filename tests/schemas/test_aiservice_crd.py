@@ -98,6 +98,8 @@ SPLIT = _all(
     _set("spec.traffic.split", [{"model": "v1", "percent": 90}, {"model": "v2", "percent": 10}]),
 )
 HTTP_MODEL = "https://models.example/a.pt"
+RESERVED_ENV = "spec.function.env[].name: AISVC_*, K_*, PORT and TMPDIR are reserved"
+GPU_LIMITS = "spec.function.resources.limits: GPU requests must equal limits"
 SHA = "a" * 64
 
 # (id, mutation, expected words in a CRD refusal, expected spec.parse field prefix)
@@ -167,7 +169,7 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("model-named-stable", _all(_set("spec.models.0.name", "stable"),
                                 _set("spec.traffic.stable", "stable")),
      "spec.models[].name: stable and canary are reserved", "spec.models[0].name"),
-    ("model-name-too-long", _set("spec.models.1.name", "v" * 13), "spec.models.1.name",
+    ("model-name-too-long", _set("spec.models.1.name", "v" * 64), "spec.models.1.name",
      "spec.models[1].name"),
     ("model-uri-scheme", _set("spec.models.0.uri", "ftp://x/a.pt"), "spec.models.0.uri",
      "spec.models[0].uri"),
@@ -180,9 +182,9 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("reply-loop", _set("spec.produces", "com.example.review.submitted"),
      "spec.produces must differ from every unfiltered spec.consumes[].type", "spec.produces"),
     ("reserved-env-prefix", _set("spec.function.env", [{"name": "AISVC_MODEL_URI", "value": "x"}]),
-     "spec.function.env[].name: AISVC_*, K_* and PORT are reserved", "spec.function.env[0].name"),
+     RESERVED_ENV, "spec.function.env[0].name"),
     ("reserved-env-port", _set("spec.function.env", [{"name": "PORT", "value": "1"}]),
-     "spec.function.env[].name: AISVC_*, K_* and PORT are reserved", "spec.function.env[0].name"),
+     RESERVED_ENV, "spec.function.env[0].name"),
     ("too-many-filters",
      _set("spec.consumes.0.filters", [{"exact": {"source": f"/{i}"}} for i in range(9)]),
      "spec.consumes.0.filters", "spec.consumes[0].filters"),
@@ -194,8 +196,8 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "spec.consumes.0.filters.0.all.0.any.0", "spec.consumes[0].filters[0].all[0].any[0].not"),
     ("filter-empty-cesql", _set("spec.consumes.0.filters", [{"cesql": ""}]),
      "spec.consumes.0.filters.0.cesql", "spec.consumes[0].filters[0].cesql"),
-    ("name-too-long", _set("metadata.name", "a" * 41),
-     "metadata.name must be a DNS-1035 label of at most 40", "metadata.name"),
+    ("name-too-long", _set("metadata.name", "a" * 64),
+     "metadata.name must be a DNS-1035 label of at most 63", "metadata.name"),
     ("name-not-dns", _set("metadata.name", "Sentiment"),
      "metadata.name must be a DNS-1035 label", "metadata.name"),
     ("unknown-spec-field", _set("spec.replicas", 3), "replicas", "spec.replicas"),
@@ -207,9 +209,149 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "spec.rollout.rollback"),
     ("error-rate-over-one", _set("spec.rollout.analysis.maxErrorRate", 1.5),
      "spec.rollout.analysis.maxErrorRate", "spec.rollout.analysis.maxErrorRate"),
+    ("reserved-env-tmpdir", _set("spec.function.env", [{"name": "TMPDIR", "value": "/x"}]),
+     RESERVED_ENV, "spec.function.env[0].name"),
+    ("env-value-and-value-from", _set("spec.function.env", [{"name": "A", "value": "x",
+        "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]),
+     "spec.function.env[] must set value or valueFrom, not both", "spec.function.env[0]"),
+    ("env-two-sources", _set("spec.function.env", [{"name": "A", "valueFrom": {
+        "secretKeyRef": {"name": "s", "key": "k"}, "configMapKeyRef": {"name": "c", "key": "k"}}}]),
+     "spec.function.env.0.valueFrom", "spec.function.env[0].valueFrom"),
+    ("env-secret-without-key", _set("spec.function.env", [
+        {"name": "A", "valueFrom": {"secretKeyRef": {"name": "s"}}}]),
+     "spec.function.env.0.valueFrom.secretKeyRef", "spec.function.env[0].valueFrom.secretKeyRef"),
+    ("env-bad-field-path", _set("spec.function.env", [
+        {"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.containers"}}}]),
+     "spec.function.env.0.valueFrom.fieldRef.fieldPath",
+     "spec.function.env[0].valueFrom.fieldRef.fieldPath"),
+    ("env-from-both", _set("spec.function.envFrom", [
+        {"secretRef": {"name": "s"}, "configMapRef": {"name": "c"}}]),
+     "spec.function.envFrom[] must set exactly one of secretRef and configMapRef",
+     "spec.function.envFrom[0]"),
+    ("env-from-none", _set("spec.function.envFrom", [{"prefix": "S3_"}]),
+     "spec.function.envFrom[] must set exactly one of secretRef and configMapRef",
+     "spec.function.envFrom[0]"),
+    ("gpu-requests-without-limits", _set("spec.function.resources", {
+        "requests": {"nvidia.com/gpu": 1}}),
+     GPU_LIMITS, "spec.function.resources.limits"),
+    ("gpu-requests-differ", _set("spec.function.resources", {
+        "requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": "2"}}),
+     GPU_LIMITS, "spec.function.resources.limits"),
+    ("bad-quantity", _set("spec.function.resources", {"limits": {"memory": "lots"}}),
+     "spec.function.resources.limits.memory", "spec.function.resources.limits.memory"),
+    ("service-account-not-dns", _set("spec.function.serviceAccountName", "My_SA"),
+     "spec.function.serviceAccountName", "spec.function.serviceAccountName"),
+    ("pull-secret-without-name", _set("spec.function.imagePullSecrets", [{}]),
+     "spec.function.imagePullSecrets.0", "spec.function.imagePullSecrets[0].name"),
+    ("node-selector-bad-value", _set("spec.function.nodeSelector", {"gpu": "a b"}),
+     "spec.function.nodeSelector.gpu", "spec.function.nodeSelector.gpu"),
+    ("toleration-exists-with-value", _set("spec.function.tolerations", [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "value": "true"}]),
+     "spec.function.tolerations[].value must be empty when operator is Exists",
+     "spec.function.tolerations[0].value"),
+    ("toleration-seconds-without-no-execute", _set("spec.function.tolerations", [
+        {"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}]),
+     "spec.function.tolerations[].tolerationSeconds applies only with effect NoExecute",
+     "spec.function.tolerations[0].tolerationSeconds"),
+    ("toleration-bad-effect", _set("spec.function.tolerations", [{"key": "k", "effect": "Never"}]),
+     "spec.function.tolerations.0.effect", "spec.function.tolerations[0].effect"),
+    ("affinity-in-without-values", _set("spec.function.affinity", {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "gpu", "operator": "In"}]}]}}}),
+     "spec.function.affinity.nodeAffinity matchExpressions[].values",
+     "spec.function.affinity.nodeAffinity"),
+    ("affinity-gt-not-integer", _set("spec.function.affinity", {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "mem", "operator": "Gt", "values": ["x"]}]}]}}}),
+     "spec.function.affinity.nodeAffinity matchExpressions[].values",
+     "spec.function.affinity.nodeAffinity"),
+    ("pod-anti-affinity", _set("spec.function.affinity", {"podAntiAffinity": {}}),
+     "podAntiAffinity", "spec.function.affinity.podAntiAffinity"),
+    ("runtime-class-not-dns", _set("spec.function.runtimeClassName", "NVIDIA"),
+     "spec.function.runtimeClassName", "spec.function.runtimeClassName"),
+    ("volume-two-sources", _all(
+        _set("spec.function.volumes", [
+            {"name": "v", "emptyDir": {}, "secret": {"secretName": "s"}}]),
+        _set("spec.function.volumeMounts", [{"name": "v", "mountPath": "/v"}])),
+     "spec.function.volumes[] must set exactly one of", "spec.function.volumes[0]"),
+    ("volume-reserved-name", _all(
+        _set("spec.function.volumes", [{"name": "aisvc-tmp", "emptyDir": {}}]),
+        _set("spec.function.volumeMounts", [{"name": "aisvc-tmp", "mountPath": "/v"}])),
+     "spec.function.volumes[].name: names starting with aisvc- are reserved",
+     "spec.function.volumes[0].name"),
+    ("volume-twice", _all(
+        _set("spec.function.volumes", [
+            {"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}]),
+        _set("spec.function.volumeMounts", [{"name": "v", "mountPath": "/v"}])),
+     "spec.function.volumes[].name must be unique", "spec.function.volumes[1].name"),
+    ("volume-not-mounted", _set("spec.function.volumes", [{"name": "v", "emptyDir": {}}]),
+     "spec.function.volumes[] must each be mounted", "spec.function.volumes[0]"),
+    ("mount-of-undeclared-volume", _set("spec.function.volumeMounts", [
+        {"name": "nope", "mountPath": "/data"}]),
+     "spec.function.volumeMounts[].name must name a volume", "spec.function.volumeMounts[0].name"),
+    ("mount-at-tmp", _all(
+        _set("spec.function.volumes", [{"name": "v", "emptyDir": {}}]),
+        _set("spec.function.volumeMounts", [{"name": "v", "mountPath": "/tmp"}])),
+     "spec.function.volumeMounts[].mountPath: /, /dev, /dev/log, /tmp, /var, /var/log and /aisvc",
+     "spec.function.volumeMounts[0].mountPath"),
+    ("mount-path-twice", _all(
+        _set("spec.function.volumes", [
+            {"name": "v", "emptyDir": {}}, {"name": "w", "emptyDir": {}}]),
+        _set("spec.function.volumeMounts", [{"name": "v", "mountPath": "/d"},
+                                            {"name": "w", "mountPath": "/d"}])),
+     "spec.function.volumeMounts[].mountPath must be unique",
+     "spec.function.volumeMounts[1].mountPath"),
+    ("mount-path-relative", _all(
+        _set("spec.function.volumes", [{"name": "v", "emptyDir": {}}]),
+        _set("spec.function.volumeMounts", [{"name": "v", "mountPath": "data"}])),
+     "spec.function.volumeMounts.0.mountPath", "spec.function.volumeMounts[0].mountPath"),
+    ("model-cache-undeclared", _set("spec.function.modelCacheVolume", "cache"),
+     "spec.function.modelCacheVolume must name a volume", "spec.function.modelCacheVolume"),
+    ("run-as-root", _set("spec.function.securityContext", {"runAsUser": 0}),
+     "spec.function.securityContext.runAsUser must not be 0 while runAsNonRoot",
+     "spec.function.securityContext.runAsUser"),
+    ("seccomp-localhost", _set("spec.function.securityContext", {
+        "seccompProfile": {"type": "Localhost"}}),
+     "spec.function.securityContext.seccompProfile.type",
+     "spec.function.securityContext.seccompProfile.type"),
+    ("startup-too-long", _set("spec.function.startupTimeoutSeconds", 3601),
+     "spec.function.startupTimeoutSeconds", "spec.function.startupTimeoutSeconds"),
+    ("broker-config-of-another-class", _set("spec.managedBroker", {"class": "Kafka", "config": {
+        "apiVersion": "eventing.knative.dev/v1alpha1", "kind": "RabbitmqBrokerConfig",
+        "name": "r"}}),
+     "spec.managedBroker.config must be a v1 ConfigMap", "spec.managedBroker.config"),
+    ("rabbitmq-broker-with-configmap", _set("spec.managedBroker", {"class": "RabbitMQBroker",
+        "config": {"apiVersion": "v1", "kind": "ConfigMap", "name": "c"}}),
+     "spec.managedBroker.config must be a v1 ConfigMap", "spec.managedBroker.config"),
+    ("broker-class-unknown", _set("spec.managedBroker", {"class": "Redis"}),
+     "spec.managedBroker.class", "spec.managedBroker.class"),
+    ("broker-class-missing", _set("spec.managedBroker", {}),
+     "spec.managedBroker", "spec.managedBroker.class"),
+    ("broker-config-without-name", _set("spec.managedBroker", {"class": "Kafka", "config": {
+        "apiVersion": "v1", "kind": "ConfigMap"}}),
+     "spec.managedBroker.config", "spec.managedBroker.config.name"),
     ("too-many-models", _set("spec.models", [
         {"name": f"m{i}", "uri": f"file:///m{i}.pt"} for i in range(9)]),
      "spec.models", "spec.models"),
+    # spec.decisionLog
+    ("decision-sample-zero", _set("spec.decisionLog", {"sampleRate": 0}),
+     "spec.decisionLog.sampleRate must be greater than 0", "spec.decisionLog.sampleRate"),
+    ("decision-sample-over-one", _set("spec.decisionLog", {"sampleRate": 1.5}),
+     "spec.decisionLog.sampleRate must be greater than 0", "spec.decisionLog.sampleRate"),
+    ("decision-redact-without-data", _set("spec.decisionLog", {"redact": ["$.email"]}),
+     "spec.decisionLog.redact applies only with includeData", "spec.decisionLog.redact"),
+    ("decision-redact-not-a-path",
+     _set("spec.decisionLog", {"includeData": True, "redact": ["email"]}),
+     "spec.decisionLog.redact[] must be JSON paths", "spec.decisionLog.redact[0]"),
+    ("decision-redact-bad-index",
+     _set("spec.decisionLog", {"includeData": True, "redact": ["$.items[x]"]}),
+     "spec.decisionLog.redact[] must be JSON paths", "spec.decisionLog.redact[0]"),
+    ("decision-retention-minutes", _set("spec.decisionLog", {"retention": "90m"}),
+     "spec.decisionLog.retention must be a number of days or hours", "spec.decisionLog.retention"),
+    ("decision-retention-zero", _set("spec.decisionLog", {"retention": "0d"}),
+     "spec.decisionLog.retention must be a number of days or hours", "spec.decisionLog.retention"),
+    ("decision-unknown-field", _set("spec.decisionLog", {"sample": 0.5}),
+     "sample", "spec.decisionLog.sample"),
 ]  # fmt: skip
 
 VALID: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
@@ -236,10 +378,64 @@ VALID: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
         "image": "registry.example/f:1", "entrypoint": "pkg.fn",
         "env": [{"name": "LOG_LEVEL", "value": "debug"}, {"name": "EMPTY"}],
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 2}}})),
+    ("production-pod", _set("spec.function", {
+        "image": "registry.example/f:1", "entrypoint": "pkg.fn",
+        "serviceAccountName": "model-reader", "imagePullSecrets": [{"name": "registry"}],
+        "env": [{"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {
+                    "name": "s3", "key": "access-key", "optional": False}}},
+                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "ZONE", "valueFrom": {"fieldRef": {
+                    "fieldPath": "metadata.labels['topology.kubernetes.io/zone']"}}}],
+        "envFrom": [{"secretRef": {"name": "s3"}, "prefix": "S3_"},
+                    {"configMapRef": {"name": "cfg"}}],
+        "resources": {"requests": {"nvidia.com/gpu": 1, "cpu": "2"},
+                      "limits": {"nvidia.com/gpu": "1"}},
+        "nodeSelector": {"nvidia.com/gpu.present": "true"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                        {"key": "spot", "value": "yes", "effect": "NoExecute",
+                         "tolerationSeconds": 30}],
+        "affinity": {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["a100", "h100"]},
+                                      {"key": "spot", "operator": "DoesNotExist"}]}]},
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "preference": {
+                "matchExpressions": [{"key": "mem", "operator": "Gt", "values": ["64"]}]}}]}},
+        "runtimeClassName": "nvidia",
+        "volumes": [{"name": "cache", "persistentVolumeClaim": {"claimName": "models"}},
+                    {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
+                    {"name": "certs", "secret": {"secretName": "ca"}},
+                    {"name": "labels", "configMap": {"name": "labels", "optional": True}}],
+        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
+                         {"name": "certs", "mountPath": "/etc/certs", "readOnly": True},
+                         {"name": "labels", "mountPath": "/etc/labels"}],
+        "modelCacheVolume": "cache",
+        "securityContext": {"runAsUser": 10001, "runAsGroup": 10001},
+        "startupTimeoutSeconds": 900})),
+    ("root-opt-out", _set("spec.function.securityContext", {
+        "runAsNonRoot": False, "runAsUser": 0, "readOnlyRootFilesystem": False,
+        "allowPrivilegeEscalation": True, "seccompProfile": {"type": "Unconfined"}})),
+    ("long-names", _all(
+        _set("metadata.name", "fraud-scoring-for-the-europe-west-payments-platform-team-prod"),
+        _set("spec.models.0.name", "distilled-multilingual-2026-11-01"),
+        _set("spec.models.1.name", "2026-11-20-int8"),
+        _set("spec.traffic.stable", "distilled-multilingual-2026-11-01"),
+        _set("spec.rollout.canary", "2026-11-20-int8"))),
+    ("managed-kafka-broker", _set("spec.managedBroker", {"class": "Kafka", "config": {
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "kafka-broker-config",
+        "namespace": "knative-eventing"}})),
+    ("managed-rabbitmq-cluster-broker", _set("spec.managedBroker", {"class": "RabbitMQBroker",
+        "config": {"apiVersion": "rabbitmq.com/v1beta1", "kind": "RabbitmqCluster", "name": "r"}})),
+    ("managed-channel-broker", _set("spec.managedBroker", {"class": "MTChannelBasedBroker"})),
     ("eight-models-split", _all(NO_ROLLOUT, _set("spec.models", [
         {"name": f"m{i}", "uri": f"file:///m{i}.pt"} for i in range(8)]),
         _set("spec.traffic", {"stable": "m0", "split": [
             {"model": f"m{i}", "percent": 30 if i == 0 else 10} for i in range(8)]}))),
+    ("decision-log-defaults", _set("spec.decisionLog", {})),
+    ("decision-log-full", _set("spec.decisionLog", {
+        "enabled": True, "sampleRate": 0.25, "includeData": True, "retention": "12h",
+        "redact": ["$.customer.email", "$.items[*].text", "$.lines[0]"]})),
+    ("decision-log-paused", _set("spec.decisionLog", {"enabled": False, "retention": "9999d"})),
 ]  # fmt: skip
 
 

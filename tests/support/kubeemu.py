@@ -92,6 +92,7 @@ class Kind:
 
 NAMESPACES = Kind("", "v1", "namespaces", "Namespace", namespaced=False, status_subresource=True)
 EVENTS = Kind("", "v1", "events", "Event")
+CONFIGMAPS = Kind("", "v1", "configmaps", "ConfigMap")
 CORE_EVENTS = Kind("events.k8s.io", "v1", "events", "Event")
 CRDS = Kind(
     "apiextensions.k8s.io",
@@ -114,6 +115,7 @@ KOPF_CLUSTER_PEERINGS = Kind(
 DEFAULT_KINDS = (
     NAMESPACES,
     EVENTS,
+    CONFIGMAPS,
     CORE_EVENTS,
     CRDS,
     AISERVICES,
@@ -535,7 +537,9 @@ class Emulator(kmock.KubernetesEmulator):
             self._collect_garbage(meta.get("uid", ""))
 
     def _collect_garbage(self, owner_uid: str) -> None:
-        """Delete every object owned by `owner_uid` (the garbage collector's background mode)."""
+        """The garbage collector's background mode after `owner_uid` went: a dependent with
+        no other live owner is deleted; one with another live owner is kept, and the
+        reference to the gone owner removed (as Kubernetes' collector does)."""
         if not owner_uid:
             return
         dependents = [
@@ -543,7 +547,14 @@ class Emulator(kmock.KubernetesEmulator):
             for r, ns, n in sorted(self._dependents.get(owner_uid, ()), key=str)
         ]
         for kind, ns, name in dependents:
-            if (kind.key, ns, name) in self.store:
+            obj = self.store.get((kind.key, ns, name))
+            if obj is None:
+                continue
+            refs = obj["metadata"].get("ownerReferences") or []
+            if any(r.get("uid") in self._live_uids for r in refs if r.get("uid") != owner_uid):
+                kept = [r for r in refs if r.get("uid") != owner_uid]
+                self.patch_object(kind, ns, name, {"metadata": {"ownerReferences": kept}})
+            else:
                 self.delete_object(kind, ns, name)
 
     def _uids(self) -> set[str]:

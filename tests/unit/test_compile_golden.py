@@ -61,6 +61,13 @@ CASES = {
     "pipeline": lambda: [steady_state(a) for a in load("pipeline.yaml")],
     "canary": lambda: [steady_state(a) for a in load("canary.yaml")],
     "canary-rollback": lambda: [steady_state(a) for a in load("canary-rollback.yaml")],
+    "gpu-sentiment": lambda: [steady_state(a) for a in load("gpu-sentiment.yaml")],
+    "s3-credentials": lambda: [steady_state(a) for a in load("s3-credentials.yaml")],
+    "restricted": lambda: [steady_state(a) for a in load("restricted.yaml")],
+    "long-names": lambda: [steady_state(a) for a in load("long-names.yaml")],
+    "broker-kafka": lambda: [steady_state(a) for a in load("broker-kafka.yaml")],
+    "broker-rabbitmq": lambda: [steady_state(a) for a in load("broker-rabbitmq.yaml")],
+    "broker-channel": lambda: [steady_state(a) for a in load("broker-channel.yaml")],
     "canary-at-25-shadow": _canary_at_25_with_shadow,
     "canary-revision-pending": _canary_pending,
 }

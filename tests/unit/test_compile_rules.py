@@ -6,10 +6,12 @@ from __future__ import annotations
 import copy
 import re
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiservice_functions import contract
 from aiservice_operator.core.compile import (
+    LABEL_ROLE,
     CompileOptions,
     Desired,
     child_labels,
@@ -438,3 +440,81 @@ def test_an_empty_env_value_is_written_as_the_api_server_stores_it() -> None:
     assert env[contract.ENV_REPLY_TYPE] == {"name": contract.ENV_REPLY_TYPE}
     assert env["EMPTY"] == {"name": "EMPTY"}
     assert all(e.get("value", "x") != "" for e in container["env"])
+
+
+def _workers_env(container: dict[str, Any]) -> list[str]:
+    return [e["value"] for e in container["env"] if e["name"] == contract.ENV_WORKERS]
+
+
+def test_a_function_without_cpu_gets_two_cpus_and_one_worker_per_cpu() -> None:
+    container = _container(steady_state(parse(manifest())), "v1")
+    assert container["resources"]["requests"]["cpu"] == "2"
+    assert container["resources"]["limits"]["cpu"] == "2"
+    assert _workers_env(container) == ["2"]
+
+
+@pytest.mark.parametrize(
+    ("resources", "concurrency", "workers"),
+    [
+        ({"limits": {"cpu": "1500m"}, "requests": {"cpu": "500m"}}, 16, ["2"]),  # the limit
+        ({"requests": {"cpu": "4", "memory": "1Gi"}}, 16, ["4"]),  # no limit: the request
+        ({"requests": {"cpu": "4"}}, 3, ["3"]),  # never more than the events let in
+        ({"requests": {"cpu": "250m"}}, 0, ["1"]),
+    ],
+)
+def test_workers_follow_the_cpu_the_spec_gives(
+    resources: dict[str, Any], concurrency: int, workers: list[str]
+) -> None:
+    m = manifest()
+    m["spec"]["function"].update(resources=resources, concurrency=concurrency)
+    container = _container(steady_state(parse(m)), "v1")
+    assert container["resources"] == resources
+    assert _workers_env(container) == workers
+
+
+# --- decision log ---------------------------------------------------------------------
+
+
+def _logged(decision_log: dict[str, object] | None) -> AIService:
+    data = manifest()
+    if decision_log is not None:
+        data["spec"]["decisionLog"] = decision_log
+    return parse(data)
+
+
+def test_no_decision_log_no_capture_triggers() -> None:
+    for ais in (_logged(None), _logged({"enabled": False})):
+        roles = {t["metadata"]["labels"][LABEL_ROLE] for t in steady_state(ais).triggers}
+        assert roles == {"primary"}
+
+
+def test_decision_log_copies_inputs_and_replies_to_the_store_with_its_settings() -> None:
+    ais = _logged({"sampleRate": 0.25, "includeData": True, "redact": ["$.a.b"], "retention": "2d"})
+    options = CompileOptions(event_store_url="http://es:9000/")
+    triggers = {t["metadata"]["labels"][LABEL_ROLE]: t for t in steady_state(ais, options).triggers}
+    primary, inputs, replies = (
+        triggers["primary"],
+        triggers["decision-inputs"],
+        triggers["decision-replies"],
+    )
+    # Inputs: exactly what the service's own Trigger selects.
+    assert inputs["spec"]["filters"] == primary["spec"]["filters"]
+    # Replies: this service's replies only (the trailing slash keeps `sentiment-x` out).
+    assert replies["spec"]["filters"] == [
+        {"exact": {"type": ais.spec.produces}},
+        {"prefix": {"source": f"/aiservices/{ais.namespace}/{ais.name}/"}},
+    ]
+    for trigger, role in ((inputs, "inputs"), (replies, "replies")):
+        url = urlsplit(trigger["spec"]["subscriber"]["uri"])
+        assert url.netloc == "es:9000"
+        assert url.path == f"/v1/namespaces/{ais.namespace}/aiservices/{ais.name}/decisions/{role}"
+        assert parse_qs(url.query) == {
+            "sample": ["0.25"],
+            "data": ["true"],
+            "retention": ["172800"],
+            "redact": ["$.a.b"],
+        }
+        # A failed log delivery is retried but never becomes a dead letter of the service.
+        assert "deadLetterSink" not in trigger["spec"]["delivery"]
+        assert trigger["metadata"]["name"].startswith(f"{ais.name}-log-")
+    assert len({t["metadata"]["name"] for t in triggers.values()}) == 3

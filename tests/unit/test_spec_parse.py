@@ -127,6 +127,13 @@ def test_defaults() -> None:
          "spec.deadLetter.sink.ref.apiVersion"),
         ("spec.deadLetter", {"sink": "dlq"}, "spec.deadLetter.sink"),
         ("spec.deadLetter", {"target": {}}, "spec.deadLetter.target"),
+        ("spec.decisionLog", "on", "spec.decisionLog"),
+        ("spec.decisionLog", {"enabled": "yes"}, "spec.decisionLog.enabled"),
+        ("spec.decisionLog", {"sampleRate": -0.1}, "spec.decisionLog.sampleRate"),
+        ("spec.decisionLog", {"includeData": True, "redact": [3]}, "spec.decisionLog.redact[0]"),
+        ("spec.decisionLog", {"includeData": True, "redact": ["$.a"] * 17},
+         "spec.decisionLog.redact"),
+        ("spec.decisionLog", {"retention": "1y"}, "spec.decisionLog.retention"),
     ],
 )  # fmt: skip
 def test_each_bad_field_is_named(path: str, value: Any, field: str) -> None:
@@ -184,3 +191,16 @@ def test_go_duration() -> None:
     assert go_duration_seconds("0.5s") == 0.5
     with pytest.raises(ValueError):
         go_duration_seconds("")
+
+
+def test_decision_log_off_by_default_and_on_once_declared() -> None:
+    assert parse(good()).spec.decision_log.enabled is False
+    manifest = good()
+    manifest["spec"]["decisionLog"] = {"includeData": True, "redact": ["$.a"], "retention": "12h"}
+    log = parse(manifest).spec.decision_log
+    assert (log.enabled, log.sample_rate, log.include_data, log.redact) == (
+        True, 1.0, True, ("$.a",)
+    )  # fmt: skip
+    assert log.retention_seconds == 12 * 3600
+    manifest["spec"]["decisionLog"] = {}
+    assert parse(manifest).spec.decision_log.retention_seconds == 30 * 86400

@@ -55,7 +55,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
-from aiservice_functions.event_store import auth, ingest
+from aiservice_functions.event_store import auth, decision_api, ingest
 from aiservice_functions.event_store.records import (
     KINDS,
     EventFilter,
@@ -254,6 +254,8 @@ def create_app(
     def guard() -> Response | None:
         refusal = auth.check(token, allow_unauthenticated, request.headers.get("Authorization"))
         return _error(refusal.status, refusal.reason) if refusal else None
+
+    decision_api.register(app, store, guard, max_body_bytes, metrics)
 
     def ingest_event(kind: Kind, namespace: str, name: str) -> Response:
         try:

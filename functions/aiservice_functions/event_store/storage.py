@@ -15,6 +15,7 @@ event is stored once; its ``receipts`` counter says how often it came.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -224,6 +225,16 @@ class SqlStore:
                 conn.execute("SELECT pg_advisory_xact_lock(7163550010)")
             for statement in statements:
                 conn.execute(statement)
+
+    # --- for the store's other tables (the decision log, :mod:`.decisions`) ------------
+
+    def transaction(self, write: bool = True) -> contextlib.AbstractContextManager[_Connection]:
+        """One transaction on this thread's connection, as the dead-letter writes use."""
+        return self._tx(write)
+
+    def execute(self, conn: _Connection, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        """Run ``sql`` with ``?`` placeholders on either backend."""
+        return self._run(conn, sql, params)
 
     def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the database answers."""

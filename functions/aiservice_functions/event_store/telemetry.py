@@ -141,6 +141,12 @@ class StoreMetrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self.decision_lag = Histogram(
+            "aisvc_event_store_decision_lag_seconds",
+            "Decision log: time from an event's own `time` to it being stored (ingest lag).",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600),
+            registry=self.registry,
+        )
         # Children made once: `labels()` takes a lock and builds a key on every call.
         self._timers = {op: self.store_seconds.labels(op) for op in OPERATIONS}
         for kind in ("dead-letter", "audit"):
@@ -155,6 +161,13 @@ class StoreMetrics:
 
     def ingest(self, kind: str, outcome: str) -> None:
         self.ingested.labels(kind, outcome).inc()
+
+    def decision(self, role: str, outcome: str, lag_s: float | None) -> None:
+        """One decision-log ingest: kind `decision-<role>`, outcome stored, duplicate or
+        unsampled; the lag when the event carried a `time`."""
+        self.ingested.labels(f"decision-{role}", outcome).inc()
+        if lag_s is not None and lag_s >= 0:
+            self.decision_lag.observe(lag_s)
 
     @contextmanager
     def timed(self, operation: str) -> Iterator[None]:

@@ -2,8 +2,9 @@
 
 Supported: ``file:///abs/path``, ``pkg://package.name/path/in/package`` (models shipped
 inside a Python package), ``http(s)://`` (sha256 mandatory; cached by digest) and
-``s3://bucket/key`` (needs boto3). Anything else is refused: a revision must name
-exactly the bytes it serves, so nothing is ever fetched from a model hub by name.
+``s3://bucket/key`` (needs boto3; with a sha256, a copy already in the cache is reused).
+Anything else is refused: a revision must name exactly the bytes it serves, so nothing is
+ever fetched from a model hub by name.
 """
 
 from __future__ import annotations
@@ -150,6 +151,13 @@ def _resolve_http(uri: str, expected: str, cache_dir: Path) -> ResolvedModel:
 def _resolve_s3(
     uri: str, bucket: str, key: str, expected: str | None, cache_dir: Path | None
 ) -> ResolvedModel:
+    if not bucket or not key:
+        raise ModelURIError(f"model {uri}: expected s3://bucket/key")
+    target_dir = (cache_dir or default_cache_dir()) / "s3" / bucket
+    target = target_dir / key.replace("/", "__")
+    if expected is not None and target.is_file() and sha256_file(target) == expected:
+        # A restarted container finds the model on the cache volume: no second download.
+        return ResolvedModel(uri=uri, path=target, sha256=expected)
     try:
         import boto3
     except ImportError:
@@ -157,10 +165,6 @@ def _resolve_s3(
             f"model {uri}: s3:// needs boto3, which is not installed "
             "(install the 's3' extra: aiservice-operator[s3])"
         ) from None
-    if not bucket or not key:
-        raise ModelURIError(f"model {uri}: expected s3://bucket/key")
-    target_dir = (cache_dir or default_cache_dir()) / "s3" / bucket
-    target = target_dir / key.replace("/", "__")
     target_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(target.suffix + ".part")
     try:

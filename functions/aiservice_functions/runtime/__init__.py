@@ -21,7 +21,7 @@ Each output becomes the data of a reply event of type ``AISVC_REPLY_TYPE`` in th
 request's content mode; ``None`` means no reply (202).
 
 Entry points: :func:`aiservice_functions.runtime.app.create_app` (WSGI app, for tests
-and embedding), :func:`aiservice_functions.runtime.server.serve` (gunicorn, blocks),
+and embedding), :func:`aiservice_functions.runtime.server.serve` (uvicorn workers, blocks),
 ``python -m aiservice_functions.runtime serve ENTRYPOINT [--model URI] [--port PORT]``.
 The status codes are listed in :mod:`aiservice_functions.runtime.app`.
 

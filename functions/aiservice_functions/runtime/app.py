@@ -17,6 +17,7 @@ with backoff and then dead-lettered):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -41,6 +42,7 @@ from aiservice_functions.runtime import workers
 from aiservice_functions.runtime.cloudevents_http import (
     CloudEvent,
     InvalidEvent,
+    Mode,
     make_event,
     parse_request,
     render_response,
@@ -212,9 +214,14 @@ class FunctionService:
             raise TimeoutError(f"inference took longer than {timeout:g}s") from None
 
     def reply_event(
-        self, incoming: CloudEvent, data: Any, trace: Mapping[str, str] | None = None
+        self,
+        incoming: CloudEvent,
+        data: Any,
+        trace: Mapping[str, str] | None = None,
+        latency_ms: float | None = None,
     ) -> CloudEvent:
-        """The reply: ``produces`` type, this revision as source, model version, trace.
+        """The reply: ``produces`` type, this revision as source, model version, trace,
+        cause and correlation.
 
         ``trace`` holds the W3C ``traceparent``/``tracestate`` HTTP headers, used when
         the event itself carries no trace extension (Knative propagates the headers).
@@ -224,26 +231,84 @@ class FunctionService:
             "source": self.config.reply_source,
             contract.EXT_MODEL_VERSION: self.config.model_version,
         }
-        attributes.update(self._reply_extensions(incoming, trace))
+        attributes.update(self._reply_extensions(incoming, trace, latency_ms))
         return make_event(attributes, data)
 
     @staticmethod
-    def _reply_extensions(incoming: CloudEvent, trace: Mapping[str, str] | None) -> dict[str, Any]:
-        """The per-event attributes of a reply: trace context and hop count."""
+    def _reply_extensions(
+        incoming: CloudEvent, trace: Mapping[str, str] | None, latency_ms: float | None = None
+    ) -> dict[str, Any]:
+        """The per-event attributes of a reply: trace context, hop count, what caused it
+        (``causationid``), the chain it belongs to (``correlationid``) and the latency."""
         extensions: dict[str, Any] = {}
         for name in (contract.EXT_TRACEPARENT, "tracestate"):
             value = incoming.get_extension(name) or (trace or {}).get(name)
             if value:
                 extensions[name] = value
         extensions[contract.EXT_HOPS] = str(_hops(incoming) + 1)
+        cause = contract.event_key(incoming.get_source(), incoming.get_id())
+        extensions[contract.EXT_CAUSATION] = cause
+        extensions[contract.EXT_CORRELATION] = (
+            str(incoming.get_extension(contract.EXT_CORRELATION) or "") or cause
+        )
+        if latency_ms is not None:
+            extensions[contract.EXT_LATENCY_MS] = f"{latency_ms:.3f}"
         return extensions
 
     def handle(self, headers: Any, body: bytes, *, shadow: bool = False) -> Answer:
-        """Answer one HTTP request (never raises).
+        """Answer one HTTP request (never raises), inferring on the calling thread.
 
         ``shadow``: the event was mirrored to this revision (posted to ``SHADOW_PATH``, or
         carrying ``EXT_SHADOW``): it is processed and counted, but answered without a reply.
         """
+        started = self.begin(headers, body, shadow=shadow)
+        if isinstance(started, Answer):
+            return started
+        try:
+            output = self.infer_one(started.item)
+        except Exception as err:
+            return self.infer_failed(err, started.event)
+        return self.finish(started, output)
+
+    async def handle_async(self, headers: Any, body: bytes, *, shadow: bool = False) -> Answer:
+        """:meth:`handle` for an event loop: waits for its batch without holding a thread."""
+        started = self.begin(headers, body, shadow=shadow)
+        if isinstance(started, Answer):
+            return started
+        try:
+            output = await self.infer_async(started.item)
+        except Exception as err:
+            return self.infer_failed(err, started.event)
+        return self.finish(started, output)
+
+    async def infer_async(self, item: Any) -> Any:
+        """The output for ``item``: inline when not batching, else awaited from the batcher."""
+        runner = self.state.runner
+        if not self.state.ready.is_set() or runner is None:
+            raise NotReady(self.state.error or "model is still loading")
+        if isinstance(runner, InlineRunner):
+            return self.infer_one(item)
+        timeout = self.config.timeout_seconds
+        waiting = asyncio.wrap_future(runner.submit(item))
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            waiting.cancel()  # cancels the batcher's future too: its batch skips it
+
+        timer = asyncio.get_running_loop().call_later(timeout, expire)
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            if expired:
+                raise TimeoutError(f"inference took longer than {timeout:g}s") from None
+            raise
+        finally:
+            timer.cancel()
+
+    def begin(self, headers: Any, body: bytes, *, shadow: bool = False) -> Answer | Pending:
+        """Validate and decode: an error :class:`Answer`, or the item to infer."""
+        started = time.perf_counter()
         try:
             parsed = parse_request(headers, body)
         except InvalidEvent as err:
@@ -263,33 +328,37 @@ class FunctionService:
                 "error",
                 event=event,
             )
-        try:
-            output = self.infer_one(item)
-        except NotReady as err:
+        trace = {k: headers[k] for k in (contract.EXT_TRACEPARENT, "tracestate") if k in headers}
+        return Pending(event, item, parsed.mode, trace, shadow, started)
+
+    def infer_failed(self, err: Exception, event: CloudEvent) -> Answer:
+        """The answer to an event whose inference raised ``err``."""
+        if isinstance(err, NotReady):
             return _error(503, f"not ready: {err}", "not_ready", event=event)
-        except TimeoutError as err:
+        if isinstance(err, TimeoutError):
             log.warning("inference timed out", extra=_event_log(event))
             return _error(500, str(err), "timeout", event=event)
-        except Rejected as err:
+        if isinstance(err, Rejected):
             return _error(err.status, err.reason, "rejected", field=err.field, event=event)
-        except Exception as err:
-            log.exception("inference failed", extra=_event_log(event))
-            return _error(500, f"model failed: {type(err).__name__}", "error", event=event)
-        if shadow or _truthy(event.get_extension(contract.EXT_SHADOW)):
+        log.error("inference failed", exc_info=err, extra=_event_log(event))
+        return _error(500, f"model failed: {type(err).__name__}", "error", event=event)
+
+    def finish(self, pending: Pending, output: Any) -> Answer:
+        """The reply to a decoded event, from the function's output."""
+        event = pending.event
+        if pending.shadow or _truthy(event.get_extension(contract.EXT_SHADOW)):
             return Answer(202, {}, b"", "shadow", event)
         if output is None or not self.config.reply_type:
             return Answer(202, {}, b"", "no_reply", event)
         try:
-            trace = {
-                k: headers[k] for k in (contract.EXT_TRACEPARENT, "tracestate") if k in headers
-            }
-            if parsed.mode == "binary" and self._binary_reply is not None:
+            latency_ms = (time.perf_counter() - pending.started) * 1000
+            if pending.mode == "binary" and self._binary_reply is not None:
                 status, out_headers, out_body = self._binary_reply.write(
-                    output, self._reply_extensions(event, trace)
+                    output, self._reply_extensions(event, pending.trace, latency_ms)
                 )
             else:
                 status, out_headers, out_body = render_response(
-                    self.reply_event(event, output, trace), parsed.mode
+                    self.reply_event(event, output, pending.trace, latency_ms), pending.mode
                 )
         except Exception as err:
             log.exception("reply could not be rendered", extra=_event_log(event))
@@ -297,6 +366,41 @@ class FunctionService:
                 500, f"reply could not be rendered: {type(err).__name__}", "error", event=event
             )
         return Answer(status, out_headers, out_body, "replied", event)
+
+    def too_large(self) -> Answer:
+        limit = self.config.max_body_bytes
+        return _error(
+            413,
+            f"body larger than {limit} bytes ({contract.ENV_MAX_BODY_BYTES}); "
+            "send a reference to large data instead",
+            "too_large",
+        )
+
+    def conclude(self, answer: Answer, started: float) -> tuple[str, list[tuple[str, str]], bytes]:
+        """Count and log an answer; its status line, headers and body as sent.
+
+        ``started``: ``time.perf_counter()`` when the request arrived.
+        """
+        if answer.status >= 400:
+            answer = _naming_revision(answer, self.config.revision)
+        elapsed = time.perf_counter() - started
+        self.metrics.record(answer.outcome, elapsed)
+        _log_answer(answer, elapsed)
+        headers = list(answer.headers.items())
+        headers.append(("Content-Length", str(len(answer.body))))
+        return STATUS_LINES[answer.status], headers, answer.body
+
+
+class Pending(NamedTuple):
+    """A valid, decoded event waiting for its inference."""
+
+    event: CloudEvent
+    item: Any
+    mode: Mode
+    trace: dict[str, str]
+    shadow: bool
+    started: float
+    """``time.perf_counter()`` when decoding began: the reply's latency counts from it."""
 
 
 def _reply_writer(config: RuntimeConfig) -> BinaryReplyWriter | None:
@@ -384,23 +488,11 @@ def create_app(
             body = _read_body(environ, cfg.max_body_bytes)
             answer = service.handle(_environ_headers(environ), body, shadow=shadow)
         except RequestEntityTooLarge:
-            answer = _error(
-                413,
-                f"body larger than {cfg.max_body_bytes} bytes ({contract.ENV_MAX_BODY_BYTES}); "
-                "send a reference to large data instead",
-                "too_large",
-            )
+            answer = service.too_large()
         except Exception as err:  # last resort: never crash, never a 2xx for a failure
             log.exception("unexpected failure")
             answer = _error(500, f"internal error: {type(err).__name__}", "error")
-        if answer.status >= 400:
-            answer = _naming_revision(answer, cfg.revision)
-        elapsed = time.perf_counter() - started
-        service.metrics.record(answer.outcome, elapsed)
-        _log_answer(answer, elapsed)
-        headers = list(answer.headers.items())
-        headers.append(("Content-Length", str(len(answer.body))))
-        return _STATUS_LINES[answer.status], headers, answer.body
+        return service.conclude(answer, started)
 
     @app.post("/")
     @app.post(contract.SHADOW_PATH)
@@ -460,7 +552,7 @@ def create_app(
     return app
 
 
-_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
 def _environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:

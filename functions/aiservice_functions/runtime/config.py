@@ -13,21 +13,14 @@ from dataclasses import dataclass
 
 from aiservice_functions import contract
 from aiservice_functions.models.torch_setup import DEFAULT_TORCH_THREADS
+from aiservice_functions.runtime.cpus import container_cpus
 from aiservice_functions.runtime.function import BatchDefaults
 
-DEFAULT_CONCURRENCY = 8
-"""Events served at once per container when containerConcurrency is 0 (unbounded in Knative)."""
-MAX_THREADS = 64
-UNBATCHED_WORKERS = 2
-"""Default worker processes for a function that does not batch.
-
-Such a function is bound by the HTTP stack, which runs under one GIL per process: a
-second process lets one pod use a second core. Two, not the CPU count: ``os.cpu_count()``
-in a container reports the node's cores, not the pod's CPU limit, and Knative adds pods
-when more is needed. A batching function gets 1: a batch only forms from the events of
-one process.
-"""
 MAX_WORKERS = 32
+DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
+"""Headers of a request must arrive within this time (``AISVC_HEADER_TIMEOUT_SECONDS``)."""
+DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
+"""... and then its body within this time (``AISVC_BODY_TIMEOUT_SECONDS``), else 408."""
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
@@ -78,33 +71,24 @@ class RuntimeConfig:
     timeout_seconds: float
     torch_threads: int = DEFAULT_TORCH_THREADS
     workers: int = 1
-    """gunicorn worker processes; each loads its own copy of the model."""
+    """Worker processes; each loads its own copy of the model and batches on its own."""
+    header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
 
     @property
     def reply_source(self) -> str:
         """``source`` of reply events: which service and revision answered."""
         return f"/aiservices/{self.namespace}/{self.service}/{self.revision}"
 
-    @property
-    def threads(self) -> int:
-        """Events served at once by the whole container: one per event Knative may send."""
-        return min(self.concurrency or DEFAULT_CONCURRENCY, MAX_THREADS)
-
-    @property
-    def threads_per_worker(self) -> int:
-        """gunicorn gthread threads of each worker: the container's share, rounded up.
-
-        Knative's ``containerConcurrency`` bounds the whole pod, so the threads are split
-        across workers rather than multiplied. Connections are not spread perfectly
-        evenly by the kernel; an event beyond a worker's threads waits in that worker's
-        queue, it is not refused.
-        """
-        return max(1, -(-self.threads // self.workers))
-
     @classmethod
     def from_env(
-        cls, batching: BatchDefaults, env: Mapping[str, str] | None = None
+        cls,
+        batching: BatchDefaults,
+        env: Mapping[str, str] | None = None,
+        *,
+        cpus: int | None = None,
     ) -> RuntimeConfig:
+        """``cpus``: the CPUs to size workers by (default: the container's, see ``cpus``)."""
         env = os.environ if env is None else env
         revision = env.get(contract.ENV_K_REVISION) or "local"
         service = (
@@ -114,8 +98,10 @@ class RuntimeConfig:
         default_size = batching.max_size if batching.enabled else 1
         batch_max_size = _int(env, contract.ENV_BATCH_MAX_SIZE, default_size, 1)
         concurrency = _int(env, contract.ENV_CONCURRENCY, 0, 0)
-        # A second process cannot serve more than the pod's concurrency lets in.
-        default_workers = 1 if batch_max_size > 1 else min(UNBATCHED_WORKERS, concurrency or 99)
+        # One process per CPU of the container's quota: a process runs Python (HTTP,
+        # decoding) on one core at most, and torch on one thread (``torch_setup``). No
+        # more processes than events the pod lets in at once: an extra one would idle.
+        default_workers = min(cpus or container_cpus(), concurrency or MAX_WORKERS, MAX_WORKERS)
         workers = _int(env, contract.ENV_WORKERS, default_workers, 1)
         if workers > MAX_WORKERS:
             raise ConfigError(
@@ -140,4 +126,10 @@ class RuntimeConfig:
             ),
             torch_threads=_int(env, contract.ENV_TORCH_THREADS, DEFAULT_TORCH_THREADS, 1),
             workers=workers,
+            header_timeout_seconds=_float(
+                env, contract.ENV_HEADER_TIMEOUT_SECONDS, DEFAULT_HEADER_TIMEOUT_SECONDS, 0.001
+            ),
+            body_timeout_seconds=_float(
+                env, contract.ENV_BODY_TIMEOUT_SECONDS, DEFAULT_BODY_TIMEOUT_SECONDS, 0.001
+            ),
         )

@@ -40,7 +40,7 @@ def log_level() -> str:
 
 
 def logging_dict() -> dict[str, Any]:
-    """A ``logging.config`` dict (also handed to gunicorn as ``logconfig_dict``)."""
+    """A ``logging.config`` dict (also the event store's gunicorn ``logconfig_dict``)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -52,6 +52,9 @@ def logging_dict() -> dict[str, Any]:
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
             "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+            # The runtime logs its own start-up lines; uvicorn's would repeat them.
+            "uvicorn.error": {"level": "WARNING"},
+            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
             "werkzeug": {"level": "WARNING"},
         },
     }

@@ -1,6 +1,6 @@
 """State shared by the worker processes of one container: metrics files and readiness.
 
-With more than one gunicorn worker, each worker holds its own model and its own
+With more than one worker process, each worker holds its own model and its own
 counters. prometheus_client's multiprocess mode keeps every worker's samples in files
 under ``PROMETHEUS_MULTIPROC_DIR`` so that ``/metrics``, whichever worker answers it,
 reports the sum over all of them. The same directory holds one ready marker per worker
@@ -13,7 +13,7 @@ removes it at exit; an inherited ``PROMETHEUS_MULTIPROC_DIR`` is replaced, since
 function processes of a local run share one environment and would sum (and empty) each
 other's files. At start it removes the directories of servers that are gone (killed
 before they could clean up). The master drops a dead worker's marker and live gauges
-when gunicorn reaps it; the worker's counts stay, as counters never go down.
+when it reaps it; the worker's counts stay, as counters never go down.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def mark_ready(directory: Path, pid: int | None = None) -> None:
 
 
 def mark_dead(directory: Path, pid: int) -> None:
-    """Forget a worker that exited (called in the master, from gunicorn's ``child_exit``)."""
+    """Forget a worker that exited (called in the supervisor when it reaps the worker)."""
     # Imported here: the master must not import prometheus_client before the
     # directory is exported, or the workers it forks inherit single-process values.
     from prometheus_client import multiprocess

@@ -27,7 +27,7 @@ def serve(
         str | None, typer.Option(help="CloudEvent type of replies (empty: no reply)")
     ] = None,
 ) -> None:
-    """Serve ENTRYPOINT as CloudEvents over HTTP under gunicorn until Ctrl-C."""
+    """Serve ENTRYPOINT as CloudEvents over HTTP, as its container does, until Ctrl-C."""
     # Imported here: torch and the runtime load only when a function is served.
     from aiservice_functions.runtime.server import serve as serve_function
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from aiservice_operator.cli import dlq, fn, local, rollout
+from aiservice_operator.cli import decisions, dlq, fn, local, rollout
 from aiservice_operator.core.compile import CompileOptions, steady_state, to_yaml
 from aiservice_operator.core.spec import SpecError, parse
 
@@ -84,6 +84,7 @@ local.register(app)  # aisvc up, aisvc send
 app.add_typer(dlq.app, name="dlq")  # aisvc dlq list|show|replay|stats
 app.add_typer(fn.app, name="fn")  # aisvc fn serve
 rollout.register(app)  # aisvc promote|abort|pause|resume|status
+decisions.register(app)  # aisvc trace|reprocess|export
 
 
 def main() -> None:

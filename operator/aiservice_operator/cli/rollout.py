@@ -185,16 +185,30 @@ def traffic_bar(stable: str, canary: str, weight: int, shadow: bool = False) -> 
     return bar
 
 
+def broker_line(obj: Mapping[str, Any]) -> list[Text]:
+    """How durable the Broker in use is (the BrokerDurable condition), and a class conflict."""
+    lines = []
+    for cond in (obj.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == "BrokerDurable":
+            style = {"True": "green", "False": "yellow"}.get(str(cond.get("status")), "dim")
+            durable = {"True": "durable", "False": "in memory"}.get(str(cond.get("status")), "?")
+            lines.append(Text(f"broker: {durable}: {cond.get('message', '')}", style=style))
+        if cond.get("type") == "BrokerManaged" and cond.get("status") == "False":
+            lines.append(Text(f"broker: {cond.get('message', '')}", style="red"))
+    return lines
+
+
 def status_view(obj: Mapping[str, Any]) -> Group:
     """Phase, step and traffic of one AIService's rollout, and its latest decisions."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     state = (obj.get("status") or {}).get("rollout") or {}
     title = Text(f"{meta.get('namespace')}/{meta.get('name')}", style="bold")
+    broker = broker_line(obj)
     rollout = spec.get("rollout")
     if not rollout:
         stable = (spec.get("traffic") or {}).get("stable", "?")
-        return Group(title, Text(f"no rollout: all traffic on {stable}"))
+        return Group(title, *broker, Text(f"no rollout: all traffic on {stable}"))
     steps = rollout.get("steps") or []
     phase = state.get("phase", "Pending")
     style = {"Succeeded": "green", "Failed": "red", "Paused": "yellow"}.get(phase, "cyan")
@@ -210,6 +224,7 @@ def status_view(obj: Mapping[str, Any]) -> Group:
     canary = state.get("canary") or rollout.get("canary", "?")
     parts: list[Any] = [
         head,
+        *broker,
         traffic_bar(stable, canary, int(state.get("weight", 0)), bool(rollout.get("shadow"))),
     ]
     if state.get("message"):

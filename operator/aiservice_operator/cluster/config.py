@@ -17,6 +17,8 @@
   limit). A burst (a restart over thousands of AIServices, a bulk apply) then queues
   instead of holding every object's working set at once: peak memory stays bounded.
 - `AISVC_LIVENESS_ENDPOINT`: e.g. `http://0.0.0.0:8080/healthz` for a liveness probe.
+- `AISVC_KNATIVE_SERVING_NAMESPACE`: where Knative Serving's `config-features` is read
+  (`knative-serving`).
 - `AISVC_METRICS_PORT`: port of the operator's Prometheus `/metrics` (8000; 0: not served).
   A `Config` built in code (an operator embedded in a test or a benchmark) serves none
   unless it sets `metrics_port`.
@@ -41,6 +43,7 @@ ENV_RESYNC = "AISVC_RESYNC_SECONDS"
 ENV_WORKER_LIMIT = "AISVC_WORKER_LIMIT"
 ENV_LIVENESS = "AISVC_LIVENESS_ENDPOINT"
 ENV_METRICS_PORT = "AISVC_METRICS_PORT"
+ENV_KNATIVE_SERVING_NAMESPACE = "AISVC_KNATIVE_SERVING_NAMESPACE"
 DEFAULT_METRICS_PORT = 8000
 
 
@@ -61,6 +64,7 @@ class Config:
     worker_limit: int = 32
     liveness_endpoint: str = ""
     metrics_port: int = 0
+    knative_serving_namespace: str = "knative-serving"
 
     @property
     def standalone(self) -> bool:
@@ -103,6 +107,8 @@ class Config:
             event_store_url=store.rstrip("/"),
             cluster_domain=env.get(ENV_CLUSTER_DOMAIN, "").strip() or "cluster.local",
             peering_name=env.get(ENV_PEERING_NAME, "").strip(),
+            knative_serving_namespace=env.get(ENV_KNATIVE_SERVING_NAMESPACE, "").strip()
+            or "knative-serving",
             retry_delay=number(ENV_RETRY_DELAY, 5.0, 0.0),
             watch_timeout=int(number(ENV_WATCH_TIMEOUT, 300, 1)),
             resync_seconds=number(ENV_RESYNC, 300.0, 1.0),

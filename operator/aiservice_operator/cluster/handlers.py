@@ -32,7 +32,7 @@ import kopf
 from aiservice_operator.cluster import kube, operator_metrics
 from aiservice_operator.cluster.config import Config
 from aiservice_operator.core import compile as compiler
-from aiservice_operator.core import conditions, rollout, rollout_tick
+from aiservice_operator.core import conditions, features, rollout, rollout_tick
 from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL, AIService, SpecError, parse
 from aiservice_operator.sources import canary
 
@@ -278,7 +278,7 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
 
 async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
     meta = body["metadata"]
-    namespace, name = meta.get("namespace", "default"), meta["name"]
+    namespace = meta.get("namespace", "default")
     previous: Obj = body.get("status") or {}
     now = datetime.now(UTC)
     try:
@@ -291,16 +291,27 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
     # Independent reads go out together, and so do the writes of the Service and the
     # Triggers: a reconcile costs two round trips, not five (each trip is latency).
     selector = compiler.child_labels(ais)
-    live, revisions, live_triggers = await asyncio.gather(
-        client.get_service(namespace, name),
-        client.list_revisions(namespace, name),
+    service = compiler.service_name(ais)
+    live, revisions, live_triggers, flags, live_broker = await asyncio.gather(
+        client.get_service(namespace, service),
+        client.list_revisions(namespace, service),
         client.list_triggers(namespace, selector),
+        _knative_features(client, ais, config.knative_serving_namespace),
+        client.get_broker(namespace, ais.spec.broker),
     )
     conflict = compiler.ownership_conflict(ais, "Knative Service", live)
     if conflict:
         status = conditions.name_conflict_status(conflict, ais.generation, now, previous)
         await _write_not_ready(client, body, status)
         raise kopf.PermanentError(conflict)
+    blocked = (
+        "" if flags is _UNKNOWN else features.disabled(ais, flags, config.knative_serving_namespace)
+    )
+    if blocked:
+        # Knative would refuse the revision; the resync re-reads the flags once enabled.
+        status = conditions.feature_disabled_status(blocked, ais.generation, now, previous)
+        await _write_not_ready(client, body, status)
+        return
     ready = conditions.knative_state(
         conditions.current_knative_status(live), revisions
     ).ready_revisions
@@ -311,6 +322,18 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         mirror=rollout.mirror_active(ais.spec, previous.get("rollout")),
         options=config.compile_options,
     )
+    # The managed Broker first: Triggers on a missing Broker cannot become ready.
+    broker = await client.apply_broker(desired.broker, live_broker)
+    if broker is not None:
+        live_broker = broker.object
+        if broker.action == "created":
+            _event(body, type="Normal", reason="BrokerCreated", message=_broker_note(ais))
+    conflict_before = conditions.find_condition(
+        previous.get("conditions") or (), conditions.BROKER_MANAGED
+    )
+    broker_conflict = compiler.broker_conflict(ais, live_broker)
+    if broker_conflict and (conflict_before or {}).get("status") != "False":
+        _event(body, type="Warning", reason="BrokerClassConflict", message=broker_conflict)
     results = await asyncio.gather(
         client.apply_service(desired.service, live),
         client.apply_triggers(namespace, selector, desired.triggers, live_triggers),
@@ -329,6 +352,7 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         now,
         previous,
         revisions=revisions,
+        extra_conditions=conditions.broker_conditions(ais, live_broker, now),
     )
     await _write_status(client, body, status)
     knative_ready = _ready(conditions.current_knative_status(applied.object) or {})
@@ -340,6 +364,37 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
         knative_failed=knative_ready.get("status") == "False",
     ):
         _event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+def _broker_note(ais: AIService) -> str:
+    managed = ais.spec.managed_broker
+    kind = managed.broker_class if managed is not None else "?"
+    return f"created the {kind} Broker {ais.spec.broker}, shared by the AIServices naming it"
+
+
+_UNKNOWN: Any = object()
+"""The feature flags could not be read: Knative's webhook will judge the revision."""
+
+
+async def _knative_features(
+    client: kube.Kube, ais: AIService, namespace: str
+) -> Mapping[str, str] | None:
+    """config-features' data when the spec uses a field behind a flag that is off by
+    default (else nothing is read: a plain AIService costs no extra request)."""
+    if all(features.DEFAULTS.get(flag) == "Enabled" for flag in features.needed(ais)):
+        return {}
+    try:
+        return await client.get_knative_features(namespace)
+    except kube.ApiError as err:
+        if err.status != 403:
+            raise
+        logging.getLogger(__name__).warning(
+            "cannot read %s/%s (%s): feature flags not checked",
+            namespace,
+            features.CONFIG_MAP,
+            err,
+        )
+        return cast(Mapping[str, str], _UNKNOWN)
 
 
 async def _write_not_ready(client: kube.Kube, body: Obj, status: Obj) -> None:
@@ -427,8 +482,9 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **k
             return
         if ais.spec.rollout is None:
             return
+        service = compiler.service_name(ais)
         live, revisions = await asyncio.gather(
-            client.get_service(namespace, name), client.list_revisions(namespace, name)
+            client.get_service(namespace, service), client.list_revisions(namespace, service)
         )
         ready = conditions.knative_state(
             conditions.current_knative_status(live), revisions

@@ -34,6 +34,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import aiohttp
 
 from aiservice_operator.cluster import operator_metrics
+from aiservice_operator.core import features, names
 from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL
 
 P = ParamSpec("P")
@@ -274,9 +275,11 @@ class Kube:
         return obj or {}
 
     def forget(self, namespace: str, owner: str) -> None:
-        """Drop what was remembered about the children of a deleted AIService."""
-        for key in [k for k in self._written if k[1] == namespace and k[2].startswith(owner)]:
-            if key[2] == owner or key[2].startswith(f"{owner}-"):
+        """Drop what was remembered about the children of a deleted AIService (named after
+        its Knative Service: the AIService's name, or its shortened form)."""
+        prefixes = {owner, names.service_name(owner)}
+        for key in [k for k in self._written if k[1] == namespace]:
+            if any(key[2] == p or key[2].startswith(f"{p}-") for p in prefixes):
                 del self._written[key]
 
     def is_own_write(self, resource: str, obj: Mapping[str, Any]) -> bool:
@@ -394,6 +397,22 @@ class Kube:
         )
         return result or {}
 
+    # --- Knative Serving's feature flags ----------------------------------------------
+
+    @api_call("", "configmaps", "get")
+    async def get_knative_features(
+        self, namespace: str = features.NAMESPACE
+    ) -> dict[str, str] | None:
+        """`data` of Knative Serving's config-features (the one ConfigMap the role may
+        read); None when it does not exist (Knative's defaults apply)."""
+        path = self._path("", "v1", "configmaps", namespace, features.CONFIG_MAP)
+        found = await self._request("GET", path)
+        return (
+            None
+            if found is None
+            else {str(k): str(v) for k, v in (found.get("data") or {}).items()}
+        )
+
     # --- Knative Services and Revisions ------------------------------------------------
 
     def _service_path(self, namespace: str, name: str = "") -> str:
@@ -438,6 +457,52 @@ class Kube:
             meta["namespace"], meta["name"], update_patch(live, desired)
         )
         return Applied("updated", patched)
+
+    # --- Brokers -----------------------------------------------------------------------
+
+    def _broker_path(self, namespace: str, name: str = "") -> str:
+        return self._path(EVENTING_GROUP, EVENTING_VERSION, "brokers", namespace, name)
+
+    @api_call(EVENTING_GROUP, "brokers", "get")
+    async def get_broker(self, namespace: str, name: str) -> Obj | None:
+        return await self._request("GET", self._broker_path(namespace, name))
+
+    @api_call(EVENTING_GROUP, "brokers", "create")
+    async def create_broker(self, broker: Obj) -> Obj:
+        ns = broker["metadata"]["namespace"]
+        return await self._request("POST", self._broker_path(ns), body=broker) or {}
+
+    @api_call(EVENTING_GROUP, "brokers", "patch")
+    async def patch_broker(self, namespace: str, name: str, ops: Sequence[Obj]) -> Obj:
+        result = await self._request(
+            "PATCH",
+            self._broker_path(namespace, name),
+            body=list(ops),
+            content_type="application/json-patch+json",
+        )
+        return result or {}
+
+    async def apply_broker(self, desired: Obj | None, live: Obj | None) -> Applied | None:
+        """The managed Broker: created when missing; when it is the operator's (its label)
+        and of the class asked for, this AIService's ownerReference is added beside the
+        others. A Broker of another class, or not the operator's, is never changed."""
+        if desired is None:
+            return None
+        if live is None:
+            return Applied("created", await self.create_broker(desired))
+        lmeta, dmeta = live.get("metadata") or {}, desired["metadata"]
+        wanted = dmeta.get("annotations", {}).get("eventing.knative.dev/broker.class")
+        ours = (lmeta.get("labels") or {}).get("aiservice.dev/managed-broker") == "true"
+        actual = (lmeta.get("annotations") or {}).get("eventing.knative.dev/broker.class")
+        refs = list(lmeta.get("ownerReferences") or [])
+        missing = [r for r in dmeta.get("ownerReferences") or [] if r not in refs]
+        if not ours or actual != wanted or not missing:
+            return Applied("unchanged", live)
+        ops = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": lmeta["resourceVersion"]},
+            {"op": "add", "path": "/metadata/ownerReferences", "value": [*refs, *missing]},
+        ]
+        return Applied("updated", await self.patch_broker(lmeta["namespace"], lmeta["name"], ops))
 
     # --- Triggers ----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 from aiservice_functions import contract
 
+from aiservice_operator.core import names as naming
 from aiservice_operator.core.spec import (
     API_GROUP,
     API_VERSION,
@@ -28,6 +30,7 @@ from aiservice_operator.core.spec import (
     AIService,
     Consume,
     Filter,
+    Function,
     Model,
 )
 
@@ -36,12 +39,24 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_NAME = "aiservice.dev/name"
 LABEL_MODEL = "aiservice.dev/model"
 LABEL_ROLE = "aiservice.dev/role"
-"""On Triggers: `primary` for the one serving a consumes entry, `shadow` for its mirror."""
+"""On Triggers: `primary` for the one serving a consumes entry, `shadow` for its mirror,
+`decision-inputs` / `decision-replies` for the ones feeding the decision log."""
+ROLE_DECISION_INPUTS = "decision-inputs"
+ROLE_DECISION_REPLIES = "decision-replies"
+LABEL_MANAGED_BROKER = "aiservice.dev/managed-broker"
+"""On a Broker the operator created: it is shared, so it carries no `aiservice.dev/name`."""
+ANNOTATION_BROKER_CLASS = "eventing.knative.dev/broker.class"
+DURABLE_CLASSES = ("Kafka", "KafkaNamespaced", "RabbitMQBroker")
+"""Broker classes that keep events in a durable log or queue (Kafka topics, RabbitMQ)."""
 
 SERVING_API = "serving.knative.dev/v1"
 EVENTING_API = "eventing.knative.dev/v1"
 CONTAINER_NAME = "function"
 CONTAINER_PORT = contract.DEFAULT_PORT
+DEFAULT_CPU = "2"
+"""CPU request and limit of a function container whose spec names no CPU: the runtime
+starts one worker process per CPU, and two workers are what the serving benchmark
+measured (a batch per core; the HTTP work of a small model on both cores)."""
 TAG_STABLE = "stable"
 TAG_CANARY = "canary"
 RESERVED_TAGS = (TAG_STABLE, TAG_CANARY)
@@ -51,6 +66,16 @@ ANNOTATION_MIN_SCALE = "autoscaling.knative.dev/min-scale"
 ANNOTATION_MAX_SCALE = "autoscaling.knative.dev/max-scale"
 ANNOTATION_METRIC = "autoscaling.knative.dev/metric"
 ANNOTATION_TARGET = "autoscaling.knative.dev/target"
+ANNOTATION_PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
+
+TMP_VOLUME = "aisvc-tmp"
+CACHE_VOLUME = "aisvc-model-cache"
+TMP_DIR = contract.POD_TMP_DIR
+MODEL_CACHE_DIR = contract.POD_MODEL_CACHE_DIR
+STARTUP_PERIOD_SECONDS = 5
+PROGRESS_MARGIN_SECONDS = 120
+"""Beyond the model's startup time, the progress deadline leaves this for scheduling and
+the image pull."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +94,8 @@ class Desired:
     service: dict[str, Any]
     """serving.knative.dev/v1 Service; its template is the model being rolled now."""
     triggers: tuple[dict[str, Any], ...]
-    """eventing.knative.dev/v1 Triggers: one per consumes entry, then the shadow ones."""
+    """eventing.knative.dev/v1 Triggers: one per consumes entry, then the shadow ones, then
+    the decision log's."""
     revisions: Mapping[str, dict[str, Any]]
     """Revision name -> full template (metadata + spec) of every declared model."""
     weights: Mapping[str, int]
@@ -80,10 +106,12 @@ class Desired:
     """Models whose revision is not ready yet, in the order the template rolls them."""
     revision_names: Mapping[str, str] = field(default_factory=dict)
     """Model name -> revision name (the inverse of `revisions`)."""
+    broker: dict[str, Any] | None = None
+    """eventing.knative.dev/v1 Broker to create when missing (`spec.managedBroker`)."""
 
     def objects(self) -> list[dict[str, Any]]:
-        """The objects to apply, Service first."""
-        return [self.service, *self.triggers]
+        """The objects to apply: the managed Broker, the Service, the Triggers."""
+        return [*([self.broker] if self.broker else []), self.service, *self.triggers]
 
 
 # --- Names, labels, owner ------------------------------------------------------------
@@ -98,6 +126,11 @@ def _digest(value: Any) -> str:
 def child_labels(ais: AIService) -> dict[str, str]:
     """Labels every child object carries, so it can be found from its AIService."""
     return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_NAME: ais.name}
+
+
+def service_name(ais: AIService) -> str:
+    """The Knative Service's name: the AIService's, shortened past 40 characters."""
+    return naming.service_name(ais.name)
 
 
 def owner_reference(ais: AIService) -> dict[str, Any]:
@@ -156,7 +189,38 @@ def _metadata(ais: AIService, name: str, extra_labels: Mapping[str, str] = {}) -
 # --- Revisions -----------------------------------------------------------------------
 
 
-def _env(ais: AIService, model: Model) -> list[dict[str, str]]:
+def _resources(fn: Function) -> dict[str, dict[str, str]]:
+    """The container's resources: the spec's, with ``DEFAULT_CPU`` when it names no CPU."""
+    resources = {kind: dict(values) for kind, values in fn.resources.items() if values}
+    if not any("cpu" in values for values in resources.values()):
+        resources.setdefault("requests", {})["cpu"] = DEFAULT_CPU
+        resources.setdefault("limits", {})["cpu"] = DEFAULT_CPU
+    return resources
+
+
+def _cpus(quantity: str) -> float | None:
+    """A Kubernetes CPU quantity ("2", "1.5", "500m") in CPUs; None if unreadable."""
+    text = quantity.strip()
+    try:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        return None
+
+
+def _workers(fn: Function) -> int | None:
+    """Worker processes for the runtime: the CPU limit (else request) rounded up, at most
+    the container's concurrency. Set explicitly because without a limit the container
+    cannot tell its share from the node's cores."""
+    resources = _resources(fn)
+    quantity = resources.get("limits", {}).get("cpu") or resources.get("requests", {}).get("cpu")
+    cpus = _cpus(quantity) if quantity else None
+    if cpus is None or cpus <= 0:
+        return None
+    workers = max(1, math.ceil(cpus - 1e-9))
+    return min(workers, fn.concurrency) if fn.concurrency else workers
+
+
+def _env(ais: AIService, model: Model) -> list[dict[str, Any]]:
     spec = ais.spec
     fn = spec.function
     runtime: list[tuple[str, str]] = [
@@ -177,10 +241,84 @@ def _env(ais: AIService, model: Model) -> list[dict[str, str]]:
         runtime.append((contract.ENV_BATCH_MAX_SIZE, str(fn.batching.max_batch_size)))
     if fn.batching.max_wait_ms:
         runtime.append((contract.ENV_BATCH_MAX_WAIT_MS, str(fn.batching.max_wait_ms)))
+    workers = _workers(fn)
+    if workers is not None:
+        runtime.append((contract.ENV_WORKERS, str(workers)))
+    # The root file system is read-only: temp files and downloads go to the emptyDirs.
+    runtime += [("TMPDIR", TMP_DIR), (contract.ENV_MODEL_CACHE_DIR, MODEL_CACHE_DIR)]
     # User variables last and in their declared order: `$(VAR)` may refer to earlier ones.
     # An empty value is left out, as the API server stores it (else every read would differ
     # from what was written, and Knative refuses a template rewrite under the same name).
-    return [{"name": k, "value": v} if v else {"name": k} for k, v in (*runtime, *fn.env)]
+    runtime_env = [{"name": k, "value": v} if v else {"name": k} for k, v in runtime]
+    user_env = [{k: v for k, v in e.items() if not (k == "value" and v == "")} for e in fn.env]
+    return runtime_env + user_env
+
+
+def _security_context(fn: Function) -> dict[str, Any]:
+    sc = fn.security_context
+    out: dict[str, Any] = {
+        "allowPrivilegeEscalation": sc.allow_privilege_escalation,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": sc.read_only_root_filesystem,
+        "runAsNonRoot": sc.run_as_non_root,
+        "seccompProfile": {"type": sc.seccomp_profile},
+    }
+    if sc.run_as_user is not None:
+        out["runAsUser"] = sc.run_as_user
+    if sc.run_as_group is not None:
+        out["runAsGroup"] = sc.run_as_group
+    return out
+
+
+def _mount_read_only(volume: Mapping[str, Any], mount: Mapping[str, Any]) -> bool:
+    """Knative lets only emptyDirs and writable claims be mounted read-write."""
+    if "emptyDir" in volume:
+        return bool(mount.get("readOnly", False))
+    claim = volume.get("persistentVolumeClaim")
+    if claim is not None and not claim.get("readOnly"):
+        return bool(mount.get("readOnly", False))
+    return True
+
+
+def _volumes(fn: Function) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pod volumes, container mounts): the runtime's writable directories, then the user's."""
+    cache = fn.model_cache_volume or CACHE_VOLUME
+    volumes: list[dict[str, Any]] = [{"name": TMP_VOLUME, "emptyDir": {}}]
+    if not fn.model_cache_volume:
+        volumes.append({"name": CACHE_VOLUME, "emptyDir": {}})
+    volumes += [json.loads(json.dumps(v)) for v in fn.volumes]
+    mounts: list[dict[str, Any]] = [
+        {"name": TMP_VOLUME, "mountPath": TMP_DIR},
+        {"name": cache, "mountPath": MODEL_CACHE_DIR},
+    ]
+    by_name = {v["name"]: v for v in fn.volumes}
+    for mount in fn.volume_mounts:
+        mounts.append(
+            {
+                "name": mount["name"],
+                "mountPath": mount["mountPath"],
+                "readOnly": _mount_read_only(by_name[mount["name"]], mount),
+            }
+        )
+    return volumes, mounts
+
+
+def _pod_fields(fn: Function) -> dict[str, Any]:
+    """Identity and scheduling fields of the revision's pod spec, only those set."""
+    out: dict[str, Any] = {}
+    if fn.service_account_name:
+        out["serviceAccountName"] = fn.service_account_name
+    if fn.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": n} for n in fn.image_pull_secrets]
+    if fn.node_selector:
+        out["nodeSelector"] = dict(fn.node_selector)
+    if fn.tolerations:
+        out["tolerations"] = [dict(t) for t in fn.tolerations]
+    if fn.affinity:
+        out["affinity"] = json.loads(json.dumps(fn.affinity))
+    if fn.runtime_class_name:
+        out["runtimeClassName"] = fn.runtime_class_name
+    return out
 
 
 def _template_body(ais: AIService, model: Model) -> dict[str, Any]:
@@ -196,37 +334,59 @@ def _template_body(ais: AIService, model: Model) -> dict[str, Any]:
         "readinessProbe": {"httpGet": {"path": contract.PATH_READINESS}},
         "livenessProbe": {"httpGet": {"path": contract.PATH_LIVENESS}},
     }
-    resources = {kind: dict(values) for kind, values in fn.resources.items() if values}
-    if resources:
-        container["resources"] = resources
+    if fn.env_from:
+        container["envFrom"] = [json.loads(json.dumps(e)) for e in fn.env_from]
+    container["resources"] = _resources(fn)
+    annotations = {
+        ANNOTATION_MIN_SCALE: str(scale.min_scale),
+        ANNOTATION_MAX_SCALE: str(scale.max_scale),
+        ANNOTATION_METRIC: scale.metric,
+        ANNOTATION_TARGET: str(scale.target),
+    }
+    if fn.startup_timeout_seconds:
+        # A slow model load is neither killed by the liveness probe nor failed by Knative:
+        # the startup probe holds the other probes back, the progress deadline waits.
+        container["startupProbe"] = {
+            "httpGet": {"path": contract.PATH_LIVENESS},
+            "periodSeconds": STARTUP_PERIOD_SECONDS,
+            "failureThreshold": math.ceil(fn.startup_timeout_seconds / STARTUP_PERIOD_SECONDS),
+        }
+        deadline = fn.startup_timeout_seconds + PROGRESS_MARGIN_SECONDS
+        annotations[ANNOTATION_PROGRESS_DEADLINE] = f"{deadline}s"
+    volumes, mounts = _volumes(fn)
+    container["securityContext"] = _security_context(fn)
+    container["volumeMounts"] = mounts
     return {
         "metadata": {
             "labels": {**child_labels(ais), LABEL_MODEL: model.name},
-            "annotations": {
-                ANNOTATION_MIN_SCALE: str(scale.min_scale),
-                ANNOTATION_MAX_SCALE: str(scale.max_scale),
-                ANNOTATION_METRIC: scale.metric,
-                ANNOTATION_TARGET: str(scale.target),
-            },
+            "annotations": annotations,
         },
         "spec": {
+            **_pod_fields(fn),
             "containerConcurrency": fn.concurrency,
             "timeoutSeconds": fn.timeout_seconds,
             "containers": [container],
+            "volumes": volumes,
         },
     }
 
 
 def revision_name(ais: AIService, model_name: str) -> str:
-    """`<name>-<model>-<hash8 of the pod template>`: a new name exactly when the pod changes."""
+    """`<service>-<model>-<hash8 of the pod template>`: a new name exactly when the pod
+    changes (`names.revision_name` cuts a model name too long for 63 characters)."""
     body = _template_body(ais, ais.spec.model(model_name))
-    return f"{ais.name}-{model_name}-{_digest(body)}"
+    return naming.revision_name(service_name(ais), model_name, _digest(body))
+
+
+def model_tag(model: str) -> str:
+    """The traffic tag that routes to one model's revision."""
+    return naming.model_tag(model)
 
 
 def revision_template(ais: AIService, model_name: str) -> dict[str, Any]:
     """The full, named revision template of one model version."""
     body = _template_body(ais, ais.spec.model(model_name))
-    name = f"{ais.name}-{model_name}-{_digest(body)}"
+    name = naming.revision_name(service_name(ais), model_name, _digest(body))
     return {"metadata": {"name": name, **body["metadata"]}, "spec": body["spec"]}
 
 
@@ -295,7 +455,9 @@ def _traffic(
         if names[model.name] not in ready:
             continue
         percent = 0 if model.name in role_models else routed.get(model.name, 0)
-        targets.append({"revisionName": names[model.name], "percent": percent, "tag": model.name})
+        targets.append(
+            {"revisionName": names[model.name], "percent": percent, "tag": model_tag(model.name)}
+        )
     for target in targets:
         target["latestRevision"] = False
     actual = {m: routed.get(m, 0) for m in _roll_order(ais) if names[m] in ready}
@@ -330,14 +492,15 @@ def _trigger_filters(consume: Consume) -> list[dict[str, Any]]:
 
 
 def trigger_name(ais: AIService, consume: Consume) -> str:
-    """`<name>-<hash8 of type+filters>`: reordering filters keeps the name."""
-    return f"{ais.name}-{_digest(_trigger_filters(consume))}"
+    """`<service>-<hash8 of type+filters>`: reordering filters keeps the name."""
+    return naming.trigger_name(service_name(ais), _digest(_trigger_filters(consume)))
 
 
 def shadow_trigger_name(ais: AIService, consume: Consume) -> str:
-    """`<name>-shadow-<hash8>`: the mirror of `trigger_name`'s Trigger. The role is hashed
+    """`<service>-shadow-<hash8>`: the mirror of `trigger_name`'s Trigger. The role is hashed
     too, so it never equals the primary Trigger of an AIService called `<name>-shadow`."""
-    return f"{ais.name}-shadow-{_digest({'shadow': _trigger_filters(consume)})}"
+    digest = _digest({"shadow": _trigger_filters(consume)})
+    return naming.trigger_name(service_name(ais), digest, "shadow")
 
 
 def dead_letter_sink(ais: AIService, options: CompileOptions) -> dict[str, Any]:
@@ -367,7 +530,7 @@ def _delivery(ais: AIService, options: CompileOptions) -> dict[str, Any]:
 
 def canary_url(ais: AIService, options: CompileOptions) -> str:
     """Cluster-local URL of the canary tag's route."""
-    return f"http://{TAG_CANARY}-{ais.name}.{ais.namespace}.svc.{options.cluster_domain}"
+    return f"http://{TAG_CANARY}-{service_name(ais)}.{ais.namespace}.svc.{options.cluster_domain}"
 
 
 def _trigger(ais: AIService, consume: Consume, options: CompileOptions) -> dict[str, Any]:
@@ -378,7 +541,9 @@ def _trigger(ais: AIService, consume: Consume, options: CompileOptions) -> dict[
         "spec": {
             "broker": ais.spec.broker,
             "filters": _trigger_filters(consume),
-            "subscriber": {"ref": {"apiVersion": SERVING_API, "kind": "Service", "name": ais.name}},
+            "subscriber": {
+                "ref": {"apiVersion": SERVING_API, "kind": "Service", "name": service_name(ais)}
+            },
             "delivery": _delivery(ais, options),
         },
     }
@@ -399,6 +564,167 @@ def _shadow_trigger(ais: AIService, consume: Consume, options: CompileOptions) -
             "delivery": {"retry": 0, "timeout": d.timeout},
         },
     }
+
+
+def reply_source_prefix(ais: AIService) -> str:
+    """The `source` prefix of every reply this AIService's revisions send."""
+    return f"/aiservices/{ais.namespace}/{ais.name}/"
+
+
+def decision_sink(ais: AIService, role: str, options: CompileOptions) -> str:
+    """The event store URL one part of the decision log is delivered to. The AIService's
+    `spec.decisionLog` settings travel in the query, so the store needs no other config
+    and the local executor and a cluster store the same records."""
+    log = ais.spec.decision_log
+    query: list[tuple[str, str]] = [
+        ("sample", repr(log.sample_rate)),
+        ("data", "true" if log.include_data else "false"),
+        ("retention", str(log.retention_seconds)),
+        *(("redact", path) for path in log.redact),
+    ]
+    base = options.event_store_url.rstrip("/")
+    encoded = "&".join(f"{key}={_query_value(value)}" for key, value in query)
+    return f"{base}{contract.decisions_path(ais.namespace, ais.name, role)}?{encoded}"
+
+
+_QUERY_ESCAPES = str.maketrans({"$": "%24", "[": "%5B", "]": "%5D", "*": "%2A"})
+
+
+def _query_value(value: str) -> str:
+    """Percent-encode a query value. Values here are numbers, booleans and JSON paths
+    (`spec.REDACT_PATH`), so only `$`, `[`, `]` and `*` need it (the core does no I/O,
+    so no urllib)."""
+    return value.translate(_QUERY_ESCAPES)
+
+
+def _decision_delivery() -> dict[str, Any]:
+    """Retried, never dead-lettered: a decision-log delivery that fails must not count as
+    a dead letter of the service (canary analysis reads those)."""
+    return {
+        "retry": 5,
+        "backoffPolicy": "exponential",
+        "backoffDelay": "PT0.5S",
+        "timeout": "PT10S",
+    }
+
+
+def _decision_triggers(ais: AIService, options: CompileOptions) -> list[dict[str, Any]]:
+    """Copies of what the service consumes and of its replies, off the broker, to the
+    event store's decision ingest: nothing is added to the function's own path."""
+    if not ais.spec.decision_log.enabled:
+        return []
+    triggers = []
+    for consume in ais.spec.consumes:
+        filters = _trigger_filters(consume)
+        triggers.append(
+            {
+                "apiVersion": EVENTING_API,
+                "kind": "Trigger",
+                "metadata": _metadata(
+                    ais,
+                    naming.trigger_name(service_name(ais), _digest({"inputs": filters}), "log"),
+                    {LABEL_ROLE: ROLE_DECISION_INPUTS},
+                ),
+                "spec": {
+                    "broker": ais.spec.broker,
+                    "filters": filters,
+                    "subscriber": {"uri": decision_sink(ais, "inputs", options)},
+                    "delivery": _decision_delivery(),
+                },
+            }
+        )
+    if ais.spec.produces:
+        filters = [
+            {"exact": {"type": ais.spec.produces}},
+            {"prefix": {"source": reply_source_prefix(ais)}},
+        ]
+        triggers.append(
+            {
+                "apiVersion": EVENTING_API,
+                "kind": "Trigger",
+                "metadata": _metadata(
+                    ais,
+                    naming.trigger_name(service_name(ais), _digest({"replies": filters}), "log"),
+                    {LABEL_ROLE: ROLE_DECISION_REPLIES},
+                ),
+                "spec": {
+                    "broker": ais.spec.broker,
+                    "filters": filters,
+                    "subscriber": {"uri": decision_sink(ais, "replies", options)},
+                    "delivery": _decision_delivery(),
+                },
+            }
+        )
+    return triggers
+
+
+# --- The managed Broker --------------------------------------------------------------
+
+
+def broker_owner_reference(ais: AIService) -> dict[str, Any]:
+    """A non-controller ownerReference: the garbage collector deletes the shared Broker once
+    every AIService using it is gone, and never while one remains."""
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "name": ais.name,
+        "uid": ais.uid,
+        "controller": False,
+        "blockOwnerDeletion": False,
+    }
+
+
+def managed_broker(ais: AIService) -> dict[str, Any] | None:
+    """The Broker `spec.managedBroker` asks for (None without one)."""
+    managed = ais.spec.managed_broker
+    if managed is None:
+        return None
+    metadata: dict[str, Any] = {
+        "name": ais.spec.broker,
+        "namespace": ais.namespace,
+        "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_MANAGED_BROKER: "true"},
+        "annotations": {ANNOTATION_BROKER_CLASS: managed.broker_class},
+    }
+    if ais.uid:
+        metadata["ownerReferences"] = [broker_owner_reference(ais)]
+    spec: dict[str, Any] = {}
+    if managed.config is not None:
+        config = {
+            "apiVersion": managed.config.api_version,
+            "kind": managed.config.kind,
+            "name": managed.config.name,
+        }
+        if managed.config.namespace:
+            config["namespace"] = managed.config.namespace
+        spec["config"] = config
+    return {"apiVersion": EVENTING_API, "kind": "Broker", "metadata": metadata, "spec": spec}
+
+
+def broker_class(broker: Mapping[str, Any]) -> str:
+    """A live Broker's class; without the annotation, Knative's default class."""
+    annotations = (broker.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(ANNOTATION_BROKER_CLASS) or "MTChannelBasedBroker")
+
+
+def broker_conflict(ais: AIService, live: Mapping[str, Any] | None) -> str:
+    """Why an existing Broker does not match `spec.managedBroker` ('' when it does, or when
+    nothing is asked): another class. It is used as it is and never changed."""
+    managed = ais.spec.managed_broker
+    if managed is None or live is None:
+        return ""
+    actual = broker_class(live)
+    if actual == managed.broker_class:
+        return ""
+    return (
+        f"Broker {ais.namespace}/{ais.spec.broker} exists with class {actual}, but "
+        f"spec.managedBroker asks for {managed.broker_class}: it is left as it is (delete it "
+        "to have it recreated, or name another broker in spec.broker)"
+    )
+
+
+def is_managed_broker(live: Mapping[str, Any]) -> bool:
+    labels = (live.get("metadata") or {}).get("labels") or {}
+    return labels.get(LABEL_MANAGED_BROKER) == "true" and labels.get(LABEL_MANAGED_BY) == MANAGED_BY
 
 
 # --- The whole AIService -------------------------------------------------------------
@@ -429,7 +755,7 @@ def compile_aiservice(
     service = {
         "apiVersion": SERVING_API,
         "kind": "Service",
-        "metadata": _metadata(ais, ais.name),
+        "metadata": _metadata(ais, service_name(ais)),
         "spec": {"template": templates[template_model], "traffic": traffic},
     }
     triggers = [_trigger(ais, c, options) for c in ais.spec.consumes]
@@ -442,6 +768,7 @@ def compile_aiservice(
         and routed.get(rollout.canary, 0) < 100
     ):
         triggers += [_shadow_trigger(ais, c, options) for c in ais.spec.consumes]
+    triggers += _decision_triggers(ais, options)
     return Desired(
         service=service,
         triggers=tuple(triggers),
@@ -450,6 +777,7 @@ def compile_aiservice(
         template_model=template_model,
         pending_models=pending,
         revision_names=names,
+        broker=managed_broker(ais),
     )
 
 

@@ -16,8 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from aiservice_operator.core.compile import Desired
-from aiservice_operator.core.spec import AIService, SpecError
+from aiservice_operator.core.compile import (
+    DURABLE_CLASSES,
+    Desired,
+    broker_class,
+    broker_conflict,
+    is_managed_broker,
+)
+from aiservice_operator.core.spec import AIService, SpecError, iso8601_seconds
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 MAX_MESSAGE_LENGTH = 1024
@@ -25,11 +31,22 @@ MAX_MESSAGE_LENGTH = 1024
 READY = "Ready"
 ROLLOUT_PROGRESSING = "RolloutProgressing"
 DEGRADED = "Degraded"
-CONDITION_TYPES = (READY, ROLLOUT_PROGRESSING, DEGRADED)
+COLD_START = "ColdStartWithinTimeout"
+"""False when a measured cold start (a revision's time to Ready) exceeds the time an event
+may wait while the service scales from zero."""
+BROKER_DURABLE = "BrokerDurable"
+"""Whether the Broker in use keeps events durably (Kafka, RabbitMQ) or in memory."""
+BROKER_MANAGED = "BrokerManaged"
+"""With spec.managedBroker: whether the Broker is the one asked for."""
+CONDITION_TYPES = (READY, ROLLOUT_PROGRESSING, DEGRADED, COLD_START, BROKER_DURABLE, BROKER_MANAGED)
 
 REASON_READY = "Ready"
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_NAME_CONFLICT = "NameConflict"
+REASON_FEATURE_DISABLED = "KnativeFeatureDisabled"
+REASON_SLOW_COLD_START = "SlowColdStart"
+REASON_COLD_START_FITS = "WithinTimeout"
+REASON_WARM = "MinScaleAboveZero"
 REASON_REVISION_PENDING = "RevisionPending"
 REASON_KNATIVE_NOT_READY = "KnativeNotReady"
 REASON_NO_ROLLOUT = "NoRollout"
@@ -170,7 +187,7 @@ def _model_of(ais: AIService, desired: Desired, revision: str) -> str:
     for model, name in desired.revision_names.items():
         if name == revision:
             return model
-    prefix = f"{ais.name}-"
+    prefix = f"{desired.service['metadata']['name']}-"
     if revision.startswith(prefix) and "-" in revision[len(prefix) :]:
         return revision[len(prefix) :].rsplit("-", 1)[0]
     return ""
@@ -218,7 +235,7 @@ def _ready_condition(
             READY,
             "False" if state.status == "False" else "Unknown",
             REASON_KNATIVE_NOT_READY,
-            f"Knative Service {ais.name} is not ready ({detail})",
+            f"Knative Service {desired.service['metadata']['name']} is not ready ({detail})",
             now=now,
             observed_generation=generation,
         )
@@ -288,6 +305,145 @@ def rollout_conditions(
     ]
 
 
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def startup_seconds(
+    revisions: Iterable[Mapping[str, Any]], names: Iterable[str]
+) -> dict[str, float]:
+    """Revision name -> seconds from its creation to Ready, for the named revisions that
+    became ready: Knative's own measure of a cold start (pod, image pull, model load)."""
+    wanted = set(names)
+    measured: dict[str, float] = {}
+    for revision in revisions:
+        meta = revision.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        ready = find_condition((revision.get("status") or {}).get("conditions") or (), "Ready")
+        if name not in wanted or ready is None or ready.get("status") != "True":
+            continue
+        created = _parse_time(meta.get("creationTimestamp"))
+        became = _parse_time(ready.get("lastTransitionTime"))
+        if created is not None and became is not None and became >= created:
+            measured[name] = (became - created).total_seconds()
+    return measured
+
+
+def cold_start_condition(
+    ais: AIService, desired: Desired, revisions: Iterable[Mapping[str, Any]], now: datetime
+) -> dict[str, Any] | None:
+    """`ColdStartWithinTimeout`, once a revision of the spec has been measured: False when
+    it took longer to become ready than an event may wait (the revision's timeoutSeconds or
+    a delivery attempt's timeout, the shorter) and minScale 0 lets the service scale to zero,
+    so the first events after an idle period time out while the model loads."""
+    measured = startup_seconds(revisions, desired.revision_names.values())
+    if not measured:
+        return None
+    slowest, seconds = max(measured.items(), key=lambda item: item[1])
+    spec = ais.spec
+    limit = min(float(spec.function.timeout_seconds), iso8601_seconds(spec.delivery.timeout))
+    gen = ais.generation
+    if spec.autoscaling.min_scale > 0:
+        message = f"minScale {spec.autoscaling.min_scale}: no event waits for a cold start"
+        return condition(COLD_START, "True", REASON_WARM, message, now=now, observed_generation=gen)
+    if seconds <= limit:
+        message = f"slowest cold start {seconds:.0f}s ({slowest}) is within {limit:.0f}s"
+        return condition(
+            COLD_START, "True", REASON_COLD_START_FITS, message, now=now, observed_generation=gen
+        )
+    message = (
+        f"revision {slowest} took {seconds:.0f}s to become ready, longer than an event may wait "
+        f"({limit:.0f}s: spec.function.timeoutSeconds / spec.delivery.timeout); with "
+        "spec.autoscaling.minScale 0 events that arrive at zero pods time out: set minScale "
+        "to 1 or raise the timeouts"
+    )
+    return condition(
+        COLD_START, "False", REASON_SLOW_COLD_START, message, now=now, observed_generation=gen
+    )
+
+
+_DEFAULT_CHANNEL_CONFIG = "config-br-default-channel"
+
+
+def broker_conditions(
+    ais: AIService, live: Mapping[str, Any] | None, now: datetime
+) -> list[dict[str, Any]]:
+    """`BrokerDurable` from the class of the Broker the Triggers use, and with
+    spec.managedBroker, `BrokerManaged` (False naming both classes on a conflict)."""
+    gen = ais.generation
+    where = f"Broker {ais.namespace}/{ais.spec.broker}"
+
+    def cond(type_: str, status: ConditionStatus, reason: str, message: str) -> dict[str, Any]:
+        return condition(type_, status, reason, message, now=now, observed_generation=gen)
+
+    if live is None:
+        return [
+            cond(
+                BROKER_DURABLE,
+                "Unknown",
+                "BrokerNotFound",
+                f"{where} does not exist: its Triggers cannot become ready (create it, or set "
+                "spec.managedBroker to have the operator create it)",
+            )
+        ]
+    actual = broker_class(live)
+    config = ((live.get("spec") or {}).get("config") or {}).get("name", "")
+    if actual in DURABLE_CLASSES:
+        store = "RabbitMQ queues" if actual == "RabbitMQBroker" else "Kafka topics"
+        durable = cond(
+            BROKER_DURABLE,
+            "True",
+            "DurableBroker",
+            f"{where} is a {actual} Broker: events are kept in {store} and survive restarts",
+        )
+    elif actual == "MTChannelBasedBroker" and config in ("", _DEFAULT_CHANNEL_CONFIG):
+        durable = cond(
+            BROKER_DURABLE,
+            "False",
+            "InMemory",
+            f"{where} is an MTChannelBasedBroker on the default channel (InMemoryChannel unless "
+            "the cluster changed it): events in flight are lost when its dispatcher restarts; "
+            "choose Kafka or RabbitMQBroker for durability",
+        )
+    else:
+        durable = cond(
+            BROKER_DURABLE,
+            "Unknown",
+            "ChannelBased" if actual == "MTChannelBasedBroker" else "UnknownClass",
+            f"{where} is a {actual} Broker"
+            + (f" with channel template {config}" if config else "")
+            + ": durable only if its channel is (e.g. a KafkaChannel)",
+        )
+    out = [durable]
+    managed = ais.spec.managed_broker
+    if managed is not None:
+        conflict = broker_conflict(ais, live)
+        if conflict:
+            out.append(cond(BROKER_MANAGED, "False", "BrokerClassConflict", conflict))
+        elif is_managed_broker(live):
+            out.append(
+                cond(
+                    BROKER_MANAGED,
+                    "True",
+                    "Managed",
+                    f"{where} ({actual}) is managed: deleted once no AIService uses it",
+                )
+            )
+        else:
+            out.append(
+                cond(
+                    BROKER_MANAGED,
+                    "True",
+                    "ExistingBroker",
+                    f"{where} ({actual}) existed already: used, never changed nor deleted",
+                )
+            )
+    return out
+
+
 def summarize_status(
     ais: AIService,
     desired: Desired,
@@ -296,8 +452,10 @@ def summarize_status(
     previous_status: Mapping[str, Any] | None = None,
     *,
     revisions: Iterable[Mapping[str, Any]] = (),
+    extra_conditions: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The status fields the operator owns: observedGeneration, conditions, url, traffic.
+    `extra_conditions` (e.g. `broker_conditions`) are merged in too.
 
     `Ready` comes from the revisions and Knative; `RolloutProgressing` and `Degraded` from
     the rollout state in `previous_status["rollout"]`. `rollout` and `deadLetters` are not
@@ -306,10 +464,15 @@ def summarize_status(
     state = knative_state(knative_service_status, revisions)
     old = previous.get("conditions") or ()
     had_rollout = find_condition(old, ROLLOUT_PROGRESSING) is not None
+    revisions = list(revisions)
     updates = [
         _ready_condition(ais, desired, state, now),
         *rollout_conditions(ais, previous.get("rollout"), now, had_rollout),
     ]
+    cold = cold_start_condition(ais, desired, revisions, now)
+    if cold is not None:
+        updates.append(cold)
+    updates += [dict(c) for c in extra_conditions]
     conditions = merge_conditions(old, updates)
     return {
         "observedGeneration": ais.generation,
@@ -340,6 +503,18 @@ def name_conflict_status(
     """Status for an AIService whose Knative Service name is taken by an object it does not
     own (`compile.ownership_conflict`): Ready False, NameConflict, nothing applied."""
     return _not_ready_status(REASON_NAME_CONFLICT, conflict, generation, now, previous_status)
+
+
+def feature_disabled_status(
+    message: str,
+    generation: int,
+    now: datetime,
+    previous_status: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Status for an AIService whose pods need Knative feature flags that are off
+    (`features.disabled`): Ready False, KnativeFeatureDisabled naming each flag; nothing
+    applied, since Knative would refuse the revision."""
+    return _not_ready_status(REASON_FEATURE_DISABLED, message, generation, now, previous_status)
 
 
 def _not_ready_status(

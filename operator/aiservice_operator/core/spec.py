@@ -33,6 +33,10 @@ ISO8601_DURATION = re.compile(
     r"^P(?!$)(?:(?P<d>\d+(?:\.\d+)?)D)?"
     r"(?:T(?=\d)(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
+RETENTION = re.compile(r"^(?:(?P<d>[1-9][0-9]{0,3})d|(?P<h>[1-9][0-9]{0,4})h)$")
+"""A retention period in days (1-9999d) or hours (1-99999h): `30d`, `12h`."""
+REDACT_PATH = re.compile(r"^\$(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[(?:\d+|\*)\])+$")
+"""A JSON path into event data: `$.a.b`, `$.items[0]`, `$.items[*].text`."""
 GO_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
 
 BackoffPolicy = Literal["linear", "exponential"]
@@ -41,9 +45,11 @@ RollbackMode = Literal["instant", "stepped"]
 FilterDialect = Literal["exact", "prefix", "suffix", "all", "any", "not", "cesql"]
 FILTER_DIALECTS: tuple[FilterDialect, ...] = get_args(FilterDialect)
 
-MAX_NAME_LENGTH = 40
-"""An AIService name leaves room in 63-character revision names for `-<model>-<hash>`."""
-MAX_MODEL_NAME_LENGTH = 12
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+MAX_NAME_LENGTH = 63
+"""Longer derived names (revisions, tags, Triggers) are shortened by `core.names`."""
+MAX_MODEL_NAME_LENGTH = 63
 RESERVED_MODEL_NAMES = ("stable", "canary")
 # List and string bounds, the same as the CRD's (which needs them to bound CEL cost).
 MAX_CONSUMES = 16
@@ -56,6 +62,39 @@ MAX_STEPS = 10
 MAX_ENV = 64
 MAX_URI_LENGTH = 2048
 MAX_TYPE_LENGTH = 253
+MAX_REDACT = 16
+DEFAULT_DECISION_RETENTION = "30d"
+MAX_POD_LIST = 16
+"""Bound of the pod-level lists and maps (volumes, tolerations, envFrom, nodeSelector, ...)."""
+MAX_STARTUP_SECONDS = 3600
+RESERVED_ENV = ("PORT", "TMPDIR")
+GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu", "gpu.intel.com/i915")
+"""Extended resources that cannot be overcommitted: requests, when given, equal limits."""
+RESERVED_VOLUME_PREFIX = "aisvc-"
+POD_DIR = "/aisvc"
+"""The runtime's writable directories in the pod (temp files, model cache) live below it."""
+RESERVED_MOUNT_PATHS = ("/", "/dev", "/dev/log", "/tmp", "/var", "/var/log")
+"""Paths Knative refuses as mount paths."""
+VOLUME_SOURCES = ("emptyDir", "persistentVolumeClaim", "secret", "configMap")
+NODE_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+OPTIONAL_SUBDOMAIN = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$"
+)
+OPTIONAL_LABEL = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
+LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+MOUNT_PATH = re.compile(r"^/[^:]*$")
+QUANTITY = re.compile(
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+FIELD_PATH = re.compile(
+    r"^(metadata\.(name|namespace|uid|labels\['[^']+'\]|annotations\['[^']+'\])"
+    r"|spec\.(nodeName|serviceAccountName)|status\.(hostIP|hostIPs|podIP|podIPs))$"
+)
 """Model names double as traffic tags, next to the `stable` and `canary` tags."""
 
 
@@ -111,17 +150,48 @@ class Batching:
     max_wait_ms: int = 0
 
 
+SeccompProfile = Literal["RuntimeDefault", "Unconfined"]
+
+
+@dataclass(frozen=True)
+class SecurityContext:
+    """The function container's securityContext; the defaults meet the `restricted` Pod
+    Security Standard (capabilities are always all dropped)."""
+
+    run_as_non_root: bool = True
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    read_only_root_filesystem: bool = True
+    allow_privilege_escalation: bool = False
+    seccomp_profile: SeccompProfile = "RuntimeDefault"
+
+
 @dataclass(frozen=True)
 class Function:
     image: str
     entrypoint: str
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[Mapping[str, Any], ...] = ()
+    """Container `env` entries as written: `{name, value}` or `{name, valueFrom}`."""
+    env_from: tuple[Mapping[str, Any], ...] = ()
     resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     concurrency: int = 16
     """Knative `containerConcurrency`: events one pod serves at once (0 = unlimited)."""
     timeout_seconds: int = 60
     """Knative revision `timeoutSeconds`: how long one event may take."""
     batching: Batching = Batching()
+    service_account_name: str = ""
+    image_pull_secrets: tuple[str, ...] = ()
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    runtime_class_name: str = ""
+    volumes: tuple[Mapping[str, Any], ...] = ()
+    volume_mounts: tuple[Mapping[str, Any], ...] = ()
+    model_cache_volume: str = ""
+    """A volume of `volumes` that keeps downloaded models; empty: a pod-lifetime emptyDir."""
+    security_context: SecurityContext = SecurityContext()
+    startup_timeout_seconds: int = 0
+    """How long a new pod may take to load its model; 0: Knative's defaults."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +269,47 @@ class DeadLetter:
         return not self.uri and self.ref is None
 
 
+BrokerClass = Literal["MTChannelBasedBroker", "Kafka", "RabbitMQBroker"]
+BROKER_CLASSES: tuple[BrokerClass, ...] = get_args(BrokerClass)
+BROKER_CONFIG_KINDS: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "MTChannelBasedBroker": (("v1", "ConfigMap"),),
+    "Kafka": (("v1", "ConfigMap"),),
+    "RabbitMQBroker": (
+        ("eventing.knative.dev/v1alpha1", "RabbitmqBrokerConfig"),
+        ("rabbitmq.com/v1beta1", "RabbitmqCluster"),
+    ),
+}
+"""The configuration each Broker class reads: a channel template or Kafka ConfigMap, a
+RabbitmqBrokerConfig (or, older, the RabbitmqCluster itself)."""
+
+
+@dataclass(frozen=True)
+class ManagedBroker:
+    """A Broker the operator creates when missing, shared by the AIServices naming it."""
+
+    broker_class: BrokerClass
+    config: SinkRef | None = None
+
+
+@dataclass(frozen=True)
+class DecisionLog:
+    """`spec.decisionLog`: which consumed events and replies the event store keeps.
+
+    Off unless asked for. Sampling is decided per chain (by `correlationid`), so a chain
+    is either kept whole or not at all; without `include_data` only attributes and a hash
+    of the data are kept; `redact` paths are removed before anything is stored."""
+
+    enabled: bool = False
+    sample_rate: float = 1.0
+    include_data: bool = False
+    redact: tuple[str, ...] = ()
+    retention: str = DEFAULT_DECISION_RETENTION
+
+    @property
+    def retention_seconds(self) -> int:
+        return retention_seconds(self.retention)
+
+
 @dataclass(frozen=True)
 class AIServiceSpec:
     consumes: tuple[Consume, ...]
@@ -211,6 +322,8 @@ class AIServiceSpec:
     autoscaling: Autoscaling = Autoscaling()
     delivery: Delivery = Delivery()
     dead_letter: DeadLetter = DeadLetter()
+    decision_log: DecisionLog = DecisionLog()
+    managed_broker: ManagedBroker | None = None
 
     def model(self, name: str) -> Model:
         """The declared model called `name` (names are validated to exist)."""
@@ -243,6 +356,15 @@ def iso8601_seconds(value: str) -> float:
         raise ValueError(f"{value!r} is not an ISO-8601 duration such as PT0.5S")
     parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
     return parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+
+
+def retention_seconds(value: str) -> int:
+    """Seconds in a retention period such as `30d` or `12h`."""
+    match = RETENTION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a number of days or hours, such as 30d or 12h")
+    days, hours = match.group("d"), match.group("h")
+    return int(days) * 86400 if days else int(hours or 0) * 3600
 
 
 def go_duration_seconds(value: str) -> float:
@@ -430,6 +552,8 @@ _SPEC_FIELDS = {
     "autoscaling",
     "delivery",
     "deadLetter",
+    "decisionLog",
+    "managedBroker",
 }
 
 
@@ -463,7 +587,34 @@ def _parse_spec(r: _Reader, data: Mapping[str, Any]) -> AIServiceSpec | None:
         autoscaling=_parse_autoscaling(r, r.mapping(data.get("autoscaling"), "spec.autoscaling")),
         delivery=_parse_delivery(r, r.mapping(data.get("delivery"), "spec.delivery")),
         dead_letter=_parse_dead_letter(r, r.mapping(data.get("deadLetter"), "spec.deadLetter")),
+        decision_log=_parse_decision_log(r, data.get("decisionLog")),
+        managed_broker=_parse_managed_broker(r, data.get("managedBroker")),
     )
+
+
+def _parse_managed_broker(r: _Reader, value: Any) -> ManagedBroker | None:
+    if value is None:
+        return None
+    path = "spec.managedBroker"
+    data = r.mapping(value, path)
+    r.unknown(data, path, {"class", "config"})
+    broker_class = r.choice(data, "class", path, default="", choices=BROKER_CLASSES)
+    if "config" not in data:
+        return ManagedBroker(broker_class=broker_class or "MTChannelBasedBroker")
+    cp = f"{path}.config"
+    ref = r.mapping(data.get("config"), cp)
+    r.unknown(ref, cp, {"apiVersion", "kind", "name", "namespace"})
+    config = SinkRef(
+        api_version=r.string(ref, "apiVersion", cp, max_length=253),
+        kind=r.string(ref, "kind", cp, max_length=63),
+        name=r.string(ref, "name", cp, pattern=DNS_SUBDOMAIN),
+        namespace=r.string(ref, "namespace", cp, default="", pattern=OPTIONAL_LABEL, max_length=63),
+    )
+    allowed = BROKER_CONFIG_KINDS.get(broker_class, ())
+    if broker_class and (config.api_version, config.kind) not in allowed:
+        shown = " or ".join(f"{a} {k}" for a, k in allowed)
+        r.fail(cp, f"a {broker_class} Broker is configured by a {shown}")
+    return ManagedBroker(broker_class=broker_class or "MTChannelBasedBroker", config=config)
 
 
 def _parse_consumes(r: _Reader, value: Any) -> tuple[Consume, ...]:
@@ -539,30 +690,361 @@ def _parse_filter(r: _Reader, value: Any, path: str, depth: int = 1) -> Filter:
     return Filter("exact")
 
 
-def _parse_function(r: _Reader, data: Mapping[str, Any]) -> Function:
-    path = "spec.function"
+def _ref(r: _Reader, data: Mapping[str, Any], path: str, *, key: bool) -> dict[str, Any]:
+    """A secretKeyRef / configMapKeyRef (`key`) or a secretRef / configMapRef."""
+    r.unknown(data, path, {"name", "key", "optional"} if key else {"name", "optional"})
+    out: dict[str, Any] = {"name": r.string(data, "name", path, pattern=DNS_SUBDOMAIN)}
+    if key:
+        out["key"] = r.string(
+            data, "key", path, pattern=CONFIG_KEY, hint="a Secret or ConfigMap key"
+        )
+    if "optional" in data:
+        out["optional"] = r.boolean(data, "optional", path, default=False)
+    return out
+
+
+def _parse_env(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
+    env: list[Mapping[str, Any]] = []
+    for index, item in enumerate(r.sequence(value, path, MAX_ENV)):
+        where = f"{path}[{index}]"
+        entry = r.mapping(item, where, required=True)
+        r.unknown(entry, where, {"name", "value", "valueFrom"})
+        name = r.string(entry, "name", where, pattern=ENV_NAME)
+        if name.startswith(("AISVC_", "K_")) or name in RESERVED_ENV:
+            r.fail(f"{where}.name", f"{name} is reserved for the runtime")
+        if "valueFrom" not in entry:
+            env.append(
+                {
+                    "name": name,
+                    "value": r.string(entry, "value", where, default="", max_length=4096),
+                }
+            )
+            continue
+        if "value" in entry:
+            r.fail(where, "must set value or valueFrom, not both")
+        source = r.mapping(entry.get("valueFrom"), f"{where}.valueFrom", required=True)
+        if len(source) != 1:
+            r.fail(
+                f"{where}.valueFrom",
+                "must set exactly one of secretKeyRef, configMapKeyRef, fieldRef",
+            )
+            continue
+        ((kind, body),) = source.items()
+        sp = f"{where}.valueFrom.{kind}"
+        ref = r.mapping(body, sp, required=True)
+        if kind in ("secretKeyRef", "configMapKeyRef"):
+            env.append({"name": name, "valueFrom": {kind: _ref(r, ref, sp, key=True)}})
+        elif kind == "fieldRef":
+            r.unknown(ref, sp, {"fieldPath"})
+            field_path = r.string(
+                ref, "fieldPath", sp, pattern=FIELD_PATH, hint="a pod field such as metadata.name"
+            )
+            env.append({"name": name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}})
+        else:
+            r.fail(
+                f"{where}.valueFrom", f"{kind!r} is not secretKeyRef, configMapKeyRef or fieldRef"
+            )
+    return tuple(env)
+
+
+def _parse_env_from(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
+    sources: list[Mapping[str, Any]] = []
+    for index, item in enumerate(r.sequence(value, path, MAX_POD_LIST)):
+        where = f"{path}[{index}]"
+        entry = r.mapping(item, where, required=True)
+        r.unknown(entry, where, {"prefix", "secretRef", "configMapRef"})
+        refs = [k for k in ("secretRef", "configMapRef") if k in entry]
+        if len(refs) != 1:
+            r.fail(where, "must set exactly one of secretRef and configMapRef")
+            continue
+        out: dict[str, Any] = {
+            refs[0]: _ref(
+                r, r.mapping(entry[refs[0]], f"{where}.{refs[0]}"), f"{where}.{refs[0]}", key=False
+            )
+        }
+        if "prefix" in entry:
+            out["prefix"] = r.string(entry, "prefix", where, pattern=ENV_NAME, max_length=64)
+        sources.append(out)
+    return tuple(sources)
+
+
+def _parse_resources(r: _Reader, value: Any, path: str) -> dict[str, dict[str, str]]:
+    resources = r.mapping(value, path)
+    r.unknown(resources, path, {"requests", "limits"})
+    out: dict[str, dict[str, str]] = {}
+    for kind in ("requests", "limits"):
+        if kind not in resources:
+            continue
+        values = r.mapping(resources.get(kind), f"{path}.{kind}")
+        if len(values) > MAX_POD_LIST:
+            r.fail(f"{path}.{kind}", f"must hold at most {MAX_POD_LIST} entries")
+        out[kind] = {}
+        for name, quantity in values.items():
+            if (
+                isinstance(quantity, bool)
+                or not isinstance(quantity, int | str)
+                or not QUANTITY.match(str(quantity))
+            ):
+                r.fail(
+                    f"{path}.{kind}.{name}", f"{quantity!r} is not a quantity such as 500m or 2Gi"
+                )
+            out[kind][str(name)] = str(quantity)
+    for name in GPU_RESOURCES:
+        requested = out.get("requests", {}).get(name)
+        if requested is not None and out.get("limits", {}).get(name) != requested:
+            r.fail(
+                f"{path}.limits", f"{name}: requests must equal limits (it cannot be overcommitted)"
+            )
+    return out
+
+
+def _parse_tolerations(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
+    out: list[Mapping[str, Any]] = []
+    for index, item in enumerate(r.sequence(value, path, MAX_POD_LIST)):
+        where = f"{path}[{index}]"
+        entry = r.mapping(item, where, required=True)
+        r.unknown(entry, where, {"key", "operator", "value", "effect", "tolerationSeconds"})
+        toleration: dict[str, Any] = {}
+        if "key" in entry:
+            toleration["key"] = r.string(entry, "key", where, pattern=LABEL_KEY, hint="a label key")
+        operator = r.choice(entry, "operator", where, default="Equal", choices=("Equal", "Exists"))
+        toleration["operator"] = operator
+        if "value" in entry:
+            toleration["value"] = r.string(entry, "value", where, max_length=63)
+            if operator == "Exists" and toleration["value"]:
+                r.fail(f"{where}.value", "must be empty when operator is Exists")
+        if "effect" in entry:
+            toleration["effect"] = r.choice(
+                entry,
+                "effect",
+                where,
+                default="",
+                choices=("NoSchedule", "PreferNoSchedule", "NoExecute"),
+            )
+        if "tolerationSeconds" in entry:
+            toleration["tolerationSeconds"] = r.integer(
+                entry, "tolerationSeconds", where, default=0, minimum=0
+            )
+            if toleration.get("effect") != "NoExecute":
+                r.fail(f"{where}.tolerationSeconds", "applies only with effect NoExecute")
+        out.append(toleration)
+    return tuple(out)
+
+
+def _parse_selector_terms(r: _Reader, value: Any, path: str) -> list[dict[str, Any]]:
+    terms: list[dict[str, Any]] = []
+    for index, item in enumerate(r.sequence(value, path, MAX_POD_LIST)):
+        where = f"{path}[{index}]"
+        term = r.mapping(item, where, required=True)
+        r.unknown(term, where, {"matchExpressions"})
+        expressions = []
+        for e_index, e_item in enumerate(
+            r.sequence(term.get("matchExpressions"), f"{where}.matchExpressions", MAX_POD_LIST)
+        ):
+            ep = f"{where}.matchExpressions[{e_index}]"
+            expr = r.mapping(e_item, ep, required=True)
+            r.unknown(expr, ep, {"key", "operator", "values"})
+            operator = r.choice(expr, "operator", ep, default="", choices=NODE_OPERATORS)
+            values = [str(v) for v in r.sequence(expr.get("values"), f"{ep}.values", MAX_POD_LIST)]
+            if operator in ("In", "NotIn") and not values:
+                r.fail(f"{ep}.values", f"must not be empty with operator {operator}")
+            if operator in ("Exists", "DoesNotExist") and values:
+                r.fail(f"{ep}.values", f"must be empty with operator {operator}")
+            if operator in ("Gt", "Lt") and (len(values) != 1 or not values[0].isdigit()):
+                r.fail(f"{ep}.values", f"must be one integer with operator {operator}")
+            entry: dict[str, Any] = {
+                "key": r.string(expr, "key", ep, pattern=LABEL_KEY, hint="a label key"),
+                "operator": operator,
+            }
+            if values:
+                entry["values"] = values
+            expressions.append(entry)
+        if not expressions:
+            r.fail(f"{where}.matchExpressions", "must hold at least one expression")
+        terms.append({"matchExpressions": expressions})
+    return terms
+
+
+def _parse_affinity(r: _Reader, value: Any, path: str) -> dict[str, Any]:
+    """Node affinity (required and preferred); pod (anti-)affinity is not offered."""
+    data = r.mapping(value, path)
+    r.unknown(data, path, {"nodeAffinity"})
+    if "nodeAffinity" not in data:
+        return {}
+    np = f"{path}.nodeAffinity"
+    node = r.mapping(data.get("nodeAffinity"), np)
+    required_key = "requiredDuringSchedulingIgnoredDuringExecution"
+    preferred_key = "preferredDuringSchedulingIgnoredDuringExecution"
+    r.unknown(node, np, {required_key, preferred_key})
+    out: dict[str, Any] = {}
+    if required_key in node:
+        rp = f"{np}.{required_key}"
+        required = r.mapping(node.get(required_key), rp)
+        r.unknown(required, rp, {"nodeSelectorTerms"})
+        terms = _parse_selector_terms(
+            r, required.get("nodeSelectorTerms"), f"{rp}.nodeSelectorTerms"
+        )
+        if not terms:
+            r.fail(f"{rp}.nodeSelectorTerms", "must hold at least one term")
+        out[required_key] = {"nodeSelectorTerms": terms}
+    if preferred_key in node:
+        pp = f"{np}.{preferred_key}"
+        preferred = []
+        for index, item in enumerate(r.sequence(node.get(preferred_key), pp, MAX_POD_LIST)):
+            where = f"{pp}[{index}]"
+            entry = r.mapping(item, where, required=True)
+            r.unknown(entry, where, {"weight", "preference"})
+            weight = r.integer(entry, "weight", where, default=0, minimum=1, maximum=100)
+            (term,) = _parse_selector_terms(
+                r, [entry.get("preference")], f"{where}.preference"
+            ) or [{}]
+            preferred.append({"weight": weight, "preference": term})
+        out[preferred_key] = preferred
+    return {"nodeAffinity": out} if out else {}
+
+
+def _parse_volumes(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
+    volumes: list[Mapping[str, Any]] = []
+    for index, item in enumerate(r.sequence(value, path, MAX_POD_LIST)):
+        where = f"{path}[{index}]"
+        entry = r.mapping(item, where, required=True)
+        r.unknown(entry, where, {"name", *VOLUME_SOURCES})
+        name = r.string(entry, "name", where, pattern=DNS_1123_LABEL, max_length=63)
+        if name.startswith(RESERVED_VOLUME_PREFIX):
+            r.fail(f"{where}.name", f"names starting with {RESERVED_VOLUME_PREFIX} are reserved")
+        kinds = [k for k in VOLUME_SOURCES if k in entry]
+        if len(kinds) != 1:
+            r.fail(where, f"must set exactly one of {', '.join(VOLUME_SOURCES)}")
+            continue
+        (kind,) = kinds
+        sp = f"{where}.{kind}"
+        source = r.mapping(entry[kind], sp)
+        out: dict[str, Any] = {}
+        if kind == "emptyDir":
+            r.unknown(source, sp, {"medium", "sizeLimit"})
+            if "medium" in source:
+                out["medium"] = r.choice(source, "medium", sp, default="", choices=("", "Memory"))
+            if "sizeLimit" in source:
+                out["sizeLimit"] = r.string(
+                    source, "sizeLimit", sp, pattern=QUANTITY, hint="a quantity such as 10Gi"
+                )
+        elif kind == "persistentVolumeClaim":
+            r.unknown(source, sp, {"claimName", "readOnly"})
+            out["claimName"] = r.string(source, "claimName", sp, pattern=DNS_SUBDOMAIN)
+            out["readOnly"] = r.boolean(source, "readOnly", sp, default=False)
+        elif kind == "secret":
+            r.unknown(source, sp, {"secretName", "optional"})
+            out["secretName"] = r.string(source, "secretName", sp, pattern=DNS_SUBDOMAIN)
+            if "optional" in source:
+                out["optional"] = r.boolean(source, "optional", sp, default=False)
+        else:
+            out = _ref(r, source, sp, key=False)
+        volumes.append({"name": name, kind: out})
+    names = [v["name"] for v in volumes]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            r.fail(f"{path}[{index}].name", f"{name!r} is declared twice")
+    return tuple(volumes)
+
+
+def _parse_mounts(
+    r: _Reader, value: Any, path: str, volumes: Sequence[Mapping[str, Any]]
+) -> tuple[Mapping[str, Any], ...]:
+    declared = {v["name"] for v in volumes}
+    mounts: list[Mapping[str, Any]] = []
+    for index, item in enumerate(r.sequence(value, path, MAX_POD_LIST)):
+        where = f"{path}[{index}]"
+        entry = r.mapping(item, where, required=True)
+        r.unknown(entry, where, {"name", "mountPath", "readOnly"})
+        name = r.string(entry, "name", where, max_length=63)
+        if name and name not in declared:
+            r.fail(f"{where}.name", f"{name!r} is not a volume of spec.function.volumes")
+        mount_path = r.string(
+            entry, "mountPath", where, pattern=MOUNT_PATH, hint="an absolute path", max_length=512
+        )
+        if mount_path in RESERVED_MOUNT_PATHS or mount_path.startswith(POD_DIR):
+            r.fail(f"{where}.mountPath", f"{mount_path} is reserved (Knative or the runtime)")
+        mount: dict[str, Any] = {"name": name, "mountPath": mount_path}
+        if "readOnly" in entry:
+            mount["readOnly"] = r.boolean(entry, "readOnly", where, default=False)
+        mounts.append(mount)
+    paths = [m["mountPath"] for m in mounts]
+    for index, mount_path in enumerate(paths):
+        if mount_path in paths[:index]:
+            r.fail(f"{path}[{index}].mountPath", f"{mount_path} is mounted twice")
+    return tuple(mounts)
+
+
+def _parse_security(r: _Reader, value: Any, path: str) -> SecurityContext:
+    data = r.mapping(value, path)
     r.unknown(
         data,
         path,
-        {"image", "entrypoint", "env", "resources", "concurrency", "timeoutSeconds", "batching"},
-    )
-    env: list[tuple[str, str]] = []
-    for index, item in enumerate(r.sequence(data.get("env"), f"{path}.env", MAX_ENV)):
-        entry = r.mapping(item, f"{path}.env[{index}]", required=True)
-        r.unknown(entry, f"{path}.env[{index}]", {"name", "value"})
-        env.append(
-            (
-                r.string(entry, "name", f"{path}.env[{index}]", pattern=ENV_NAME),
-                r.string(entry, "value", f"{path}.env[{index}]", default="", max_length=4096),
-            )
-        )
-    for index, (env_name, _) in enumerate(env):
-        if env_name.startswith(("AISVC_", "K_")) or env_name == "PORT":
-            r.fail(f"{path}.env[{index}].name", f"{env_name} is reserved for the runtime")
-    resources = r.mapping(data.get("resources"), f"{path}.resources")
-    r.unknown(resources, f"{path}.resources", {"requests", "limits"})
+        {"runAsNonRoot", "runAsUser", "runAsGroup", "readOnlyRootFilesystem",
+         "allowPrivilegeEscalation", "seccompProfile"},
+    )  # fmt: skip
+    seccomp = r.mapping(data.get("seccompProfile"), f"{path}.seccompProfile")
+    r.unknown(seccomp, f"{path}.seccompProfile", {"type"})
+    user = group = None
+    if "runAsUser" in data:
+        user = r.integer(data, "runAsUser", path, default=0, minimum=0, maximum=2147483647)
+    if "runAsGroup" in data:
+        group = r.integer(data, "runAsGroup", path, default=0, minimum=0, maximum=2147483647)
+    result = SecurityContext(
+        run_as_non_root=r.boolean(data, "runAsNonRoot", path, default=True),
+        run_as_user=user,
+        run_as_group=group,
+        read_only_root_filesystem=r.boolean(data, "readOnlyRootFilesystem", path, default=True),
+        allow_privilege_escalation=r.boolean(data, "allowPrivilegeEscalation", path, default=False),
+        seccomp_profile=r.choice(
+            seccomp, "type", f"{path}.seccompProfile", default="RuntimeDefault",
+            choices=("RuntimeDefault", "Unconfined"),
+        ),
+    )  # fmt: skip
+    if result.run_as_non_root and user == 0:
+        r.fail(f"{path}.runAsUser", "must not be 0 while runAsNonRoot is true")
+    return result
+
+
+_FUNCTION_FIELDS = {
+    "image", "entrypoint", "env", "envFrom", "resources", "concurrency", "timeoutSeconds",
+    "batching", "serviceAccountName", "imagePullSecrets", "nodeSelector", "tolerations",
+    "affinity", "runtimeClassName", "volumes", "volumeMounts", "modelCacheVolume",
+    "securityContext", "startupTimeoutSeconds",
+}  # fmt: skip
+
+
+def _parse_function(r: _Reader, data: Mapping[str, Any]) -> Function:
+    path = "spec.function"
+    r.unknown(data, path, _FUNCTION_FIELDS)
     batching = r.mapping(data.get("batching"), f"{path}.batching")
     r.unknown(batching, f"{path}.batching", {"maxBatchSize", "maxWaitMs"})
+    pull_secrets: list[str] = []
+    for index, item in enumerate(
+        r.sequence(data.get("imagePullSecrets"), f"{path}.imagePullSecrets", MAX_POD_LIST)
+    ):
+        where = f"{path}.imagePullSecrets[{index}]"
+        entry = r.mapping(item, where, required=True)
+        r.unknown(entry, where, {"name"})
+        pull_secrets.append(r.string(entry, "name", where, pattern=DNS_SUBDOMAIN))
+    selector = r.mapping(data.get("nodeSelector"), f"{path}.nodeSelector")
+    if len(selector) > MAX_POD_LIST:
+        r.fail(f"{path}.nodeSelector", f"must hold at most {MAX_POD_LIST} entries")
+    for key, val in selector.items():
+        if not LABEL_KEY.match(str(key)) or len(str(key)) > 253:
+            r.fail(f"{path}.nodeSelector.{key}", "is not a label key")
+        if not isinstance(val, str) or not LABEL_VALUE.match(val):
+            r.fail(f"{path}.nodeSelector.{key}", f"{val!r} is not a label value")
+    volumes = _parse_volumes(r, data.get("volumes"), f"{path}.volumes")
+    cache = r.string(data, "modelCacheVolume", path, default="", max_length=63)
+    if cache and cache not in {v["name"] for v in volumes}:
+        r.fail(f"{path}.modelCacheVolume", f"{cache!r} is not a volume of spec.function.volumes")
+    mounts = _parse_mounts(r, data.get("volumeMounts"), f"{path}.volumeMounts", volumes)
+    mounted = {m["name"] for m in mounts} | {cache}
+    for index, volume in enumerate(volumes):
+        if volume["name"] not in mounted:
+            # Knative refuses a revision with a volume nothing mounts.
+            r.fail(f"{path}.volumes[{index}]", "is neither mounted nor the modelCacheVolume")
     return Function(
         image=r.string(data, "image", path, max_length=512),
         entrypoint=r.string(
@@ -572,14 +1054,9 @@ def _parse_function(r: _Reader, data: Mapping[str, Any]) -> Function:
             pattern=re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"),
             hint="a dotted Python module path",
         ),
-        env=tuple(env),
-        resources={
-            kind: {
-                str(k): str(v) for k, v in r.mapping(resources.get(kind), f"{path}.{kind}").items()
-            }
-            for kind in ("requests", "limits")
-            if kind in resources
-        },
+        env=_parse_env(r, data.get("env"), f"{path}.env"),
+        env_from=_parse_env_from(r, data.get("envFrom"), f"{path}.envFrom"),
+        resources=_parse_resources(r, data.get("resources"), f"{path}.resources"),
         concurrency=r.integer(data, "concurrency", path, default=16, minimum=0, maximum=1000),
         timeout_seconds=r.integer(data, "timeoutSeconds", path, default=60, minimum=1, maximum=600),
         batching=Batching(
@@ -589,6 +1066,23 @@ def _parse_function(r: _Reader, data: Mapping[str, Any]) -> Function:
             max_wait_ms=r.integer(
                 batching, "maxWaitMs", f"{path}.batching", default=0, minimum=0, maximum=1000
             ),
+        ),
+        service_account_name=r.string(
+            data, "serviceAccountName", path, default="", pattern=OPTIONAL_SUBDOMAIN
+        ),
+        image_pull_secrets=tuple(pull_secrets),
+        node_selector={str(k): str(v) for k, v in selector.items()},
+        tolerations=_parse_tolerations(r, data.get("tolerations"), f"{path}.tolerations"),
+        affinity=_parse_affinity(r, data.get("affinity"), f"{path}.affinity"),
+        runtime_class_name=r.string(
+            data, "runtimeClassName", path, default="", pattern=OPTIONAL_SUBDOMAIN
+        ),
+        volumes=volumes,
+        volume_mounts=mounts,
+        model_cache_volume=cache,
+        security_context=_parse_security(r, data.get("securityContext"), f"{path}.securityContext"),
+        startup_timeout_seconds=r.integer(
+            data, "startupTimeoutSeconds", path, default=0, minimum=0, maximum=MAX_STARTUP_SECONDS
         ),
     )
 
@@ -602,7 +1096,7 @@ def _parse_models(r: _Reader, value: Any) -> tuple[Model, ...]:
         path = f"spec.models[{index}]"
         data = r.mapping(item, path, required=True)
         r.unknown(data, path, {"name", "uri", "sha256"})
-        name = r.string(data, "name", path, pattern=DNS_LABEL, hint="a DNS-1035 label")
+        name = r.string(data, "name", path, pattern=DNS_1123_LABEL, hint="a DNS-1123 label")
         if len(name) > MAX_MODEL_NAME_LENGTH:
             r.fail(f"{path}.name", f"must be at most {MAX_MODEL_NAME_LENGTH} characters")
         if name in RESERVED_MODEL_NAMES:
@@ -775,4 +1269,41 @@ def _parse_dead_letter(r: _Reader, data: Mapping[str, Any]) -> DeadLetter:
             name=r.string(ref, "name", rp, pattern=DNS_LABEL),
             namespace=r.string(ref, "namespace", rp, default=""),
         )
+    )
+
+
+def _parse_decision_log(r: _Reader, value: Any) -> DecisionLog:
+    """`spec.decisionLog`; present means enabled unless `enabled: false`."""
+    path = "spec.decisionLog"
+    if value is None:
+        return DecisionLog()
+    data = r.mapping(value, path)
+    r.unknown(data, path, {"enabled", "sampleRate", "includeData", "redact", "retention"})
+    rate = r.number(data, "sampleRate", path, default=1.0, maximum=1.0)
+    if rate <= 0:
+        r.fail(f"{path}.sampleRate", "must be greater than 0 and at most 1")
+    include_data = r.boolean(data, "includeData", path, default=False)
+    redact: list[str] = []
+    for index, item in enumerate(r.sequence(data.get("redact"), f"{path}.redact", MAX_REDACT)):
+        where = f"{path}.redact[{index}]"
+        if not isinstance(item, str):
+            r.fail(where, f"must be a string, not {type(item).__name__}")
+        elif len(item) > 256 or not REDACT_PATH.match(item):
+            r.fail(where, f"{item[:80]!r} is not a JSON path such as $.customer.email")
+        else:
+            redact.append(item)
+    if redact and not include_data:
+        r.fail(f"{path}.redact", "applies only with includeData: true (else no data is kept)")
+    retention = r.string(data, "retention", path, default=DEFAULT_DECISION_RETENTION, max_length=32)
+    if retention:
+        try:
+            retention_seconds(retention)
+        except ValueError as err:
+            r.fail(f"{path}.retention", str(err))
+    return DecisionLog(
+        enabled=r.boolean(data, "enabled", path, default=True),
+        sample_rate=rate,
+        include_data=include_data,
+        redact=tuple(redact),
+        retention=retention,
     )

@@ -1,5 +1,6 @@
-"""What `aisvc up -f` reads: AIServices (compiled by the operator's compiler) and the
-Knative objects a user may add next to them (Triggers, Brokers)."""
+"""What `aisvc up -f` reads: AIServices (compiled by the operator's compiler), the
+Knative objects a user may add next to them (Triggers, Brokers), and Secrets and
+ConfigMaps whose values fill the functions' `valueFrom` and `envFrom`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import yaml
 
 from aiservice_operator.core.spec import API_GROUP, KIND, AIService, SpecError, parse
+from aiservice_operator.local.pod_env import LocalValues
 
 EVENTING = "eventing.knative.dev/"
 
@@ -26,6 +28,8 @@ class Manifests:
     """Triggers written by the user (subscriber: a Service of the manifests or any URL)."""
     brokers: set[str] = field(default_factory=set)
     """``namespace/name`` of Brokers declared explicitly."""
+    values: LocalValues = field(default_factory=LocalValues)
+    """Secrets and ConfigMaps: local stand-ins for the cluster's."""
 
 
 def load(paths: Iterable[Path]) -> Manifests:
@@ -74,4 +78,9 @@ def _add(out: Manifests, doc: Any, label: str) -> list[str]:
     if api.startswith(EVENTING) and kind == "Broker":
         out.brokers.add(f"{meta.get('namespace', 'default')}/{meta.get('name', 'default')}")
         return []
-    return [f"{label}: {api} {kind} cannot run locally (AIService, Trigger and Broker can)"]
+    if api == "v1" and kind in ("Secret", "ConfigMap"):
+        return [f"{label}: {kind}: {problem}" for problem in out.values.add(doc)]
+    return [
+        f"{label}: {api} {kind} cannot run locally "
+        "(AIService, Trigger, Broker, Secret and ConfigMap can)"
+    ]

@@ -32,7 +32,15 @@ from aiohttp import web
 from aiservice_functions import contract
 from prometheus_client import CollectorRegistry, generate_latest
 
-from aiservice_operator.core.compile import LABEL_ROLE, CompileOptions, Desired, compile_aiservice
+from aiservice_operator.core.compile import (
+    LABEL_ROLE,
+    ROLE_DECISION_INPUTS,
+    ROLE_DECISION_REPLIES,
+    CompileOptions,
+    Desired,
+    compile_aiservice,
+    model_tag,
+)
 from aiservice_operator.core.rollout import COMMANDS, Command, annotation, mirror_active
 from aiservice_operator.core.rollout_tick import rollout_tick, tick_needed
 from aiservice_operator.core.spec import AIService
@@ -40,6 +48,7 @@ from aiservice_operator.local.dispatcher import Dispatcher, TriggerRuntime, load
 from aiservice_operator.local.ingress import COMMANDS_PATH, METRICS_PATH, STATUS_PATH, ingress_app
 from aiservice_operator.local.log import EventLog
 from aiservice_operator.local.manifests import Manifests
+from aiservice_operator.local.pod_env import ignored_fields
 from aiservice_operator.local.rollouts import LocalObserver
 from aiservice_operator.local.scaling import ScaleSettings
 from aiservice_operator.local.serving import Services, serving_app
@@ -123,6 +132,14 @@ class LocalRun:
     @property
     def serving_url(self) -> str:
         return f"http://127.0.0.1:{self.serving_port}"
+
+    def _cluster_class(self, broker: str) -> str:
+        """The class the AIServices ask for this Broker on a cluster ('' when none does):
+        locally every Broker is the same durable SQLite log."""
+        for ais in self.manifests.aiservices:
+            if f"{ais.namespace}/{ais.spec.broker}" == broker and ais.spec.managed_broker:
+                return ais.spec.managed_broker.broker_class
+        return ""
 
     def broker_urls(self) -> dict[str, str]:
         assert self.dispatcher is not None
@@ -230,11 +247,14 @@ class LocalRun:
         first: dict[tuple[str, str], Desired] = {}
         starts = []
         for ais in self.manifests.aiservices:
+            ignored = ignored_fields(ais)
+            if ignored:
+                self._warn(ignored)
             desired = compile_aiservice(ais, options=self.compile_options)
             first[(ais.namespace, ais.name)] = desired
             for name, template in desired.revisions.items():
                 pool = RevisionPool(
-                    LaunchSpec.from_template(template, ais.namespace),
+                    LaunchSpec.from_template(template, ais.namespace, self.manifests.values),
                     ScaleSettings.from_template(template, self.options.idle_seconds),
                     self._session,
                     self.state_dir / "logs",
@@ -255,7 +275,9 @@ class LocalRun:
     def apply(self, ais: AIService, desired: Desired) -> None:
         """Serve a (re)compiled AIService: its route, and its Triggers if the run has started."""
         assert self.services is not None
-        self.services.routes[(ais.namespace, ais.name)] = route_of(desired.service)
+        # Routes go by Knative Service name (an AIService's, shortened past 40 characters).
+        service = desired.service["metadata"]["name"]
+        self.services.routes[(ais.namespace, service)] = route_of(desired.service)
         previous = self.services_runs.get((ais.namespace, ais.name))
         rollout = previous.rollout if previous is not None else None
         self.services_runs[(ais.namespace, ais.name)] = ServiceRun(ais, desired, rollout)
@@ -263,8 +285,21 @@ class LocalRun:
             self.dispatcher.triggers = self._load_triggers()
 
     def _load_triggers(self) -> list[TriggerRuntime]:
-        known = set(self.services_runs)
+        known = {
+            (ns, run.desired.service["metadata"]["name"])
+            for (ns, _), run in self.services_runs.items()
+        }
         objects = [t for run in self.services_runs.values() for t in run.desired.triggers]
+        logging_roles = (ROLE_DECISION_INPUTS, ROLE_DECISION_REPLIES)
+        if not self.options.event_store and any(
+            t["metadata"]["labels"].get(LABEL_ROLE) in logging_roles for t in objects
+        ):
+            # The decision log lives in the event store: without one there is nowhere
+            # to deliver it, and retrying into nothing would only load the broker.
+            self._warn("no event store: spec.decisionLog is not recorded in this run")
+            objects = [
+                t for t in objects if t["metadata"]["labels"].get(LABEL_ROLE) not in logging_roles
+            ]
         triggers = []
         for obj in [*objects, *self.manifests.triggers]:
             trigger = load_trigger(obj, known, self.options.cluster_domain)
@@ -408,7 +443,8 @@ class LocalRun:
         assert self.services is not None and self.dispatcher is not None
         stats = self.dispatcher.stats
         services = []
-        for (ns, name), run in sorted(self.services_runs.items()):
+        for (ns, ais_name), run in sorted(self.services_runs.items()):
+            name = run.desired.service["metadata"]["name"]
             route = self.services.routes[(ns, name)]
             weights = route.weights
             tags: dict[str, list[str]] = {}
@@ -424,7 +460,7 @@ class LocalRun:
                         "revision": revision,
                         "percent": weights.get(revision, 0),
                         "tags": sorted(tags.get(revision, [])),
-                        "url": f"{self.serving_url}/{ns}/{name}/tags/{model}",
+                        "url": f"{self.serving_url}/{ns}/{name}/tags/{model_tag(model)}",
                         "processes": len(snap.get("processes", [])),
                         "endpoints": [
                             f"http://127.0.0.1:{p['port']}" for p in snap.get("processes", [])
@@ -439,12 +475,12 @@ class LocalRun:
                     }
                 )
             triggers = [
-                t for t in self.dispatcher.triggers if t.owner == name and t.namespace == ns
+                t for t in self.dispatcher.triggers if t.owner == ais_name and t.namespace == ns
             ]
             services.append(
                 {
                     "namespace": ns,
-                    "name": name,
+                    "name": ais_name,
                     "url": f"{self.serving_url}/{ns}/{name}",
                     "revisions": revisions,
                     "events": {
@@ -484,6 +520,7 @@ class LocalRun:
                     "accepted": stats.accepted[b],
                     "duplicates": stats.duplicates[b],
                     "unrouted": stats.unrouted[b],
+                    "clusterClass": self._cluster_class(b),
                 }
                 for b, url in self.broker_urls().items()
             },

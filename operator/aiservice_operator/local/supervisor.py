@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 from aiservice_functions import contract
 
+from aiservice_operator.local.pod_env import LocalValues, MissingValue
 from aiservice_operator.local.scaling import ScaleSettings, choose_process, desired_processes
 
 log = logging.getLogger(__name__)
@@ -71,12 +72,21 @@ class LaunchSpec:
     """The revision's ``timeoutSeconds``: how long one request may take (Knative's default)."""
 
     @classmethod
-    def from_template(cls, template: Mapping[str, Any], namespace: str) -> LaunchSpec:
+    def from_template(
+        cls, template: Mapping[str, Any], namespace: str, values: LocalValues | None = None
+    ) -> LaunchSpec:
         meta = template.get("metadata") or {}
         containers = (template.get("spec") or {}).get("containers") or []
         if not containers:
             raise RevisionFailed(f"{meta.get('name')}: spec.containers is empty")
-        env = {e["name"]: str(e.get("value", "")) for e in containers[0].get("env") or []}
+        try:
+            env = (values or LocalValues()).environment(
+                containers[0], namespace, str(meta.get("name", ""))
+            )
+        except MissingValue as err:
+            raise RevisionFailed(
+                f"{meta.get('name')}: {err} (give it to aisvc up with -f, see docs/local.md)"
+            ) from err
         entrypoint = env.get(contract.ENV_ENTRYPOINT, "")
         if not entrypoint:
             raise RevisionFailed(f"{meta.get('name')}: no {contract.ENV_ENTRYPOINT} in the env")

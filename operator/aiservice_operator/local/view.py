@@ -35,10 +35,19 @@ def status_object(ais: AIService, rollout: Mapping[str, Any] | None) -> dict[str
             "shadow": r.shadow,
             "analysis": {"failureLimit": r.analysis.failure_limit},
         }
+    asked = ais.spec.managed_broker
+    durable = {
+        "type": "BrokerDurable",
+        "status": "True",
+        "reason": "LocalLog",
+        "message": f"broker {ais.spec.broker} is the local SQLite log (durable, ordered, "
+        "replayable) whatever its class"
+        + (f"; {asked.broker_class} on a cluster" if asked else ""),
+    }
     return {
         "metadata": {"namespace": ais.namespace, "name": ais.name},
         "spec": spec,
-        "status": {"rollout": dict(rollout or {})},
+        "status": {"rollout": dict(rollout or {}), "conditions": [durable]},
     }
 
 
@@ -56,6 +65,11 @@ def render(snapshot: Mapping[str, Any]) -> RenderableType:
     parts: list[RenderableType] = []
     for name, info in snapshot.get("brokers", {}).items():
         line = Text(f"broker {name} {info['url']}: {info['accepted']} events in")
+        # Every class runs as the local durable SQLite log (ordered, replayable).
+        cluster = info.get("clusterClass")
+        line.append(
+            f" (durable SQLite here{'; ' + cluster + ' on the cluster' if cluster else ''})"
+        )
         if info.get("duplicates"):
             line.append(f", {info['duplicates']} duplicates")
         if info.get("unrouted"):

@@ -1,4 +1,4 @@
-"""The real serve command: ``python -m aiservice_functions.runtime serve`` under gunicorn.
+"""The real serve command: ``python -m aiservice_functions.runtime serve``.
 
 Started the way the local executor and the container start a revision: a subprocess
 with the contract environment variables, the fraud function and its bundled model.
@@ -46,6 +46,8 @@ def served(
         "AISVC_REPLY_TYPE": "com.example.fraud.scored",
         "AISVC_CONCURRENCY": "4",
         "AISVC_MAX_BODY_BYTES": "2048",
+        "AISVC_HEADER_TIMEOUT_SECONDS": "2",
+        "AISVC_BODY_TIMEOUT_SECONDS": "2",
         "PORT": str(port),
     }
     with log_path.open("wb") as log:
@@ -71,7 +73,7 @@ def served(
             proc.wait(10)
 
 
-def test_gunicorn_serves_binary_and_structured(
+def test_serves_binary_and_structured(
     served: tuple[str, subprocess.Popen[bytes], Path],
 ) -> None:
     base, _, _ = served
@@ -99,7 +101,7 @@ def test_gunicorn_serves_binary_and_structured(
     assert structured.json()["data"]["risk"] == body["risk"]
 
 
-def test_gunicorn_error_contract(served: tuple[str, subprocess.Popen[bytes], Path]) -> None:
+def test_error_contract(served: tuple[str, subprocess.Popen[bytes], Path]) -> None:
     base, _, _ = served
     assert (
         requests.post(
@@ -131,6 +133,55 @@ def test_gunicorn_error_contract(served: tuple[str, subprocess.Popen[bytes], Pat
         )
         == 2
     )
+
+
+def _half_sent(port: int, *, headers_done: bool) -> socket.socket:
+    """A connection that sends part of a request and then nothing more."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nce-specversion: 1.0\r\nce-id: slow-1\r\n"
+    if headers_done:
+        head += "ce-source: /slow\r\nce-type: t\r\ncontent-type: application/json\r\n"
+        head += "content-length: 200\r\n\r\n" + '{"amount": 1'
+    sock.sendall(head.encode())
+    return sock
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+def test_slow_clients_do_not_stall_the_server_and_are_cut_off(
+    served: tuple[str, subprocess.Popen[bytes], Path],
+) -> None:
+    """Eight half-sent requests, more than the pod's concurrency (4): others are still
+    answered, and each slow connection gets a 408 once its read time is over."""
+    base, _, _ = served
+    port = int(base.rsplit(":", 1)[1])
+    slow_headers = [_half_sent(port, headers_done=False) for _ in range(4)]
+    slow_bodies = [_half_sent(port, headers_done=True) for _ in range(4)]
+    try:
+        tx = {"amount": 12.5, "merchant_category": "grocery", "hour": 14, "country_mismatch": False}
+        response = post_binary(base, tx)
+        assert response.status_code == 200, response.text
+        assert requests.get(f"{base}/health/readiness", timeout=20).status_code == 200
+        for sock in slow_headers:
+            assert _read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
+        for sock in slow_bodies:
+            answer = _read_until_closed(sock)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer
+            reason = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+            assert reason["status"] == 408 and "AISVC_BODY_TIMEOUT_SECONDS" in reason["error"]
+    finally:
+        for sock in (*slow_headers, *slow_bodies):
+            sock.close()
+    metrics = requests.get(f"{base}/metrics", timeout=10).text
+    slow = metric_value(
+        metrics, "aisvc_function_events_total", outcome="slow_client", model_version="v2"
+    )
+    assert slow == 4
 
 
 def test_logs_are_json_without_event_data_and_sigterm_stops_cleanly(

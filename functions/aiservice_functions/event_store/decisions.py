@@ -1,0 +1,412 @@
+"""The decision log's table: append-only, on the event store's database (SQLite or
+PostgreSQL), beside the dead letters.
+
+One row per (AIService, role, source, id): a redelivery is stored once (``receipts``
+counts it). Roles: ``input`` (an event the service consumed), ``reply`` (its decision),
+``reprocessed`` (a logged input answered again by another model version, by
+``aisvc reprocess``), ``feedback`` (a label for a decision, from any system). Each row
+keeps the links a chain is rebuilt from: its own ``event_key``, its ``causation`` (the
+key of the event it answers) and its ``correlation`` (constant along the chain). Each
+row expires at ``received_at`` + the service's retention; :meth:`DecisionLog.expire`
+deletes in short batches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiservice_functions.event_store.decision_records import Decision
+from aiservice_functions.event_store.storage import TABLE as EVENTS_TABLE
+from aiservice_functions.event_store.storage import SqlStore
+
+TABLE: Final = "aisvc_decisions"
+MAX_CHAIN: Final = 5000
+"""At most this many records in one trace answer (a chain is a handful in practice)."""
+
+_COLUMNS: Final = (
+    "seq, namespace, name, role, source, event_id, type, event_key, causation, correlation, "
+    "trace_id, model_version, revision, latency_ms, data, data_hash, attributes, event_time, "
+    "received_at, expires_at, receipts, run_id, corrects, label"
+)
+
+
+def _schema(autoinc: str) -> list[str]:
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+            seq {autoinc},
+            namespace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL,
+            source TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            event_key TEXT NOT NULL,
+            causation TEXT,
+            correlation TEXT NOT NULL,
+            trace_id TEXT,
+            model_version TEXT,
+            revision TEXT,
+            latency_ms DOUBLE PRECISION,
+            data TEXT,
+            data_hash TEXT NOT NULL,
+            attributes TEXT NOT NULL,
+            event_time TEXT,
+            received_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            receipts INTEGER NOT NULL DEFAULT 1,
+            run_id TEXT,
+            corrects TEXT,
+            label TEXT,
+            UNIQUE (namespace, name, role, source, event_id)
+        )""",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_svc ON {TABLE} (namespace, name, role, seq)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (received_at)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_expires ON {TABLE} (expires_at)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_corr ON {TABLE} (correlation)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_key ON {TABLE} (event_key)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_cause ON {TABLE} (causation)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_trace ON {TABLE} (trace_id)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_rev ON {TABLE} (namespace, name, revision)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_type ON {TABLE} (type)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_run ON {TABLE} (run_id)",
+    ]
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    seq: int
+    namespace: str
+    name: str
+    role: str
+    source: str
+    event_id: str
+    type: str
+    key: str
+    causation: str | None
+    correlation: str
+    trace_id: str | None
+    model_version: str | None
+    revision: str | None
+    latency_ms: float | None
+    data: Any
+    data_hash: str
+    attributes: dict[str, Any]
+    event_time: str | None
+    received_at: int
+    expires_at: int
+    receipts: int
+    run_id: str | None
+    corrects: str | None
+    label: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the HTTP API returns it (camelCase, times in µs since the epoch)."""
+        return {
+            "seq": self.seq,
+            "namespace": self.namespace,
+            "name": self.name,
+            "role": self.role,
+            "source": self.source,
+            "id": self.event_id,
+            "type": self.type,
+            "key": self.key,
+            "causationId": self.causation,
+            "correlationId": self.correlation,
+            "traceId": self.trace_id,
+            "modelVersion": self.model_version,
+            "revision": self.revision,
+            "latencyMs": self.latency_ms,
+            "data": self.data,
+            "dataHash": self.data_hash,
+            "attributes": self.attributes,
+            "time": self.event_time,
+            "receivedAtUs": self.received_at,
+            "receipts": self.receipts,
+            "runId": self.run_id,
+            "corrects": self.corrects,
+            "label": self.label,
+        }
+
+
+def _record(row: Sequence[Any]) -> StoredDecision:
+    return StoredDecision(
+        seq=int(row[0]),
+        namespace=row[1],
+        name=row[2],
+        role=row[3],
+        source=row[4],
+        event_id=row[5],
+        type=row[6],
+        key=row[7],
+        causation=row[8],
+        correlation=row[9],
+        trace_id=row[10],
+        model_version=row[11],
+        revision=row[12],
+        latency_ms=float(row[13]) if row[13] is not None else None,
+        data=json.loads(row[14]) if row[14] is not None else None,
+        data_hash=row[15],
+        attributes=json.loads(row[16]),
+        event_time=row[17],
+        received_at=int(row[18]),
+        expires_at=int(row[19]),
+        receipts=int(row[20]),
+        run_id=row[21],
+        corrects=row[22],
+        label=row[23],
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class DecisionLog:
+    """The decision log over one :class:`SqlStore` (its connections and transactions)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        autoinc = (
+            "INTEGER PRIMARY KEY AUTOINCREMENT"
+            if store.backend == "sqlite"
+            else "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+        )
+        with store.transaction() as conn:
+            if store.backend == "postgresql":
+                store.execute(conn, "SELECT pg_advisory_xact_lock(7163550011)")
+            for statement in _schema(autoinc):
+                store.execute(conn, statement)
+
+    def add(self, d: Decision) -> tuple[int, bool]:
+        """Store ``d`` durably; ``(seq, created)``, ``created`` False for a redelivery."""
+        with self.store.transaction() as conn:
+            row = self.store.execute(
+                conn,
+                f"""INSERT INTO {TABLE} (namespace, name, role, source, event_id, type,
+                    event_key, causation, correlation, trace_id, model_version, revision,
+                    latency_ms, data, data_hash, attributes, event_time, received_at,
+                    expires_at, run_id, corrects, label)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (namespace, name, role, source, event_id) DO NOTHING
+                RETURNING seq""",
+                (
+                    d.namespace, d.name, d.role, d.source, d.event_id, d.type, d.key,
+                    d.causation, d.correlation, d.trace_id, d.model_version, d.revision,
+                    d.latency_ms, _json(d.data) if d.data is not None else None, d.data_hash,
+                    _json(d.attributes), d.event_time, d.received_at, d.expires_at, d.run_id,
+                    d.corrects, d.label,
+                ),
+            ).fetchone()  # fmt: skip
+            if row is not None:
+                return int(row[0]), True
+            row = self.store.execute(
+                conn,
+                f"""UPDATE {TABLE} SET receipts = receipts + 1
+                WHERE namespace = ? AND name = ? AND role = ? AND source = ? AND event_id = ?
+                RETURNING seq""",
+                (d.namespace, d.name, d.role, d.source, d.event_id),
+            ).fetchone()
+            return (int(row[0]) if row is not None else 0), False
+
+    # --- reads ----------------------------------------------------------------------
+
+    def _select(self, where: str, params: Sequence[Any], tail: str = "") -> list[StoredDecision]:
+        with self.store.transaction(write=False) as conn:
+            rows = self.store.execute(
+                conn, f"SELECT {_COLUMNS} FROM {TABLE} WHERE {where} {tail}", params
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def chain(self, query: str) -> tuple[list[str], list[StoredDecision]]:
+        """Every record of the chains ``query`` names: an event id, an event key
+        (source#id), a correlation id, or a traceparent / trace id."""
+        trace = query.split("-")[1] if query.count("-") == 3 else query
+        found = self._select(
+            "event_id = ? OR event_key = ? OR correlation = ? OR trace_id = ?",
+            (query, query, query, trace.lower()),
+            f"ORDER BY seq LIMIT {MAX_CHAIN}",
+        )
+        correlations = sorted({d.correlation for d in found})
+        if not correlations:
+            return [], []
+        marks = ", ".join("?" for _ in correlations)
+        records = self._select(
+            f"correlation IN ({marks})", correlations, f"ORDER BY seq LIMIT {MAX_CHAIN}"
+        )
+        return correlations, records
+
+    def dead_letters_of(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Dead letters (from the dead-letter table) of the events ``(source, id)``."""
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 200):
+            part = keys[start : start + 200]
+            cond = " OR ".join("(source = ? AND event_id = ?)" for _ in part)
+            params = [v for pair in part for v in pair]
+            with self.store.transaction(write=False) as conn:
+                rows = self.store.execute(
+                    conn,
+                    f"""SELECT seq, namespace, name, source, event_id, error_code, error_dest,
+                        revision, replay_count, replayed_at, received_at, receipts
+                    FROM {EVENTS_TABLE} WHERE kind = 'dead-letter' AND ({cond}) ORDER BY seq""",
+                    params,
+                ).fetchall()
+            out += [
+                {
+                    "seq": int(r[0]),
+                    "namespace": r[1],
+                    "name": r[2],
+                    "key": f"{r[3]}#{r[4]}",
+                    "errorCode": r[5],
+                    "errorDest": r[6],
+                    "revision": r[7],
+                    "replayCount": int(r[8]),
+                    "replayed": r[9] is not None,
+                    "receivedAtUs": int(r[10]),
+                    "receipts": int(r[11]),
+                }
+                for r in rows
+            ]
+        return out
+
+    def page(
+        self,
+        namespace: str,
+        name: str,
+        role: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        after: int = 0,
+        limit: int = 500,
+        run_id: str | None = None,
+    ) -> list[StoredDecision]:
+        """Oldest first, after seq ``after`` (keyset paging: constant memory over millions)."""
+        conds = ["namespace = ?", "name = ?", "seq > ?"]
+        params: list[Any] = [namespace, name, after]
+        for column, value in (("role", role), ("run_id", run_id)):
+            if value is not None:
+                conds.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            conds.append("received_at >= ?")
+            params.append(since)
+        if until is not None:
+            conds.append("received_at < ?")
+            params.append(until)
+        return self._select(
+            " AND ".join(conds), params, f"ORDER BY seq LIMIT {max(1, min(limit, 5000))}"
+        )
+
+    def by_causes(
+        self, namespace: str, name: str, role: str, causes: Sequence[str], run_id: str | None = None
+    ) -> list[StoredDecision]:
+        """The records of one role answering any of ``causes`` (event keys or ids)."""
+        if not causes:
+            return []
+        marks = ", ".join("?" for _ in causes)
+        where = f"namespace = ? AND name = ? AND role = ? AND causation IN ({marks})"
+        params: list[Any] = [namespace, name, role, *causes]
+        if run_id is not None:
+            where += " AND run_id = ?"
+            params.append(run_id)
+        return self._select(where, params, "ORDER BY seq")
+
+    def by_keys(
+        self, namespace: str, name: str, role: str, keys: Sequence[str]
+    ) -> list[StoredDecision]:
+        """The records of one role with any of the event ``keys`` (source#id)."""
+        out: list[StoredDecision] = []
+        for start in range(0, len(keys), 500):
+            part = list(keys[start : start + 500])
+            marks = ", ".join("?" for _ in part)
+            out += self._select(
+                f"namespace = ? AND name = ? AND role = ? AND event_key IN ({marks})",
+                [namespace, name, role, *part],
+                "ORDER BY seq",
+            )
+        return out
+
+    def feedback_for(self, decision_ids: Sequence[str]) -> list[StoredDecision]:
+        """Feedback records naming any of ``decision_ids`` (a decision's id or key)."""
+        if not decision_ids:
+            return []
+        marks = ", ".join("?" for _ in decision_ids)
+        return self._select(
+            f"role = 'feedback' AND causation IN ({marks})", list(decision_ids), "ORDER BY seq"
+        )
+
+    def export(
+        self, namespace: str, name: str, since: int | None, until: int | None, feedback: bool
+    ) -> Iterator[dict[str, Any]]:
+        """One row per logged input, with its decision and outcome, oldest first; read
+        in pages, so memory stays constant however many rows there are."""
+        after = 0
+        while True:
+            inputs = self.page(namespace, name, "input", since, until, after, limit=500)
+            if not inputs:
+                return
+            after = inputs[-1].seq
+            replies = {
+                r.causation: r
+                for r in self.by_causes(namespace, name, "reply", [i.key for i in inputs])
+            }
+            dead = {
+                d["key"] for d in self.dead_letters_of([(i.source, i.event_id) for i in inputs])
+            }
+            labels: dict[str, str | None] = {}
+            if feedback and replies:
+                ids = [r.event_id for r in replies.values()] + [r.key for r in replies.values()]
+                for f in self.feedback_for(ids):
+                    labels[f.causation or ""] = f.label
+            for i in inputs:
+                reply = replies.get(i.key)
+                row: dict[str, Any] = {
+                    "id": i.event_id,
+                    "source": i.source,
+                    "type": i.type,
+                    "time": i.event_time,
+                    "input": i.data,
+                    "inputHash": i.data_hash,
+                    "output": reply.data if reply else None,
+                    "modelVersion": reply.model_version if reply else None,
+                    "revision": reply.revision if reply else None,
+                    "latencyMs": reply.latency_ms if reply else None,
+                    "outcome": _outcome(i, reply, i.key in dead),
+                    "decisionId": reply.event_id if reply else None,
+                }
+                if feedback:
+                    row["feedbackLabel"] = (
+                        (labels.get(reply.event_id) or labels.get(reply.key)) if reply else None
+                    )
+                yield row
+
+    # --- retention ------------------------------------------------------------------
+
+    def expire(self, now_us: int, batch: int = 500) -> int:
+        """Delete up to ``batch`` records past their AIService's retention."""
+        with self.store.transaction() as conn:
+            cur = self.store.execute(
+                conn,
+                f"""DELETE FROM {TABLE} WHERE seq IN (
+                    SELECT seq FROM {TABLE} WHERE expires_at < ? ORDER BY seq LIMIT ?)""",
+                (now_us, batch),
+            )
+            return max(cur.rowcount, 0)
+
+    def stats(self) -> tuple[int, int | None]:
+        """(records, newest received_at): for the store's metrics."""
+        with self.store.transaction(write=False) as conn:
+            row = self.store.execute(
+                conn, f"SELECT COUNT(*), MAX(received_at) FROM {TABLE}"
+            ).fetchone()
+        return int(row[0]), (int(row[1]) if row[1] is not None else None)
+
+
+def _outcome(i: StoredDecision, reply: StoredDecision | None, dead: bool) -> str:
+    """answered / dead-lettered / replayed (answered after a replay) / pending."""
+    if reply is not None:
+        replayed = bool(i.attributes.get("aisvcreplay")) or dead
+        return "replayed" if replayed else "answered"
+    return "dead-lettered" if dead else "pending"
