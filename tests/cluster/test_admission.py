@@ -8,7 +8,9 @@ each invalid one refused by a message naming the field."""
 from __future__ import annotations
 
 import copy
+import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ import pytest
 import yaml
 from test_aiservice_crd import INVALID, VALID, base
 from test_knative_output import _services, _stages
+
+from aiservice_operator.core import features
+from aiservice_operator.core.spec import AIService
 
 from tests.support.cluster import Cluster, KubectlError
 
@@ -71,16 +76,53 @@ def test_invalid_manifests_are_refused_naming_the_field(
     assert words in refusal or _server_path(words) in refusal, refusal
 
 
+def _prerequisites(cluster: Cluster, ns: str, ais: AIService) -> None:
+    """What a platform provides before such an AIService is applied: its ServiceAccount
+    (Knative's webhook dry-runs the pod as it) and the `config-features` flags the operator
+    says it needs (`features.needed`; the operator refuses the AIService while one is off)."""
+    account = ais.spec.function.service_account_name
+    if account:
+        cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": account, "namespace": ns},
+            }
+        )
+    flags = {
+        flag: "enabled"
+        for flag in features.needed(ais)
+        if flag not in features.DEFAULTS or not features.is_on(None, flag)
+    }
+    if flags:
+        cluster.kubectl(
+            "patch",
+            "configmap",
+            features.CONFIG_MAP,
+            "-n",
+            features.NAMESPACE,
+            "--type=merge",
+            "-p",
+            json.dumps({"data": flags}),
+        )
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_knative_webhooks_admit_every_compiled_object(
     cluster: Cluster, ns: str, path: Path
 ) -> None:
     """Knative Serving's and Eventing's own webhooks (defaulting and validation) admit the
-    Service and Triggers at every stage of a rollout."""
-    refused = []
+    Service and Triggers at every stage of a rollout, once the flags and ServiceAccount the
+    AIService needs are in place."""
+    refused: list[str] = []
     for ais in _services(path):
+        _prerequisites(cluster, ns, ais)
         for label, obj in _stages(ais):
-            verdict = _dry_run(cluster, _in(obj, ns))
+            # The webhook reads config-features through a watch: a just-enabled flag may
+            # take a moment to reach it.
+            deadline = time.monotonic() + 30
+            while (verdict := _dry_run(cluster, _in(obj, ns))) and time.monotonic() < deadline:
+                time.sleep(1)
             if verdict:
                 refused.append(f"{ais.name} {obj['kind']} ({label}): {verdict}")
     assert refused == []
