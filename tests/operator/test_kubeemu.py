@@ -1,4 +1,7 @@
-"""The API emulator behaves like kube-apiserver where the operator depends on it (over HTTP)."""
+"""The API emulator behaves like kube-apiserver where the operator depends on it (over HTTP).
+
+Why the emulator: this checks the emulator itself, the API server of the fault tests.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,12 @@
 """The real Kopf operator against the API emulator over loopback HTTP, with Knative Serving
 played by its stand-in (tests/support/knative.py): create, sequencing, update, invalid spec,
-delete, drift."""
+delete, drift.
+
+Why the emulator: the finer cases the cluster tier does not repeat (drift reverted,
+revision-before-traffic sequencing, InvalidSpec on a stored object the CRD now refuses,
+which a real API server never stores); create, edit, delete and NameConflict run for real in
+tests/cluster/test_operator.py.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """The operator's Prometheus endpoint, scraped over HTTP while the real Kopf operator
 reconciles AIServices on the API emulator: reconcile results, API requests, children
-written and the Ready gauge move with what the operator did."""
+written and the Ready gauge move with what the operator did.
+
+Why the emulator: API error and retry counters need errors on demand.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Restarts, conflicts and the shipped entry point, against the API emulator."""
+"""Restarts, conflicts and the shipped entry point, against the API emulator.
+
+Why the emulator: faults on demand (401 re-login, 5xx, throttling, dropped watches) at a
+chosen moment, which a real API server does not produce; the real-server counterpart, an API
+server and etcd restart, is in tests/cluster/test_operator.py.
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,11 @@
 Serving stand-in (tests/support), a real Prometheus scraping the queue-proxy stand-in, and
 the real event store. A good canary is promoted through every step, across an operator
 restart in the middle; a bad one is rolled back; a shadow canary gets a mirror of the events
-until it is promoted; `aisvc abort`'s annotation is obeyed."""
+until it is promoted; `aisvc abort`'s annotation is obeyed.
+
+Why the emulator: the shadow rollout, audit and decision-metric cases; promotion, rollback
+and a restart mid-rollout run for real in tests/cluster/test_rollout.py.
+"""
 
 from __future__ import annotations
 

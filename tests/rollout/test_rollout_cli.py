@@ -1,5 +1,9 @@
 """`aisvc promote|abort|pause|resume|status` through the real `kubernetes` client and a
-kubeconfig, against the API emulator (tests/support/kubeemu.py)."""
+kubeconfig, against the API emulator (tests/support/kubeemu.py).
+
+Why the emulator: in-process edge cases (missing objects, an AIService without a rollout);
+the commands against the real API server are in tests/cluster/test_rollout.py.
+"""
 
 from __future__ import annotations
 

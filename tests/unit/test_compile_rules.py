@@ -428,6 +428,20 @@ def test_only_its_own_or_orphaned_children_are_the_aiservices_to_manage() -> Non
     assert "not managed by aiservice-operator" in ownership_conflict(ais, "Knative Service", theirs)
 
 
+def test_an_empty_env_value_is_written_as_the_api_server_stores_it() -> None:
+    """The API server drops `value: ""` (found against the real one): the compiler leaves it
+    out too, so what it reads back contains what it wrote."""
+    body = manifest()
+    body["spec"].pop("produces", None)
+    body["spec"]["function"]["env"] = [{"name": "EMPTY"}]
+    ais = parse(body)
+    (container,) = steady_state(ais).service["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env[contract.ENV_REPLY_TYPE] == {"name": contract.ENV_REPLY_TYPE}
+    assert env["EMPTY"] == {"name": "EMPTY"}
+    assert all(e.get("value", "x") != "" for e in container["env"])
+
+
 def _workers_env(container: dict[str, Any]) -> list[str]:
     return [e["value"] for e in container["env"] if e["name"] == contract.ENV_WORKERS]
 

@@ -201,17 +201,33 @@ def needs_update(live: Obj, desired: Obj) -> bool:
     )
 
 
+def _template_name(template: Any) -> str:
+    if not isinstance(template, Mapping):
+        return ""
+    return str((template.get("metadata") or {}).get("name") or "")
+
+
 def update_patch(live: Obj, desired: Obj) -> list[Obj]:
     """A JSON patch that makes `live` match `desired`, guarded by its resourceVersion.
 
-    The spec is replaced whole (a field the operator stopped setting disappears; the API
-    server re-defaults what it defaults); labels and annotations are merged; desired
+    The spec is replaced whole (a field the operator stopped setting disappears), except a
+    revision template whose name is unchanged and that holds everything desired: it is kept
+    as stored. Knative's webhook
+    defaults a template only when it is created (e.g. `enableServiceLinks`, probe
+    thresholds) and refuses any later change to it without a new name, and the name is a
+    digest of what the operator sets. Labels and annotations are merged; desired
     ownerReferences go first, other owners are kept.
     """
     lmeta, dmeta = live.get("metadata") or {}, desired.get("metadata") or {}
+    spec = dict(desired.get("spec") or {})
+    live_template = (live.get("spec") or {}).get("template")
+    name = _template_name(live_template)
+    same_name = bool(name) and name == _template_name(spec.get("template"))
+    if same_name and contains(live_template, spec["template"]):
+        spec["template"] = live_template
     ops: list[Obj] = [
         {"op": "test", "path": "/metadata/resourceVersion", "value": lmeta["resourceVersion"]},
-        {"op": "add", "path": "/spec", "value": desired.get("spec") or {}},
+        {"op": "add", "path": "/spec", "value": spec},
     ]
     for key in ("labels", "annotations"):
         if dmeta.get(key):

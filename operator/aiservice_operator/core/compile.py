@@ -250,7 +250,11 @@ def _env(ais: AIService, model: Model) -> list[dict[str, Any]]:
     # The root file system is read-only: temp files and downloads go to the emptyDirs.
     runtime += [("TMPDIR", TMP_DIR), (contract.ENV_MODEL_CACHE_DIR, MODEL_CACHE_DIR)]
     # User variables last and in their declared order: `$(VAR)` may refer to earlier ones.
-    return [{"name": k, "value": v} for k, v in runtime] + [dict(e) for e in fn.env]
+    # An empty value is left out, as the API server stores it (else every read would differ
+    # from what was written, and Knative refuses a template rewrite under the same name).
+    runtime_env = [{"name": k, "value": v} if v else {"name": k} for k, v in runtime]
+    user_env = [{k: v for k, v in e.items() if not (k == "value" and v == "")} for e in fn.env]
+    return runtime_env + user_env
 
 
 def _security_context(fn: Function) -> dict[str, Any]:

@@ -1,0 +1,641 @@
+"""A real control plane on loopback: etcd, kube-apiserver (RBAC, admission), the
+kube-controller-manager (garbage collector, namespace, service-account and token
+controllers) and Knative Serving's and Eventing's admission webhooks, all as local processes
+built by build.sh. Knative's controllers do not run (they need pods); its CRDs, config maps
+and webhook configurations are applied, and an ExternalName Service points each webhook
+configuration at the local webhook process. prometheus-operator's ServiceMonitor and
+PodMonitor CRDs are applied too (the chart's optional monitors).
+
+    cluster.py up      start everything, wait until it admits, print the kubeconfig's path
+    cluster.py down    stop every process started by `up` and remove the state folder
+    cluster.py stop|start|restart COMPONENT...   (etcd, kube-apiserver, ...; for tests)
+
+The state folder (AISVC_CLUSTER_DIR, default .cluster/ in the checkout) holds certificates,
+etcd's data, logs, the admin kubeconfig and state.json. Every port is picked free at `up`,
+so several control planes (and other servers) can run on one machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+ORDER = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "serving-webhook",
+    "eventing-webhook",
+]
+CONTROLLERS = [
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+]
+# Knative webhook configurations not applied: SinkBinding mutates every Deployment and Pod
+# with failurePolicy Fail, and nothing here uses it.
+SKIPPED_WEBHOOKS = {"sinkbindings.webhook.sources.knative.dev"}
+
+
+def log(msg: str) -> None:
+    print(f"control-plane: {msg}", file=sys.stderr, flush=True)
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("AISVC_CLUSTER_DIR", REPO / ".cluster")).resolve()
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def run(*argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=True, text=True, capture_output=True, **kw)
+
+
+def kubectl() -> str:
+    return run("bash", str(REPO / "scripts" / "helm.sh"), "kubectl").stdout.strip()
+
+
+# --- certificates ----------------------------------------------------------------------
+
+
+def make_certs(d: Path) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+
+    def ossl(*args: str) -> None:
+        run("openssl", *args, cwd=d)
+
+    ossl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=aiservice-test-ca",
+    )
+
+    def leaf(name: str, subj: str, ext: str) -> None:
+        (d / f"{name}.ext").write_text(ext)
+        ossl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            subj,
+        )
+        ossl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "30",
+            "-extfile",
+            f"{name}.ext",
+        )
+
+    sans = ",".join(
+        [
+            "IP:127.0.0.1",
+            "DNS:localhost",
+            "DNS:kubernetes",
+            "DNS:kubernetes.default",
+            "DNS:kubernetes.default.svc",
+            "DNS:kubernetes.default.svc.cluster.local",
+            "IP:10.0.0.1",
+        ]
+    )
+    leaf("apiserver", "/CN=kube-apiserver", f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\n")
+    leaf("admin", "/O=system:masters/CN=admin", "extendedKeyUsage=clientAuth\n")
+    ossl("genrsa", "-out", "sa.key", "2048")
+    ossl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+
+
+def write_kubeconfig(path: Path, server: str, certs: Path) -> None:
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {"server": server, "certificate-authority": str(certs / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": "admin",
+                "user": {
+                    "client-certificate": str(certs / "admin.crt"),
+                    "client-key": str(certs / "admin.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {
+                "name": "local",
+                "context": {"cluster": "local", "user": "admin", "namespace": "default"},
+            }
+        ],
+        "current-context": "local",
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    path.chmod(0o600)
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+def component_specs(d: Path, bin_dir: Path, ports: dict[str, int]) -> dict[str, dict[str, Any]]:
+    c = d / "certs"
+    etcd = f"http://127.0.0.1:{ports['etcd']}"
+    peer = f"http://127.0.0.1:{ports['etcd-peer']}"
+    api = f"https://127.0.0.1:{ports['apiserver']}"
+    kubeconfig = str(d / "kubeconfig")
+    knative_env = {
+        "KUBECONFIG": kubeconfig,
+        "CONFIG_LOGGING_NAME": "config-logging",
+        "CONFIG_OBSERVABILITY_NAME": "config-observability",
+        "KUBERNETES_MIN_VERSION": "v1.34.0",
+    }
+    return {
+        "etcd": {
+            "argv": [
+                str(bin_dir / "etcd"),
+                "--name",
+                "n0",
+                "--data-dir",
+                str(d / "etcd"),
+                "--listen-client-urls",
+                etcd,
+                "--advertise-client-urls",
+                etcd,
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+                "--initial-cluster",
+                f"n0={peer}",
+                "--unsafe-no-fsync",
+                "--listen-metrics-urls",
+                f"http://127.0.0.1:{ports['etcd-metrics']}",
+                "--auto-compaction-retention=1",
+                "--log-level=warn",
+            ],
+            "env": {},
+        },
+        "kube-apiserver": {
+            "argv": [
+                str(bin_dir / "kube-apiserver"),
+                "--etcd-servers",
+                etcd,
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ports['apiserver']}",
+                f"--tls-cert-file={c / 'apiserver.crt'}",
+                f"--tls-private-key-file={c / 'apiserver.key'}",
+                f"--client-ca-file={c / 'ca.crt'}",
+                f"--service-account-issuer={api}",
+                f"--service-account-key-file={c / 'sa.pub'}",
+                f"--service-account-signing-key-file={c / 'sa.key'}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,"
+                "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                f"--cert-dir={d / 'apiserver-certs'}",
+            ],
+            "env": {},
+        },
+        "kube-controller-manager": {
+            "argv": [
+                str(bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={kubeconfig}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                f"--service-account-private-key-file={c / 'sa.key'}",
+                f"--root-ca-file={c / 'ca.crt'}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['kcm']}",
+                "--authorization-always-allow-paths=/healthz,/readyz,/livez",
+                f"--cert-dir={d / 'kcm-certs'}",
+                "--concurrent-gc-syncs=5",
+            ],
+            "env": {},
+        },
+        "serving-webhook": {
+            "argv": [str(bin_dir / "serving-webhook"), "--disable-ha"],
+            "env": {
+                **knative_env,
+                "SYSTEM_NAMESPACE": "knative-serving",
+                "WEBHOOK_NAME": "webhook",
+                "WEBHOOK_PORT": str(ports["serving-webhook"]),
+                "PROFILING_PORT": str(ports["serving-profiling"]),
+                "METRICS_PROMETHEUS_PORT": str(ports["serving-metrics"]),
+                "POD_NAME": "webhook-local",
+            },
+        },
+        "eventing-webhook": {
+            "argv": [str(bin_dir / "eventing-webhook"), "--disable-ha"],
+            "env": {
+                **knative_env,
+                "SYSTEM_NAMESPACE": "knative-eventing",
+                "WEBHOOK_NAME": "eventing-webhook",
+                "WEBHOOK_PORT": str(ports["eventing-webhook"]),
+                "PROFILING_PORT": str(ports["eventing-profiling"]),
+                "METRICS_PROMETHEUS_PORT": str(ports["eventing-metrics"]),
+                "POD_NAME": "eventing-webhook-local",
+            },
+        },
+    }
+
+
+def load_state(d: Path) -> dict[str, Any]:
+    return dict(json.loads((d / "state.json").read_text()))
+
+
+def save_state(d: Path, state: dict[str, Any]) -> None:
+    tmp = d / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(d / "state.json")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie of ours is not alive
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def start(d: Path, state: dict[str, Any], name: str) -> None:
+    spec = state["components"][name]
+    logf = (d / "logs" / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        spec["argv"],
+        env={**os.environ, **spec["env"]},
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=d,
+    )
+    spec["pid"] = proc.pid
+    save_state(d, state)
+
+
+def stop(d: Path, state: dict[str, Any], name: str, grace: float = 15.0) -> None:
+    pid = state["components"][name].get("pid")
+    if not pid or not alive(pid):
+        return
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+        while alive(pid):
+            time.sleep(0.05)
+    state["components"][name]["pid"] = None
+    save_state(d, state)
+
+
+# --- readiness ---------------------------------------------------------------------------
+
+
+def wait_for(what: str, check: Any, timeout: float, d: Path, name: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if name is not None:
+            pid = load_state(d)["components"][name].get("pid")
+            if pid and not alive(pid):
+                raise SystemExit(
+                    f"control-plane: {name} exited; see {d}/logs/{name}.log:\n"
+                    + tail(d / "logs" / f"{name}.log")
+                )
+        try:
+            if check():
+                return
+        except Exception as err:
+            last = err
+        time.sleep(0.3)
+    where = f"; see {d}/logs/{name}.log:\n" + tail(d / "logs" / f"{name}.log") if name else ""
+    raise SystemExit(f"control-plane: {what} not ready after {timeout:.0f}s ({last}){where}")
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def https_ok(url: str, certs: Path, client: bool = True) -> bool:
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    if client:
+        ctx.load_cert_chain(str(certs / "admin.crt"), str(certs / "admin.key"))
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(url, context=ctx, timeout=3) as resp:
+        return bool(resp.status == 200)
+
+
+def tls_listening(port: int) -> bool:
+    """The webhook serves TLS once its certificate controller has filled the Secret."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as raw, ctx.wrap_socket(raw):
+        return True
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=3) as resp:
+        return bool(resp.status == 200)
+
+
+def kc(d: Path, *args: str, stdin: str | None = None, check: bool = True) -> str:
+    proc = subprocess.run(
+        [load_state(d)["kubectl"], "--kubeconfig", str(d / "kubeconfig"), *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+# --- Knative manifests -------------------------------------------------------------------
+
+
+def knative_docs(bin_root: Path, repo: str, parts: list[str]) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    core = bin_root / "knative" / repo / "core"
+    for part in parts:
+        path = core / part
+        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        for f in files:
+            docs += [x for x in yaml.safe_load_all(f.read_text()) if x]
+    return docs
+
+
+def knative_setup(bin_root: Path, ports: dict[str, int]) -> tuple[list[Any], list[Any]]:
+    """What to apply before the webhooks start (namespaces, CRDs, config maps, cert secrets,
+    ExternalName Services) and after (webhook configurations, pointed at the local ports)."""
+    before: list[Any] = []
+    after: list[Any] = []
+    webhook_port = {
+        "knative-serving": ports["serving-webhook"],
+        "knative-eventing": ports["eventing-webhook"],
+    }
+    services = {"knative-serving": "webhook", "knative-eventing": "eventing-webhook"}
+    for repo, crds in (("serving", "300-resources"), ("eventing", "resources")):
+        ns = f"knative-{repo}"
+        docs = knative_docs(bin_root, repo, ["100-namespace.yaml", crds, "configmaps"])
+        for doc in docs:
+            conv = (doc.get("spec") or {}).get("conversion") or {}
+            svc = ((conv.get("webhook") or {}).get("clientConfig") or {}).get("service")
+            if svc:
+                svc["port"] = webhook_port[svc["namespace"]]
+        before += docs
+        before.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": services[ns], "namespace": ns},
+                "spec": {"type": "ExternalName", "externalName": "localhost"},
+            }
+        )
+        hooks = knative_docs(bin_root, repo, ["webhooks"])
+        for doc in hooks:
+            if doc["kind"] == "Secret":
+                before.append(doc)
+                continue
+            if doc["metadata"]["name"] in SKIPPED_WEBHOOKS:
+                continue
+            for hook in doc.get("webhooks", []):
+                svc = hook["clientConfig"]["service"]
+                svc["port"] = webhook_port[svc["namespace"]]
+            after.append(doc)
+    for crd in sorted((bin_root / "crds").glob("*.yaml")):
+        before += [x for x in yaml.safe_load_all(crd.read_text()) if x]
+    return before, after
+
+
+def apply(d: Path, docs: list[Any]) -> None:
+    kc(d, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+
+def webhooks_admit(d: Path) -> bool:
+    """The apiserver reaches both webhooks with their own certificates: a server-side dry-run
+    of a Knative Service and a Trigger passes defaulting and validation."""
+    probe = [
+        {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Service",
+            "metadata": {"name": "readiness-probe", "namespace": "default"},
+            "spec": {"template": {"spec": {"containers": [{"image": "registry.example/probe:1"}]}}},
+        },
+        {
+            "apiVersion": "eventing.knative.dev/v1",
+            "kind": "Trigger",
+            "metadata": {"name": "readiness-probe", "namespace": "default"},
+            "spec": {"broker": "default", "subscriber": {"uri": "http://example.invalid/"}},
+        },
+    ]
+    out = kc(
+        d, "create", "--dry-run=server", "-o", "json", "-f", "-", stdin=yaml.safe_dump_all(probe)
+    )
+    # Defaulting ran: the webhook filled in the container's name and the Trigger's filter.
+    return "user-container" in out or "containerConcurrency" in out
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def up() -> None:
+    d = state_dir()
+    if (d / "state.json").exists():
+        state = load_state(d)
+        if all(alive(c["pid"]) for c in state["components"].values() if c.get("pid")) and all(
+            c.get("pid") for c in state["components"].values()
+        ):
+            print(d / "kubeconfig")
+            return
+        log(f"{d} holds a stopped or partial control plane; taking it down first")
+        down()
+    t0 = time.monotonic()
+    build = subprocess.run(["bash", str(HERE / "build.sh")], text=True, stdout=subprocess.PIPE)
+    if build.returncode != 0:
+        raise SystemExit(build.returncode)
+    bin_root = Path(build.stdout.strip().splitlines()[-1])
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "logs").mkdir(exist_ok=True)
+    names = [
+        "etcd",
+        "etcd-peer",
+        "etcd-metrics",
+        "apiserver",
+        "kcm",
+        "serving-webhook",
+        "serving-profiling",
+        "serving-metrics",
+        "eventing-webhook",
+        "eventing-profiling",
+        "eventing-metrics",
+    ]
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    make_certs(d / "certs")
+    server = f"https://127.0.0.1:{ports['apiserver']}"
+    write_kubeconfig(d / "kubeconfig", server, d / "certs")
+    state: dict[str, Any] = {
+        "bin": str(bin_root),
+        "server": server,
+        "ports": ports,
+        "kubectl": kubectl(),
+        "components": component_specs(d, bin_root / "bin", ports),
+    }
+    save_state(d, state)
+    try:
+        bring_up(d, state, bin_root, ports)
+    except BaseException:
+        down()
+        raise
+    log(f"up in {time.monotonic() - t0:.1f}s: {server}")
+    print(d / "kubeconfig")
+
+
+def wait_component(d: Path, state: dict[str, Any], name: str) -> None:
+    certs = d / "certs"
+    ports = state["ports"]
+    if name == "etcd":
+        wait_for("etcd", lambda: http_ok(f"http://127.0.0.1:{ports['etcd']}/health"), 30, d, name)
+    elif name == "kube-apiserver":
+        wait_for(
+            "kube-apiserver", lambda: https_ok(f"{state['server']}/readyz", certs), 90, d, name
+        )
+    elif name == "kube-controller-manager":
+        wait_for(
+            "kube-controller-manager",
+            lambda: https_ok(f"https://127.0.0.1:{ports['kcm']}/healthz", certs, False),
+            60,
+            d,
+            name,
+        )
+    elif name in ("serving-webhook", "eventing-webhook"):
+        port = ports[name]
+        wait_for(name, lambda: tls_listening(port), 60, d, name)
+
+
+def bring_up(d: Path, state: dict[str, Any], bin_root: Path, ports: dict[str, int]) -> None:
+    for name in ["etcd", "kube-apiserver", "kube-controller-manager"]:
+        start(d, state, name)
+        wait_component(d, state, name)
+    before, after = knative_setup(bin_root, ports)
+    wait_for(
+        "default ServiceAccount",
+        lambda: kc(d, "get", "serviceaccount", "default", "-o", "name"),
+        60,
+        d,
+        "kube-controller-manager",
+    )
+    apply(d, before)
+    kc(d, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    for name in ["serving-webhook", "eventing-webhook"]:
+        start(d, state, name)
+    for name in ["serving-webhook", "eventing-webhook"]:
+        wait_component(d, state, name)
+    apply(d, after)
+    wait_for("Knative webhooks admitting", lambda: webhooks_admit(d), 90, d)
+
+
+def down() -> None:
+    d = state_dir()
+    if (d / "state.json").exists():
+        state = load_state(d)
+        for name in reversed(ORDER):
+            if name in state["components"]:
+                stop(d, state, name)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in ("up", "down", "stop", "start", "restart"):
+        raise SystemExit(__doc__)
+    cmd = argv[0]
+    if cmd == "up":
+        up()
+    elif cmd == "down":
+        down()
+    else:
+        d = state_dir()
+        state = load_state(d)
+        for name in argv[1:]:
+            if name not in state["components"]:
+                raise SystemExit(f"control-plane: no component {name!r} (one of {ORDER})")
+        if cmd in ("stop", "restart"):
+            for name in reversed([n for n in ORDER if n in argv[1:]]):
+                stop(d, state, name)
+        if cmd in ("start", "restart"):
+            for name in [n for n in ORDER if n in argv[1:]]:
+                start(d, state, name)
+                wait_component(d, state, name)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,79 @@
+"""The real operator process, `python -m aiservice_operator`, as the chart runs it: the
+chart's environment, and a kubeconfig holding only a TokenRequest token of the chart's
+ServiceAccount, so the chart's RBAC is all it may do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.support.cluster import REPO_ROOT, Cluster
+
+RELEASE = "aiservice-operator"
+SYSTEM_NS = "aiservice-system"
+SA = f"system:serviceaccount:{SYSTEM_NS}:{RELEASE}"
+
+
+class OperatorProcess:
+    """One operator process; `stop()` then `start()` restarts it with the same settings."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aiservice_operator"], env=self.env, stdout=out,
+            stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+
+
+def chart_env(cluster: Cluster) -> dict[str, str]:
+    """The plain environment the chart gives the operator's container."""
+    manifest_text = cluster.helm("get", "manifest", RELEASE, "-n", SYSTEM_NS).stdout
+    for doc in yaml.safe_load_all(manifest_text):
+        if doc and doc["kind"] == "Deployment" and doc["metadata"]["name"] == RELEASE:
+            (container,) = doc["spec"]["template"]["spec"]["containers"]
+            return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    raise AssertionError("the chart rendered no operator Deployment")
+
+
+def start_operator(
+    cluster: Cluster, workdir: Path, extra_env: dict[str, str] | None = None
+) -> OperatorProcess:
+    token = cluster.token(SYSTEM_NS, RELEASE)
+    kubeconfig = cluster.token_kubeconfig(workdir / "kubeconfig", token, SYSTEM_NS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "AISVC_"))}
+    env.update(chart_env(cluster))
+    env.update(
+        KUBECONFIG=str(kubeconfig),
+        POD_NAME="aiservice-operator-local",
+        POD_ID="aiservice-operator-local",
+        PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "operator"), str(REPO_ROOT / "functions")]),
+        AISVC_METRICS_PORT="0",
+        AISVC_RETRY_DELAY_SECONDS="0.5",
+        AISVC_RESYNC_SECONDS="10",
+    )
+    env.pop("AISVC_EVENT_STORE_TOKEN_FILE", None)  # a path inside the pod
+    env.update(extra_env or {})
+    op = OperatorProcess(env, workdir / "operator.log")
+    op.start()
+    return op

@@ -1,0 +1,128 @@
+"""The real kube-apiserver's verdict on every manifest the CRD tests judge, and Knative's real
+webhooks' verdict on every object the compiler emits: `kubectl apply --dry-run=server`.
+
+The project's own verdicts (tests/schemas/test_aiservice_crd.py: the CRD's schema and CEL
+rules evaluated offline, and spec.parse) must be the server's: each valid manifest admitted,
+each invalid one refused by a message naming the field."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_aiservice_crd import INVALID, VALID, base
+from test_knative_output import _services, _stages
+
+from aiservice_operator.core import features
+from aiservice_operator.core.spec import AIService
+
+from tests.support.cluster import Cluster, KubectlError
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+
+
+def _in(manifest: dict[str, Any], ns: str) -> dict[str, Any]:
+    manifest = copy.deepcopy(manifest)
+    manifest["metadata"]["namespace"] = ns
+    return manifest
+
+
+def _dry_run(cluster: Cluster, manifest: dict[str, Any]) -> str:
+    try:
+        cluster.apply(manifest, dry_run=True)
+    except KubectlError as err:
+        return err.stderr
+    return ""
+
+
+def _server_path(words: str) -> str:
+    """The offline validator writes list indices as `.0`; the API server as `[0]`."""
+    return re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", words)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_is_admitted(cluster: Cluster, crd: None, path: Path) -> None:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for ns in {d["metadata"].get("namespace", "default") for d in docs}:
+        cluster.namespace(ns)
+    out = cluster.kubectl("apply", "--dry-run=server", "-f", str(path)).stdout
+    assert out.count("created (server dry run)") == len(docs), out
+
+
+@pytest.mark.parametrize("mutate", [v[1] for v in VALID], ids=[v[0] for v in VALID])
+def test_valid_manifests_are_admitted(cluster: Cluster, crd: None, ns: str, mutate: Any) -> None:
+    manifest = base()
+    mutate(manifest)
+    assert _dry_run(cluster, _in(manifest, ns)) == ""
+
+
+@pytest.mark.parametrize(
+    ("mutate", "words"), [v[1:3] for v in INVALID], ids=[v[0] for v in INVALID]
+)
+def test_invalid_manifests_are_refused_naming_the_field(
+    cluster: Cluster, crd: None, ns: str, mutate: Any, words: str
+) -> None:
+    manifest = base()
+    mutate(manifest)
+    refusal = _dry_run(cluster, _in(manifest, ns))
+    # kubectl asks for strict field validation: an unknown field is refused, not pruned.
+    assert "is invalid" in refusal or refusal.startswith("Error from server"), refusal
+    assert words in refusal or _server_path(words) in refusal, refusal
+
+
+def _prerequisites(cluster: Cluster, ns: str, ais: AIService) -> None:
+    """What a platform provides before such an AIService is applied: its ServiceAccount
+    (Knative's webhook dry-runs the pod as it) and the `config-features` flags the operator
+    says it needs (`features.needed`; the operator refuses the AIService while one is off)."""
+    account = ais.spec.function.service_account_name
+    if account:
+        cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": account, "namespace": ns},
+            }
+        )
+    flags = {
+        flag: "enabled"
+        for flag in features.needed(ais)
+        if flag not in features.DEFAULTS or not features.is_on(None, flag)
+    }
+    if flags:
+        cluster.kubectl(
+            "patch",
+            "configmap",
+            features.CONFIG_MAP,
+            "-n",
+            features.NAMESPACE,
+            "--type=merge",
+            "-p",
+            json.dumps({"data": flags}),
+        )
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_knative_webhooks_admit_every_compiled_object(
+    cluster: Cluster, ns: str, path: Path
+) -> None:
+    """Knative Serving's and Eventing's own webhooks (defaulting and validation) admit the
+    Service and Triggers at every stage of a rollout, once the flags and ServiceAccount the
+    AIService needs are in place."""
+    refused: list[str] = []
+    for ais in _services(path):
+        _prerequisites(cluster, ns, ais)
+        for label, obj in _stages(ais):
+            # The webhook reads config-features through a watch: a just-enabled flag may
+            # take a moment to reach it.
+            deadline = time.monotonic() + 30
+            while (verdict := _dry_run(cluster, _in(obj, ns))) and time.monotonic() < deadline:
+                time.sleep(1)
+            if verdict:
+                refused.append(f"{ais.name} {obj['kind']} ({label}): {verdict}")
+    assert refused == []
