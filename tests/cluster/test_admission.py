@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
-from test_aiservice_crd import INVALID, VALID, base
-from test_knative_output import _services, _stages
-
 from aiservice_operator.core import features
 from aiservice_operator.core.spec import AIService
+from test_aiservice_crd import INVALID, VALID, base
+from test_knative_output import _services, _stages
 
 from tests.support.cluster import Cluster, KubectlError
 
