@@ -55,6 +55,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
+from aiservice_functions.cloudevents_http import InvalidEvent
 from aiservice_functions.event_store import auth, ingest
 from aiservice_functions.event_store.records import (
     KINDS,
@@ -62,15 +63,15 @@ from aiservice_functions.event_store.records import (
     Kind,
     RevisionCount,
     ServiceCount,
-    parse_time,
-    rfc3339,
     to_us,
+    us_text,
 )
 from aiservice_functions.event_store.replay import ReplayOptions, check_url, replay
 from aiservice_functions.event_store.retention import RetentionPolicy, RetentionThread
 from aiservice_functions.event_store.storage import SqlStore, StoreUnavailable
 from aiservice_functions.event_store.telemetry import StoreMetrics
-from aiservice_functions.runtime.cloudevents_http import InvalidEvent
+from aiservice_functions.serving.bodies import read_body
+from aiservice_functions.timestamps import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -80,21 +81,6 @@ EXTENSION_KEY: Final = "aisvc_event_store"
 
 class BadRequest(Exception):
     """A query parameter or body field is wrong; the message names it."""
-
-
-def _read_body(limit: int) -> bytes:
-    """The request body, or 413 past ``limit`` bytes — also for chunked bodies, which
-    carry no Content-Length for Flask to check up front."""
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        chunk = request.stream.read(64 * 1024)
-        if not chunk:
-            return b"".join(chunks)
-        total += len(chunk)
-        if total > limit:
-            raise RequestEntityTooLarge()
-        chunks.append(chunk)
 
 
 def _flask_path(template: str) -> str:
@@ -191,7 +177,7 @@ def _service_json(c: ServiceCount) -> dict[str, Any]:
         "deadLetters": c.dead_letters,
         "unreplayed": c.unreplayed,
         "audit": c.audit,
-        "lastDeadLetterAt": rfc3339(c.last_dead_letter_at),
+        "lastDeadLetterAt": us_text(c.last_dead_letter_at),
     }
 
 
@@ -257,7 +243,7 @@ def create_app(
 
     def ingest_event(kind: Kind, namespace: str, name: str) -> Response:
         try:
-            body = _read_body(max_body_bytes)
+            body = read_body(request.environ, max_body_bytes)
             record = ingest.to_record(kind, namespace, name, dict(request.headers), body)
         except RequestEntityTooLarge:
             metrics.ingest(kind, "refused")
@@ -341,8 +327,8 @@ def create_app(
             services, revisions = store.stats(flt)
         return jsonify(
             {
-                "since": rfc3339(flt.since),
-                "until": rfc3339(flt.until),
+                "since": us_text(flt.since),
+                "until": us_text(flt.until),
                 "services": [_service_json(c) for c in services],
                 "revisions": [_revision_json(c) for c in revisions],
             }

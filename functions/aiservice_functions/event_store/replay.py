@@ -25,14 +25,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from aiservice_functions import contract
-from aiservice_functions.event_store.records import ERROR_EXTENSIONS, EventFilter, StoredEvent
-from aiservice_functions.event_store.storage import SqlStore
-from aiservice_functions.runtime.cloudevents_http import (
+from aiservice_functions.cloudevents_http import (
     STRUCTURED_JSON,
     InvalidEvent,
     parse_request,
     render_response,
 )
+from aiservice_functions.event_store.records import ERROR_EXTENSIONS, EventFilter, StoredEvent
+from aiservice_functions.event_store.storage import SqlStore
 
 log = logging.getLogger(__name__)
 

@@ -31,24 +31,25 @@ from typing import Any, NamedTuple
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-from werkzeug.wsgi import get_content_length
 
 from aiservice_functions import contract
-from aiservice_functions.models import uri as model_uri
-from aiservice_functions.models.batching import InlineRunner, MicroBatcher, describe
-from aiservice_functions.models.torch_setup import configure_torch
-from aiservice_functions.runtime import workers
-from aiservice_functions.runtime.cloudevents_http import (
+from aiservice_functions.cloudevents_http import (
     CloudEvent,
     InvalidEvent,
+    hops,
     make_event,
     parse_request,
     render_response,
 )
+from aiservice_functions.models import uri as model_uri
+from aiservice_functions.models.batching import InlineRunner, MicroBatcher, describe
+from aiservice_functions.models.torch_setup import configure_torch
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.function import Function, Rejected, load_entrypoint
 from aiservice_functions.runtime.metrics import RuntimeMetrics
 from aiservice_functions.runtime.reply import BinaryReplyWriter
+from aiservice_functions.serving import multiproc
+from aiservice_functions.serving.bodies import read_body
 
 log = logging.getLogger("aiservice_functions.runtime")
 
@@ -135,9 +136,9 @@ class FunctionService:
         self.metrics.model_load.labels(cfg.model_version).set(time.monotonic() - started)
         self.metrics.model_ready.labels(cfg.model_version).set(1)
         self.state.ready.set()
-        shared = workers.shared_dir()
+        shared = multiproc.shared_dir()
         if shared is not None:
-            workers.mark_ready(shared)
+            multiproc.mark_ready(shared)
         log.info(
             "model loaded",
             extra={
@@ -180,8 +181,8 @@ class FunctionService:
         """This process's model is loaded, and so is every other worker's of the container."""
         if not self.state.ready.is_set():
             return False
-        shared = workers.shared_dir()
-        return shared is None or workers.ready_workers(shared) >= self.config.workers
+        shared = multiproc.shared_dir()
+        return shared is None or multiproc.ready_workers(shared) >= self.config.workers
 
     def close(self) -> None:
         runner = self.state.runner
@@ -235,7 +236,7 @@ class FunctionService:
             value = incoming.get_extension(name) or (trace or {}).get(name)
             if value:
                 extensions[name] = value
-        extensions[contract.EXT_HOPS] = str(_hops(incoming) + 1)
+        extensions[contract.EXT_HOPS] = str(hops(incoming) + 1)
         return extensions
 
     def handle(self, headers: Any, body: bytes, *, shadow: bool = False) -> Answer:
@@ -316,14 +317,6 @@ def _reply_writer(config: RuntimeConfig) -> BinaryReplyWriter | None:
         return None
 
 
-def _hops(event: CloudEvent) -> int:
-    value = event.get_extension(contract.EXT_HOPS)
-    try:
-        return max(0, int(value)) if value is not None else 0
-    except (TypeError, ValueError):
-        return 0
-
-
 def _event_log(event: CloudEvent) -> dict[str, Any]:
     trace = event.get_extension(contract.EXT_TRACEPARENT)
     return {
@@ -381,7 +374,7 @@ def create_app(
         started = time.perf_counter()
         shadow = environ.get("PATH_INFO") == contract.SHADOW_PATH
         try:
-            body = _read_body(environ, cfg.max_body_bytes)
+            body = read_body(environ, cfg.max_body_bytes)
             answer = service.handle(_environ_headers(environ), body, shadow=shadow)
         except RequestEntityTooLarge:
             answer = _error(
@@ -473,30 +466,6 @@ def _environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
         if environ.get(key):
             headers[name] = environ[key]
     return headers
-
-
-def _read_body(environ: dict[str, Any], limit: int) -> bytes:
-    """The request body, or 413 past ``limit``, also for chunked bodies.
-
-    werkzeug's own limit silently truncates a chunked body at exactly the limit,
-    which would turn an oversize event into a misleading 400.
-    """
-    length = get_content_length(environ)
-    if length is not None and length > limit:
-        raise RequestEntityTooLarge()
-    if length is None and not environ.get("wsgi.input_terminated"):
-        return b""  # the server cannot tell where the body ends: there is none
-    stream = environ["wsgi.input"]
-    wanted = length if length is not None else limit + 1
-    data = bytearray()
-    while len(data) < wanted:
-        chunk = stream.read(min(64 * 1024, wanted - len(data)))
-        if not chunk:
-            break
-        data += chunk
-    if len(data) > limit:
-        raise RequestEntityTooLarge()
-    return bytes(data)
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:

@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, cast, get_args
 
+from aiservice_functions.timestamps import parse_time, rfc3339
+
 from aiservice_operator.core.analysis import Observation, analyze
 from aiservice_operator.core.spec import AIServiceSpec, Rollout
 
@@ -83,18 +85,6 @@ ANNOTATION_PREFIX: Final = "aiservice.dev/"
 def annotation(command: Command) -> str:
     """The annotation a user (or `aisvc`) sets on the AIService to send `command`."""
     return ANNOTATION_PREFIX + command
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC, millisecond precision, `Z` suffix: the form kept in status."""
-    if moment.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- State ---------------------------------------------------------------------------

@@ -23,9 +23,9 @@ from aiservice_operator.sources.canary import (
     ERROR_OUTCOMES,
     FUNCTION_EVENTS,
     FUNCTION_LATENCY_BUCKET,
-    EventStoreSource,
     canary_dead_letters,
 )
+from aiservice_operator.sources.event_store import EventStoreClient
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class LocalObserver:
 
     endpoints: Callable[[str], list[str]]
     """Revision name -> base URLs of its running processes (read when observing)."""
-    event_store: EventStoreSource | None
+    event_store: EventStoreClient | None
     _last: dict[str, Scrape] = field(default_factory=dict)
 
     def observe(

@@ -60,7 +60,7 @@ from aiservice_operator.local.supervisor import (
 from aiservice_operator.local.traffic import route_of
 from aiservice_operator.local.view import status_object
 from aiservice_operator.rollout_metrics import RolloutMetrics
-from aiservice_operator.sources.canary import EventStoreSource
+from aiservice_operator.sources.event_store import EventStoreClient
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ class LocalRun:
 
     async def _rollout_loop(self) -> None:
         """Step every rollout with the operator's own tick; route the weights it returns."""
-        store = EventStoreSource(url=self.event_store_url) if self.options.event_store else None
+        store = EventStoreClient(url=self.event_store_url) if self.options.event_store else None
         observer = LocalObserver(self._endpoints, store)
         while True:
             await asyncio.sleep(self.options.rollout_tick_seconds)
@@ -344,7 +344,7 @@ class LocalRun:
                     self._warn(f"rollout of {run.ais.namespace}/{run.ais.name}: {err}")
 
     async def _rollout_tick(
-        self, run: ServiceRun, observer: LocalObserver, store: EventStoreSource | None
+        self, run: ServiceRun, observer: LocalObserver, store: EventStoreClient | None
     ) -> None:
         ais = run.ais
         now = datetime.now(UTC)

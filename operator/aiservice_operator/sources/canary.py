@@ -11,9 +11,9 @@ served, how many failed, its p99 latency, and how many of its events were dead-l
   `aisvc_function_latency_seconds`), which the scrape configuration is expected to label
   with the same `namespace_name` / `revision_name` (relabelled from the pod's
   `serving.knative.dev/revision` label and namespace).
-- The event store: `GET /v1/stats?namespace=&name=&since=` counts dead letters per
-  revision; those of the canary are the ones attributed to its revision name, its model
-  tag or the `canary` tag.
+- The event store (`sources.event_store`): `GET /v1/stats?namespace=&name=&since=`
+  counts dead letters per revision; those of the canary are the ones attributed to its
+  revision name, its model tag or the `canary` tag.
 
 Every query is a template with `{namespace}`, `{service}`, `{revision}`, `{model}` and
 `{interval}` placeholders (plain text substitution, so PromQL's own braces need no
@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +35,7 @@ import httpx
 from aiservice_functions import contract
 
 from aiservice_operator.core.analysis import Observation, SourceUnavailable
-from aiservice_operator.core.rollout import rfc3339
+from aiservice_operator.sources.event_store import EventStoreClient
 
 _QP = 'namespace_name="{namespace}",revision_name="{revision}"'
 
@@ -180,92 +179,8 @@ class PrometheusSource:
         return "none", 0, 0, None
 
 
-@dataclass
-class EventStoreSource:
-    """Dead letters per revision from the event store's stats API."""
-
-    url: str
-    token: str | None = None
-    timeout_seconds: float = 5.0
-    client: httpx.Client | None = None
-
-    @classmethod
-    def from_env(cls, default_url: str, env: Mapping[str, str] = os.environ) -> EventStoreSource:
-        """URL and token as the chart provides them (env, or a token file)."""
-        token = env.get(contract.ENV_EVENT_STORE_TOKEN)
-        token_file = env.get(contract.ENV_EVENT_STORE_TOKEN_FILE)
-        if not token and token_file:
-            with open(token_file, encoding="utf-8") as handle:
-                token = handle.read().strip()
-        return cls(url=env.get(contract.ENV_EVENT_STORE_URL) or default_url, token=token)
-
-    def dead_letters(
-        self, *, namespace: str, name: str, targets: Collection[str], since: datetime
-    ) -> int:
-        """Dead letters of `name` received since `since` and attributed to any of `targets`
-        (revision names or traffic tags)."""
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        params = {"namespace": namespace, "name": name, "since": rfc3339(since)}
-        client = self.client or httpx.Client(timeout=self.timeout_seconds)
-        try:
-            response = client.get(
-                self.url.rstrip("/") + contract.EVENT_STORE_STATS_PATH,
-                params=params,
-                headers=headers,
-            )
-        except httpx.HTTPError as err:
-            raise SourceUnavailable(f"event store at {self.url}: {err}") from err
-        finally:
-            if self.client is None:
-                client.close()
-        if response.status_code != 200:
-            raise SourceUnavailable(
-                f"event store at {self.url} answered {response.status_code}: {response.text[:200]}"
-            )
-        try:
-            revisions = response.json()["revisions"]
-            return sum(
-                int(r["deadLetters"])
-                for r in revisions
-                if r.get("namespace") == namespace
-                and r.get("name") == name
-                and r.get("revision") in targets
-            )
-        except (ValueError, KeyError, TypeError) as err:
-            raise SourceUnavailable(f"event store at {self.url}: unexpected stats: {err}") from err
-
-    def canary_dead_letters(
-        self, *, namespace: str, service: str, revision: str, model: str, since: datetime
-    ) -> int:
-        """Dead letters of the canary since `since`: those attributed to its revision name,
-        its model tag or the `canary` tag."""
-        return self.dead_letters(
-            namespace=namespace, name=service, targets={revision, model, "canary"}, since=since
-        )
-
-    def send_audit(self, namespace: str, name: str, event: Mapping[str, Any]) -> None:
-        """POST one structured-mode CloudEvent to the AIService's audit log."""
-        client = self.client or httpx.Client(timeout=self.timeout_seconds)
-        try:
-            response = client.post(
-                self.url.rstrip("/") + contract.audit_path(namespace, name),
-                json=dict(event),
-                headers={"Content-Type": "application/cloudevents+json"},
-            )
-        except httpx.HTTPError as err:
-            raise SourceUnavailable(f"event store at {self.url}: {err}") from err
-        finally:
-            if self.client is None:
-                client.close()
-        if response.status_code >= 300:
-            raise SourceUnavailable(
-                f"event store refused an audit event ({response.status_code}): "
-                f"{response.text[:200]}"
-            )
-
-
 def canary_dead_letters(
-    store: EventStoreSource | None,
+    store: EventStoreClient | None,
     unavailable: list[str],
     *,
     namespace: str,
@@ -292,7 +207,7 @@ class MetricsObserver:
     """Both sources together: one `Observation` of the canary over one interval."""
 
     prometheus: PrometheusSource
-    event_store: EventStoreSource | None
+    event_store: EventStoreClient | None
     min_window_seconds: float = 0.0
     """Query at least this far back, whatever the rollout's interval: a window must hold
     a few scrapes for `increase()` to have data (set it to ~4 scrape intervals when
@@ -365,7 +280,12 @@ def observer_from_env(env: Mapping[str, str], event_store_url: str) -> MetricsOb
     except ValueError as err:
         raise ValueError(f"{ENV_PROMETHEUS_QUERIES}: {err}") from None
     url = env.get(ENV_PROMETHEUS_URL, "").strip() or DEFAULT_PROMETHEUS_URL
-    store = EventStoreSource.from_env(event_store_url, env)
+    token = env.get(contract.ENV_EVENT_STORE_TOKEN)
+    token_file = env.get(contract.ENV_EVENT_STORE_TOKEN_FILE)
+    if not token and token_file:
+        with open(token_file, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    store = EventStoreClient(env.get(contract.ENV_EVENT_STORE_URL) or event_store_url, token)
     raw_window = env.get(ENV_MIN_WINDOW, "").strip() or "0"
     try:
         min_window = float(raw_window)
