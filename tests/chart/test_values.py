@@ -1,5 +1,5 @@
-"""The chart's values: refused with a clear message when wrong, documented in README.md,
-and wired to settings the operator really reads."""
+"""The chart's values: refused with a clear message when wrong, documented in
+docs/chart-values.md, and wired to settings the operator really reads."""
 
 from __future__ import annotations
 
@@ -76,10 +76,10 @@ def _values_table() -> ModuleType:
     return module
 
 
-def test_readme_values_table_is_up_to_date() -> None:
+def test_docs_values_table_is_up_to_date() -> None:
     module = _values_table()
-    current = module.readme_table((ROOT / "README.md").read_text())
-    assert current is not None, "README.md lost its values table markers"
+    current = module.page_table((ROOT / "docs" / "chart-values.md").read_text())
+    assert current is not None, "docs/chart-values.md lost its values table markers"
     assert current == module.table(), "run: python scripts/values_table.py --write"
 
 
