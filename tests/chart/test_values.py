@@ -90,7 +90,7 @@ def test_every_value_is_described() -> None:
 
 
 def test_metric_query_values_are_the_operator_queries() -> None:
-    metrics = pytest.importorskip("aiservice_operator.sources.canary")
+    metrics = pytest.importorskip("aiservice_operator.cluster.config")
     Queries = metrics.Queries
 
     schema = json.loads((ROOT / "charts" / "aiservice-operator" / "values.schema.json").read_text())
@@ -117,7 +117,7 @@ def test_operator_settings_the_chart_sets_are_read_by_the_operator(render: Rende
 
 
 def test_rollout_settings_reach_the_operator(render: RenderFn, tmp_path: Path) -> None:
-    metrics = pytest.importorskip("aiservice_operator.sources.canary")
+    metrics = pytest.importorskip("aiservice_operator.cluster.config")
 
     def env_of(values: dict[str, Any]) -> dict[str, Any]:
         deployment = render(values).deployment("operator")
@@ -142,7 +142,7 @@ def test_rollout_settings_reach_the_operator(render: RenderFn, tmp_path: Path) -
     token.write_text("s3cret\n")
     in_pod = {k: v for k, v in custom.items() if isinstance(v, str)}
     in_pod["AISVC_EVENT_STORE_TOKEN_FILE"] = str(token)
-    observer = metrics.observer_from_env(in_pod, custom["AISVC_EVENT_STORE_URL"])
+    observer = metrics.Config.from_env(in_pod).observer()
     assert observer.prometheus.url == "http://prometheus.obs:9090"
     assert observer.prometheus.queries.requests == "sum(my_requests)"
     assert observer.event_store.url == custom["AISVC_EVENT_STORE_URL"]

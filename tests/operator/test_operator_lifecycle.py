@@ -370,10 +370,10 @@ def test_nothing_is_kept_in_memory_for_a_deleted_aiservice(
     notice its end by: its deletion alone must drop what the operator kept for it."""
     kube.create(AISERVICES, manifest("brief", ns, traffic={"stable": "v9"}))
     ready(kube, ns, "brief", status="False")
-    assert (ns, "brief") in operator.memo["locks"]
+    assert (ns, "brief") in operator.memo.locks
 
     kube.delete(AISERVICES, ns, "brief")
-    wait_for(lambda: (ns, "brief") not in operator.memo["locks"], what="the lock dropped")
+    wait_for(lambda: (ns, "brief") not in operator.memo.locks, what="the lock dropped")
 
 
 def test_a_rollout_command_without_a_rollout_is_not_kept_for_a_later_one(

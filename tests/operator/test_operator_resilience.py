@@ -270,7 +270,7 @@ def test_a_rollout_step_reaches_traffic_after_a_failed_write(
     )
     observer = GatedObserver()
     operator = OperatorThread(kube.url)
-    operator.memo["rollout_observer"] = observer
+    operator.memo.observer = observer
     with operator:
         kube.create(AISERVICES, canary)
         wait_for(

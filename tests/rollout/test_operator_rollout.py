@@ -89,13 +89,16 @@ def cluster(
         revisions.append(revision)
     traffic = Traffic(standin, revisions)
     traffic.thread.start()
-    with pytest.MonkeyPatch.context() as env, EmulatorThread() as kube:
-        env.setenv("AISVC_PROMETHEUS_URL", prometheus.url)
-        env.setenv("AISVC_EVENT_STORE_URL", event_store.url)
-        env.setenv("AISVC_EVENT_STORE_TOKEN", event_store.token)
-        env.setenv("AISVC_ANALYSIS_MIN_WINDOW_SECONDS", "6")
+    with EmulatorThread() as kube:
         KnativeServing(kube).start()
-        config = Config(retry_delay=0.3, watch_timeout=60, event_store_url=event_store.url)
+        config = Config(
+            retry_delay=0.3,
+            watch_timeout=60,
+            event_store_url=event_store.url,
+            event_store_token=event_store.token,
+            prometheus_url=prometheus.url,
+            analysis_min_window=6,
+        )
         try:
             yield kube, config
         finally:

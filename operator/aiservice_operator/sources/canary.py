@@ -24,17 +24,19 @@ missing data.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
-from aiservice_functions import contract
 
-from aiservice_operator.core.analysis import Observation, SourceUnavailable
+from aiservice_operator.core.analysis import (
+    Observation,
+    SourceUnavailable,
+    Traffic,
+    observation,
+)
 from aiservice_operator.sources.event_store import EventStoreClient
 
 _QP = 'namespace_name="{namespace}",revision_name="{revision}"'
@@ -45,13 +47,6 @@ FUNCTION_LATENCY_BUCKET = "aisvc_function_latency_seconds_bucket"
 """The function runtime's latency histogram buckets (seconds)."""
 ERROR_OUTCOMES = ("error", "timeout")
 """`outcome` values of events that count as errors of the canary."""
-
-ENV_PROMETHEUS_URL = "AISVC_PROMETHEUS_URL"
-DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
-"""kube-prometheus-stack's Prometheus Service; the chart sets the real one."""
-ENV_MIN_WINDOW = "AISVC_ANALYSIS_MIN_WINDOW_SECONDS"
-ENV_PROMETHEUS_QUERIES = "AISVC_PROMETHEUS_QUERIES"
-"""A JSON object replacing some of the `Queries` templates, e.g. `{"requests": "..."}`."""
 
 
 @dataclass(frozen=True)
@@ -179,18 +174,17 @@ class PrometheusSource:
         return "none", 0, 0, None
 
 
-def canary_dead_letters(
+def read_dead_letters(
     store: EventStoreClient | None,
-    unavailable: list[str],
     *,
     namespace: str,
     service: str,
     revision: str,
     model: str,
     since: datetime,
-) -> int | None:
-    """The canary's dead letters since `since`, or None (no store, or the reason why it
-    could not be read, appended to `unavailable`): an unread count must pause, not pass."""
+) -> int | SourceUnavailable | None:
+    """The canary's dead letters since `since`; the reason when they could not be read;
+    `None` without a store (`analysis.observation` makes both unavailable)."""
     if store is None:
         return None
     try:
@@ -198,8 +192,7 @@ def canary_dead_letters(
             namespace=namespace, service=service, revision=revision, model=model, since=since
         )
     except SourceUnavailable as err:
-        unavailable.append(str(err))
-        return None
+        return err
 
 
 @dataclass
@@ -225,9 +218,6 @@ class MetricsObserver:
         canary_ready: bool,
     ) -> Observation:
         window_seconds = max(window_seconds, self.min_window_seconds)
-        unavailable: list[str] = []
-        source: str = "none"
-        requests, errors, p99 = 0.0, 0.0, None
         try:
             source, requests, errors, p99 = self.prometheus.canary(
                 namespace=namespace,
@@ -236,59 +226,15 @@ class MetricsObserver:
                 model=model,
                 window_seconds=window_seconds,
             )
+            traffic = Traffic(requests, errors, p99, source)
         except SourceUnavailable as err:
-            unavailable.append(str(err))
-        dead = canary_dead_letters(
+            traffic = Traffic(unavailable=(str(err),))
+        dead = read_dead_letters(
             self.event_store,
-            unavailable,
             namespace=namespace,
             service=service,
             revision=revision,
             model=model,
             since=now - timedelta(seconds=window_seconds),
         )
-        if self.event_store is None:
-            unavailable.append("no event store configured for dead-letter counts")
-        return Observation(
-            events=requests,
-            errors=errors,
-            p99_latency_ms=p99,
-            dead_letters=dead,
-            window_seconds=window_seconds,
-            canary_ready=canary_ready,
-            unavailable=tuple(unavailable),
-            source=source,
-        )
-
-
-def observer_from_env(env: Mapping[str, str], event_store_url: str) -> MetricsObserver:
-    """The operator's observer, configured as the chart configures it (see the `ENV_*`
-    names); a malformed setting raises `ValueError` naming its variable."""
-    raw = env.get(ENV_PROMETHEUS_QUERIES, "").strip()
-    overrides: Any = {}
-    if raw:
-        try:
-            overrides = json.loads(raw)
-        except ValueError as err:
-            raise ValueError(f"{ENV_PROMETHEUS_QUERIES} is not JSON: {err}") from None
-        if not isinstance(overrides, dict) or not all(
-            isinstance(v, str) for v in overrides.values()
-        ):
-            raise ValueError(f"{ENV_PROMETHEUS_QUERIES} must be a JSON object of strings")
-    try:
-        queries = Queries.from_mapping(overrides)
-    except ValueError as err:
-        raise ValueError(f"{ENV_PROMETHEUS_QUERIES}: {err}") from None
-    url = env.get(ENV_PROMETHEUS_URL, "").strip() or DEFAULT_PROMETHEUS_URL
-    token = env.get(contract.ENV_EVENT_STORE_TOKEN)
-    token_file = env.get(contract.ENV_EVENT_STORE_TOKEN_FILE)
-    if not token and token_file:
-        with open(token_file, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    store = EventStoreClient(env.get(contract.ENV_EVENT_STORE_URL) or event_store_url, token)
-    raw_window = env.get(ENV_MIN_WINDOW, "").strip() or "0"
-    try:
-        min_window = float(raw_window)
-    except ValueError:
-        raise ValueError(f"{ENV_MIN_WINDOW}={raw_window!r} is not a number") from None
-    return MetricsObserver(PrometheusSource(url, queries), store, min_window)
+        return observation(traffic, dead, window_seconds=window_seconds, canary_ready=canary_ready)
