@@ -46,12 +46,14 @@ Metrics: ``GET /metrics`` (Prometheus text, no token: counts and timings only, s
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import httpx
-from flask import Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
@@ -196,6 +198,29 @@ def _pending(store: SqlStore) -> list[tuple[str, str, int]]:
     return [(c.namespace, c.name, c.unreplayed) for c in services]
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What the routes of one app work with (kept in ``app.extensions``)."""
+
+    store: SqlStore
+    metrics: StoreMetrics
+    token: str | None
+    allow_unauthenticated: bool
+    max_body_bytes: int
+    replay_defaults: ReplayOptions
+    http_client: httpx.Client | None
+    retention: RetentionThread | None
+
+
+api = Blueprint("event_store", __name__)
+"""The HTTP API; :func:`create_app` registers it on an app with its :class:`_Context`."""
+
+
+def _ctx() -> _Context:
+    context: _Context = current_app.extensions[EXTENSION_KEY]["context"]
+    return context
+
+
 def create_app(
     store: SqlStore,
     *,
@@ -211,185 +236,250 @@ def create_app(
     # One byte of slack: a chunked body is cut at the limit by the server's stream, so
     # reading max+1 bytes is how an oversized one is told from one of exactly max bytes.
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
-    defaults = replay_defaults or ReplayOptions()
     metrics = StoreMetrics(pending=lambda: _pending(store))
     thread = (
         RetentionThread(store, retention, on_deleted=metrics.retention()).start()
         if retention and retention.active
         else None
     )
-    app.extensions[EXTENSION_KEY] = {"store": store, "retention": thread, "metrics": metrics}
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_: RequestEntityTooLarge) -> Response:
-        return _error(413, f"body larger than {max_body_bytes} bytes")
-
-    @app.errorhandler(StoreUnavailable)
-    def unavailable(err: StoreUnavailable) -> Response:
-        log.warning("database unavailable: %s", err)
-        return _error(503, "storage unavailable, retry later")
-
-    @app.errorhandler(BadRequest)
-    def bad_request(err: BadRequest) -> Response:
-        return _error(400, str(err))
-
-    @app.errorhandler(HTTPException)
-    def http_error(err: HTTPException) -> Response:
-        return _error(err.code or 500, err.description or err.name)
-
-    def guard() -> Response | None:
-        refusal = auth.check(token, allow_unauthenticated, request.headers.get("Authorization"))
-        return _error(refusal.status, refusal.reason) if refusal else None
-
-    def ingest_event(kind: Kind, namespace: str, name: str) -> Response:
-        try:
-            body = read_body(request.environ, max_body_bytes)
-            record = ingest.to_record(kind, namespace, name, dict(request.headers), body)
-        except RequestEntityTooLarge:
-            metrics.ingest(kind, "refused")
-            raise
-        except InvalidEvent as err:
-            metrics.ingest(kind, "refused")
-            log.info("refused %s for %s/%s: %s", kind, namespace[:63], name[:63], err.reason)
-            return _error(err.status, err.reason)
-        try:
-            with metrics.timed("add"):
-                seq, created = store.add(record)
-        except StoreUnavailable:
-            metrics.ingest(kind, "unavailable")
-            raise
-        metrics.ingest(kind, "stored" if created else "duplicate")
-        if created and kind == "dead-letter":
-            metrics.dead_letter(namespace, name, record.revision, record.error_code)
-        log.debug(
-            "%s %s %s/%s seq=%d", "stored" if created else "redelivered", kind, namespace, name, seq
-        )
-        response = jsonify({"seq": seq, "created": created})
-        response.status_code = 201 if created else 200
-        return response
-
-    def list_events(source: dict[str, Any], flt: EventFilter) -> Response:
-        limit = _opt_int(source, "limit") or 50
-        try:
-            with metrics.timed("page"):
-                page = store.page(flt, limit=limit, cursor=_opt_str(source, "cursor"))
-        except ValueError as err:
-            raise BadRequest(str(err)) from None
-        return jsonify({"items": [r.summary() for r in page.items], "nextCursor": page.next_cursor})
-
-    @app.route(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH), methods=["POST", "GET"])
-    def dead_letters(namespace: str, name: str) -> Response:
-        if request.method == "POST":
-            return ingest_event("dead-letter", namespace, name)
-        refused = guard()
-        if refused:
-            return refused
-        args = dict(request.args)
-        return list_events(args, _filter(args, kind="dead-letter", namespace=namespace, name=name))
-
-    @app.route(_flask_path(contract.EVENT_STORE_AUDIT_PATH), methods=["POST", "GET"])
-    def audit(namespace: str, name: str) -> Response:
-        if request.method == "POST":
-            return ingest_event("audit", namespace, name)
-        refused = guard()
-        if refused:
-            return refused
-        args = dict(request.args)
-        return list_events(args, _filter(args, kind="audit", namespace=namespace, name=name))
-
-    @app.get("/v1/events")
-    def events() -> Response:
-        refused = guard()
-        if refused:
-            return refused
-        args = dict(request.args)
-        return list_events(args, _filter(args))
-
-    @app.get("/v1/events/<int:seq>")
-    def event(seq: int) -> Response:
-        refused = guard()
-        if refused:
-            return refused
-        with metrics.timed("get"):
-            record = store.get(seq)
-        if record is None:
-            return _error(404, f"no record with seq {seq}")
-        return jsonify(record.detail())
-
-    @app.get(contract.EVENT_STORE_STATS_PATH)
-    def stats() -> Response:
-        refused = guard()
-        if refused:
-            return refused
-        args = dict(request.args)
-        flt = _filter(args, kind=None, replayed=None)
-        with metrics.timed("stats"):
-            services, revisions = store.stats(flt)
-        return jsonify(
-            {
-                "since": us_text(flt.since),
-                "until": us_text(flt.until),
-                "services": [_service_json(c) for c in services],
-                "revisions": [_revision_json(c) for c in revisions],
-            }
-        )
-
-    @app.post("/v1/replay")
-    def replay_route() -> Response:
-        refused = guard()
-        if refused:
-            return refused
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise BadRequest("body must be a JSON object")
-        seqs = body.get("seqs")
-        raw_filter = body.get("filter")
-        if seqs is not None:
-            if not isinstance(seqs, list) or not all(
-                isinstance(s, int) and not isinstance(s, bool) for s in seqs
-            ):
-                raise BadRequest("seqs must be a list of integers")
-            flt = EventFilter(seqs=tuple(seqs))
-            if isinstance(raw_filter, dict):
-                flt = replace(_filter(raw_filter), seqs=tuple(seqs))
-        elif isinstance(raw_filter, dict) and raw_filter:
-            flt = _filter(raw_filter)
-        elif body.get("all") is True:
-            flt = EventFilter()
-        else:
-            raise BadRequest('select what to replay: "seqs", a non-empty "filter", or "all": true')
-        target = _opt_str(body, "target")
-        try:
-            if target:
-                check_url(target, "target")
-        except ValueError as err:
-            raise BadRequest(str(err)) from None
-        options = replace(
-            defaults,
-            target=target or defaults.target,
-            broker=_opt_str(body, "broker") or defaults.broker,
-            force=bool(_opt_bool(body, "force")),
-            concurrency=min(_opt_int(body, "concurrency") or defaults.concurrency, 64),
-            rate=defaults.rate if (rate := _opt_float(body, "rate")) is None else rate,
-            limit=_opt_int(body, "limit") or defaults.limit,
-        )
-        summary = replay(store, flt, options, client=http_client)
-        metrics.replay(summary.replayed, summary.failed)
-        return jsonify(summary.to_json())
-
-    @app.get(contract.PATH_LIVENESS)
-    def liveness() -> Response:
-        return jsonify({"status": "ok"})
-
-    @app.get(contract.PATH_READINESS)
-    def readiness() -> Response:
-        with metrics.timed("ping"):
-            store.ping()
-        return jsonify({"status": "ok", "backend": store.backend})
-
-    @app.get(contract.PATH_METRICS)
-    def metrics_route() -> Response:
-        # No token: counts and timings only, nothing of any event (see .telemetry).
-        return Response(metrics.render(), content_type=metrics.content_type)
-
+    context = _Context(
+        store=store,
+        metrics=metrics,
+        token=token,
+        allow_unauthenticated=allow_unauthenticated,
+        max_body_bytes=max_body_bytes,
+        replay_defaults=replay_defaults or ReplayOptions(),
+        http_client=http_client,
+        retention=thread,
+    )
+    app.extensions[EXTENSION_KEY] = {
+        "context": context,
+        "store": store,
+        "retention": thread,
+        "metrics": metrics,
+    }
+    app.register_blueprint(api)
     return app
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+@api.app_errorhandler(RequestEntityTooLarge)
+def _too_large(_: RequestEntityTooLarge) -> Response:
+    return _error(413, f"body larger than {_ctx().max_body_bytes} bytes")
+
+
+@api.app_errorhandler(StoreUnavailable)
+def _unavailable(err: StoreUnavailable) -> Response:
+    log.warning("database unavailable: %s", err)
+    return _error(503, "storage unavailable, retry later")
+
+
+@api.app_errorhandler(BadRequest)
+def _bad_request(err: BadRequest) -> Response:
+    return _error(400, str(err))
+
+
+@api.app_errorhandler(HTTPException)
+def _http_error(err: HTTPException) -> Response:
+    return _error(err.code or 500, err.description or err.name)
+
+
+def _authorized(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Query and replay need the bearer token (ingest, health and metrics do not)."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Response:
+        ctx = _ctx()
+        refusal = auth.check(
+            ctx.token, ctx.allow_unauthenticated, request.headers.get("Authorization")
+        )
+        if refusal:
+            return _error(refusal.status, refusal.reason)
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+# --- ingest -----------------------------------------------------------------------------
+
+
+def _ingest(kind: Kind, namespace: str, name: str) -> Response:
+    ctx = _ctx()
+    try:
+        body = read_body(request.environ, ctx.max_body_bytes)
+        record = ingest.to_record(kind, namespace, name, dict(request.headers), body)
+    except RequestEntityTooLarge:
+        ctx.metrics.ingest(kind, "refused")
+        raise
+    except InvalidEvent as err:
+        ctx.metrics.ingest(kind, "refused")
+        log.info("refused %s for %s/%s: %s", kind, namespace[:63], name[:63], err.reason)
+        return _error(err.status, err.reason)
+    try:
+        with ctx.metrics.timed("add"):
+            seq, created = ctx.store.add(record)
+    except StoreUnavailable:
+        ctx.metrics.ingest(kind, "unavailable")
+        raise
+    ctx.metrics.ingest(kind, "stored" if created else "duplicate")
+    if created and kind == "dead-letter":
+        ctx.metrics.dead_letter(namespace, name, record.revision, record.error_code)
+    log.debug(
+        "%s %s %s/%s seq=%d", "stored" if created else "redelivered", kind, namespace, name, seq
+    )
+    response = jsonify({"seq": seq, "created": created})
+    response.status_code = 201 if created else 200
+    return response
+
+
+@api.post(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH))
+def ingest_dead_letter(namespace: str, name: str) -> Response:
+    return _ingest("dead-letter", namespace, name)
+
+
+@api.post(_flask_path(contract.EVENT_STORE_AUDIT_PATH))
+def ingest_audit(namespace: str, name: str) -> Response:
+    return _ingest("audit", namespace, name)
+
+
+# --- query ------------------------------------------------------------------------------
+
+
+def _list(source: dict[str, Any], flt: EventFilter) -> Response:
+    ctx = _ctx()
+    limit = _opt_int(source, "limit") or 50
+    try:
+        with ctx.metrics.timed("page"):
+            page = ctx.store.page(flt, limit=limit, cursor=_opt_str(source, "cursor"))
+    except ValueError as err:
+        raise BadRequest(str(err)) from None
+    return jsonify({"items": [r.summary() for r in page.items], "nextCursor": page.next_cursor})
+
+
+@api.get(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH))
+@_authorized
+def dead_letters(namespace: str, name: str) -> Response:
+    args = dict(request.args)
+    return _list(args, _filter(args, kind="dead-letter", namespace=namespace, name=name))
+
+
+@api.get(_flask_path(contract.EVENT_STORE_AUDIT_PATH))
+@_authorized
+def audit(namespace: str, name: str) -> Response:
+    args = dict(request.args)
+    return _list(args, _filter(args, kind="audit", namespace=namespace, name=name))
+
+
+@api.get("/v1/events")
+@_authorized
+def events() -> Response:
+    args = dict(request.args)
+    return _list(args, _filter(args))
+
+
+@api.get("/v1/events/<int:seq>")
+@_authorized
+def event(seq: int) -> Response:
+    ctx = _ctx()
+    with ctx.metrics.timed("get"):
+        record = ctx.store.get(seq)
+    if record is None:
+        return _error(404, f"no record with seq {seq}")
+    return jsonify(record.detail())
+
+
+@api.get(contract.EVENT_STORE_STATS_PATH)
+@_authorized
+def stats() -> Response:
+    ctx = _ctx()
+    flt = _filter(dict(request.args), kind=None, replayed=None)
+    with ctx.metrics.timed("stats"):
+        services, revisions = ctx.store.stats(flt)
+    return jsonify(
+        {
+            "since": us_text(flt.since),
+            "until": us_text(flt.until),
+            "services": [_service_json(c) for c in services],
+            "revisions": [_revision_json(c) for c in revisions],
+        }
+    )
+
+
+# --- replay -----------------------------------------------------------------------------
+
+
+def _replay_filter(body: dict[str, Any]) -> EventFilter:
+    """What a replay request selects: ``seqs`` (narrowed by ``filter``), a ``filter``, or
+    ``all``; anything else is refused rather than replaying everything by mistake."""
+    seqs = body.get("seqs")
+    raw_filter = body.get("filter")
+    if seqs is not None:
+        if not isinstance(seqs, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in seqs
+        ):
+            raise BadRequest("seqs must be a list of integers")
+        if isinstance(raw_filter, dict):
+            return replace(_filter(raw_filter), seqs=tuple(seqs))
+        return EventFilter(seqs=tuple(seqs))
+    if isinstance(raw_filter, dict) and raw_filter:
+        return _filter(raw_filter)
+    if body.get("all") is True:
+        return EventFilter()
+    raise BadRequest('select what to replay: "seqs", a non-empty "filter", or "all": true')
+
+
+def _replay_options(body: dict[str, Any], defaults: ReplayOptions) -> ReplayOptions:
+    target = _opt_str(body, "target")
+    try:
+        if target:
+            check_url(target, "target")
+    except ValueError as err:
+        raise BadRequest(str(err)) from None
+    return replace(
+        defaults,
+        target=target or defaults.target,
+        broker=_opt_str(body, "broker") or defaults.broker,
+        force=bool(_opt_bool(body, "force")),
+        concurrency=min(_opt_int(body, "concurrency") or defaults.concurrency, 64),
+        rate=defaults.rate if (rate := _opt_float(body, "rate")) is None else rate,
+        limit=_opt_int(body, "limit") or defaults.limit,
+    )
+
+
+@api.post("/v1/replay")
+@_authorized
+def replay_route() -> Response:
+    ctx = _ctx()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    flt = _replay_filter(body)
+    options = _replay_options(body, ctx.replay_defaults)
+    summary = replay(ctx.store, flt, options, client=ctx.http_client)
+    ctx.metrics.replay(summary.replayed, summary.failed)
+    return jsonify(summary.to_json())
+
+
+# --- health and metrics -----------------------------------------------------------------
+
+
+@api.get(contract.PATH_LIVENESS)
+def liveness() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@api.get(contract.PATH_READINESS)
+def readiness() -> Response:
+    ctx = _ctx()
+    with ctx.metrics.timed("ping"):
+        ctx.store.ping()
+    return jsonify({"status": "ok", "backend": ctx.store.backend})
+
+
+@api.get(contract.PATH_METRICS)
+def metrics_route() -> Response:
+    # No token: counts and timings only, nothing of any event (see .telemetry).
+    metrics = _ctx().metrics
+    return Response(metrics.render(), content_type=metrics.content_type)

@@ -367,56 +367,72 @@ def create_app(
     service = FunctionService(fn, cfg, load_gate=load_gate)
     app = Flask(f"aisvc-{fn.name}")
     app.extensions["aisvc"] = service
-    version = cfg.model_version
+    _route_events(app, service)
+    _route_health(app, service)
+    if start:
+        service.start()
+    return app
 
-    def answer(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
-        """Answer one event posted to ``/`` or ``SHADOW_PATH``, straight from the WSGI environ."""
-        started = time.perf_counter()
-        shadow = environ.get("PATH_INFO") == contract.SHADOW_PATH
-        try:
-            body = read_body(environ, cfg.max_body_bytes)
-            answer = service.handle(_environ_headers(environ), body, shadow=shadow)
-        except RequestEntityTooLarge:
-            answer = _error(
-                413,
-                f"body larger than {cfg.max_body_bytes} bytes ({contract.ENV_MAX_BODY_BYTES}); "
-                "send a reference to large data instead",
-                "too_large",
-            )
-        except Exception as err:  # last resort: never crash, never a 2xx for a failure
-            log.exception("unexpected failure")
-            answer = _error(500, f"internal error: {type(err).__name__}", "error")
-        if answer.status >= 400:
-            answer = _naming_revision(answer, cfg.revision)
-        elapsed = time.perf_counter() - started
-        service.metrics.record(answer.outcome, elapsed)
-        _log_answer(answer, elapsed)
-        headers = list(answer.headers.items())
-        headers.append(("Content-Length", str(len(answer.body))))
-        return _STATUS_LINES[answer.status], headers, answer.body
+
+def _answer(
+    service: FunctionService, environ: dict[str, Any]
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Answer one event posted to ``/`` or ``SHADOW_PATH``, straight from the WSGI environ."""
+    cfg = service.config
+    started = time.perf_counter()
+    shadow = environ.get("PATH_INFO") == contract.SHADOW_PATH
+    try:
+        body = read_body(environ, cfg.max_body_bytes)
+        answer = service.handle(_environ_headers(environ), body, shadow=shadow)
+    except RequestEntityTooLarge:
+        answer = _error(
+            413,
+            f"body larger than {cfg.max_body_bytes} bytes ({contract.ENV_MAX_BODY_BYTES}); "
+            "send a reference to large data instead",
+            "too_large",
+        )
+    except Exception as err:  # last resort: never crash, never a 2xx for a failure
+        log.exception("unexpected failure")
+        answer = _error(500, f"internal error: {type(err).__name__}", "error")
+    if answer.status >= 400:
+        answer = _naming_revision(answer, cfg.revision)
+    elapsed = time.perf_counter() - started
+    service.metrics.record(answer.outcome, elapsed)
+    _log_answer(answer, elapsed)
+    headers = list(answer.headers.items())
+    headers.append(("Content-Length", str(len(answer.body))))
+    return _STATUS_LINES[answer.status], headers, answer.body
+
+
+def _route_events(app: Flask, service: FunctionService) -> None:
+    """Events are the hot path: answered without Flask's request context, URL matching
+    and response object, which cost about as much as the event itself for a small model.
+    Health, metrics and every other request go through Flask."""
 
     @app.post("/")
     @app.post(contract.SHADOW_PATH)
     def receive() -> Response:
         # Kept so that other methods on these paths get 405; POSTs are answered by
         # the fast path below before Flask routes them.
-        status, headers, body = answer(request.environ)
+        status, headers, body = _answer(service, request.environ)
         return Response(body, status=int(status.split(" ", 1)[0]), headers=headers)
 
     flask_wsgi = app.wsgi_app
     event_paths = frozenset(("/", contract.SHADOW_PATH))
 
     def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
-        # Events are the hot path: answered without Flask's request context, URL
-        # matching and response object, which cost about as much as the event itself
-        # for a small model. Health, metrics and every other request go through Flask.
         if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") in event_paths:
-            status, headers, body = answer(environ)
+            status, headers, body = _answer(service, environ)
             start_response(status, headers)
             return [body]
         return flask_wsgi(environ, start_response)
 
     app.wsgi_app = wsgi_app  # type: ignore[method-assign]
+
+
+def _route_health(app: Flask, service: FunctionService) -> None:
+    """Liveness, readiness, metrics, and JSON for every HTTP error."""
+    version = service.config.model_version
 
     @app.get(contract.PATH_LIVENESS)
     def liveness() -> Response:
@@ -447,10 +463,6 @@ def create_app(
         # 404/405 and friends as JSON too, so every answer carries a reason.
         code = err.code or 500
         return _json(code, {"error": err.description or err.name, "status": code})
-
-    if start:
-        service.start()
-    return app
 
 
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}

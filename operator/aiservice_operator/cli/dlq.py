@@ -249,6 +249,28 @@ def show(
     console.print_json(json.dumps(record["event"]))
 
 
+def _print_replay(summary: dict[str, Any]) -> None:
+    """The replay summary as a table, one row per record sent."""
+    console = Console()
+    table = Table(
+        title=(
+            f"{summary['selected']} selected, {summary['replayed']} replayed, "
+            f"{summary['failed']} failed"
+        ),
+        title_justify="left",
+    )
+    for column in ("SEQ", "ID", "AISERVICE", "REPLAY", "RESULT"):
+        table.add_column(column, overflow="fold")
+    for r in summary["results"]:
+        result = f"ok ({r['status']})" if r["ok"] else (r["error"] or "failed")
+        table.add_row(
+            str(r["seq"]), r["id"], f"{r['namespace']}/{r['name']}", str(r["replay"]), result
+        )
+    console.print(table)
+    if summary["selected"] == 0:
+        console.print("nothing to replay (already replayed? use --force to re-send)")
+
+
 @app.command()
 def replay(
     seqs: Annotated[
@@ -317,24 +339,7 @@ def replay(
     if output is Output.json:
         typer.echo(json.dumps(summary, indent=2))
     else:
-        console = Console()
-        table = Table(
-            title=(
-                f"{summary['selected']} selected, {summary['replayed']} replayed, "
-                f"{summary['failed']} failed"
-            ),
-            title_justify="left",
-        )
-        for column in ("SEQ", "ID", "AISERVICE", "REPLAY", "RESULT"):
-            table.add_column(column, overflow="fold")
-        for r in summary["results"]:
-            result = f"ok ({r['status']})" if r["ok"] else (r["error"] or "failed")
-            table.add_row(
-                str(r["seq"]), r["id"], f"{r['namespace']}/{r['name']}", str(r["replay"]), result
-            )
-        console.print(table)
-        if summary["selected"] == 0:
-            console.print("nothing to replay (already replayed? use --force to re-send)")
+        _print_replay(summary)
     if summary["failed"]:
         raise typer.Exit(code=1)
 
