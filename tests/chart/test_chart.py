@@ -17,7 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from aiservice_operator.core.compile import CompileOptions
-from chart_helpers import CHART, NAMESPACE, ROOT, RenderFn
+
+from tests.support.chart import CHART, NAMESPACE, ROOT, RenderFn
 
 KUBERNETES_VERSION = "1.35.0"
 """The Kubernetes version the rendered objects are validated against (helm's own client is 1.35)."""

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from aiservice_operator.cluster.config import ENV_METRICS_PORT, Config
-from chart_helpers import NAMESPACE, Rendered, RenderFn
+
+from tests.support.chart import NAMESPACE, Rendered, RenderFn
 
 MONITORING = {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "p"}}}
 SPEC_FIELDS = {"endpoints", "selector", "namespaceSelector", "jobLabel", "targetLabels"}

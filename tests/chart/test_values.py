@@ -13,7 +13,8 @@ from typing import Any
 
 import aiservice_operator
 import pytest
-from chart_helpers import ROOT, RenderFn
+
+from tests.support.chart import ROOT, RenderFn
 
 BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "unknown top-level key": ({"replica": 2}, "additional properties 'replica' not allowed"),

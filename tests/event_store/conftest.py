@@ -20,7 +20,8 @@ import httpx
 import pytest
 from aiservice_functions.event_store import create_app, open_store
 from aiservice_functions.event_store.storage import SqlStore
-from es_helpers import TOKEN, Receiver, free_port, serving
+
+from tests.support.event_store import TOKEN, Receiver, free_port, serving
 
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_SH = REPO / "scripts" / "postgres.sh"

@@ -17,7 +17,10 @@ import pytest
 from aiservice_functions import contract
 from aiservice_functions.event_store import telemetry
 from aiservice_functions.event_store.retention import RetentionPolicy
-from es_helpers import (
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.event_store import (
     AUTH,
     NS,
     SVC,
@@ -26,8 +29,6 @@ from es_helpers import (
     free_port,
     post_dead_letter,
 )
-from prometheus_client.mmap_dict import MmapedDict
-from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -20,7 +20,8 @@ from aiservice_functions.cloudevents_http import parse_request
 from aiservice_functions.runtime.app import FunctionService, create_app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from runtime_helpers import (
+
+from tests.support.runtime import (
     BASE_ENV,
     binary_headers,
     config_for,

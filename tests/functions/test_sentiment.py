@@ -24,7 +24,8 @@ from aiservice_functions.sentiment import data
 from aiservice_functions.sentiment.head import HeadFileError, SentimentHead
 from aiservice_functions.sentiment.hooks import DEFAULT_MODEL_URI, decode, function
 from aiservice_functions.sentiment.model import SentimentModel
-from runtime_helpers import config_for, post_binary, post_structured, serving, wait_ready
+
+from tests.support.runtime import config_for, post_binary, post_structured, serving, wait_ready
 
 HEAD_URIS = {
     "v1": "pkg://aiservice_functions.sentiment/models/head-v1.pt",

@@ -22,7 +22,8 @@ from aiservice_functions.topic.head import HeadFileError, TopicHead
 from aiservice_functions.topic.hooks import DEFAULT_MODEL_URI, decode, function
 from aiservice_functions.topic.model import TopicModel
 from aiservice_functions.topic.routing import ScoredReview, route
-from runtime_helpers import config_for, post_binary, post_structured, serving, wait_ready
+
+from tests.support.runtime import config_for, post_binary, post_structured, serving, wait_ready
 
 HEAD_URIS = {
     "v1": "pkg://aiservice_functions.topic/models/topic-v1.pt",

@@ -18,7 +18,7 @@ import pytest
 from aiservice_operator.cluster import kube as kube_client
 from aiservice_operator.core.analysis import Observation
 
-from tests.operator.test_operator_lifecycle import manifest, ready, traffic
+from tests.support.aiservices import manifest, ready, traffic
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import (
     AISERVICES,

@@ -14,7 +14,8 @@ from aiservice_operator.sources.canary import (
     render,
 )
 from aiservice_operator.sources.event_store import EventStoreClient
-from rollout_support import NAMESPACE, EventStore, Prometheus, Standin, free_port
+
+from tests.support.rollout import NAMESPACE, EventStore, Prometheus, Standin, free_port
 
 pytestmark = pytest.mark.prometheus
 WINDOW = 30.0

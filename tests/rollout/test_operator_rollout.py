@@ -15,7 +15,6 @@ import pytest
 from aiservice_operator.cluster.config import Config
 from aiservice_operator.core.compile import revision_name
 from aiservice_operator.core.spec import parse
-from rollout_support import EventStore, Prometheus, Standin
 
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import (
@@ -27,6 +26,7 @@ from tests.support.kubeemu import (
     wait_for,
 )
 from tests.support.operator import OperatorThread
+from tests.support.rollout import EventStore, Prometheus, Standin
 
 pytestmark = pytest.mark.prometheus
 NS = "canary"

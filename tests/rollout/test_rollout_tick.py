@@ -18,7 +18,8 @@ from aiservice_operator.core.rollout_tick import TickResult, rollout_tick
 from aiservice_operator.core.spec import AIService, parse
 from aiservice_operator.sources.canary import MetricsObserver, PrometheusSource
 from aiservice_operator.sources.event_store import EventStoreClient
-from rollout_support import NAMESPACE, EventStore, Prometheus, Standin, free_port
+
+from tests.support.rollout import NAMESPACE, EventStore, Prometheus, Standin, free_port
 
 pytestmark = pytest.mark.prometheus
 INTERVAL = 20

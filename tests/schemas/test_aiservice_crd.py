@@ -14,7 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from aiservice_operator.core.spec import SpecError, parse
-from schema_tools import (
+
+from tests.support.schemas import (
     AISERVICE_CRD,
     REPO_ROOT,
     apply_defaults,

@@ -18,7 +18,8 @@ from aiservice_operator.core.compile import (
 from aiservice_operator.core.spec import AIService, parse
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from schema_tools import KNATIVE_SCHEMAS, REPO_ROOT, knative_violations
+
+from tests.support.schemas import KNATIVE_SCHEMAS, REPO_ROOT, knative_violations
 
 pytestmark = pytest.mark.skipif(
     not (KNATIVE_SCHEMAS / "service.yaml").is_file(),
