@@ -37,8 +37,8 @@ import time
 from dataclasses import asdict, dataclass
 
 import aiohttp.web
-from aiservice_operator.core.drift import needs_update
 from aiservice_operator.core import compile as compiler
+from aiservice_operator.core.drift import needs_update
 from aiservice_operator.core.spec import SpecError, parse
 
 from tests.support.knative import KnativeServing
