@@ -193,4 +193,3 @@ class StoreMetrics:
             pending.register(self._pending)
             text += generate_latest(pending)
         return text
-

@@ -32,7 +32,7 @@ import kopf
 
 from aiservice_operator.cluster import kube, operator_metrics
 from aiservice_operator.cluster.config import Config
-from aiservice_operator.cluster.memo import OperatorMemo
+from aiservice_operator.cluster.memo import Key, OperatorMemo
 from aiservice_operator.core import compile as compiler
 from aiservice_operator.core import conditions, features, rollout_tick
 from aiservice_operator.core import reconcile as planner
@@ -233,16 +233,10 @@ def _event(body: Obj, *, type: str, reason: str, message: str) -> None:
     kopf.event(cast(kopf.Body, body), type=type, reason=reason, message=message[:1024])
 
 
-async def reconcile(state: OperatorMemo, namespace: str, name: str) -> None:
-    """Bring one AIService's children and status in line with its spec.
-
-    Serialized per AIService (watch events of children and of the AIService may overlap),
-    and always from a fresh read: the triggering event's copy can predate the status this
-    operator wrote a moment ago, and merging conditions into a stale status would move
-    their transition times.
-    """
+async def _queue(state: OperatorMemo, key: Key) -> None:
+    """Wait for the AIService's lock, counted as waiting (`state.waiting`, and the
+    reconciles-waiting gauge, which the reconcile decrements when it ends)."""
     waiting = state.waiting
-    key = (namespace, name)
     waiting[key] = waiting.get(key, 0) + 1
     operator_metrics.RECONCILES_WAITING.inc()
     try:
@@ -254,6 +248,19 @@ async def reconcile(state: OperatorMemo, namespace: str, name: str) -> None:
         waiting[key] -= 1
         if not waiting[key]:
             del waiting[key]
+
+
+async def reconcile(state: OperatorMemo, namespace: str, name: str) -> None:
+    """Bring one AIService's children and status in line with its spec.
+
+    Serialized per AIService (watch events of children and of the AIService may overlap),
+    and always from a fresh read: the triggering event's copy can predate the status this
+    operator wrote a moment ago, and merging conditions into a stale status would move
+    their transition times.
+    """
+    key = (namespace, name)
+    await _queue(state, key)
+    waiting = state.waiting
     gone = False
     result, started = "error", time.perf_counter()
     body: Obj = {"metadata": {"namespace": namespace, "name": name}}
