@@ -8,10 +8,9 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from aiservice_operator.core.resource import iso8601_seconds
 

@@ -3,8 +3,9 @@
 An executor reads, calls one function here and writes what it returns:
 
 - the cluster handlers read the AIService, its Knative Service, Revisions and Triggers,
-  its Broker and (when the spec needs one) Knative's feature flags, and call `plan`, which returns the objects to apply, the status to write and the Events to
-  post (or, for a spec that cannot be served, only the status and Events saying why);
+  its Broker and (when the spec needs one) Knative's feature flags, and call `plan`,
+  which returns the objects to apply, the status to write and the Events to post (or,
+  for a spec that cannot be served, only the status and Events saying why);
 - the local run (`aisvc up`), which has no API server and no status, calls
   `desired_objects` for the objects alone, with the same weights and shadow rule.
 
@@ -116,7 +117,9 @@ def plan(
     if conflict:
         status = conditions.name_conflict_status(conflict, ais.generation, now, previous)
         return _refused(previous, status, conflict)
-    blocked = features.disabled(ais, read.features, serving_namespace) if read.features_known else ""
+    blocked = (
+        features.disabled(ais, read.features, serving_namespace) if read.features_known else ""
+    )
     if blocked:
         # Knative would refuse the revision; the resync re-reads the flags once enabled.
         status = conditions.feature_disabled_status(blocked, ais.generation, now, previous)

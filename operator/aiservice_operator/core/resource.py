@@ -8,11 +8,10 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, get_args
 
 API_GROUP = "aiservice.dev"
 API_VERSION = "v1alpha1"
