@@ -36,6 +36,7 @@ from typing import Final
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
+from aiservice_functions.cloudevents_http import InvalidEvent, parse_request
 from aiservice_functions.event_store import ingest
 from aiservice_functions.event_store.decision_records import (
     ROLE_OF_PATH,
@@ -43,10 +44,10 @@ from aiservice_functions.event_store.decision_records import (
     to_decision,
 )
 from aiservice_functions.event_store.decisions import DecisionLog
-from aiservice_functions.event_store.records import now_us, parse_time, to_us
+from aiservice_functions.event_store.records import now_us, to_us
 from aiservice_functions.event_store.storage import SqlStore, StoreUnavailable
 from aiservice_functions.event_store.telemetry import StoreMetrics
-from aiservice_functions.runtime.cloudevents_http import InvalidEvent, parse_request
+from aiservice_functions.timestamps import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _lag_s(event_time: str | None, received_us: int) -> float | None:
         return None
 
 
-def blueprint(
+def blueprint(  # noqa: C901, PLR0915
     decisions: DecisionLog, guard: Guard, max_body_bytes: int, metrics: StoreMetrics | None = None
 ) -> Blueprint:
     """The decision log's routes over ``decisions``."""

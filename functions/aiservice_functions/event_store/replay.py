@@ -25,6 +25,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from aiservice_functions import contract
+from aiservice_functions.cloudevents_http import (
+    STRUCTURED_JSON,
+    InvalidEvent,
+    parse_request,
+    render_response,
+)
 from aiservice_functions.event_store.guard import (
     TargetPolicy,
     redact_http_client_logs,
@@ -32,12 +38,6 @@ from aiservice_functions.event_store.guard import (
 )
 from aiservice_functions.event_store.records import ERROR_EXTENSIONS, EventFilter, StoredEvent
 from aiservice_functions.event_store.storage import SqlStore
-from aiservice_functions.runtime.cloudevents_http import (
-    STRUCTURED_JSON,
-    InvalidEvent,
-    parse_request,
-    render_response,
-)
 
 log = logging.getLogger(__name__)
 redact_http_client_logs()
@@ -163,7 +163,7 @@ class Pace:
             self._sleep(at - now)
 
 
-def replay(
+def replay(  # noqa: C901, PLR0915
     store: SqlStore,
     selection: EventFilter,
     options: ReplayOptions,
