@@ -128,7 +128,7 @@ def _lag_s(event_time: str | None, received_us: int) -> float | None:
         return None
 
 
-def blueprint(  # noqa: C901, PLR0915
+def blueprint(
     decisions: DecisionLog, guard: Guard, max_body_bytes: int, metrics: StoreMetrics | None = None
 ) -> Blueprint:
     """The decision log's routes over ``decisions``."""
@@ -138,6 +138,22 @@ def blueprint(  # noqa: C901, PLR0915
     @bp.errorhandler(InvalidEvent)
     def invalid(err: InvalidEvent) -> Response:
         return _error(err.status, err.reason)
+
+    _add_ingest(bp, service_path, decisions, guard, max_body_bytes, metrics)
+    _add_lookups(bp, service_path, decisions, guard)
+    _add_run_views(bp, service_path, decisions, guard)
+    return bp
+
+
+def _add_ingest(
+    bp: Blueprint,
+    service_path: str,
+    decisions: DecisionLog,
+    guard: Guard,
+    max_body_bytes: int,
+    metrics: StoreMetrics | None,
+) -> None:
+    """``POST .../decisions/<role>``: one consumed event, reply or reprocessed answer."""
 
     @bp.post(service_path + "/<role>")
     def ingest_decision(namespace: str, name: str, role: str) -> Response:
@@ -183,6 +199,10 @@ def blueprint(  # noqa: C901, PLR0915
         # delivery (it would retry); the seq goes in a header instead.
         return Response(status=201 if created else 200, headers={SEQ_HEADER: str(seq)})
 
+
+def _add_lookups(bp: Blueprint, service_path: str, decisions: DecisionLog, guard: Guard) -> None:
+    """A chain by any of its ids, and one AIService's decisions page by page."""
+
     @bp.get("/v1/decisions/trace")
     def trace() -> Response:
         refused = guard()
@@ -226,6 +246,10 @@ def blueprint(  # noqa: C901, PLR0915
             {"items": [i.to_json() for i in items], "next": items[-1].seq if more else None}
         )
 
+
+def _add_run_views(bp: Blueprint, service_path: str, decisions: DecisionLog, guard: Guard) -> None:
+    """A reprocessing run against the decisions it re-made, and the export as JSON lines."""
+
     @bp.get(service_path + "/compare")
     def compare(namespace: str, name: str) -> Response:
         refused = guard()
@@ -262,8 +286,6 @@ def blueprint(  # noqa: C901, PLR0915
                 yield json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
 
         return Response(lines(), content_type="application/x-ndjson")
-
-    return bp
 
 
 def register(
