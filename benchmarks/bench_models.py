@@ -122,7 +122,7 @@ def install_event_placeholder() -> None:
     The placeholder is never asked to parse HTTP: KServe does that. Its ``data_json`` is
     the identity, so ``function.decode(payload_dict)`` validates a decoded payload.
     """
-    name = "aiservice_functions.runtime.cloudevents_http"
+    name = "aiservice_functions.cloudevents_http"
     if name in sys.modules:
         return
     try:
@@ -150,7 +150,7 @@ class Predictor:
         return self.infer([item])[0]
 
     def decode(self, payload: Any) -> Any:
-        from aiservice_functions.runtime import cloudevents_http
+        from aiservice_functions import cloudevents_http
         from aiservice_functions.runtime.function import Rejected
 
         event = payload

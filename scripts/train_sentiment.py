@@ -22,8 +22,8 @@ from __future__ import annotations
 import sys
 
 from aiservice_functions.models.head_training import Recipe, Task, main
+from aiservice_functions.models.minilm import MiniLMEncoder
 from aiservice_functions.sentiment import data
-from aiservice_functions.sentiment.encoder import MiniLMEncoder
 from aiservice_functions.sentiment.head import SentimentHead
 from aiservice_functions.sentiment.model import MODELS_DIR
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 
 from aiservice_functions.models.head_training import Recipe, Task, main
-from aiservice_functions.sentiment.encoder import MiniLMEncoder
+from aiservice_functions.models.minilm import MiniLMEncoder
 from aiservice_functions.topic import data
 from aiservice_functions.topic.head import TopicHead
 from aiservice_functions.topic.model import MODELS_DIR

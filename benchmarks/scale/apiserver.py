@@ -4,7 +4,7 @@ observer that timestamps convergence where it happens — on the server.
 Every AIService write that changes its generation sets a new expectation: the children the
 compiler emits once every revision is ready (`compile.steady_state`). Every write of a
 Knative Service or Trigger then checks whether all children of its AIService now contain
-what is expected (the operator's own drift test, `kube.needs_update`), and stamps the first
+what is expected (the operator's own drift test, `core.drift.needs_update`), and stamps the first
 time they do. Both stamps come from one clock in one process, so nothing is inferred from a
 client's view, and the observer costs no API requests. Its CPU time is measured and reported.
 
@@ -37,8 +37,8 @@ import time
 from dataclasses import asdict, dataclass
 
 import aiohttp.web
-from aiservice_operator.cluster.kube import needs_update
 from aiservice_operator.core import compile as compiler
+from aiservice_operator.core.drift import needs_update
 from aiservice_operator.core.spec import SpecError, parse
 
 from tests.support.knative import KnativeServing

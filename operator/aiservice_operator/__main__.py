@@ -1,12 +1,14 @@
 """`python -m aiservice_operator`: run the operator (all namespaces unless configured).
 
-Configured from the environment (the chart sets it); `--help` lists the variables.
+Configured from the environment (the chart sets it); `--help` lists the variables. A
+malformed setting stops it at once, with a message naming the variable.
 """
 
 import argparse
+import os
+import sys
 
 from aiservice_operator.cluster import config
-from aiservice_operator.cluster.handlers import main
 
 if __name__ == "__main__":
     argparse.ArgumentParser(
@@ -16,4 +18,10 @@ if __name__ == "__main__":
         epilog=config.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     ).parse_args()
+    try:
+        config.Config.from_env(os.environ)
+    except config.ConfigError as err:
+        sys.exit(f"aiservice-operator: {err}")
+    from aiservice_operator.cluster.handlers import main
+
     main()

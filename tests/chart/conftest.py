@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import CHART, NAMESPACE, RELEASE, Rendered, RenderFn, find_helm
+
+from tests.support.chart import CHART, NAMESPACE, RELEASE, Rendered, RenderFn, find_helm
 
 
 @pytest.fixture(scope="session")

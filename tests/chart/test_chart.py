@@ -17,7 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from aiservice_operator.core.compile import CompileOptions
-from chart_helpers import CHART, NAMESPACE, ROOT, RenderFn
+
+from tests.support.chart import CHART, NAMESPACE, ROOT, RenderFn
 
 KUBERNETES_VERSION = "1.35.0"
 """The Kubernetes version the rendered objects are validated against (helm's own client is 1.35)."""
@@ -413,10 +414,10 @@ def test_the_event_store_may_send_only_to_dns_and_the_broker_ingress(render: Ren
     assert "--replay-allow-target=10.1.2.3/32" in args
 
 
-def test_the_readme_uninstall_never_deletes_the_shared_kopf_peering_crds() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    deletes = [line for line in readme.splitlines() if line.lstrip().startswith("kubectl delete")]
-    assert deletes, "the README shows how to uninstall"
+def test_the_documented_uninstall_never_deletes_the_shared_kopf_peering_crds() -> None:
+    page = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    deletes = [line for line in page.splitlines() if line.lstrip().startswith("kubectl delete")]
+    assert deletes, "docs/operations.md shows how to uninstall"
     for line in deletes:
         assert "kopf" not in line.lower(), line
         # A whole crds/ directory holds the Kopf peering CRDs too.

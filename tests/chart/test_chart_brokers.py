@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from chart_helpers import RenderFn
 
-from tests.schemas.schema_tools import KNATIVE_SCHEMAS, knative_violations
+from tests.support.chart import RenderFn
+from tests.support.schemas import KNATIVE_SCHEMAS, knative_violations
 
 pytestmark = pytest.mark.skipif(
     not (KNATIVE_SCHEMAS / "broker.yaml").is_file(),

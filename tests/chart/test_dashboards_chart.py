@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import CHART, NAMESPACE, RenderFn
+
+from tests.support.chart import CHART, NAMESPACE, RenderFn
 
 DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
 ALERTS = {

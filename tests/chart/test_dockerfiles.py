@@ -1,5 +1,5 @@
-"""The project's images follow the image rules (see dockerfile_rules), checked on their
-Dockerfiles because no container engine can build them here."""
+"""The project's images follow the image rules (tests.support.dockerfile_rules), checked on
+their Dockerfiles because no container engine can build them here."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from chart_helpers import ROOT
-from dockerfile_rules import pip_requirements, shell_commands, stages, violations
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
+
+from tests.support.chart import ROOT
+from tests.support.dockerfile_rules import pip_requirements, shell_commands, stages, violations
 
 IMAGES = ["operator/Dockerfile", "functions/Dockerfile"]
 

@@ -14,7 +14,8 @@ import pytest
 import typer
 import yaml
 from aiservice_operator.cli.main import app
-from chart_helpers import ROOT
+
+from tests.support.chart import ROOT
 
 ROLLOUT_COMMANDS = ["status", "promote", "abort", "pause", "resume", "dlq"]
 """What the plugin must offer on a cluster (the user-facing contract of `kubectl aisvc`)."""

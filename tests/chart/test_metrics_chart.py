@@ -7,11 +7,13 @@ shape is checked here by structure, against the fields of monitoring.coreos.com/
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiservice_operator.cluster.config import ENV_METRICS_PORT, Config
-from chart_helpers import NAMESPACE, Rendered, RenderFn
+
+from tests.support.chart import NAMESPACE, Rendered, RenderFn
 
 MONITORING = {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "p"}}}
 SPEC_FIELDS = {"endpoints", "selector", "namespaceSelector", "jobLabel", "targetLabels"}
@@ -41,7 +43,9 @@ def _selected(rendered: Rendered, monitor: dict[str, Any]) -> list[dict[str, Any
     ]
 
 
-def test_operator_metrics_service_reaches_the_port_the_operator_serves(render: RenderFn) -> None:
+def test_operator_metrics_service_reaches_the_port_the_operator_serves(
+    render: RenderFn, tmp_path: Path
+) -> None:
     rendered = render({"operator": {"metricsPort": 9100}})
     service = rendered.one("Service", "aisvc-aiservice-operator-metrics")
     (port,) = service["spec"]["ports"]
@@ -53,6 +57,9 @@ def test_operator_metrics_service_reaches_the_port_the_operator_serves(render: R
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env = {k: v for k, v in env.items() if not k.endswith("_FILE")}  # mounted Secrets
+    token = tmp_path / "token"  # stands in for the Secret the kubelet mounts (read at start)
+    token.write_text("t\n")
+    env["AISVC_EVENT_STORE_TOKEN_FILE"] = str(token)
     # The operator reads exactly this variable, and listens where the Service sends scrapes.
     assert Config.from_env(env).metrics_port == ports["metrics"] == 9100
     assert env[ENV_METRICS_PORT] == "9100"

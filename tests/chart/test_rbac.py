@@ -12,7 +12,8 @@ import pytest
 from aiservice_operator.cluster import kube
 from aiservice_operator.cluster.config import ENV_PEERING_NAME
 from aiservice_operator.cluster.rbac import PEERING_CALLS, deployment_permissions
-from chart_helpers import NAMESPACE, Rendered, RenderFn
+
+from tests.support.chart import NAMESPACE, Rendered, RenderFn
 
 Permission = tuple[str, str, str]
 

@@ -1,5 +1,5 @@
-"""The chart's values: refused with a clear message when wrong, documented in README.md,
-and wired to settings the operator really reads."""
+"""The chart's values: refused with a clear message when wrong, documented in
+docs/chart-values.md, and wired to settings the operator really reads."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any
 
 import aiservice_operator
 import pytest
-from chart_helpers import ROOT, RenderFn
+
+from tests.support.chart import ROOT, RenderFn
 
 BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "unknown top-level key": ({"replica": 2}, "additional properties 'replica' not allowed"),
@@ -76,10 +77,10 @@ def _values_table() -> ModuleType:
     return module
 
 
-def test_readme_values_table_is_up_to_date() -> None:
+def test_docs_values_table_is_up_to_date() -> None:
     module = _values_table()
-    current = module.readme_table((ROOT / "README.md").read_text())
-    assert current is not None, "README.md lost its values table markers"
+    current = module.page_table((ROOT / "docs" / "chart-values.md").read_text())
+    assert current is not None, "docs/chart-values.md lost its values table markers"
     assert current == module.table(), "run: python scripts/values_table.py --write"
 
 
@@ -90,7 +91,7 @@ def test_every_value_is_described() -> None:
 
 
 def test_metric_query_values_are_the_operator_queries() -> None:
-    metrics = pytest.importorskip("aiservice_operator.sources.canary")
+    metrics = pytest.importorskip("aiservice_operator.cluster.config")
     Queries = metrics.Queries
 
     schema = json.loads((ROOT / "charts" / "aiservice-operator" / "values.schema.json").read_text())
@@ -117,7 +118,7 @@ def test_operator_settings_the_chart_sets_are_read_by_the_operator(render: Rende
 
 
 def test_rollout_settings_reach_the_operator(render: RenderFn, tmp_path: Path) -> None:
-    metrics = pytest.importorskip("aiservice_operator.sources.canary")
+    metrics = pytest.importorskip("aiservice_operator.cluster.config")
 
     def env_of(values: dict[str, Any]) -> dict[str, Any]:
         deployment = render(values).deployment("operator")
@@ -145,7 +146,7 @@ def test_rollout_settings_reach_the_operator(render: RenderFn, tmp_path: Path) -
     sink_key = tmp_path / "sink-key"
     sink_key.write_text("k" * 48 + "\n")
     in_pod["AISVC_EVENT_STORE_SINK_KEY_FILE"] = str(sink_key)
-    observer = metrics.observer_from_env(in_pod, custom["AISVC_EVENT_STORE_URL"])
+    observer = metrics.Config.from_env(in_pod).observer()
     assert observer.prometheus.url == "http://prometheus.obs:9090"
     assert observer.prometheus.queries.requests == "sum(my_requests)"
     assert observer.event_store.url == custom["AISVC_EVENT_STORE_URL"]

@@ -7,23 +7,16 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.cluster import REPO_ROOT, Cluster, binaries_built, go_available
+from tests.support.knative_status import KnativeStatus
+from tests.support.operator_process import RELEASE, SYSTEM_NS
 
 _counter = itertools.count(1)
-# The CRD tests' cases (tests/schemas) are reused here, verdict for verdict, and the rollout
-# tests' real metric sources (tests/rollout).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "schemas"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rollout"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from knative_status import KnativeStatus  # noqa: E402
-from operator_process import RELEASE, SYSTEM_NS  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -18,10 +18,10 @@ import pytest
 import yaml
 from aiservice_operator.core import features
 from aiservice_operator.core.spec import AIService
-from test_aiservice_crd import INVALID, VALID, base
-from test_knative_output import _services, _stages
 
 from tests.support.cluster import Cluster, KubectlError
+from tests.support.compiled import compiled_stages, example_services
+from tests.support.crd_cases import INVALID, VALID, base
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 
@@ -114,9 +114,9 @@ def test_knative_webhooks_admit_every_compiled_object(
     Service and Triggers at every stage of a rollout, once the flags and ServiceAccount the
     AIService needs are in place."""
     refused: list[str] = []
-    for ais in _services(path):
+    for ais in example_services(path):
         _prerequisites(cluster, ns, ais)
-        for label, obj in _stages(ais):
+        for label, obj in compiled_stages(ais):
             # The webhook reads config-features through a watch: a just-enabled flag may
             # take a moment to reach it.
             deadline = time.monotonic() + 30

@@ -2,7 +2,8 @@
 installed by the chart and authenticated as the chart's ServiceAccount (a TokenRequest
 token) under the chart's RBAC, so a missing permission fails here. Knative's real webhooks
 admit (and default) every Service and Trigger it writes; the real garbage collector removes
-its children. Knative Serving's controllers are the one stand-in (knative_status.py)."""
+its children. Knative Serving's controllers are the one stand-in
+(tests/support/knative_status.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from operator_process import SA, OperatorProcess, start_operator
 
 from tests.support.cluster import Cluster, condition, wait_for
+from tests.support.operator_process import SA, OperatorProcess, start_operator
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from aiservice_operator.core.compile import revision_name
 from aiservice_operator.core.spec import parse
-from operator_process import OperatorProcess, start_operator
-from rollout_support import EventStore, Prometheus, Standin, event_store, prometheus, standin
 
 from tests.support.cluster import REPO_ROOT, Cluster, wait_for
+from tests.support.operator_process import OperatorProcess, start_operator
+from tests.support.rollout import EventStore, Prometheus, Standin, event_store, prometheus, standin
 
 __all__ = ["event_store", "prometheus", "standin"]
 pytestmark = pytest.mark.prometheus

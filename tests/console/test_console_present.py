@@ -7,7 +7,8 @@ from typing import Any
 
 from aiservice_functions import contract
 from aiservice_functions.event_store.console import present, rollouts
-from aiservice_functions.event_store.records import StoredEvent, parse_time, to_us
+from aiservice_functions.event_store.records import StoredEvent, to_us
+from aiservice_functions.timestamps import parse_time
 
 
 def record(seq: int, type_: str, data: Any, **fields: Any) -> StoredEvent:

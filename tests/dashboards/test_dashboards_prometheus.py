@@ -36,14 +36,14 @@ from aiservice_operator.cluster.config import Config
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions
 
-from tests.chart.chart_helpers import CHART, find_helm
-from tests.local.local_harness import HERE as LOCAL_TESTS
-from tests.local.local_harness import Background, aiservice, write_manifests
-from tests.operator.test_operator_lifecycle import manifest, ready
-from tests.rollout.rollout_support import PROMETHEUS_SH, free_port
+from tests.support.aiservices import manifest, ready
+from tests.support.chart import CHART, find_helm
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import AISERVICES, EmulatorThread
+from tests.support.local import FUNCTIONS_DIR as LOCAL_TESTS
+from tests.support.local import Background, aiservice, write_manifests
 from tests.support.operator import OperatorThread
+from tests.support.rollout import PROMETHEUS_SH, free_port
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 

@@ -22,7 +22,8 @@ from aiservice_functions.event_store import create_app, open_store
 from aiservice_functions.event_store.guard import TargetPolicy
 from aiservice_functions.event_store.replay import ReplayOptions
 from aiservice_functions.event_store.storage import SqlStore
-from es_helpers import TOKEN, Receiver, free_port, serving
+
+from tests.support.event_store import TOKEN, Receiver, free_port, serving
 
 LOOPBACK_ALLOWED = TargetPolicy.parse(["127.0.0.0/8"])
 REPO = Path(__file__).resolve().parents[2]

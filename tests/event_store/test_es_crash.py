@@ -21,7 +21,8 @@ import httpx
 from aiservice_functions import contract
 from aiservice_functions.event_store import open_store
 from aiservice_functions.event_store.records import EventFilter
-from es_helpers import NS, SVC, TOKEN, dead_letter_headers, free_port
+
+from tests.support.event_store import NS, SVC, TOKEN, dead_letter_headers, free_port
 
 SENSITIVE = "SENSITIVE-PAYLOAD-7731"
 

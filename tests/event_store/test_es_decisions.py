@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiservice_functions.cloudevents_http import InvalidEvent
 from aiservice_functions.event_store.decision_records import (
     LogSettings,
     chain_sampled,
@@ -18,8 +19,8 @@ from aiservice_functions.event_store.decision_records import (
 from aiservice_functions.event_store.decisions import DecisionLog
 from aiservice_functions.event_store.records import now_us
 from aiservice_functions.event_store.storage import SqlStore
-from aiservice_functions.runtime.cloudevents_http import InvalidEvent
-from es_helpers import TOKEN
+
+from tests.support.event_store import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -228,8 +229,8 @@ def test_queries_need_the_token(server: str, client: httpx.Client) -> None:
 
 
 def test_expiry_removes_only_records_past_their_retention(store: SqlStore) -> None:
+    from aiservice_functions.cloudevents_http import make_event
     from aiservice_functions.event_store.decision_records import to_decision
-    from aiservice_functions.runtime.cloudevents_http import make_event
 
     log = DecisionLog(store)
     now = now_us()

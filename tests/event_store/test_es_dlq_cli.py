@@ -8,8 +8,9 @@ import httpx
 import pytest
 from aiservice_functions import contract
 from aiservice_operator.cli.dlq import app
-from es_helpers import NS, SVC, TOKEN, Receiver, post_dead_letter
 from typer.testing import CliRunner
+
+from tests.support.event_store import NS, SVC, TOKEN, Receiver, post_dead_letter
 
 
 @pytest.fixture

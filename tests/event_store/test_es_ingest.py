@@ -11,7 +11,8 @@ import httpx
 from aiservice_functions import contract
 from aiservice_functions.event_store.records import EventFilter
 from aiservice_functions.event_store.storage import SqlStore
-from es_helpers import AUTH, NS, SVC, dead_letter_headers, post_dead_letter
+
+from tests.support.event_store import AUTH, NS, SVC, dead_letter_headers, post_dead_letter
 
 
 def test_binary_dead_letter_is_kept_whole(server: str, client: httpx.Client) -> None:

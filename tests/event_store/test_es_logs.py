@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from aiservice_functions import contract
-from es_helpers import dead_letter_headers, free_port
+
+from tests.support.event_store import dead_letter_headers, free_port
 
 SECRET = "a-review-nobody-may-read-in-logs"
 

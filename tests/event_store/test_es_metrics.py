@@ -17,7 +17,10 @@ import pytest
 from aiservice_functions import contract
 from aiservice_functions.event_store import telemetry
 from aiservice_functions.event_store.retention import RetentionPolicy
-from es_helpers import (
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.event_store import (
     AUTH,
     NS,
     SVC,
@@ -26,8 +29,6 @@ from es_helpers import (
     free_port,
     post_dead_letter,
 )
-from prometheus_client.mmap_dict import MmapedDict
-from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -185,13 +186,19 @@ def test_retention_deletions_are_counted(
 
 def test_several_workers_answer_for_all_of_them(tmp_path: Path) -> None:
     """Real gunicorn with two worker processes: whichever worker answers /metrics, it
-    counts the events every worker stored (samples shared through PROMETHEUS_MULTIPROC_DIR)."""
+    counts the events every worker stored (samples shared through the server's own
+    PROMETHEUS_MULTIPROC_DIR, made under TMPDIR as the function runtime makes its own)."""
     port = free_port()
-    shared = tmp_path / "prom"
-    shared.mkdir()
-    (shared / "counter_1.db").write_bytes(b"stale")  # a previous run's file: removed at start
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
+    tmp = tmp_path / "tmp"
+    # A directory a killed server left (removed at start), and one inherited from the
+    # environment, as the processes of a local run share it (ignored, left alone).
+    left = tmp / f"aisvc-metrics-{_dead_pid()}-old"
+    left.mkdir(parents=True)
+    (left / "counter_1.db").write_bytes(b"stale")
+    inherited = tmp_path / "inherited"
+    inherited.mkdir()
+    (inherited / "counter_2.db").write_bytes(b"someone else's")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(inherited), "TMPDIR": str(tmp)}
     command = [sys.executable, "-m", "aiservice_functions.event_store", "serve"]
     args = ["--db", f"sqlite:///{tmp_path}/events.db", "--host", "127.0.0.1"]
     log = (tmp_path / "log").open("wb")
@@ -215,6 +222,8 @@ def test_several_workers_answer_for_all_of_them(tmp_path: Path) -> None:
                     pass
                 assert time.monotonic() < deadline, "store did not become ready"
                 time.sleep(0.1)
+            shared = next(tmp.glob(f"aisvc-metrics-{proc.pid}-*"))
+            assert not left.exists()
             for i in range(8):
                 # A new connection each: gunicorn hands them to either worker.
                 response = httpx.post(
@@ -233,11 +242,17 @@ def test_several_workers_answer_for_all_of_them(tmp_path: Path) -> None:
             # typical run gunicorn spreads the eight events 4 and 4).
             per_worker = _stored_per_worker(shared)
             assert len(per_worker) == 2 and sum(per_worker.values()) == 8
-        assert not (shared / "counter_1.db").exists()
+        assert (inherited / "counter_2.db").read_bytes() == b"someone else's"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
         log.close()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(30)
+    return proc.pid
 
 
 def _stored_per_worker(shared: Path) -> dict[str, float]:

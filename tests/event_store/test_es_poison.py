@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import httpx
 from aiservice_functions import contract
-from es_helpers import AUTH, NS, SVC, dead_letter_headers
 from hypothesis import HealthCheck, given, settings
 
+from tests.support.event_store import AUTH, NS, SVC, dead_letter_headers
 from tests.support.poison import DEEP_ARRAY, SURROGATE_JSON, requests_
 
 PATH = contract.dead_letter_path(NS, SVC)

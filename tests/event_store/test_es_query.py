@@ -10,7 +10,8 @@ import pytest
 from aiservice_functions import contract
 from aiservice_functions.event_store.records import EventFilter, NewEvent, to_us
 from aiservice_functions.event_store.storage import SqlStore
-from es_helpers import AUTH, NS, SVC, TOKEN, post_dead_letter
+
+from tests.support.event_store import AUTH, NS, SVC, TOKEN, post_dead_letter
 
 
 def _seed(client: httpx.Client, server: str) -> None:

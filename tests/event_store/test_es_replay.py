@@ -9,7 +9,8 @@ from aiservice_functions import contract
 from aiservice_functions.event_store.records import EventFilter
 from aiservice_functions.event_store.replay import Pace, ReplayOptions
 from aiservice_functions.event_store.storage import SqlStore
-from es_helpers import AUTH, NS, SVC, Receiver, post_dead_letter
+
+from tests.support.event_store import AUTH, NS, SVC, Receiver, post_dead_letter
 
 
 def _replay(client: httpx.Client, server: str, **body: object) -> dict[str, object]:

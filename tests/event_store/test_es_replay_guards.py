@@ -12,7 +12,8 @@ import httpx
 import pytest
 from aiservice_functions.event_store.guard import TargetPolicy, redact_url
 from aiservice_functions.event_store.replay import ReplayOptions
-from es_helpers import AUTH, Receiver, post_dead_letter
+
+from tests.support.event_store import AUTH, Receiver, post_dead_letter
 
 STRICT = ReplayOptions()  # the store's default policy: no allow-list
 

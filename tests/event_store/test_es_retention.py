@@ -9,7 +9,8 @@ import httpx
 from aiservice_functions.event_store.records import EventFilter, NewEvent, now_us
 from aiservice_functions.event_store.retention import RetentionPolicy, enforce
 from aiservice_functions.event_store.storage import SqlStore
-from es_helpers import AUTH, NS, SVC, post_dead_letter
+
+from tests.support.event_store import AUTH, NS, SVC, post_dead_letter
 
 
 def _add(

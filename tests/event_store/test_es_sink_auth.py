@@ -14,8 +14,9 @@ from aiservice_operator.cli.main import app
 from aiservice_operator.cluster.config import Config
 from aiservice_operator.core.compile import steady_state
 from aiservice_operator.core.spec import parse
-from es_helpers import AUTH, NS, SVC, dead_letter_headers
 from typer.testing import CliRunner
+
+from tests.support.event_store import AUTH, NS, SVC, dead_letter_headers
 
 KEY = b"0123456789abcdef-sink-key-for-tests"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sentiment.yaml"

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 from aiservice_functions import contract
-from es_helpers import dead_letter_headers, free_port
+
+from tests.support.event_store import dead_letter_headers, free_port
 
 PATH = contract.dead_letter_path("shop", "sentiment")
 HALF_HEAD = f"POST {PATH} HTTP/1.1\r\nHost: store\r\nce-id: x".encode()

@@ -11,7 +11,8 @@ import pytest
 from aiservice_functions import contract
 from aiservice_functions.event_store import create_app, open_store
 from aiservice_functions.event_store.records import EventFilter
-from es_helpers import TOKEN, free_port, post_dead_letter, serving
+
+from tests.support.event_store import TOKEN, free_port, post_dead_letter, serving
 
 POSTGRES_SH = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
 

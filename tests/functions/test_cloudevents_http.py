@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from aiservice_functions.runtime.cloudevents_http import (
+from aiservice_functions.cloudevents_http import (
     InvalidEvent,
     Mode,
     data_bytes,

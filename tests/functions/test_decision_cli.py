@@ -15,9 +15,10 @@ from aiservice_functions.event_store import create_app as store_app
 from aiservice_functions.event_store import open_store
 from aiservice_functions.runtime.app import create_app
 from aiservice_operator.cli.main import app
-from runtime_helpers import config_for, serving, wait_ready
 from typer.testing import CliRunner
 from werkzeug.serving import make_server
+
+from tests.support.runtime import config_for, serving, wait_ready
 
 TOKEN = "decisions-token"
 SINK = "/v1/namespaces/shop/aiservices/echo/decisions/{role}?data=true"

@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 from aiservice_functions import fraud
-from runtime_helpers import post_binary, wait_ready
+
+from tests.support.runtime import post_binary, wait_ready
 
 AISVC = [sys.executable, "-m", "aiservice_operator.cli.main"]
 

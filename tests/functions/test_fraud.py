@@ -17,7 +17,8 @@ from aiservice_functions.runtime.app import create_app
 from aiservice_functions.runtime.function import Rejected
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from runtime_helpers import config_for, metric_value, post_binary, serving, wait_ready
+
+from tests.support.runtime import config_for, metric_value, post_binary, serving, wait_ready
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import pytest
 import requests
 from aiservice_functions.runtime.app import create_app
 from hypothesis import HealthCheck, given, settings
-from runtime_helpers import config_for, serving, wait_ready
 
 from tests.support.poison import (
     DEEP_ARRAY,
@@ -20,6 +19,7 @@ from tests.support.poison import (
     requests_,
     structured,
 )
+from tests.support.runtime import config_for, serving, wait_ready
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ from typing import Any
 
 import echo_fn
 import pytest
+from aiservice_functions.cloudevents_http import parse_request, render_response
 from aiservice_functions.runtime.app import FunctionService, _reply_writer
-from aiservice_functions.runtime.cloudevents_http import parse_request, render_response
 from aiservice_functions.runtime.reply import BinaryReplyWriter
-from runtime_helpers import config_for
+
+from tests.support.runtime import config_for
 
 INCOMING = parse_request(
     {

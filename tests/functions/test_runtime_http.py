@@ -16,11 +16,12 @@ from typing import Any
 import echo_fn
 import pytest
 import requests
+from aiservice_functions.cloudevents_http import parse_request
 from aiservice_functions.runtime.app import FunctionService, create_app
-from aiservice_functions.runtime.cloudevents_http import parse_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from runtime_helpers import (
+
+from tests.support.runtime import (
     BASE_ENV,
     binary_headers,
     config_for,

@@ -15,15 +15,17 @@ from pathlib import Path
 import pytest
 import requests
 import torch
+from aiservice_functions.cloudevents_http import CloudEvent, make_event
 from aiservice_functions.models import uri
+from aiservice_functions.models.text_input import MAX_TEXT_CHARS
 from aiservice_functions.runtime.app import create_app
-from aiservice_functions.runtime.cloudevents_http import CloudEvent, make_event
 from aiservice_functions.runtime.function import Rejected, load_entrypoint
 from aiservice_functions.sentiment import data
 from aiservice_functions.sentiment.head import HeadFileError, SentimentHead
 from aiservice_functions.sentiment.hooks import DEFAULT_MODEL_URI, decode, function
-from aiservice_functions.sentiment.model import MAX_TEXT_CHARS, SentimentModel
-from runtime_helpers import config_for, post_binary, post_structured, serving, wait_ready
+from aiservice_functions.sentiment.model import SentimentModel
+
+from tests.support.runtime import config_for, post_binary, post_structured, serving, wait_ready
 
 HEAD_URIS = {
     "v1": "pkg://aiservice_functions.sentiment/models/head-v1.pt",

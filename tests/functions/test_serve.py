@@ -18,15 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 from aiservice_functions import fraud
-from runtime_helpers import metric_value, post_binary, post_structured, wait_ready
+
+from tests.support.net import free_port
+from tests.support.runtime import metric_value, post_binary, post_structured, wait_ready
 
 SECRET_AMOUNT = 913.37
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from runtime_helpers import metric_value, post_binary, wait_ready
-from test_serve import free_port
+
+from tests.support.net import free_port
+from tests.support.runtime import metric_value, post_binary, wait_ready
 
 HERE = Path(__file__).resolve().parent
 STALE_PID = 4242

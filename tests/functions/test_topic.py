@@ -1,7 +1,7 @@
 """The topic function on the real MiniLM encoder and the shipped v1/v2 heads.
 
 MiniLM is loaded once per process and shared with the sentiment tests
-(``aiservice_functions.sentiment.hooks.shared_encoder``); the HTTP test serves the
+(``aiservice_functions.models.minilm.shared_encoder``); the HTTP test serves the
 function with the real runtime on 127.0.0.1.
 """
 
@@ -13,16 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from aiservice_functions.cloudevents_http import CloudEvent, make_event
 from aiservice_functions.models import uri
 from aiservice_functions.runtime.app import create_app
-from aiservice_functions.runtime.cloudevents_http import CloudEvent, make_event
 from aiservice_functions.runtime.function import Rejected, load_entrypoint
 from aiservice_functions.topic import data
 from aiservice_functions.topic.head import HeadFileError, TopicHead
 from aiservice_functions.topic.hooks import DEFAULT_MODEL_URI, decode, function
 from aiservice_functions.topic.model import TopicModel
 from aiservice_functions.topic.routing import ScoredReview, route
-from runtime_helpers import config_for, post_binary, post_structured, serving, wait_ready
+
+from tests.support.runtime import config_for, post_binary, post_structured, serving, wait_ready
 
 HEAD_URIS = {
     "v1": "pkg://aiservice_functions.topic/models/topic-v1.pt",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aiservice_functions.runtime.cloudevents_http import CloudEvent, data_json
+from aiservice_functions.cloudevents_http import CloudEvent, data_json
 from aiservice_functions.runtime.function import Function, Rejected
 
 

@@ -20,7 +20,9 @@ import httpx
 import pytest
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
-from local_harness import (
+
+from tests.support.browser import Tab
+from tests.support.local import (
     Background,
     aiservice,
     model_file,
@@ -28,8 +30,6 @@ from local_harness import (
     start_sink,
     write_manifests,
 )
-
-from tests.support.browser import Tab
 
 try:
     from playwright.sync_api import expect

@@ -17,7 +17,8 @@ import httpx
 import pytest
 from aiservice_operator.local.runner import read_state
 from aiservice_operator.local.supervisor import free_port
-from local_harness import aiservice, model_file, sink_trigger, start_sink, write_manifests
+
+from tests.support.local import aiservice, model_file, sink_trigger, start_sink, write_manifests
 
 N_EVENTS = 200
 KILL_AFTER = 60

@@ -18,8 +18,9 @@ from aiservice_functions.sentiment.hooks import function as sentiment
 from aiservice_operator.cli.main import app
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
-from local_harness import Background
 from typer.testing import CliRunner
+
+from tests.support.local import Background
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 REVIEWS = [

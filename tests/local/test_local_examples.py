@@ -10,7 +10,8 @@ import pytest
 from aiservice_operator.local.dispatcher import load_trigger
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
-from local_harness import Background
+
+from tests.support.local import Background
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TRANSACTION = {"amount": 912.5, "merchant_category": "electronics", "hour": 3,

@@ -15,7 +15,8 @@ from aiservice_operator.local.manifests import ManifestError, load
 from aiservice_operator.local.pod_env import LocalValues, MissingValue
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
 from aiservice_operator.local.supervisor import LaunchSpec, RevisionFailed
-from local_harness import Background
+
+from tests.support.local import Background
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TRANSACTION = {"amount": 912.5, "merchant_category": "electronics", "hour": 3,

@@ -18,8 +18,9 @@ from aiservice_operator.core.compile import shadow_trigger_name
 from aiservice_operator.core.rollout import annotation as aiservice_annotation
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
-from local_harness import Background, aiservice, write_manifests
 from typer.testing import CliRunner
+
+from tests.support.local import Background, aiservice, write_manifests
 
 WAIT_S = 90.0
 ROLLOUT = {

@@ -28,7 +28,10 @@ from aiservice_operator.cli.local import register
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
 from aiservice_operator.local.view import render
-from local_harness import (
+from rich.console import Console
+from typer.testing import CliRunner
+
+from tests.support.local import (
     Background,
     Sink,
     aiservice,
@@ -37,8 +40,6 @@ from local_harness import (
     start_sink,
     write_manifests,
 )
-from rich.console import Console
-from typer.testing import CliRunner
 
 N_PIPELINE = 40
 N_SPLIT = 400

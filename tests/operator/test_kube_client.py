@@ -10,12 +10,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiservice_operator.cluster import kube
 from aiservice_operator.cluster.config import Config, ConfigError
+from aiservice_operator.core import drift
 
 from tests.support.kubeemu import KSERVICES, TRIGGERS, EmulatorThread
 
@@ -26,10 +34,10 @@ def test_contains_treats_defaulted_fields_as_no_drift() -> None:
         "template": {"spec": {"containers": [{"image": "a", "resources": {}}], "timeout": 300}},
         "traffic": [{"p": 1, "latestRevision": False}],
     }
-    assert kube.contains(defaulted, desired)
-    assert not kube.contains({**defaulted, "traffic": [{"p": 2}]}, desired)
-    assert not kube.contains({**defaulted, "traffic": [{"p": 1}, {"p": 0}]}, desired)
-    assert not kube.contains({"template": {"spec": {"containers": [{"image": "b"}]}}}, desired)
+    assert drift.contains(defaulted, desired)
+    assert not drift.contains({**defaulted, "traffic": [{"p": 2}]}, desired)
+    assert not drift.contains({**defaulted, "traffic": [{"p": 1}, {"p": 0}]}, desired)
+    assert not drift.contains({"template": {"spec": {"containers": [{"image": "b"}]}}}, desired)
 
 
 def test_update_patch_guards_the_resource_version_and_keeps_foreign_metadata() -> None:
@@ -48,8 +56,8 @@ def test_update_patch_guards_the_resource_version_and_keeps_foreign_metadata() -
         },
         "spec": {"new": True},
     }
-    assert kube.needs_update(live, desired)
-    ops = {op["path"]: op for op in kube.update_patch(live, desired)}
+    assert drift.needs_update(live, desired)
+    ops = {op["path"]: op for op in drift.update_patch(live, desired)}
     assert ops["/metadata/resourceVersion"] == {
         "op": "test",
         "path": "/metadata/resourceVersion",
@@ -194,7 +202,7 @@ def test_a_stale_patch_is_a_retryable_conflict(api: EmulatorThread) -> None:
     async def scenario() -> kube.ApiError:
         client = kube.Kube(kube.Connection(server=api.url, insecure=True))
         try:
-            ops = kube.update_patch(stale, {**_service("s-9"), "metadata": {}})
+            ops = drift.update_patch(stale, {**_service("s-9"), "metadata": {}})
             with pytest.raises(kube.ApiError) as err:
                 await client.patch_service("k", "race", ops)
             return err.value
@@ -266,9 +274,68 @@ def test_update_patch_keeps_a_same_named_template_as_knative_defaulted_it() -> N
     traffic = [{"revisionName": "s-v1-aaaa", "percent": 100}]
     ops = {
         op["path"]: op
-        for op in kube.update_patch(live, {"spec": {"template": template, "traffic": traffic}})
+        for op in drift.update_patch(live, {"spec": {"template": template, "traffic": traffic}})
     }
     assert ops["/spec"]["value"] == {"template": stored, "traffic": traffic}
     renamed = {**template, "metadata": {"name": "s-v1-bbbb"}}
-    ops = {op["path"]: op for op in kube.update_patch(live, {"spec": {"template": renamed}})}
+    ops = {op["path"]: op for op in drift.update_patch(live, {"spec": {"template": renamed}})}
     assert ops["/spec"]["value"] == {"template": renamed}
+
+
+def _self_signed(directory: Path) -> tuple[str, str]:
+    """A certificate and key for 127.0.0.1, made by the real openssl binary."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl binary to make a client certificate with")
+    cert, key = directory / "c.pem", directory / "k.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert.read_text(), key.read_text()
+
+
+def test_client_certificate_data_is_loaded_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kubeconfig's `client-*-data` reach a real TLS server that requires a client
+    certificate, and every login (three here, as after 401s) leaves no PEM file behind."""
+    cert, key = _self_signed(tmp_path)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    server_ctx.load_verify_locations(cadata=cert)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    peers: list[Any] = []
+
+    def serve_one() -> None:
+        raw, _ = listener.accept()
+        with server_ctx.wrap_socket(raw, server_side=True) as tls:
+            peers.append(tls.getpeercert())
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    conn = kube.Connection(
+        server=f"https://127.0.0.1:{port}",
+        ca_data=base64.b64encode(cert.encode()).decode(),
+        certificate_data=base64.b64encode(cert.encode()).decode(),
+        private_key_data=key,
+    )
+    contexts = [kube._ssl(conn) for _ in range(3)]
+    assert list(scratch.iterdir()) == []
+    context = contexts[-1]
+    assert isinstance(context, ssl.SSLContext)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1"),
+    ):
+        pass
+    thread.join(10)
+    listener.close()
+    assert peers and peers[0]["subject"] == ((("commonName", "127.0.0.1"),),)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.operator.test_operator_lifecycle import manifest, ready
+from tests.support.aiservices import manifest, ready
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import AISERVICES, BROKERS, EVENTS, EmulatorThread, condition, wait_for
 from tests.support.operator import OperatorThread

@@ -10,10 +10,9 @@ tests/cluster/test_operator.py.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from tests.support.crd import check_status
+from tests.support.aiservices import manifest, ready, traffic
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import (
     AISERVICES,
@@ -26,51 +25,6 @@ from tests.support.kubeemu import (
     wait_for,
 )
 from tests.support.operator import OperatorThread
-
-BASE: dict[str, Any] = {
-    "apiVersion": "aiservice.dev/v1alpha1",
-    "kind": "AIService",
-    "spec": {
-        "consumes": [{"type": "com.example.review.submitted"}],
-        "produces": "com.example.review.scored",
-        "function": {
-            "image": "registry.example/aiservice-functions:0.1",
-            "entrypoint": "aiservice_functions.sentiment",
-        },
-        "models": [{"name": "v1", "uri": "file:///models/v1.pt"}],
-        "traffic": {"stable": "v1"},
-    },
-}
-
-
-def manifest(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
-    """A valid AIService; keyword arguments replace top-level spec fields."""
-    body = copy.deepcopy(BASE)
-    body["metadata"] = {"name": name, "namespace": namespace}
-    body["spec"].update(copy.deepcopy(spec))
-    return body
-
-
-def ready(kube: EmulatorThread, ns: str, name: str, status: str = "True") -> dict[str, Any]:
-    """Wait until the AIService's Ready condition has `status` for its current generation."""
-
-    def check() -> dict[str, Any] | None:
-        obj = kube.find(AISERVICES, ns, name)
-        cond = condition(obj, "Ready")
-        if (
-            obj
-            and cond.get("status") == status
-            and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
-        ):
-            check_status(obj)  # what the real API server would accept, unpruned
-            return obj
-        return None
-
-    return wait_for(check, what=f"{ns}/{name} Ready={status}")
-
-
-def traffic(kube: EmulatorThread, ns: str, name: str) -> list[dict[str, Any]]:
-    return list((kube.get(KSERVICES, ns, name).get("spec") or {}).get("traffic") or [])
 
 
 def events(kube: EmulatorThread, ns: str, name: str) -> list[tuple[str, str]]:
@@ -376,10 +330,10 @@ def test_nothing_is_kept_in_memory_for_a_deleted_aiservice(
     notice its end by: its deletion alone must drop what the operator kept for it."""
     kube.create(AISERVICES, manifest("brief", ns, traffic={"stable": "v9"}))
     ready(kube, ns, "brief", status="False")
-    assert (ns, "brief") in operator.memo["locks"]
+    assert (ns, "brief") in operator.memo.locks
 
     kube.delete(AISERVICES, ns, "brief")
-    wait_for(lambda: (ns, "brief") not in operator.memo["locks"], what="the lock dropped")
+    wait_for(lambda: (ns, "brief") not in operator.memo.locks, what="the lock dropped")
 
 
 def test_a_rollout_command_without_a_rollout_is_not_kept_for_a_later_one(

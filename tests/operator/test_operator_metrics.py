@@ -16,7 +16,7 @@ import pytest
 from aiservice_operator.cluster.config import Config
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.operator.test_operator_lifecycle import manifest, ready
+from tests.support.aiservices import manifest, ready
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import AISERVICES, KSERVICES, EmulatorThread, wait_for
 from tests.support.operator import OperatorThread

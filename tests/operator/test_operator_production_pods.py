@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.operator.test_operator_lifecycle import manifest, ready
+from tests.support.aiservices import manifest, ready
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import (
     AISERVICES,
@@ -85,7 +85,7 @@ def test_long_names_reconcile_with_derived_knative_names(
     assert trigger["spec"]["subscriber"]["ref"]["name"] == service["metadata"]["name"]
 
     kube.delete(AISERVICES, ns, name)
-    client = operator.memo["kube"]
+    client = operator.memo.client
     wait_for(
         lambda: not [k for k in client._written if k[1] == ns],
         what="the writes remembered for the long-named children dropped",

@@ -23,7 +23,7 @@ import pytest
 from aiservice_operator.cluster import kube as kube_client
 from aiservice_operator.core.analysis import Observation
 
-from tests.operator.test_operator_lifecycle import manifest, ready, traffic
+from tests.support.aiservices import manifest, ready, traffic
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import (
     AISERVICES,
@@ -275,7 +275,7 @@ def test_a_rollout_step_reaches_traffic_after_a_failed_write(
     )
     observer = GatedObserver()
     operator = OperatorThread(kube.url)
-    operator.memo["rollout_observer"] = observer
+    operator.memo.observer = observer
     with operator:
         kube.create(AISERVICES, canary)
         wait_for(

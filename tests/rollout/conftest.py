@@ -1,6 +1,6 @@
-"""Fixtures of the rollout tests; they live in rollout_support (a unique module name, so
-test modules can import its helpers whatever other conftest modules are loaded)."""
+"""Fixtures of the rollout tests; they live in tests.support.rollout with the helpers the
+test modules import."""
 
-from rollout_support import event_store, prometheus, standin
+from tests.support.rollout import event_store, prometheus, standin
 
 __all__ = ["event_store", "prometheus", "standin"]

@@ -7,14 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiservice_operator.sources.canary import (
-    EventStoreSource,
     MetricsObserver,
     PrometheusSource,
     Queries,
     SourceUnavailable,
     render,
 )
-from rollout_support import NAMESPACE, EventStore, Prometheus, Standin, free_port
+from aiservice_operator.sources.event_store import EventStoreClient
+
+from tests.support.rollout import NAMESPACE, EventStore, Prometheus, Standin, free_port
 
 pytestmark = pytest.mark.prometheus
 WINDOW = 30.0
@@ -84,7 +85,7 @@ def test_unreachable_prometheus_and_bad_queries_are_unavailable(
 ) -> None:
     down = MetricsObserver(
         PrometheusSource(f"http://127.0.0.1:{free_port()}"),
-        EventStoreSource(event_store.url, event_store.token),
+        EventStoreClient(event_store.url, event_store.token),
     )
     obs = down.observe(
         namespace=NAMESPACE,
@@ -110,7 +111,7 @@ def test_dead_letters_per_revision_from_the_event_store(event_store: EventStore)
         event_store.dead_letter("dl", "dl-v2-0000cccc", f"a{n}")
     event_store.dead_letter("dl", "canary", "b0")  # via the shadow Trigger's tag route
     event_store.dead_letter("dl", "dl-v1-0000dddd", "c0")  # the stable revision's
-    source = EventStoreSource(event_store.url, event_store.token)
+    source = EventStoreClient(event_store.url, event_store.token)
     since = now - timedelta(seconds=5)
     count = source.dead_letters(
         namespace=NAMESPACE, name="dl", targets={"dl-v2-0000cccc", "v2", "canary"}, since=since
@@ -122,7 +123,7 @@ def test_dead_letters_per_revision_from_the_event_store(event_store: EventStore)
         == 0
     )
     with pytest.raises(SourceUnavailable, match="401"):
-        EventStoreSource(event_store.url, token=None).dead_letters(
+        EventStoreClient(event_store.url, token=None).dead_letters(
             namespace=NAMESPACE, name="dl", targets={"canary"}, since=since
         )
 

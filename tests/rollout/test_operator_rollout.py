@@ -19,7 +19,6 @@ import pytest
 from aiservice_operator.cluster.config import Config
 from aiservice_operator.core.compile import revision_name
 from aiservice_operator.core.spec import parse
-from rollout_support import EventStore, Prometheus, Standin
 
 from tests.support.knative import KnativeServing
 from tests.support.kubeemu import (
@@ -31,6 +30,7 @@ from tests.support.kubeemu import (
     wait_for,
 )
 from tests.support.operator import OperatorThread
+from tests.support.rollout import EventStore, Prometheus, Standin
 
 pytestmark = pytest.mark.prometheus
 NS = "canary"
@@ -93,13 +93,16 @@ def cluster(
         revisions.append(revision)
     traffic = Traffic(standin, revisions)
     traffic.thread.start()
-    with pytest.MonkeyPatch.context() as env, EmulatorThread() as kube:
-        env.setenv("AISVC_PROMETHEUS_URL", prometheus.url)
-        env.setenv("AISVC_EVENT_STORE_URL", event_store.url)
-        env.setenv("AISVC_EVENT_STORE_TOKEN", event_store.token)
-        env.setenv("AISVC_ANALYSIS_MIN_WINDOW_SECONDS", "6")
+    with EmulatorThread() as kube:
         KnativeServing(kube).start()
-        config = Config(retry_delay=0.3, watch_timeout=60, event_store_url=event_store.url)
+        config = Config(
+            retry_delay=0.3,
+            watch_timeout=60,
+            event_store_url=event_store.url,
+            event_store_token=event_store.token,
+            prometheus_url=prometheus.url,
+            analysis_min_window=6,
+        )
         try:
             yield kube, config
         finally:

@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
 import pytest
+from aiservice_operator.cluster.config import ENV_PROMETHEUS_QUERIES, Config, ConfigError
 from aiservice_operator.core import analysis, audit
 from aiservice_operator.core import rollout as ro
-from aiservice_operator.core.rollout_tick import tick_needed, tick_seconds, wants_tick
+from aiservice_operator.core.rollout_tick import tick_needed, wants_tick
 from aiservice_operator.core.spec import parse
-from aiservice_operator.sources.canary import ENV_PROMETHEUS_QUERIES, Queries, observer_from_env
+from aiservice_operator.sources.canary import Queries
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -93,24 +94,24 @@ def test_ticks_between_analyses_are_skipped_cheaply() -> None:
 
 
 def test_operator_metric_settings() -> None:
-    observer = observer_from_env(
+    observer = Config.from_env(
         {
             "AISVC_PROMETHEUS_URL": "http://prom:9090",
             ENV_PROMETHEUS_QUERIES: '{"errors": "sum(my_errors)"}',
             "AISVC_EVENT_STORE_TOKEN": "t",
+            "AISVC_EVENT_STORE_URL": "http://store",
             "AISVC_ANALYSIS_MIN_WINDOW_SECONDS": "20",
-        },
-        "http://store",
-    )
+        }
+    ).observer()
     assert observer.prometheus.url == "http://prom:9090"
     assert observer.prometheus.queries.errors == "sum(my_errors)"
     assert observer.prometheus.queries.requests == Queries().requests
     assert observer.event_store is not None and observer.event_store.token == "t"
     assert observer.event_store.url == "http://store" and observer.min_window_seconds == 20
-    with pytest.raises(ValueError, match=f"{ENV_PROMETHEUS_QUERIES}: unknown metric queries"):
-        observer_from_env({ENV_PROMETHEUS_QUERIES: '{"p99": "x"}'}, "http://store")
-    with pytest.raises(ValueError, match="is not JSON"):
-        observer_from_env({ENV_PROMETHEUS_QUERIES: "{"}, "http://store")
-    with pytest.raises(ValueError, match="AISVC_ROLLOUT_TICK_SECONDS='0' must be positive"):
-        tick_seconds({"AISVC_ROLLOUT_TICK_SECONDS": "0"})
-    assert tick_seconds({}) == 2.0
+    with pytest.raises(ConfigError, match=f"{ENV_PROMETHEUS_QUERIES}: unknown metric queries"):
+        Config.from_env({ENV_PROMETHEUS_QUERIES: '{"p99": "x"}'})
+    with pytest.raises(ConfigError, match="is not JSON"):
+        Config.from_env({ENV_PROMETHEUS_QUERIES: "{"})
+    with pytest.raises(ConfigError, match="AISVC_ROLLOUT_TICK_SECONDS='0' must be positive"):
+        Config.from_env({"AISVC_ROLLOUT_TICK_SECONDS": "0"})
+    assert Config.from_env({}).rollout_tick_seconds == 2.0

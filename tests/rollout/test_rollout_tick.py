@@ -16,8 +16,10 @@ import pytest
 from aiservice_operator.core.compile import revision_name
 from aiservice_operator.core.rollout_tick import TickResult, rollout_tick
 from aiservice_operator.core.spec import AIService, parse
-from aiservice_operator.sources.canary import EventStoreSource, MetricsObserver, PrometheusSource
-from rollout_support import NAMESPACE, EventStore, Prometheus, Standin, free_port
+from aiservice_operator.sources.canary import MetricsObserver, PrometheusSource
+from aiservice_operator.sources.event_store import EventStoreClient
+
+from tests.support.rollout import NAMESPACE, EventStore, Prometheus, Standin, free_port
 
 pytestmark = pytest.mark.prometheus
 INTERVAL = 20
@@ -69,7 +71,7 @@ def canaries(standin: Standin, prometheus: Prometheus) -> dict[str, str]:
 class Operator:
     """Plays the operator's timer: keeps status the way the API server would (as JSON)."""
 
-    def __init__(self, ais: AIService, observer: MetricsObserver, store: EventStoreSource) -> None:
+    def __init__(self, ais: AIService, observer: MetricsObserver, store: EventStoreClient) -> None:
         self.ais = ais
         self.observer = observer
         self.store = store
@@ -91,7 +93,7 @@ class Operator:
 
 def observer_for(prometheus: Prometheus, event_store: EventStore) -> MetricsObserver:
     return MetricsObserver(
-        PrometheusSource(prometheus.url), EventStoreSource(event_store.url, event_store.token)
+        PrometheusSource(prometheus.url), EventStoreClient(event_store.url, event_store.token)
     )
 
 
@@ -108,7 +110,7 @@ def test_good_canary_is_promoted_through_every_step(
     canaries: dict[str, str], prometheus: Prometheus, event_store: EventStore
 ) -> None:
     ais = make_ais("good")
-    store = EventStoreSource(event_store.url, event_store.token)
+    store = EventStoreClient(event_store.url, event_store.token)
     op = Operator(ais, observer_for(prometheus, event_store), store)
     t = times(4)
     seen = [op.tick(at) for at in [*t, t[-1] + timedelta(seconds=1)]]
@@ -135,7 +137,7 @@ def test_canary_with_errors_is_rolled_back(
     canaries: dict[str, str], prometheus: Prometheus, event_store: EventStore
 ) -> None:
     ais = make_ais("bad")
-    op = Operator(ais, observer_for(prometheus, event_store), EventStoreSource(event_store.url))
+    op = Operator(ais, observer_for(prometheus, event_store), EventStoreClient(event_store.url))
     seen = [op.tick(at) for at in times(4)]
     assert [(r.state.phase, r.weights["v2"]) for r in seen] == [
         ("Initializing", 0),
@@ -154,7 +156,7 @@ def test_dead_letters_of_the_canary_roll_it_back(
     ais = make_ais("dlq", failureLimit=1, maxDeadLetterRate=0.05)
     for n in range(6):
         event_store.dead_letter("dlq", canaries["dlq"], f"dlq-{n}")
-    op = Operator(ais, observer_for(prometheus, event_store), EventStoreSource(event_store.url))
+    op = Operator(ais, observer_for(prometheus, event_store), EventStoreClient(event_store.url))
     seen = [op.tick(at) for at in times(3)]
     assert seen[-1].state.phase == "Failed"
     assert seen[-1].state.last_analysis["deadLetters"] == 6
@@ -166,12 +168,15 @@ def test_unreachable_event_store_pauses_and_commands_are_consumed(
     canaries: dict[str, str], prometheus: Prometheus
 ) -> None:
     ais = make_ais("blind")
-    gone = EventStoreSource(f"http://127.0.0.1:{free_port()}")
+    gone = EventStoreClient(f"http://127.0.0.1:{free_port()}")
     op = Operator(ais, MetricsObserver(PrometheusSource(prometheus.url), gone), gone)
     t = times(3)
     seen = [op.tick(at) for at in t]
     assert seen[-1].state.phase == "Paused" and seen[-1].weights["v2"] == 50
-    assert "metrics unavailable: event store at http://127.0.0.1" in seen[-1].state.message
+    message = seen[-1].state.message
+    assert message.startswith(
+        "metrics unavailable: cannot reach the event store at http://127.0.0.1"
+    )
     assert seen[-1].audit_error is not None  # the audit log is down too; status still tells
 
     # A restarted operator reads status back and obeys `aisvc abort`.

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiservice_functions.timestamps import rfc3339
 from aiservice_operator.core import analysis
 from aiservice_operator.core import rollout as ro
 from aiservice_operator.core.spec import AIServiceSpec, parse
@@ -83,7 +84,7 @@ def run(ticks: list[Tick], **rollout: Any) -> ro.RolloutState:
         if tick.step is not None:
             assert state.step == tick.step, where
         if decision is not None:
-            assert decision.reason and decision.at == ro.rfc3339(now)
+            assert decision.reason and decision.at == rfc3339(now)
     assert state is not None
     return state
 

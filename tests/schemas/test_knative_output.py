@@ -4,7 +4,6 @@ Knative 1.22 accepts: its CRD schema (unknown fields refused) and its webhook ru
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,9 @@ from aiservice_operator.core.compile import (
 from aiservice_operator.core.spec import AIService, parse
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from schema_tools import KNATIVE_SCHEMAS, REPO_ROOT, knative_violations
+
+from tests.support.compiled import compiled_stages, example_services
+from tests.support.schemas import KNATIVE_SCHEMAS, REPO_ROOT, knative_violations
 
 pytestmark = pytest.mark.skipif(
     not (KNATIVE_SCHEMAS / "service.yaml").is_file(),
@@ -28,44 +29,15 @@ pytestmark = pytest.mark.skipif(
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 
 
-def _services(path: Path) -> list[AIService]:
-    services = []
-    for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-        if doc:
-            doc = copy.deepcopy(doc)
-            doc["metadata"]["uid"] = "6f1c7f7e-0000-4000-8000-000000000001"
-            services.append(parse(doc))
-    return services
-
-
-def _stages(ais: AIService) -> list[tuple[str, dict[str, Any]]]:
-    """Compile at every stage the operator passes through."""
-    names = [revision_name(ais, m.name) for m in ais.spec.models]
-    stages: list[tuple[str, Any]] = [
-        ("nothing ready", compile_aiservice(ais)),
-        ("stable ready", compile_aiservice(ais, ready_revisions=names[:1])),
-        ("all ready", compile_aiservice(ais, ready_revisions=names)),
-    ]
-    if ais.spec.rollout is not None:
-        for step in (*ais.spec.rollout.steps, 0):
-            stages.append(
-                (
-                    f"canary at {step}%",
-                    compile_aiservice(
-                        ais, weights=intended_weights(ais, step), ready_revisions=names
-                    ),
-                )
-            )
-    return [(label, obj) for label, desired in stages for obj in desired.objects()]
-
-
 CASES = [
-    pytest.param(ais, id=f"{path.stem}-{ais.name}") for path in EXAMPLES for ais in _services(path)
+    pytest.param(ais, id=f"{path.stem}-{ais.name}")
+    for path in EXAMPLES
+    for ais in example_services(path)
 ]
 
 
 def test_there_are_examples_with_every_feature() -> None:
-    services = [ais for path in EXAMPLES for ais in _services(path)]
+    services = [ais for path in EXAMPLES for ais in example_services(path)]
     assert any(ais.spec.rollout for ais in services)
     assert any(ais.spec.traffic.split for ais in services)
     assert any(c.filters for ais in services for c in ais.spec.consumes)
@@ -76,7 +48,7 @@ def test_there_are_examples_with_every_feature() -> None:
 def test_every_emitted_object_is_valid_knative(ais: AIService) -> None:
     problems = [
         f"{label} {obj['kind']}/{obj['metadata']['name']}: {p}"
-        for label, obj in _stages(ais)
+        for label, obj in compiled_stages(ais)
         for p in knative_violations(obj)
     ]
     assert problems == []
@@ -110,7 +82,7 @@ def test_shadow_and_reference_sinks_are_valid_knative() -> None:
 
 
 def _steady_objects() -> list[dict[str, Any]]:
-    (ais,) = _services(REPO_ROOT / "examples" / "canary.yaml")
+    (ais,) = example_services(REPO_ROOT / "examples" / "canary.yaml")
     names = [revision_name(ais, m.name) for m in ais.spec.models]
     return compile_aiservice(ais, ready_revisions=names).objects()
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 import aiservice_operator.cluster.handlers  # noqa: F401  (registers the handlers)
 import kopf
 from aiservice_operator.cluster.config import Config
+from aiservice_operator.cluster.memo import OperatorMemo
 
 
 class OperatorThread:
@@ -24,7 +25,7 @@ class OperatorThread:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kopf-operator", daemon=True)
         self.error: BaseException | None = None
-        self.memo = kopf.Memo(config=self.config)
+        self.memo = OperatorMemo(self.config)
         """The operator's memo: what it keeps in memory (e.g. per-AIService locks)."""
 
     def __enter__(self) -> OperatorThread:

@@ -53,18 +53,20 @@ Metrics: ``GET /metrics`` (Prometheus text, no token: counts and timings only, s
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import httpx
-from flask import Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
+from aiservice_functions.cloudevents_http import InvalidEvent
 from aiservice_functions.event_store import auth, console, decision_api, ingest
 from aiservice_functions.event_store.guard import redact_url
 from aiservice_functions.event_store.jobs import ReplayJobs, job_json
@@ -75,9 +77,8 @@ from aiservice_functions.event_store.records import (
     Kind,
     RevisionCount,
     ServiceCount,
-    parse_time,
-    rfc3339,
     to_us,
+    us_text,
 )
 from aiservice_functions.event_store.replay import (
     MAX_CONCURRENCY,
@@ -92,7 +93,8 @@ from aiservice_functions.event_store.replay import (
 from aiservice_functions.event_store.retention import RetentionPolicy, RetentionThread
 from aiservice_functions.event_store.storage import SqlStore, StoreUnavailable
 from aiservice_functions.event_store.telemetry import StoreMetrics
-from aiservice_functions.runtime.cloudevents_http import InvalidEvent
+from aiservice_functions.serving.bodies import read_body
+from aiservice_functions.timestamps import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -103,21 +105,6 @@ REPLAYS_PATH: Final = "/v1/replays"
 
 class BadRequest(Exception):
     """A query parameter or body field is wrong; the message names it."""
-
-
-def _read_body(limit: int) -> bytes:
-    """The request body, or 413 past ``limit`` bytes — also for chunked bodies, which
-    carry no Content-Length for Flask to check up front."""
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        chunk = request.stream.read(64 * 1024)
-        if not chunk:
-            return b"".join(chunks)
-        total += len(chunk)
-        if total > limit:
-            raise RequestEntityTooLarge()
-        chunks.append(chunk)
 
 
 def _flask_path(template: str) -> str:
@@ -289,7 +276,7 @@ def _service_json(c: ServiceCount) -> dict[str, Any]:
         "deadLetters": c.dead_letters,
         "unreplayed": c.unreplayed,
         "audit": c.audit,
-        "lastDeadLetterAt": rfc3339(c.last_dead_letter_at),
+        "lastDeadLetterAt": us_text(c.last_dead_letter_at),
     }
 
 
@@ -306,6 +293,44 @@ def _revision_json(c: RevisionCount) -> dict[str, Any]:
 def _pending(store: SqlStore) -> list[tuple[str, str, int]]:
     services, _ = store.stats(EventFilter(kind="dead-letter"))
     return [(c.namespace, c.name, c.unreplayed) for c in services]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What the routes of one app work with (kept in ``app.extensions``)."""
+
+    store: SqlStore
+    metrics: StoreMetrics
+    token: str | None
+    read_token: str | None
+    allow_unauthenticated: bool
+    max_body_bytes: int
+    replay_defaults: ReplayOptions
+    http_client: httpx.Client | None
+    retention: RetentionThread | None
+    jobs: ReplayJobs
+    sink_key: bytes | None
+
+    def run_replay(self, selection: EventFilter, options: ReplayOptions) -> ReplaySummary:
+        """A synchronous replay, counted in the metrics."""
+        summary = replay(self.store, selection, options, client=self.http_client)
+        self.metrics.replay(summary.replayed, summary.failed)
+        return summary
+
+    def replay_seqs(self, seqs: Sequence[int], force: bool) -> ReplaySummary:
+        """The console's replay: these records, with the store's defaults."""
+        return self.run_replay(
+            EventFilter(seqs=tuple(seqs)), replace(self.replay_defaults, force=force)
+        )
+
+
+api = Blueprint("event_store", __name__)
+"""The HTTP API; :func:`create_app` registers it on an app with its :class:`_Context`."""
+
+
+def _ctx() -> _Context:
+    context: _Context = current_app.extensions[EXTENSION_KEY]["context"]
+    return context
 
 
 def create_app(
@@ -325,258 +350,318 @@ def create_app(
     # One byte of slack: a chunked body is cut at the limit by the server's stream, so
     # reading max+1 bytes is how an oversized one is told from one of exactly max bytes.
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
-    defaults = replay_defaults or ReplayOptions()
     metrics = StoreMetrics(pending=lambda: _pending(store))
-    jobs = ReplayJobs(store, http_client, on_finished=metrics.replay)
     thread = (
         RetentionThread(store, retention, on_deleted=metrics.retention()).start()
         if retention and retention.active
         else None
     )
+    context = _Context(
+        store=store,
+        metrics=metrics,
+        token=token,
+        read_token=read_token,
+        allow_unauthenticated=allow_unauthenticated,
+        max_body_bytes=max_body_bytes,
+        replay_defaults=replay_defaults or ReplayOptions(),
+        http_client=http_client,
+        retention=thread,
+        jobs=ReplayJobs(store, http_client, on_finished=metrics.replay),
+        sink_key=sink_key,
+    )
     app.extensions[EXTENSION_KEY] = {
+        "context": context,
         "store": store,
         "retention": thread,
         "metrics": metrics,
-        "jobs": jobs,
+        "jobs": context.jobs,
     }
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_: RequestEntityTooLarge) -> Response:
-        return _error(413, f"body larger than {max_body_bytes} bytes")
-
-    @app.errorhandler(StoreUnavailable)
-    def unavailable(err: StoreUnavailable) -> Response:
-        log.warning("database unavailable: %s", err)
-        return _error(503, "storage unavailable, retry later")
-
-    @app.errorhandler(BadRequest)
-    def bad_request(err: BadRequest) -> Response:
-        return _error(400, str(err))
-
-    @app.errorhandler(HTTPException)
-    def http_error(err: HTTPException) -> Response:
-        return _error(err.code or 500, err.description or err.name)
-
-    def guard(need: auth.Scope = "read") -> Response | None:
-        refusal = auth.check(
-            token,
-            allow_unauthenticated,
-            request.headers.get("Authorization"),
-            read_token=read_token,
-            need=need,
-        )
-        return _error(refusal.status, refusal.reason) if refusal else None
-
-    decision_api.register(app, store, guard, max_body_bytes, metrics)
-
-    def run_replay(selection: EventFilter, options: ReplayOptions) -> ReplaySummary:
-        summary = replay(store, selection, options, client=http_client)
-        metrics.replay(summary.replayed, summary.failed)
-        return summary
-
-    def ingest_event(
-        kind: Kind, namespace: str, name: str, credential: str | None = None
-    ) -> Response:
-        if sink_key is not None:
-            # Attribution comes from this authenticated path, never from the event.
-            if credential is None:
-                metrics.ingest(kind, "refused")
-                return _error(401, "ingest needs the AIService's sink credential in the path")
-            if not contract.verify_sink_credential(sink_key, namespace, name, credential):
-                metrics.ingest(kind, "refused")
-                log.warning(
-                    "refused %s for %s/%s: wrong sink credential", kind, namespace[:63], name[:63]
-                )
-                return _error(403, "sink credential not accepted for this AIService")
-        try:
-            body = _read_body(max_body_bytes)
-            record = ingest.to_record(kind, namespace, name, dict(request.headers), body)
-        except RequestEntityTooLarge:
-            metrics.ingest(kind, "refused")
-            raise
-        except InvalidEvent as err:
-            metrics.ingest(kind, "refused")
-            log.info("refused %s for %s/%s: %s", kind, namespace[:63], name[:63], err.reason)
-            return _error(err.status, err.reason)
-        try:
-            with metrics.timed("add"):
-                seq, created = store.add(record)
-        except StoreUnavailable:
-            metrics.ingest(kind, "unavailable")
-            raise
-        metrics.ingest(kind, "stored" if created else "duplicate")
-        if created and kind == "dead-letter":
-            metrics.dead_letter(namespace, name, record.revision, record.error_code)
-        log.debug(
-            "%s %s %s/%s seq=%d", "stored" if created else "redelivered", kind, namespace, name, seq
-        )
-        response = jsonify({"seq": seq, "created": created})
-        response.status_code = 201 if created else 200
-        return response
-
-    def list_events(source: dict[str, Any], flt: EventFilter) -> Response:
-        limit = _opt_int(source, "limit", 1, MAX_PAGE) or 50
-        try:
-            with metrics.timed("page"):
-                page = store.page(flt, limit=limit, cursor=_opt_str(source, "cursor"))
-        except ValueError as err:
-            raise BadRequest(str(err)) from None
-        return jsonify({"items": [r.summary() for r in page.items], "nextCursor": page.next_cursor})
-
-    @app.post(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH) + "/<credential>")
-    def dead_letters_authenticated(namespace: str, name: str, credential: str) -> Response:
-        return ingest_event("dead-letter", namespace, name, credential)
-
-    @app.post(_flask_path(contract.EVENT_STORE_AUDIT_PATH) + "/<credential>")
-    def audit_authenticated(namespace: str, name: str, credential: str) -> Response:
-        return ingest_event("audit", namespace, name, credential)
-
-    @app.route(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH), methods=["POST", "GET"])
-    def dead_letters(namespace: str, name: str) -> Response:
-        if request.method == "POST":
-            return ingest_event("dead-letter", namespace, name)
-        refused = guard()
-        if refused:
-            return refused
-        args = dict(request.args)
-        return list_events(args, _filter(args, kind="dead-letter", namespace=namespace, name=name))
-
-    @app.route(_flask_path(contract.EVENT_STORE_AUDIT_PATH), methods=["POST", "GET"])
-    def audit(namespace: str, name: str) -> Response:
-        if request.method == "POST":
-            return ingest_event("audit", namespace, name)
-        refused = guard()
-        if refused:
-            return refused
-        args = dict(request.args)
-        return list_events(args, _filter(args, kind="audit", namespace=namespace, name=name))
-
-    @app.get("/v1/events")
-    def events() -> Response:
-        refused = guard()
-        if refused:
-            return refused
-        args = dict(request.args)
-        return list_events(args, _filter(args))
-
-    @app.get("/v1/events/<int:seq>")
-    def event(seq: int) -> Response:
-        refused = guard()
-        if refused:
-            return refused
-        if seq > _INT64_MAX:
-            return _error(404, f"no record with seq {seq}")
-        with metrics.timed("get"):
-            record = store.get(seq)
-        if record is None:
-            return _error(404, f"no record with seq {seq}")
-        return jsonify(record.detail())
-
-    @app.get(contract.EVENT_STORE_STATS_PATH)
-    def stats() -> Response:
-        refused = guard()
-        if refused:
-            return refused
-        args = dict(request.args)
-        flt = _filter(args, kind=None, replayed=None)
-        with metrics.timed("stats"):
-            services, revisions = store.stats(flt)
-        return jsonify(
-            {
-                "since": rfc3339(flt.since),
-                "until": rfc3339(flt.until),
-                "services": [_service_json(c) for c in services],
-                "revisions": [_revision_json(c) for c in revisions],
-            }
-        )
-
-    @app.post("/v1/replay")
-    def replay_route() -> Response:
-        """Synchronous replay (small selections); see ``/v1/replays`` for jobs."""
-        refused = guard("replay")
-        if refused:
-            return refused
-        body = _json_body()
-        flt = _selection(body)
-        options = _replay_options(body, defaults)
-        return jsonify(run_replay(flt, options).to_json())
-
-    def replay_seqs(seqs: Sequence[int], force: bool) -> ReplaySummary:
-        return run_replay(EventFilter(seqs=tuple(seqs)), replace(defaults, force=force))
-
+    app.register_blueprint(api)
+    decision_api.register(app, store, _guard, max_body_bytes, metrics)
     access = console.Access(token, read_token, allow_unauthenticated)
-    app.register_blueprint(console.blueprint(store, access, replay_seqs))
-
-    @app.post(REPLAYS_PATH)
-    def start_replay() -> Response:
-        refused = guard("replay")
-        if refused:
-            return refused
-        body = _json_body()
-        flt = _selection(body)
-        options = _replay_options(body, defaults)
-        summary: dict[str, Any] = {k: body[k] for k in ("seqs", "filter", "all") if k in body}
-        summary.update(
-            target=redact_url(options.target) if options.target else None,
-            broker=options.broker,
-            force=options.force,
-            concurrency=options.concurrency,
-            rate=options.rate,
-            limit=options.limit,
-        )
-        job_id = jobs.start(flt, options, summary)
-        row = store.get_job(job_id)
-        assert row is not None
-        response = jsonify(job_json(row, with_results=False))
-        response.status_code = 202
-        response.headers["Location"] = f"{REPLAYS_PATH}/{job_id}"
-        return response
-
-    @app.get(REPLAYS_PATH)
-    def list_replays() -> Response:
-        refused = guard()
-        if refused:
-            return refused
-        limit = _opt_int(dict(request.args), "limit", 1, 500) or 50
-        return jsonify({"items": [job_json(r, with_results=False) for r in store.list_jobs(limit)]})
-
-    @app.get(REPLAYS_PATH + "/<job_id>")
-    def get_replay(job_id: str) -> Response:
-        refused = guard()
-        if refused:
-            return refused
-        row = store.get_job(job_id[:64])
-        if row is None:
-            return _error(404, f"no replay job {job_id[:64]!r}")
-        return jsonify(job_json(row))
-
-    @app.route(REPLAYS_PATH + "/<job_id>", methods=["DELETE"])
-    @app.post(REPLAYS_PATH + "/<job_id>/cancel")
-    def cancel_replay(job_id: str) -> Response:
-        refused = guard("replay")
-        if refused:
-            return refused
-        if not store.request_cancel(job_id[:64]):
-            return _error(404, f"no replay job {job_id[:64]!r}")
-        row = store.get_job(job_id[:64])
-        assert row is not None
-        response = jsonify(job_json(row, with_results=False))
-        response.status_code = 202
-        return response
-
-    @app.get(contract.PATH_LIVENESS)
-    def liveness() -> Response:
-        return jsonify({"status": "ok"})
-
-    @app.get(contract.PATH_READINESS)
-    def readiness() -> Response:
-        with metrics.timed("ping"):
-            store.ping()
-        return jsonify({"status": "ok", "backend": store.backend})
-
-    @app.get(contract.PATH_METRICS)
-    def metrics_route() -> Response:
-        # No token: counts and timings only, nothing of any event (see .telemetry).
-        return Response(metrics.render(), content_type=metrics.content_type)
-
+    app.register_blueprint(console.blueprint(store, access, context.replay_seqs))
     return app
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+@api.app_errorhandler(RequestEntityTooLarge)
+def _too_large(_: RequestEntityTooLarge) -> Response:
+    return _error(413, f"body larger than {_ctx().max_body_bytes} bytes")
+
+
+@api.app_errorhandler(StoreUnavailable)
+def _unavailable(err: StoreUnavailable) -> Response:
+    log.warning("database unavailable: %s", err)
+    return _error(503, "storage unavailable, retry later")
+
+
+@api.app_errorhandler(BadRequest)
+def _bad_request(err: BadRequest) -> Response:
+    return _error(400, str(err))
+
+
+@api.app_errorhandler(HTTPException)
+def _http_error(err: HTTPException) -> Response:
+    return _error(err.code or 500, err.description or err.name)
+
+
+def _guard(need: auth.Scope = "read") -> Response | None:
+    """The refusal for a request without the token this call needs, else ``None``
+    (a read-only token passes ``read`` but not ``replay``)."""
+    ctx = _ctx()
+    refusal = auth.check(
+        ctx.token,
+        ctx.allow_unauthenticated,
+        request.headers.get("Authorization"),
+        read_token=ctx.read_token,
+        need=need,
+    )
+    return _error(refusal.status, refusal.reason) if refusal else None
+
+
+def _authorized(
+    need: auth.Scope = "read",
+) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Query and replay need a bearer token (ingest, health and metrics do not)."""
+
+    def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Response:
+            return _guard(need) or view(*args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
+# --- ingest -----------------------------------------------------------------------------
+
+
+def _refuse_credential(
+    kind: Kind, namespace: str, name: str, credential: str | None
+) -> Response | None:
+    """With a sink key, ingest needs the AIService's credential in the path: attribution
+    comes from this authenticated path, never from the event."""
+    ctx = _ctx()
+    if ctx.sink_key is None:
+        return None
+    if credential is None:
+        ctx.metrics.ingest(kind, "refused")
+        return _error(401, "ingest needs the AIService's sink credential in the path")
+    if not contract.verify_sink_credential(ctx.sink_key, namespace, name, credential):
+        ctx.metrics.ingest(kind, "refused")
+        log.warning("refused %s for %s/%s: wrong sink credential", kind, namespace[:63], name[:63])
+        return _error(403, "sink credential not accepted for this AIService")
+    return None
+
+
+def _ingest(kind: Kind, namespace: str, name: str, credential: str | None = None) -> Response:
+    refused = _refuse_credential(kind, namespace, name, credential)
+    if refused:
+        return refused
+    ctx = _ctx()
+    try:
+        body = read_body(request.environ, ctx.max_body_bytes)
+        record = ingest.to_record(kind, namespace, name, dict(request.headers), body)
+    except RequestEntityTooLarge:
+        ctx.metrics.ingest(kind, "refused")
+        raise
+    except InvalidEvent as err:
+        ctx.metrics.ingest(kind, "refused")
+        log.info("refused %s for %s/%s: %s", kind, namespace[:63], name[:63], err.reason)
+        return _error(err.status, err.reason)
+    try:
+        with ctx.metrics.timed("add"):
+            seq, created = ctx.store.add(record)
+    except StoreUnavailable:
+        ctx.metrics.ingest(kind, "unavailable")
+        raise
+    ctx.metrics.ingest(kind, "stored" if created else "duplicate")
+    if created and kind == "dead-letter":
+        ctx.metrics.dead_letter(namespace, name, record.revision, record.error_code)
+    log.debug(
+        "%s %s %s/%s seq=%d", "stored" if created else "redelivered", kind, namespace, name, seq
+    )
+    response = jsonify({"seq": seq, "created": created})
+    response.status_code = 201 if created else 200
+    return response
+
+
+@api.post(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH))
+def ingest_dead_letter(namespace: str, name: str) -> Response:
+    return _ingest("dead-letter", namespace, name)
+
+
+@api.post(_flask_path(contract.EVENT_STORE_AUDIT_PATH))
+def ingest_audit(namespace: str, name: str) -> Response:
+    return _ingest("audit", namespace, name)
+
+
+@api.post(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH) + "/<credential>")
+def ingest_dead_letter_authenticated(namespace: str, name: str, credential: str) -> Response:
+    return _ingest("dead-letter", namespace, name, credential)
+
+
+@api.post(_flask_path(contract.EVENT_STORE_AUDIT_PATH) + "/<credential>")
+def ingest_audit_authenticated(namespace: str, name: str, credential: str) -> Response:
+    return _ingest("audit", namespace, name, credential)
+
+
+# --- query ------------------------------------------------------------------------------
+
+
+def _list(source: dict[str, Any], flt: EventFilter) -> Response:
+    ctx = _ctx()
+    limit = _opt_int(source, "limit", 1, MAX_PAGE) or 50
+    try:
+        with ctx.metrics.timed("page"):
+            page = ctx.store.page(flt, limit=limit, cursor=_opt_str(source, "cursor"))
+    except ValueError as err:
+        raise BadRequest(str(err)) from None
+    return jsonify({"items": [r.summary() for r in page.items], "nextCursor": page.next_cursor})
+
+
+@api.get(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH))
+@_authorized()
+def dead_letters(namespace: str, name: str) -> Response:
+    args = dict(request.args)
+    return _list(args, _filter(args, kind="dead-letter", namespace=namespace, name=name))
+
+
+@api.get(_flask_path(contract.EVENT_STORE_AUDIT_PATH))
+@_authorized()
+def audit(namespace: str, name: str) -> Response:
+    args = dict(request.args)
+    return _list(args, _filter(args, kind="audit", namespace=namespace, name=name))
+
+
+@api.get("/v1/events")
+@_authorized()
+def events() -> Response:
+    args = dict(request.args)
+    return _list(args, _filter(args))
+
+
+@api.get("/v1/events/<int:seq>")
+@_authorized()
+def event(seq: int) -> Response:
+    ctx = _ctx()
+    if seq > _INT64_MAX:
+        return _error(404, f"no record with seq {seq}")
+    with ctx.metrics.timed("get"):
+        record = ctx.store.get(seq)
+    if record is None:
+        return _error(404, f"no record with seq {seq}")
+    return jsonify(record.detail())
+
+
+@api.get(contract.EVENT_STORE_STATS_PATH)
+@_authorized()
+def stats() -> Response:
+    ctx = _ctx()
+    flt = _filter(dict(request.args), kind=None, replayed=None)
+    with ctx.metrics.timed("stats"):
+        services, revisions = ctx.store.stats(flt)
+    return jsonify(
+        {
+            "since": us_text(flt.since),
+            "until": us_text(flt.until),
+            "services": [_service_json(c) for c in services],
+            "revisions": [_revision_json(c) for c in revisions],
+        }
+    )
+
+
+# --- replay -----------------------------------------------------------------------------
+
+
+@api.post("/v1/replay")
+@_authorized("replay")
+def replay_route() -> Response:
+    """Synchronous replay (small selections); see ``/v1/replays`` for jobs."""
+    ctx = _ctx()
+    body = _json_body()
+    flt = _selection(body)
+    options = _replay_options(body, ctx.replay_defaults)
+    return jsonify(ctx.run_replay(flt, options).to_json())
+
+
+@api.post(REPLAYS_PATH)
+@_authorized("replay")
+def start_replay() -> Response:
+    ctx = _ctx()
+    body = _json_body()
+    flt = _selection(body)
+    options = _replay_options(body, ctx.replay_defaults)
+    summary: dict[str, Any] = {k: body[k] for k in ("seqs", "filter", "all") if k in body}
+    summary.update(
+        target=redact_url(options.target) if options.target else None,
+        broker=options.broker,
+        force=options.force,
+        concurrency=options.concurrency,
+        rate=options.rate,
+        limit=options.limit,
+    )
+    job_id = ctx.jobs.start(flt, options, summary)
+    row = ctx.store.get_job(job_id)
+    assert row is not None
+    response = jsonify(job_json(row, with_results=False))
+    response.status_code = 202
+    response.headers["Location"] = f"{REPLAYS_PATH}/{job_id}"
+    return response
+
+
+@api.get(REPLAYS_PATH)
+@_authorized()
+def list_replays() -> Response:
+    limit = _opt_int(dict(request.args), "limit", 1, 500) or 50
+    rows = _ctx().store.list_jobs(limit)
+    return jsonify({"items": [job_json(r, with_results=False) for r in rows]})
+
+
+@api.get(REPLAYS_PATH + "/<job_id>")
+@_authorized()
+def get_replay(job_id: str) -> Response:
+    row = _ctx().store.get_job(job_id[:64])
+    if row is None:
+        return _error(404, f"no replay job {job_id[:64]!r}")
+    return jsonify(job_json(row))
+
+
+@api.route(REPLAYS_PATH + "/<job_id>", methods=["DELETE"])
+@api.post(REPLAYS_PATH + "/<job_id>/cancel")
+@_authorized("replay")
+def cancel_replay(job_id: str) -> Response:
+    store = _ctx().store
+    if not store.request_cancel(job_id[:64]):
+        return _error(404, f"no replay job {job_id[:64]!r}")
+    row = store.get_job(job_id[:64])
+    assert row is not None
+    response = jsonify(job_json(row, with_results=False))
+    response.status_code = 202
+    return response
+
+
+# --- health and metrics -----------------------------------------------------------------
+
+
+@api.get(contract.PATH_LIVENESS)
+def liveness() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@api.get(contract.PATH_READINESS)
+def readiness() -> Response:
+    ctx = _ctx()
+    with ctx.metrics.timed("ping"):
+        ctx.store.ping()
+    return jsonify({"status": "ok", "backend": ctx.store.backend})
+
+
+@api.get(contract.PATH_METRICS)
+def metrics_route() -> Response:
+    # No token: counts and timings only, nothing of any event (see .telemetry).
+    metrics = _ctx().metrics
+    return Response(metrics.render(), content_type=metrics.content_type)

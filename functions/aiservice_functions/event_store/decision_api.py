@@ -36,6 +36,7 @@ from typing import Final
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
+from aiservice_functions.cloudevents_http import InvalidEvent, parse_request
 from aiservice_functions.event_store import ingest
 from aiservice_functions.event_store.decision_records import (
     ROLE_OF_PATH,
@@ -43,10 +44,10 @@ from aiservice_functions.event_store.decision_records import (
     to_decision,
 )
 from aiservice_functions.event_store.decisions import DecisionLog
-from aiservice_functions.event_store.records import now_us, parse_time, to_us
+from aiservice_functions.event_store.records import now_us, to_us
 from aiservice_functions.event_store.storage import SqlStore, StoreUnavailable
 from aiservice_functions.event_store.telemetry import StoreMetrics
-from aiservice_functions.runtime.cloudevents_http import InvalidEvent, parse_request
+from aiservice_functions.timestamps import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,22 @@ def blueprint(
     def invalid(err: InvalidEvent) -> Response:
         return _error(err.status, err.reason)
 
+    _add_ingest(bp, service_path, decisions, guard, max_body_bytes, metrics)
+    _add_lookups(bp, service_path, decisions, guard)
+    _add_run_views(bp, service_path, decisions, guard)
+    return bp
+
+
+def _add_ingest(
+    bp: Blueprint,
+    service_path: str,
+    decisions: DecisionLog,
+    guard: Guard,
+    max_body_bytes: int,
+    metrics: StoreMetrics | None,
+) -> None:
+    """``POST .../decisions/<role>``: one consumed event, reply or reprocessed answer."""
+
     @bp.post(service_path + "/<role>")
     def ingest_decision(namespace: str, name: str, role: str) -> Response:
         if role not in ROLE_OF_PATH:
@@ -182,6 +199,10 @@ def blueprint(
         # delivery (it would retry); the seq goes in a header instead.
         return Response(status=201 if created else 200, headers={SEQ_HEADER: str(seq)})
 
+
+def _add_lookups(bp: Blueprint, service_path: str, decisions: DecisionLog, guard: Guard) -> None:
+    """A chain by any of its ids, and one AIService's decisions page by page."""
+
     @bp.get("/v1/decisions/trace")
     def trace() -> Response:
         refused = guard()
@@ -225,6 +246,10 @@ def blueprint(
             {"items": [i.to_json() for i in items], "next": items[-1].seq if more else None}
         )
 
+
+def _add_run_views(bp: Blueprint, service_path: str, decisions: DecisionLog, guard: Guard) -> None:
+    """A reprocessing run against the decisions it re-made, and the export as JSON lines."""
+
     @bp.get(service_path + "/compare")
     def compare(namespace: str, name: str) -> Response:
         refused = guard()
@@ -261,8 +286,6 @@ def blueprint(
                 yield json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
 
         return Response(lines(), content_type="application/x-ndjson")
-
-    return bp
 
 
 def register(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aiservice_functions import contract
-from aiservice_functions.runtime.cloudevents_http import CloudEvent, InvalidEvent, event_to_dict
+from aiservice_functions.cloudevents_http import CloudEvent, InvalidEvent, event_to_dict
 
 ROLE_OF_PATH: Final = {
     "inputs": "input",

@@ -1,7 +1,7 @@
 """Turn an HTTP request into a record to store, with the shared CloudEvents parser.
 
 Parsing (binary and structured mode, 400/415 reasons) is
-:mod:`aiservice_functions.runtime.cloudevents_http`; this module only picks out what the
+:mod:`aiservice_functions.cloudevents_http`; this module only picks out what the
 store indexes: Knative's ``knativeerror*`` extensions, the revision, the replay count.
 """
 
@@ -12,6 +12,11 @@ from collections.abc import Mapping
 from typing import Final
 
 from aiservice_functions import contract
+from aiservice_functions.cloudevents_http import (
+    InvalidEvent,
+    event_to_dict,
+    parse_request,
+)
 from aiservice_functions.event_store import revision
 from aiservice_functions.event_store.records import (
     Kind,
@@ -19,11 +24,6 @@ from aiservice_functions.event_store.records import (
     decode_error_data,
     parse_error_code,
     parse_replay_count,
-)
-from aiservice_functions.runtime.cloudevents_http import (
-    InvalidEvent,
-    event_to_dict,
-    parse_request,
 )
 
 # Kubernetes names: DNS-1123 labels (namespace) and subdomains (AIService).

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import httpx
 
-from aiservice_functions.event_store.records import EventFilter, now_us, rfc3339
+from aiservice_functions.event_store.records import EventFilter, now_us, us_text
 from aiservice_functions.event_store.replay import ReplayOptions, ReplayResult, replay
 from aiservice_functions.event_store.storage import SqlStore
 
@@ -153,9 +153,9 @@ def job_json(row: dict[str, Any], *, with_results: bool = True) -> dict[str, Any
         "cancelled": int(row["cancelled"]),
         "error": row["error"],
         "request": json.loads(row["request"]),
-        "createdAt": rfc3339(int(row["created_at"])),
-        "updatedAt": rfc3339(int(row["updated_at"])),
-        "finishedAt": rfc3339(int(row["finished_at"])) if row["finished_at"] else None,
+        "createdAt": us_text(int(row["created_at"])),
+        "updatedAt": us_text(int(row["updated_at"])),
+        "finishedAt": us_text(int(row["finished_at"])) if row["finished_at"] else None,
     }
     if with_results:
         out["results"] = json.loads(row["results"]) if row["results"] else None

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from aiservice_functions import contract
+from aiservice_functions.timestamps import rfc3339
 
 Kind = Literal["dead-letter", "audit"]
 KINDS: Final[tuple[Kind, ...]] = ("dead-letter", "audit")
@@ -39,17 +40,9 @@ def from_us(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
-def rfc3339(value: int | None) -> str | None:
+def us_text(value: int | None) -> str | None:
     """Epoch microseconds as an RFC 3339 UTC timestamp (``None`` stays ``None``)."""
-    if value is None:
-        return None
-    return from_us(value).isoformat().replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    """Parse an RFC 3339 / ISO 8601 timestamp; naive values are taken as UTC."""
-    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return None if value is None else rfc3339(from_us(value), digits=6)
 
 
 @dataclass(frozen=True)
@@ -111,12 +104,12 @@ class StoredEvent:
             "revision": self.revision,
             "errorDest": self.error_dest,
             "errorCode": self.error_code,
-            "receivedAt": rfc3339(self.received_at),
-            "lastReceivedAt": rfc3339(self.last_received_at),
+            "receivedAt": us_text(self.received_at),
+            "lastReceivedAt": us_text(self.last_received_at),
             "receipts": self.receipts,
             "replayCount": self.replay_count,
             "replayed": self.replayed_at is not None,
-            "replayedAt": rfc3339(self.replayed_at),
+            "replayedAt": us_text(self.replayed_at),
             "lastReplayStatus": self.last_replay_status,
             "lastReplayError": self.last_replay_error,
         }

@@ -25,6 +25,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from aiservice_functions import contract
+from aiservice_functions.cloudevents_http import (
+    STRUCTURED_JSON,
+    InvalidEvent,
+    parse_request,
+    render_response,
+)
 from aiservice_functions.event_store.guard import (
     TargetPolicy,
     redact_http_client_logs,
@@ -32,12 +38,6 @@ from aiservice_functions.event_store.guard import (
 )
 from aiservice_functions.event_store.records import ERROR_EXTENSIONS, EventFilter, StoredEvent
 from aiservice_functions.event_store.storage import SqlStore
-from aiservice_functions.runtime.cloudevents_http import (
-    STRUCTURED_JSON,
-    InvalidEvent,
-    parse_request,
-    render_response,
-)
 
 log = logging.getLogger(__name__)
 redact_http_client_logs()
@@ -163,6 +163,103 @@ class Pace:
             self._sleep(at - now)
 
 
+@dataclass
+class _Run:
+    """One replay under way: sends records (in the pool's threads) and records each result
+    (in the calling thread: the pool's threads are short-lived and would each open a
+    database connection of their own)."""
+
+    store: SqlStore
+    options: ReplayOptions
+    http: httpx.Client
+    pace: Pace
+    stopping: threading.Event
+    token: str
+
+    def send(self, record: StoredEvent) -> tuple[StoredEvent, str, int | None, str | None] | None:
+        options = self.options
+        target = options.target or (
+            f"{options.broker_url.rstrip('/')}/{record.namespace}/{options.broker}"
+        )
+        status: int | None = None
+        error: str | None = None
+        try:
+            headers, body = replay_request(record)
+            self.pace.wait()
+            if self.stopping.is_set():
+                return None
+            response = self.http.post(
+                target, headers=headers, content=body, timeout=options.timeout
+            )
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"target answered HTTP {status}"
+        except httpx.HTTPError as err:
+            error = f"request failed: {type(err).__name__}"
+        except ValueError as err:
+            error = str(err)
+        return record, target, status, error
+
+    def record_result(
+        self, record: StoredEvent, target: str, status: int | None, error: str | None
+    ) -> ReplayResult:
+        count = record.replay_count + 1
+        try:
+            self.store.finish_replay(
+                record.seq, self.token, status, error, count if error is None else None
+            )
+        except Exception as err:  # the send happened; say the bookkeeping failed
+            log.warning("replay of seq %s: could not record result: %s", record.seq, err)
+            error = error or f"sent, but not recorded: {type(err).__name__}"
+        return ReplayResult(
+            record.seq,
+            record.event_id,
+            record.namespace,
+            record.name,
+            redact_url(target),
+            error is None,
+            status,
+            error,
+            count,
+        )
+
+    def run(
+        self,
+        records: list[StoredEvent],
+        concurrency: int,
+        progress: Callable[[ReplayResult], None] | None,
+        results: list[ReplayResult],
+        unsent: list[int],
+    ) -> None:
+        """Send with at most ``concurrency`` in flight; ``results`` and ``unsent`` fill as
+        it goes, so that a failure part way still releases what was not sent."""
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="replay") as pool:
+            queue = iter(records)
+            in_flight: set[Future[Any]] = set()
+            seq_of: dict[Future[Any], int] = {}
+            while True:
+                while len(in_flight) < concurrency and not self.stopping.is_set():
+                    record = next(queue, None)
+                    if record is None:
+                        break
+                    future = pool.submit(self.send, record)
+                    seq_of[future] = record.seq
+                    in_flight.add(future)
+                if not in_flight:
+                    break
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    if outcome is None:
+                        unsent.append(seq_of[future])
+                        continue
+                    result = self.record_result(*outcome)
+                    results.append(result)
+                    if progress is not None:
+                        progress(result)
+            unsent += [r.seq for r in queue]
+
+
 def replay(
     store: SqlStore,
     selection: EventFilter,
@@ -192,82 +289,13 @@ def replay(
     if claimed is not None:
         claimed(len(records))
     stopping = stop or threading.Event()
-    pace = Pace(rate, sleep=stopping.wait)
     own_client = client is None
     http = client or httpx.Client(timeout=options.timeout)
-
-    def send(record: StoredEvent) -> tuple[StoredEvent, str, int | None, str | None] | None:
-        target = options.target or (
-            f"{options.broker_url.rstrip('/')}/{record.namespace}/{options.broker}"
-        )
-        status: int | None = None
-        error: str | None = None
-        try:
-            headers, body = replay_request(record)
-            pace.wait()
-            if stopping.is_set():
-                return None
-            response = http.post(target, headers=headers, content=body, timeout=options.timeout)
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"target answered HTTP {status}"
-        except httpx.HTTPError as err:
-            error = f"request failed: {type(err).__name__}"
-        except ValueError as err:
-            error = str(err)
-        return record, target, status, error
-
-    def record_result(
-        record: StoredEvent, target: str, status: int | None, error: str | None
-    ) -> ReplayResult:
-        # In the calling thread: the pool's threads are short-lived and would each
-        # open a database connection of their own.
-        count = record.replay_count + 1
-        try:
-            store.finish_replay(record.seq, token, status, error, count if error is None else None)
-        except Exception as err:  # the send happened; say the bookkeeping failed
-            log.warning("replay of seq %s: could not record result: %s", record.seq, err)
-            error = error or f"sent, but not recorded: {type(err).__name__}"
-        return ReplayResult(
-            record.seq,
-            record.event_id,
-            record.namespace,
-            record.name,
-            redact_url(target),
-            error is None,
-            status,
-            error,
-            count,
-        )
-
+    run = _Run(store, options, http, Pace(rate, sleep=stopping.wait), stopping, token)
     results: list[ReplayResult] = []
     unsent: list[int] = []
     try:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="replay") as pool:
-            queue = iter(records)
-            in_flight: set[Future[Any]] = set()
-            seq_of: dict[Future[Any], int] = {}
-            while True:
-                while len(in_flight) < concurrency and not stopping.is_set():
-                    record = next(queue, None)
-                    if record is None:
-                        break
-                    future = pool.submit(send, record)
-                    seq_of[future] = record.seq
-                    in_flight.add(future)
-                if not in_flight:
-                    break
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    outcome = future.result()
-                    if outcome is None:
-                        unsent.append(seq_of[future])
-                        continue
-                    result = record_result(*outcome)
-                    results.append(result)
-                    if progress is not None:
-                        progress(result)
-            unsent += [r.seq for r in queue]
+        run.run(records, concurrency, progress, results, unsent)
     finally:
         if own_client:
             http.close()

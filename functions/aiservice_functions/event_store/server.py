@@ -8,37 +8,20 @@ next request. On PostgreSQL, ``--workers`` can be raised. Each worker opens its 
 connections (after the fork) and runs its own retention thread; deletes are bounded and
 idempotent, so workers retaining at once only repeat each other's no-ops.
 
-Metrics with several workers: ``PROMETHEUS_MULTIPROC_DIR`` (the one given, e.g. an
-emptyDir, else a temporary directory) is emptied and exported before the workers fork, so
-``/metrics`` from any worker sums all of them (:mod:`.telemetry`).
+Metrics with several workers: :mod:`aiservice_functions.serving` makes a directory for
+this server under the temp dir before the workers fork, so ``/metrics`` from any worker
+sums all of them (:mod:`.telemetry`).
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
-from typing import Any
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication
 
 from aiservice_functions import logs
-from aiservice_functions.event_store import telemetry
 from aiservice_functions.event_store.slow_clients import BufferingThreadWorker
-
-
-class _Gunicorn(BaseApplication):
-    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
-        self._factory = factory
-        self._options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self._options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        return self._factory()
+from aiservice_functions.serving import wsgi_server
 
 
 def serve(
@@ -60,27 +43,16 @@ def serve(
     BufferingThreadWorker.idle_timeout = idle_timeout
     config = logs.logging_dict(log_format)
     logs.configure_logging(log_format)
-    hooks: dict[str, Any] = {}
-    if workers > 1 or telemetry.shared_dir() is not None:
-        telemetry.prepare_shared_dir(lambda: tempfile.mkdtemp(prefix="aisvc-event-store-"))
-        hooks["child_exit"] = lambda _server, worker: telemetry.mark_dead(worker.pid)
-    _Gunicorn(
+    options = wsgi_server.base_options(
+        host=host, port=port, workers=workers, threads=threads, timeout=timeout
+    )
+    wsgi_server.run(
         factory,
         {
-            "bind": f"{host}:{port}",
-            "workers": workers,
+            **options,
             "worker_class": f"{BufferingThreadWorker.__module__}.BufferingThreadWorker",
-            "threads": threads,
-            "timeout": timeout,
-            "graceful_timeout": 20,
-            "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
             "logconfig_dict": config,
-            "preload_app": False,
-            # gunicorn >= 25 opens a control socket under $HOME by default; several stores
-            # on one machine would clash, and a read-only container home has no room.
-            "control_socket_disable": True,
-            **hooks,
         },
-    ).run()
+    )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, cast
 from urllib.parse import urlsplit
 
+from aiservice_functions.cloudevents_http import json_text
 from aiservice_functions.event_store.records import (
     MAX_PAGE,
     EventFilter,
@@ -35,7 +36,6 @@ from aiservice_functions.event_store.records import (
     StoredEvent,
     now_us,
 )
-from aiservice_functions.runtime.cloudevents_http import json_text
 
 TABLE: Final = "aisvc_events"
 JOBS: Final = "aisvc_replay_jobs"

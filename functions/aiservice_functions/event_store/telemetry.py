@@ -9,8 +9,9 @@ timings, labelled at most with an AIService's namespace and name — no event da
 ``/metrics`` needs no token.
 
 Each app gets its own registry (several apps in one test process do not clash). With one
-gunicorn worker the in-process registry is exact. With several, :mod:`.server` exports
-``PROMETHEUS_MULTIPROC_DIR`` before the workers start; every sample is then kept in that
+gunicorn worker the in-process registry is exact. With several, the server exports
+``PROMETHEUS_MULTIPROC_DIR`` (:mod:`aiservice_functions.serving.multiproc`) before the
+workers start; every sample is then kept in that
 directory's files and :meth:`StoreMetrics.render` sums the files of all workers, so any
 worker answers ``/metrics`` for the whole pod.
 """
@@ -18,10 +19,8 @@ worker answers ``/metrics`` for the whole pod.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from time import perf_counter
 from typing import Final
 
@@ -31,15 +30,14 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
-    multiprocess,
-    values,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from aiservice_functions.serving import multiproc
+
 log = logging.getLogger(__name__)
 
-ENV_MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 OUTCOMES: Final = ("stored", "duplicate", "refused", "unavailable")
 OPERATIONS: Final = ("add", "page", "get", "stats", "ping")
 MAX_DEAD_LETTER_SERIES: Final = 1000
@@ -77,24 +75,14 @@ class PendingDeadLetters(Collector):
         yield family
 
 
-def shared_dir() -> Path | None:
-    """The directory shared by all worker processes, when several serve."""
-    raw = os.environ.get(ENV_MULTIPROC_DIR, "").strip()
-    return Path(raw) if raw else None
-
-
 class StoreMetrics:
     """The store's metric families and the cheap calls the request path makes."""
 
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self, pending: PendingReader | None = None) -> None:
-        self.shared_dir = shared_dir()
+        self.shared_dir = multiproc.use_shared_values()
         self._pending = PendingDeadLetters(pending) if pending is not None else None
-        if self.shared_dir is not None and not getattr(values.ValueClass, "_multiprocess", False):
-            # prometheus_client picks its value store when first imported; if that was
-            # before the directory was exported, switch to the shared files now.
-            values.ValueClass = values.MultiProcessValue()
         self.registry = CollectorRegistry(auto_describe=True)
         self.ingested = Counter(
             "aisvc_event_store_ingested",
@@ -212,33 +200,9 @@ class StoreMetrics:
 
     def render(self) -> bytes:
         """The exposition text: this process's registry, or the sum over all workers."""
-        if self.shared_dir is None:
-            registry = self.registry
-        else:
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, str(self.shared_dir))
-        text = generate_latest(registry)
+        text = multiproc.render(self.registry, self.shared_dir)
         if self._pending is not None:  # from the database: the same whichever worker answers
             pending = CollectorRegistry()
             pending.register(self._pending)
             text += generate_latest(pending)
         return text
-
-
-def prepare_shared_dir(make_temp: Callable[[], str]) -> Path:
-    """Export (and empty) the directory the workers' samples go to, before they start:
-    the one set in ``PROMETHEUS_MULTIPROC_DIR`` (e.g. an emptyDir), else a new one from
-    ``make_temp``. Files left by an earlier run would be counted again, so they go."""
-    path = shared_dir() or Path(make_temp())
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
-    os.environ[ENV_MULTIPROC_DIR] = str(path)
-    return path
-
-
-def mark_dead(pid: int) -> None:
-    """Drop an exited worker's live-gauge files (its counters keep counting in the sum)."""
-    directory = shared_dir()
-    if directory is not None:
-        multiprocess.mark_process_dead(pid, str(directory))

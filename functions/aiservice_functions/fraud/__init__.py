@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiservice_functions.cloudevents_http import CloudEvent, data_json
 from aiservice_functions.fraud.features import Transaction, encode, parse_transaction
-from aiservice_functions.runtime.cloudevents_http import CloudEvent, data_json
 from aiservice_functions.runtime.function import BatchDefaults, Function
 
 MODEL_V1 = "pkg://aiservice_functions.fraud/models/fraud-v1.pt"

@@ -26,5 +26,5 @@ and embedding), :func:`aiservice_functions.runtime.server.serve` (uvicorn worker
 The status codes are listed in :mod:`aiservice_functions.runtime.app`.
 
 This ``__init__`` stays import-light on purpose: the event store and the local broker
-import :mod:`aiservice_functions.runtime.cloudevents_http` without Flask or torch.
+import :mod:`aiservice_functions.cloudevents_http` without Flask or torch.
 """

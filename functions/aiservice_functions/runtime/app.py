@@ -32,25 +32,26 @@ from typing import Any, NamedTuple
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-from werkzeug.wsgi import get_content_length
 
 from aiservice_functions import contract
-from aiservice_functions.models import uri as model_uri
-from aiservice_functions.models.batching import InlineRunner, MicroBatcher, describe
-from aiservice_functions.models.torch_setup import configure_torch
-from aiservice_functions.runtime import workers
-from aiservice_functions.runtime.cloudevents_http import (
+from aiservice_functions.cloudevents_http import (
     CloudEvent,
     InvalidEvent,
     Mode,
+    hops,
     make_event,
     parse_request,
     render_response,
 )
+from aiservice_functions.models import uri as model_uri
+from aiservice_functions.models.batching import InlineRunner, MicroBatcher, describe
+from aiservice_functions.models.torch_setup import configure_torch
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.function import Function, Rejected, load_entrypoint
 from aiservice_functions.runtime.metrics import RuntimeMetrics
 from aiservice_functions.runtime.reply import BinaryReplyWriter
+from aiservice_functions.serving import multiproc
+from aiservice_functions.serving.bodies import read_body
 
 log = logging.getLogger("aiservice_functions.runtime")
 
@@ -137,9 +138,9 @@ class FunctionService:
         self.metrics.model_load.labels(cfg.model_version).set(time.monotonic() - started)
         self.metrics.model_ready.labels(cfg.model_version).set(1)
         self.state.ready.set()
-        shared = workers.shared_dir()
+        shared = multiproc.shared_dir()
         if shared is not None:
-            workers.mark_ready(shared)
+            multiproc.mark_ready(shared)
         log.info(
             "model loaded",
             extra={
@@ -182,8 +183,8 @@ class FunctionService:
         """This process's model is loaded, and so is every other worker's of the container."""
         if not self.state.ready.is_set():
             return False
-        shared = workers.shared_dir()
-        return shared is None or workers.ready_workers(shared) >= self.config.workers
+        shared = multiproc.shared_dir()
+        return shared is None or multiproc.ready_workers(shared) >= self.config.workers
 
     def close(self) -> None:
         runner = self.state.runner
@@ -245,7 +246,7 @@ class FunctionService:
             value = incoming.get_extension(name) or (trace or {}).get(name)
             if value:
                 extensions[name] = value
-        extensions[contract.EXT_HOPS] = str(_hops(incoming) + 1)
+        extensions[contract.EXT_HOPS] = str(hops(incoming) + 1)
         cause = contract.event_key(incoming.get_source(), incoming.get_id())
         extensions[contract.EXT_CAUSATION] = cause
         extensions[contract.EXT_CORRELATION] = (
@@ -420,14 +421,6 @@ def _reply_writer(config: RuntimeConfig) -> BinaryReplyWriter | None:
         return None
 
 
-def _hops(event: CloudEvent) -> int:
-    value = event.get_extension(contract.EXT_HOPS)
-    try:
-        return max(0, int(value)) if value is not None else 0
-    except (TypeError, ValueError):
-        return 0
-
-
 def _event_log(event: CloudEvent) -> dict[str, Any]:
     trace = event.get_extension(contract.EXT_TRACEPARENT)
     return {
@@ -478,44 +471,60 @@ def create_app(
     service = FunctionService(fn, cfg, load_gate=load_gate)
     app = Flask(f"aisvc-{fn.name}")
     app.extensions["aisvc"] = service
-    version = cfg.model_version
+    _route_events(app, service)
+    _route_health(app, service)
+    if start:
+        service.start()
+    return app
 
-    def answer(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
-        """Answer one event posted to ``/`` or ``SHADOW_PATH``, straight from the WSGI environ."""
-        started = time.perf_counter()
-        shadow = environ.get("PATH_INFO") == contract.SHADOW_PATH
-        try:
-            body = _read_body(environ, cfg.max_body_bytes)
-            answer = service.handle(_environ_headers(environ), body, shadow=shadow)
-        except RequestEntityTooLarge:
-            answer = service.too_large()
-        except Exception as err:  # last resort: never crash, never a 2xx for a failure
-            log.exception("unexpected failure")
-            answer = _error(500, f"internal error: {type(err).__name__}", "error")
-        return service.conclude(answer, started)
+
+def _answer(
+    service: FunctionService, environ: dict[str, Any]
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Answer one event posted to ``/`` or ``SHADOW_PATH``, straight from the WSGI environ."""
+    cfg = service.config
+    started = time.perf_counter()
+    shadow = environ.get("PATH_INFO") == contract.SHADOW_PATH
+    try:
+        body = read_body(environ, cfg.max_body_bytes)
+        answer = service.handle(_environ_headers(environ), body, shadow=shadow)
+    except RequestEntityTooLarge:
+        answer = service.too_large()
+    except Exception as err:  # last resort: never crash, never a 2xx for a failure
+        log.exception("unexpected failure")
+        answer = _error(500, f"internal error: {type(err).__name__}", "error")
+    return service.conclude(answer, started)
+
+
+def _route_events(app: Flask, service: FunctionService) -> None:
+    """Events are the hot path: answered without Flask's request context, URL matching
+    and response object, which cost about as much as the event itself for a small model.
+    Health, metrics and every other request go through Flask."""
 
     @app.post("/")
     @app.post(contract.SHADOW_PATH)
     def receive() -> Response:
         # Kept so that other methods on these paths get 405; POSTs are answered by
         # the fast path below before Flask routes them.
-        status, headers, body = answer(request.environ)
+        status, headers, body = _answer(service, request.environ)
         return Response(body, status=int(status.split(" ", 1)[0]), headers=headers)
 
     flask_wsgi = app.wsgi_app
     event_paths = frozenset(("/", contract.SHADOW_PATH))
 
     def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
-        # Events are the hot path: answered without Flask's request context, URL
-        # matching and response object, which cost about as much as the event itself
-        # for a small model. Health, metrics and every other request go through Flask.
         if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") in event_paths:
-            status, headers, body = answer(environ)
+            status, headers, body = _answer(service, environ)
             start_response(status, headers)
             return [body]
         return flask_wsgi(environ, start_response)
 
     app.wsgi_app = wsgi_app  # type: ignore[method-assign]
+
+
+def _route_health(app: Flask, service: FunctionService) -> None:
+    """Liveness, readiness, metrics, and JSON for every HTTP error."""
+    version = service.config.model_version
 
     @app.get(contract.PATH_LIVENESS)
     def liveness() -> Response:
@@ -547,10 +556,6 @@ def create_app(
         code = err.code or 500
         return _json(code, {"error": err.description or err.name, "status": code})
 
-    if start:
-        service.start()
-    return app
-
 
 STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
@@ -565,30 +570,6 @@ def _environ_headers(environ: Mapping[str, Any]) -> dict[str, str]:
         if environ.get(key):
             headers[name] = environ[key]
     return headers
-
-
-def _read_body(environ: dict[str, Any], limit: int) -> bytes:
-    """The request body, or 413 past ``limit``, also for chunked bodies.
-
-    werkzeug's own limit silently truncates a chunked body at exactly the limit,
-    which would turn an oversize event into a misleading 400.
-    """
-    length = get_content_length(environ)
-    if length is not None and length > limit:
-        raise RequestEntityTooLarge()
-    if length is None and not environ.get("wsgi.input_terminated"):
-        return b""  # the server cannot tell where the body ends: there is none
-    stream = environ["wsgi.input"]
-    wanted = length if length is not None else limit + 1
-    data = bytearray()
-    while len(data) < wanted:
-        chunk = stream.read(min(64 * 1024, wanted - len(data)))
-        if not chunk:
-            break
-        data += chunk
-    if len(data) > limit:
-        raise RequestEntityTooLarge()
-    return bytes(data)
 
 
 def _json(status: int, payload: dict[str, Any]) -> Response:

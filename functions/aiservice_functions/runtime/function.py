@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiservice_functions.runtime.cloudevents_http import CloudEvent, data_json
+from aiservice_functions.cloudevents_http import CloudEvent, data_json
 
 
 class Rejected(Exception):

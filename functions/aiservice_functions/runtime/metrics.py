@@ -2,25 +2,16 @@
 
 Each app gets its own registry, so several apps in one test process do not clash.
 With one worker process the in-process registry is exact. With several (see
-``server`` and ``workers``), ``PROMETHEUS_MULTIPROC_DIR`` is set before the workers
+``aiservice_functions.serving``), ``PROMETHEUS_MULTIPROC_DIR`` is set before the workers
 start, every sample is kept in that directory's files, and :meth:`RuntimeMetrics.render`
 sums the files of all workers, so any worker answers ``/metrics`` for the whole pod.
 """
 
 from __future__ import annotations
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-    values,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 
-from aiservice_functions.runtime import workers
+from aiservice_functions.serving import multiproc
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -44,11 +35,7 @@ class RuntimeMetrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self, model_version: str) -> None:
-        self.shared_dir = workers.shared_dir()
-        if self.shared_dir is not None and not getattr(values.ValueClass, "_multiprocess", False):
-            # prometheus_client picks its value store when first imported; if something
-            # imported it before the directory was exported, switch to the shared files.
-            values.ValueClass = values.MultiProcessValue()
+        self.shared_dir = multiproc.use_shared_values()
         self.model_version = model_version
         self.registry = CollectorRegistry(auto_describe=True)
         self.events = Counter(
@@ -105,8 +92,4 @@ class RuntimeMetrics:
 
     def render(self) -> bytes:
         """The exposition text: this process's registry, or the sum over all workers."""
-        if self.shared_dir is None:
-            return generate_latest(self.registry)
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, str(self.shared_dir))
-        return generate_latest(registry)
+        return multiproc.render(self.registry, self.shared_dir)

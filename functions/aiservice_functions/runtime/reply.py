@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
-from aiservice_functions.runtime.cloudevents_http import (
+from aiservice_functions.cloudevents_http import (
     APPLICATION_JSON,
     OCTET_STREAM,
     json_bytes,
     make_event,
 )
+from aiservice_functions.timestamps import rfc3339
 
 # CloudEvents HTTP binding 3.1.3.2: printable ASCII except space, '"' and '%' stays as is.
 _SAFE: Final = "".join(c for c in map(chr, range(0x21, 0x7F)) if c not in ' "%')
@@ -44,7 +45,7 @@ class BinaryReplyWriter:
         """Status, headers and body of the reply carrying ``data`` (not None)."""
         headers = dict(self._fixed)
         headers["ce-id"] = str(uuid.uuid4())
-        headers["ce-time"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        headers["ce-time"] = rfc3339(datetime.now(UTC), digits=6)
         for name, value in extensions.items():
             headers[f"ce-{name}"] = encode_header_value(value)
         if isinstance(data, (bytes, bytearray)):

@@ -15,7 +15,7 @@ With one worker the server runs in this process. With several, this process is t
 supervisor: it forks the workers (each loads its own model after the fork), replaces
 one that dies, forwards SIGTERM and waits for them. Prometheus multiprocess mode sums
 the workers' metrics and ready markers gate readiness on every worker's model (see
-``workers``); the directory for both is made before the workers start and removed when
+``serving.multiproc``); the directory for both is made before the workers start and removed when
 the server exits.
 """
 
@@ -33,9 +33,9 @@ from pathlib import Path
 from aiservice_functions import contract
 from aiservice_functions.logs import configure_logging
 from aiservice_functions.models.uri import as_uri, check_uri
-from aiservice_functions.runtime import workers
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.function import Function, load_entrypoint
+from aiservice_functions.serving import multiproc
 
 GRACEFUL_TIMEOUT_S = 20
 KEEP_ALIVE_S = 5
@@ -149,7 +149,7 @@ class Supervisor:
         log.info("worker started", extra={"pid": pid})
 
     def _reap(self) -> None:
-        shared = workers.shared_dir()
+        shared = multiproc.shared_dir()
         while self.children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -161,7 +161,7 @@ class Supervisor:
             if self.children.pop(pid, None) is None:
                 continue
             if shared is not None:
-                workers.mark_dead(shared, pid)
+                multiproc.mark_dead(shared, pid)
             log.info(
                 "worker exited",
                 extra={"pid": pid, "exit_status": os.waitstatus_to_exitcode(status)},
@@ -246,15 +246,15 @@ def serve(
         extra={"host": host, "port": port, "workers": config.workers, "function": function.name},
     )
     if config.workers == 1:
-        workers.drop_inherited_dir()
+        multiproc.drop_inherited_dir()
         try:
             run_worker(function, config, host, port)
         finally:
             holder.close()
         return
-    made: Path = workers.prepare_shared_dir()
+    made: Path = multiproc.prepare_shared_dir()
     try:
         Supervisor(config.workers, function, config, host, port).run()
     finally:
         holder.close()
-        workers.remove_shared_dir(made)
+        multiproc.remove_shared_dir(made)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from aiservice_functions.models.linear_head import HeadFileError, LinearHead
+from aiservice_functions.models.minilm import EMBEDDING_DIM, ENCODER_NAME
 from aiservice_functions.sentiment.data import LABELS
-from aiservice_functions.sentiment.encoder import EMBEDDING_DIM
 
 __all__ = ["ENCODER_NAME", "FORMAT", "HeadFileError", "SentimentHead"]
 
 FORMAT = "aiservice.sentiment-head/1"
-ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class SentimentHead(LinearHead):

@@ -9,27 +9,17 @@ is where this model's throughput comes from.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aiservice_functions.runtime.cloudevents_http import CloudEvent, data_json
+from aiservice_functions.cloudevents_http import CloudEvent, data_json
+from aiservice_functions.models.minilm import shared_encoder
+from aiservice_functions.models.text_input import InputError, text_from
 from aiservice_functions.runtime.function import BatchDefaults, Function, Rejected
-from aiservice_functions.sentiment.encoder import MiniLMEncoder
-from aiservice_functions.sentiment.model import (
-    InputError,
-    SentimentModel,
-    text_from,
-)
+from aiservice_functions.sentiment.model import SentimentModel
 
 DEFAULT_MODEL_URI = "pkg://aiservice_functions.sentiment/models/head-v2.pt"
-
-
-@functools.cache
-def shared_encoder() -> MiniLMEncoder:
-    """One MiniLM per process, shared by every head version loaded in it (~90 MB)."""
-    return MiniLMEncoder()
 
 
 def load(path: Path, version: str) -> SentimentModel:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from aiservice_functions.models.linear_head import HeadFileError, LinearHead
-from aiservice_functions.sentiment.encoder import EMBEDDING_DIM
-from aiservice_functions.sentiment.head import ENCODER_NAME
+from aiservice_functions.models.minilm import EMBEDDING_DIM, ENCODER_NAME
 from aiservice_functions.topic.data import TOPICS
 
 __all__ = ["ENCODER_NAME", "FORMAT", "HeadFileError", "TopicHead"]

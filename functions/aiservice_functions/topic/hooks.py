@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aiservice_functions.runtime.cloudevents_http import CloudEvent, data_json
+from aiservice_functions.cloudevents_http import CloudEvent, data_json
+from aiservice_functions.models.minilm import shared_encoder
+from aiservice_functions.models.text_input import InputError
 from aiservice_functions.runtime.function import BatchDefaults, Function, Rejected
-from aiservice_functions.sentiment.hooks import shared_encoder
-from aiservice_functions.sentiment.model import InputError
 from aiservice_functions.topic.model import TopicModel
 from aiservice_functions.topic.routing import ScoredReview, review_from, route
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from aiservice_functions.sentiment.encoder import MiniLMEncoder
+from aiservice_functions.models.minilm import MiniLMEncoder
 from aiservice_functions.topic.data import TOPICS
 from aiservice_functions.topic.head import TopicHead
 

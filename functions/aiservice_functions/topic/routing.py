@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aiservice_functions.sentiment.model import InputError, text_from
+from aiservice_functions.models.text_input import InputError, text_from
 
 LOW_CONFIDENCE = 0.4
 """Below this topic probability a review goes to ``triage`` (a person decides)."""

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +31,6 @@ from rich.tree import Tree
 from aiservice_operator.cli.dlq import (
     Output,
     OutputOpt,
-    StoreError,
     Token,
     Url,
     _call,
@@ -38,6 +38,7 @@ from aiservice_operator.cli.dlq import (
     default_url,
 )
 from aiservice_operator.core.decision_view import Node, chain_tree, compare
+from aiservice_operator.sources.event_store import EventStoreError
 
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
 Since = Annotated[
@@ -148,6 +149,50 @@ def _binary(attributes: dict[str, Any], data: Any) -> tuple[dict[str, str], byte
     return headers, json.dumps(data).encode("utf-8")
 
 
+@dataclass
+class _Resender:
+    """Posts logged inputs to a model version and files each answer in the store, at most
+    `rate` events per second (0: no limit), counting failures."""
+
+    endpoint: str
+    ingest: str
+    auth: dict[str, str]
+    rate: float
+    errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pace: threading.Lock = field(default_factory=threading.Lock)
+    _next_at: float = field(default_factory=time.monotonic)
+
+    def _wait_turn(self) -> None:
+        if self.rate <= 0:
+            return
+        with self._pace:
+            wait = self._next_at - time.monotonic()
+            self._next_at = max(self._next_at, time.monotonic()) + 1.0 / self.rate
+        if wait > 0:
+            time.sleep(wait)
+
+    def send(self, client: httpx.Client, item: dict[str, Any]) -> None:
+        self._wait_turn()
+        headers, body = _binary(dict(item["attributes"]), item["data"])
+        try:
+            answer = client.post(self.endpoint, headers=headers, content=body)
+            if answer.status_code != 200:
+                raise EventStoreError(f"{self.endpoint} answered {answer.status_code}")
+            stored = client.post(
+                self.ingest, headers={**dict(answer.headers), **self.auth}, content=answer.content
+            )
+            if stored.status_code >= 300:
+                raise EventStoreError(
+                    f"the event store refused the new decision: {stored.text[:200]}"
+                )
+        except (httpx.HTTPError, EventStoreError) as err:
+            with self._lock:
+                self.errors += 1
+                if self.errors <= 3:
+                    typer.echo(f"warning: {item['key']}: {err}", err=True)
+
+
 def reprocess(
     name: Annotated[str, typer.Argument(help="AIService name.")],
     model: Annotated[str, typer.Option("--model", help="Model version to answer with.")],
@@ -184,44 +229,17 @@ def reprocess(
     store = (url or default_url()).rstrip("/")
     ingest = f"{store}{_svc(namespace, name)}/reprocessed?data=true&run={run_id}"
     auth = {"Authorization": f"Bearer {token}"} if token else {}
-    errors = 0
-    lock = threading.Lock()
-    pace = threading.Lock()
-    next_at = [time.monotonic()]
-
-    def one(client: httpx.Client, item: dict[str, Any]) -> None:
-        nonlocal errors
-        if rate > 0:
-            with pace:
-                wait = next_at[0] - time.monotonic()
-                next_at[0] = max(next_at[0], time.monotonic()) + 1.0 / rate
-            if wait > 0:
-                time.sleep(wait)
-        headers, body = _binary(dict(item["attributes"]), item["data"])
-        try:
-            answer = client.post(endpoint, headers=headers, content=body)
-            if answer.status_code != 200:
-                raise StoreError(f"{endpoint} answered {answer.status_code}")
-            stored = client.post(
-                ingest, headers={**dict(answer.headers), **auth}, content=answer.content
-            )
-            if stored.status_code >= 300:
-                raise StoreError(f"the event store refused the new decision: {stored.text[:200]}")
-        except (httpx.HTTPError, StoreError) as err:
-            with lock:
-                errors += 1
-                if errors <= 3:
-                    typer.echo(f"warning: {item['key']}: {err}", err=True)
-
+    resender = _Resender(endpoint, ingest, auth, rate)
     with (
         httpx.Client(timeout=60) as client,
         ThreadPoolExecutor(concurrency) as pool,
         Progress(console=Console(stderr=True), transient=True) as progress,
     ):
         task = progress.add_task(f"reprocessing with {model}", total=len(usable))
-        for _ in pool.map(lambda i: one(client, i), usable):
+        for _ in pool.map(lambda i: resender.send(client, i), usable):
             progress.advance(task)
     pairs = _call("GET", url, _svc(namespace, name) + "/compare", token, params={"run": run_id})
+    errors = resender.errors
     result = compare(pairs["pairs"], errors)
     published = _publish(pairs["pairs"], result.changed_keys, broker_url) if publish else 0
     summary = {"run": run_id, "model": model, "inputs": len(usable), **result.to_json()}

@@ -14,12 +14,14 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-import httpx
 import typer
 from aiservice_functions import contract
+from aiservice_functions.timestamps import parse_time, rfc3339
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from aiservice_operator.sources.event_store import EventStoreClient, EventStoreError
 
 app = typer.Typer(
     name="dlq",
@@ -76,10 +78,6 @@ _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class StoreError(Exception):
-    """The event store could not be reached or refused the request; the text says why."""
-
-
 def _when(value: str | None, option: str) -> str | None:
     """An RFC 3339 timestamp, or an age (`2h`) turned into one."""
     if value is None:
@@ -87,9 +85,9 @@ def _when(value: str | None, option: str) -> str | None:
     match = _AGE.match(value.strip().lower())
     if match:
         ago = timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-        return (datetime.now(UTC) - ago).isoformat().replace("+00:00", "Z")
+        return rfc3339(datetime.now(UTC) - ago, digits=6)
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parse_time(value)
     except ValueError:
         raise typer.BadParameter(
             f"{value!r} is neither an RFC 3339 timestamp nor an age like 30m, 2h, 7d",
@@ -106,34 +104,17 @@ def default_url() -> str:
     return str((state or {}).get("eventStoreUrl") or DEFAULT_URL)
 
 
-def _request(method: str, url: str | None, path: str, token: str | None, **kwargs: Any) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    base = (url or default_url()).rstrip("/")
-    try:
-        with httpx.Client(timeout=kwargs.pop("timeout", 30.0)) as client:
-            response = client.request(method, base + path, headers=headers, **kwargs)
-    except httpx.HTTPError as err:
-        raise StoreError(f"cannot reach the event store at {base}: {err}") from None
-    if response.status_code >= 400:
-        try:
-            reason = response.json().get("error") or response.text
-        except ValueError:
-            reason = response.text
-        hint = ""
-        if response.status_code in (401, 403):
-            hint = f" (set --token or {contract.ENV_EVENT_STORE_TOKEN})"
-        raise StoreError(
-            f"event store at {base} answered {response.status_code}: {str(reason)[:300]}{hint}"
-        )
-    return response.json()
-
-
 def _call(method: str, url: str | None, path: str, token: str | None, **kwargs: Any) -> Any:
-    """`_request` for a command: a failure is printed and ends the command with status 1."""
+    """One call to the store for a command: a failure is printed and ends the command
+    with status 1."""
+    store = EventStoreClient(url or default_url(), token, timeout_seconds=30.0)
     try:
-        return _request(method, url, path, token, **kwargs)
-    except StoreError as err:
-        typer.echo(f"error: {err}", err=True)
+        return store.json(method, path, **kwargs)
+    except EventStoreError as err:
+        hint = ""
+        if err.status in (401, 403):
+            hint = f" (set --token or {contract.ENV_EVENT_STORE_TOKEN})"
+        typer.echo(f"error: {err}{hint}", err=True)
         raise typer.Exit(code=1) from None
 
 
@@ -273,6 +254,30 @@ def show(
     console.print_json(json.dumps(record["event"]))
 
 
+def _print_replay(summary: dict[str, Any]) -> None:
+    """The replay summary as a table, one row per record sent."""
+    console = Console()
+    table = Table(
+        title=(
+            f"{summary['selected']} selected, {summary['replayed']} replayed, "
+            f"{summary['failed']} failed"
+        ),
+        title_justify="left",
+    )
+    for column in ("SEQ", "ID", "AISERVICE", "REPLAY", "RESULT"):
+        table.add_column(column, overflow="fold")
+    for r in summary["results"]:
+        result = f"ok ({r['status']})" if r["ok"] else (r["error"] or "failed")
+        table.add_row(
+            str(r["seq"]), r["id"], f"{r['namespace']}/{r['name']}", str(r["replay"]), result
+        )
+    console.print(table)
+    if summary["selected"] == 0:
+        console.print("nothing to replay (already replayed? use --force to re-send)")
+    if summary["state"] != "succeeded":
+        console.print(f"replay {summary['id']} {summary['state']}", markup=False)
+
+
 @app.command()
 def replay(
     seqs: Annotated[
@@ -353,26 +358,7 @@ def replay(
     if output is Output.json:
         typer.echo(json.dumps(summary, indent=2))
     else:
-        console = Console()
-        table = Table(
-            title=(
-                f"{summary['selected']} selected, {summary['replayed']} replayed, "
-                f"{summary['failed']} failed"
-            ),
-            title_justify="left",
-        )
-        for column in ("SEQ", "ID", "AISERVICE", "REPLAY", "RESULT"):
-            table.add_column(column, overflow="fold")
-        for r in summary["results"]:
-            result = f"ok ({r['status']})" if r["ok"] else (r["error"] or "failed")
-            table.add_row(
-                str(r["seq"]), r["id"], f"{r['namespace']}/{r['name']}", str(r["replay"]), result
-            )
-        console.print(table)
-        if summary["selected"] == 0:
-            console.print("nothing to replay (already replayed? use --force to re-send)")
-        if summary["state"] != "succeeded":
-            console.print(f"replay {summary['id']} {summary['state']}", markup=False)
+        _print_replay(summary)
     if summary["failed"] or summary["state"] != "succeeded":
         raise typer.Exit(code=1)
 

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from aiservice_functions.timestamps import rfc3339
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from aiservice_operator.core.rollout import COMMANDS, Command, annotation, rfc3339
+from aiservice_operator.core.rollout import COMMANDS, Command, annotation
 from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL
 
 NamespaceOpt = Annotated[

@@ -1,11 +1,12 @@
 """The Kopf wiring: when to reconcile an AIService, and how errors and Events are reported.
 
-One reconcile for create, update and resume: parse the spec, read what Knative serves
-(the Service and its Revisions), compile the desired objects, apply them through `kube`,
-and write the status. The compiler points traffic only at ready revisions, so the rollout
-of a new revision proceeds when Knative reports it ready: owned Knative Services (and
-Triggers) are watched, and any change to one — a revision becoming ready, a status update,
-someone editing or deleting it — reconciles its AIService again. That one mechanism gives
+One reconcile for create, update and resume: read the AIService and what Knative serves
+(the Service, its Revisions, the Triggers), let `core.reconcile.plan` decide the objects,
+the status and the Events, and write them through `kube`. The compiler points traffic
+only at ready revisions, so the rollout of a new revision proceeds when Knative reports
+it ready: owned Knative Services (and Triggers) are watched, and any change to one — a
+revision becoming ready, a status update, someone editing or deleting it — reconciles
+its AIService again. That one mechanism gives
 revision-before-traffic sequencing and drift correction without polling; a reconcile that
 finds nothing to change writes nothing, so the watch loop settles. A slow resync timer
 (`AISVC_RESYNC_SECONDS`) catches what no event announces.
@@ -32,15 +33,29 @@ from aiservice_functions.logs import configure_logging
 
 from aiservice_operator.cluster import kube, operator_metrics
 from aiservice_operator.cluster.config import Config
+from aiservice_operator.cluster.memo import Key, OperatorMemo
 from aiservice_operator.core import compile as compiler
-from aiservice_operator.core import conditions, features, rollout, rollout_tick
+from aiservice_operator.core import conditions, features, rollout_tick
+from aiservice_operator.core import reconcile as planner
 from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL, AIService, SpecError, parse
-from aiservice_operator.sources import canary
 
 OWNED = {compiler.LABEL_MANAGED_BY: compiler.MANAGED_BY}
-RESYNC_SECONDS = Config.from_env(os.environ).resync_seconds
-"""Read at import: Kopf fixes a timer's interval when the handler is registered."""
+CONFIG = Config.from_env(os.environ)
+"""The settings, read and checked once, when the operator loads this module (before Kopf
+starts): a malformed one stops it there, naming the variable. Kopf fixes a timer's
+interval when the handler is registered, so the intervals below come from here too."""
 Obj = dict[str, Any]
+
+
+def _state(memo: Any) -> OperatorMemo:
+    """The typed memo: the one `main` passes, or one kept in the `kopf.Memo` that
+    `kopf run -m aiservice_operator.cluster.handlers` creates."""
+    if isinstance(memo, OperatorMemo):
+        return memo
+    state = memo.get("aisvc")
+    if state is None:
+        state = memo["aisvc"] = OperatorMemo(CONFIG)
+    return cast(OperatorMemo, state)
 
 
 # --- Start-up ---------------------------------------------------------------------------
@@ -88,15 +103,14 @@ def _relogin(config: Config) -> Callable[[], Awaitable[kube.Connection | None]]:
 
 
 @kopf.on.login()
-def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo | None:
-    config: Config = memo.get("config") or Config.from_env(os.environ)
-    return connection_info(config)
+def login(memo: Any, **_: Any) -> kopf.ConnectionInfo | None:
+    return connection_info(_state(memo).config)
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    config: Config = memo.get("config") or Config.from_env(os.environ)
-    memo["config"] = config
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    state = _state(memo)
+    config = state.config
     # The framework's bookkeeping goes to annotations, so `status` is the operator's alone.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -116,11 +130,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     info = connection_info(config)
     if info is None:
         raise kopf.PermanentError("no Kubernetes credentials: not in a cluster, no kubeconfig")
-    memo["kube"] = kube.Kube(_as_connection(info), relogin=_relogin(config))
-    memo["locks"] = {}
-    memo["waiting"] = {}
+    state.kube = kube.Kube(_as_connection(info), relogin=_relogin(config))
+    if state.observer is None:
+        state.observer = config.observer()
     try:
-        memo["metrics_endpoint"] = operator_metrics.serve(config.metrics_port)
+        state.metrics_endpoint = operator_metrics.serve(config.metrics_port)
     except OSError as err:
         raise kopf.PermanentError(
             f"cannot serve metrics on port {config.metrics_port}: {err}"
@@ -128,13 +142,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 
 @kopf.on.cleanup()
-async def close(memo: kopf.Memo, **_: Any) -> None:
-    client: kube.Kube | None = memo.get("kube")
-    if client is not None:
-        await client.close()
-    endpoint: operator_metrics.Endpoint | None = memo.get("metrics_endpoint")
-    if endpoint is not None:
-        await asyncio.to_thread(endpoint.close)
+async def close(memo: Any, **_: Any) -> None:
+    state = _state(memo)
+    if state.kube is not None:
+        await state.kube.close()
+    if state.metrics_endpoint is not None:
+        await asyncio.to_thread(state.metrics_endpoint.close)
 
 
 # --- Reconcile --------------------------------------------------------------------------
@@ -143,18 +156,24 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.resume(API_GROUP, API_VERSION, PLURAL)
 @kopf.on.create(API_GROUP, API_VERSION, PLURAL)
 @kopf.on.update(API_GROUP, API_VERSION, PLURAL)
-async def reconcile_aiservice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def reconcile_aiservice(body: kopf.Body, memo: Any, **_: Any) -> None:
     meta = body.get("metadata", {})
-    await reconcile(memo, meta.get("namespace", "default"), meta["name"])
+    await reconcile(_state(memo), meta.get("namespace", "default"), meta["name"])
 
 
-@kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-async def resync_aiservice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+@kopf.timer(
+    API_GROUP,
+    API_VERSION,
+    PLURAL,
+    interval=CONFIG.resync_seconds,
+    initial_delay=CONFIG.resync_seconds,
+)
+async def resync_aiservice(body: kopf.Body, memo: Any, **_: Any) -> None:
     """The safety net of a level-based controller: reconcile now and then even without an
     event (a missed watch event, an owned object stripped of the labels watched for). A
     resync that finds nothing to change only reads."""
     meta = body.get("metadata", {})
-    await reconcile(memo, meta.get("namespace", "default"), meta["name"])
+    await reconcile(_state(memo), meta.get("namespace", "default"), meta["name"])
 
 
 @kopf.on.event(compiler.SERVING_API.split("/")[0], "v1", "services", labels=OWNED)
@@ -163,7 +182,7 @@ async def child_changed(
     body: kopf.Body,
     type: str,
     resource: kopf.Resource,
-    memo: kopf.Memo,
+    memo: Any,
     logger: logging.Logger | logging.LoggerAdapter[Any],
     **_: Any,
 ) -> None:
@@ -177,13 +196,13 @@ async def child_changed(
     name, namespace = labels.get(compiler.LABEL_NAME), body.get("metadata", {}).get("namespace")
     if not name or not namespace:
         return
-    if memo["waiting"].get((namespace, name)):
+    state = _state(memo)
+    if state.waiting.get((namespace, name)):
         return  # a reconcile already queued for it will read this change too
-    client: kube.Kube = memo["kube"]
-    if type != "DELETED" and client.is_own_write(resource.plural, body):
+    if type != "DELETED" and state.client.is_own_write(resource.plural, body):
         return  # the watch echoing this operator's own write
     try:
-        await reconcile(memo, namespace, name)
+        await reconcile(state, namespace, name)
     except (kopf.TemporaryError, kopf.PermanentError, kube.ApiError) as err:
         # The AIService's own handler retries; the next child event reconciles anyway.
         logger.info(f"reconcile of {namespace}/{name} after a child change deferred: {err}")
@@ -194,18 +213,18 @@ def _deleted(type: str, **_: Any) -> bool:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL, when=_deleted)
-async def aiservice_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def aiservice_deleted(body: kopf.Body, memo: Any, **_: Any) -> None:
     """Drop a deleted AIService from the Ready gauge and forget what was kept for it (one
     without children, e.g. with an invalid spec, is never reconciled again to notice)."""
     meta = body.get("metadata", {})
     namespace, name = meta.get("namespace", "default"), meta["name"]
     operator_metrics.ready_status(namespace, name, None)
     operator_metrics.ROLLOUTS.forget(namespace, name)
-    key = (namespace, name)
-    lock: asyncio.Lock | None = memo["locks"].get(key)
-    if lock is not None and not lock.locked() and not memo["waiting"].get(key):
-        del memo["locks"][key]  # one in use is dropped by a reconcile that finds it gone
-        memo["kube"].forget(namespace, name)
+    key, state = (namespace, name), _state(memo)
+    lock = state.locks.get(key)
+    if lock is not None and not lock.locked() and not state.waiting.get(key):
+        del state.locks[key]  # one in use is dropped by a reconcile that finds it gone
+        state.client.forget(namespace, name)
 
 
 def _event(body: Obj, *, type: str, reason: str, message: str) -> None:
@@ -215,25 +234,14 @@ def _event(body: Obj, *, type: str, reason: str, message: str) -> None:
     kopf.event(cast(kopf.Body, body), type=type, reason=reason, message=message[:1024])
 
 
-def _lock(memo: kopf.Memo, namespace: str, name: str) -> asyncio.Lock:
-    locks: dict[tuple[str, str], asyncio.Lock] = memo["locks"]
-    return locks.setdefault((namespace, name), asyncio.Lock())
-
-
-async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
-    """Bring one AIService's children and status in line with its spec.
-
-    Serialized per AIService (watch events of children and of the AIService may overlap),
-    and always from a fresh read: the triggering event's copy can predate the status this
-    operator wrote a moment ago, and merging conditions into a stale status would move
-    their transition times.
-    """
-    waiting: dict[tuple[str, str], int] = memo["waiting"]
-    key = (namespace, name)
+async def _queue(state: OperatorMemo, key: Key) -> None:
+    """Wait for the AIService's lock, counted as waiting (`state.waiting`, and the
+    reconciles-waiting gauge, which the reconcile decrements when it ends)."""
+    waiting = state.waiting
     waiting[key] = waiting.get(key, 0) + 1
     operator_metrics.RECONCILES_WAITING.inc()
     try:
-        await _lock(memo, namespace, name).acquire()
+        await state.lock(key).acquire()
     except BaseException:  # cancelled while queued: it leaves the queue
         operator_metrics.RECONCILES_WAITING.dec()
         raise
@@ -241,12 +249,24 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
         waiting[key] -= 1
         if not waiting[key]:
             del waiting[key]
+
+
+async def reconcile(state: OperatorMemo, namespace: str, name: str) -> None:
+    """Bring one AIService's children and status in line with its spec.
+
+    Serialized per AIService (watch events of children and of the AIService may overlap),
+    and always from a fresh read: the triggering event's copy can predate the status this
+    operator wrote a moment ago, and merging conditions into a stale status would move
+    their transition times.
+    """
+    key = (namespace, name)
+    await _queue(state, key)
+    waiting = state.waiting
     gone = False
     result, started = "error", time.perf_counter()
     body: Obj = {"metadata": {"namespace": namespace, "name": name}}
     try:
-        client: kube.Kube = memo["kube"]
-        config: Config = memo["config"]
+        client, config = state.client, state.config
         try:
             fresh = await client.get_aiservice(namespace, name)
             if fresh is None or fresh["metadata"].get("deletionTimestamp"):
@@ -271,73 +291,68 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str) -> None:
         ready = None if gone else _ready(body.get("status") or {}).get("status")
         if gone or ready:
             operator_metrics.ready_status(namespace, name, ready)
-        _lock(memo, namespace, name).release()
+        state.lock(key).release()
         if gone and not waiting.get(key):  # forget what was kept for it
-            memo["locks"].pop(key, None)
-            memo["kube"].forget(namespace, name)
+            state.locks.pop(key, None)
+            state.client.forget(namespace, name)
 
 
 async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
-    meta = body["metadata"]
-    namespace = meta.get("namespace", "default")
-    previous: Obj = body.get("status") or {}
-    now = datetime.now(UTC)
+    """Read, plan, write."""
+    namespace = body["metadata"].get("namespace", "default")
     try:
         ais = parse(body)
-    except SpecError as err:
-        status = conditions.invalid_spec_status(err, meta.get("generation", 0), now, previous)
-        await _write_not_ready(client, body, status)
-        raise kopf.PermanentError(f"invalid spec: {err}") from err
+    except SpecError:
+        read = planner.Read(body)  # nothing to read for a spec that cannot be served
+    else:
+        read = await _read(client, config, ais, body)
+    plan = planner.plan(
+        read,
+        now=datetime.now(UTC),
+        options=config.compile_options,
+        serving_namespace=config.knative_serving_namespace,
+    )
+    if plan.desired is not None:
+        await _apply(client, namespace, body["metadata"]["name"], plan.desired, read)
+    await _write_status(client, body, plan.status)
+    for event in plan.events:
+        _event(body, type=event.type, reason=event.reason, message=event.message)
+    if plan.refusal is not None:
+        raise kopf.PermanentError(plan.refusal) from plan.invalid_spec
 
-    # Independent reads go out together, and so do the writes of the Service and the
-    # Triggers: a reconcile costs two round trips, not five (each trip is latency).
-    selector = compiler.child_labels(ais)
-    service = compiler.service_name(ais)
-    live, revisions, live_triggers, flags, live_broker = await asyncio.gather(
+
+async def _read(client: kube.Kube, config: Config, ais: AIService, body: Obj) -> planner.Read:
+    """Everything the plan needs, in one round trip (each trip is latency)."""
+    namespace, service = ais.namespace, compiler.service_name(ais)
+    live, revisions, triggers, flags, broker = await asyncio.gather(
         client.get_service(namespace, service),
         client.list_revisions(namespace, service),
-        client.list_triggers(namespace, selector),
+        client.list_triggers(namespace, planner.child_selector(ais.name)),
         _knative_features(client, ais, config.knative_serving_namespace),
         client.get_broker(namespace, ais.spec.broker),
     )
-    conflict = compiler.ownership_conflict(ais, "Knative Service", live)
-    if conflict:
-        status = conditions.name_conflict_status(conflict, ais.generation, now, previous)
-        await _write_not_ready(client, body, status)
-        raise kopf.PermanentError(conflict)
-    blocked = (
-        "" if flags is _UNKNOWN else features.disabled(ais, flags, config.knative_serving_namespace)
+    known = flags is not _UNKNOWN
+    return planner.Read(
+        body,
+        live,
+        revisions,
+        triggers,
+        broker,
+        flags if known else None,
+        known,
     )
-    if blocked:
-        # Knative would refuse the revision; the resync re-reads the flags once enabled.
-        status = conditions.feature_disabled_status(blocked, ais.generation, now, previous)
-        await _write_not_ready(client, body, status)
-        return
-    ready = conditions.knative_state(
-        conditions.current_knative_status(live), revisions
-    ).ready_revisions
-    desired = compiler.compile_aiservice(
-        ais,
-        weights=_weights(ais, previous),
-        ready_revisions=ready,
-        mirror=rollout.mirror_active(ais.spec, previous.get("rollout")),
-        options=config.compile_options,
-    )
-    # The managed Broker first: Triggers on a missing Broker cannot become ready.
-    broker = await client.apply_broker(desired.broker, live_broker)
-    if broker is not None:
-        live_broker = broker.object
-        if broker.action == "created":
-            _event(body, type="Normal", reason="BrokerCreated", message=_broker_note(ais))
-    conflict_before = conditions.find_condition(
-        previous.get("conditions") or (), conditions.BROKER_MANAGED
-    )
-    broker_conflict = compiler.broker_conflict(ais, live_broker)
-    if broker_conflict and (conflict_before or {}).get("status") != "False":
-        _event(body, type="Warning", reason="BrokerClassConflict", message=broker_conflict)
+
+
+async def _apply(
+    client: kube.Kube, namespace: str, name: str, desired: compiler.Desired, read: planner.Read
+) -> None:
+    """The managed Broker first (Triggers on a missing Broker cannot become ready), then
+    the Service and the Triggers together."""
+    await client.apply_broker(desired.broker, read.broker)
+    selector = planner.child_selector(name)
     results = await asyncio.gather(
-        client.apply_service(desired.service, live),
-        client.apply_triggers(namespace, selector, desired.triggers, live_triggers),
+        client.apply_service(desired.service, read.service),
+        client.apply_triggers(namespace, selector, desired.triggers, read.triggers),
         return_exceptions=True,  # both finish before a failure of either is raised
     )
     for result in results:
@@ -346,31 +361,6 @@ async def _reconcile(client: kube.Kube, config: Config, body: Obj) -> None:
     applied, triggers = cast(tuple[kube.Applied, dict[str, kube.Applied]], tuple(results))
     operator_metrics.children_written("service", (applied.action,))
     operator_metrics.children_written("trigger", (a.action for a in triggers.values()))
-    status = conditions.summarize_status(
-        ais,
-        desired,
-        conditions.current_knative_status(applied.object),
-        now,
-        previous,
-        revisions=revisions,
-        extra_conditions=conditions.broker_conditions(ais, live_broker, now),
-    )
-    await _write_status(client, body, status)
-    knative_ready = _ready(conditions.current_knative_status(applied.object) or {})
-    for event in conditions.transition_events(
-        previous,
-        status,
-        service_action=applied.action,
-        trigger_actions={n: a.action for n, a in triggers.items()},
-        knative_failed=knative_ready.get("status") == "False",
-    ):
-        _event(body, type=event.type, reason=event.reason, message=event.message)
-
-
-def _broker_note(ais: AIService) -> str:
-    managed = ais.spec.managed_broker
-    kind = managed.broker_class if managed is not None else "?"
-    return f"created the {kind} Broker {ais.spec.broker}, shared by the AIServices naming it"
 
 
 _UNKNOWN: Any = object()
@@ -398,22 +388,6 @@ async def _knative_features(
         return cast(Mapping[str, str], _UNKNOWN)
 
 
-async def _write_not_ready(client: kube.Kube, body: Obj, status: Obj) -> None:
-    """Write a status that stops the reconcile; a Warning Event when its Ready changed."""
-    before = _ready(body.get("status") or {})
-    await _write_status(client, body, status)
-    after = _ready(status)
-    if (before.get("reason"), before.get("message")) != (after["reason"], after["message"]):
-        _event(body, type="Warning", reason=after["reason"], message=after["message"])
-
-
-def _weights(ais: AIService, previous: Mapping[str, Any]) -> dict[str, int] | None:
-    """The canary weight of the rollout recorded in status (0 before it starts), so that
-    no reconcile moves traffic behind the rollout's back; without a rollout, the spec's."""
-    weight = rollout.canary_weight(ais.spec, previous.get("rollout"))
-    return None if weight is None else compiler.intended_weights(ais, canary_weight=weight)
-
-
 async def _write_status(client: kube.Kube, body: Obj, status: Obj) -> None:
     """Patch the status only when a field the operator owns changed."""
     previous = body.get("status") or {}
@@ -428,9 +402,7 @@ def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
     return conditions.find_condition(status.get("conditions") or (), conditions.READY) or {}
 
 
-# --- Canary rollouts (rollout_runner drives rollout.py) ---------------------------------
-
-ROLLOUT_TICK_SECONDS = rollout_tick.tick_seconds(os.environ)
+# --- Canary rollouts (rollout_tick drives rollout.py) -----------------------------------
 
 
 def _utcnow() -> datetime:
@@ -441,8 +413,10 @@ def _rollout_wanted(body: kopf.Body, **_: Any) -> bool:
     return rollout_tick.wants_tick(body)
 
 
-@kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=ROLLOUT_TICK_SECONDS, when=_rollout_wanted)
-async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kw: Any) -> None:
+@kopf.timer(
+    API_GROUP, API_VERSION, PLURAL, interval=CONFIG.rollout_tick_seconds, when=_rollout_wanted
+)
+async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: Any, **kw: Any) -> None:
     """One rollout tick: metrics, state machine, `status.rollout`, Event and audit event;
     then the normal reconcile, which compiles with the weight now recorded in status.
 
@@ -452,12 +426,7 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **k
     retry = int(kw.get("retry") or 0)
     meta = body.get("metadata", {})
     namespace, name = meta.get("namespace", "default"), meta["name"]
-    client: kube.Kube = memo["kube"]
-    config: Config = memo["config"]
-    observer = memo.get("rollout_observer")
-    if observer is None:
-        observer = canary.observer_from_env(os.environ, config.event_store_url)
-        memo["rollout_observer"] = observer
+    state = _state(memo)
     try:
         seen = parse(body)
     except SpecError:
@@ -471,37 +440,13 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **k
         return
     if not rollout_tick.tick_needed(seen, (body.get("status") or {}).get("rollout"), _utcnow()):
         if retry:
-            await reconcile(memo, namespace, name)
+            await reconcile(state, namespace, name)
         return  # between analyses: nothing to read or query
-    async with _lock(memo, namespace, name):
-        fresh = await client.get_aiservice(namespace, name)
-        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
-            return
-        try:
-            ais = parse(fresh)
-        except SpecError:
-            return
-        if ais.spec.rollout is None:
-            return
-        service = compiler.service_name(ais)
-        live, revisions = await asyncio.gather(
-            client.get_service(namespace, service), client.list_revisions(namespace, service)
-        )
-        ready = conditions.knative_state(
-            conditions.current_knative_status(live), revisions
-        ).ready_revisions
-        store = observer.event_store
-        result = await asyncio.to_thread(
-            rollout_tick.rollout_tick,
-            ais,
-            (fresh.get("status") or {}).get("rollout"),
-            observer=observer,
-            now=_utcnow(),
-            canary_ready=compiler.revision_name(ais, ais.spec.rollout.canary) in ready,
-            audit=store.send_audit if store is not None else None,
-        )
-        if result.status is not None:
-            await client.patch_aiservice_status(namespace, name, {"rollout": result.status})
+    async with state.lock((namespace, name)):
+        ticked = await _tick(state, namespace, name)
+    if ticked is None:
+        return
+    result, fresh = ticked
     for key in result.clear_annotations:
         patch.metadata.annotations[key] = None
     if result.decision is not None:
@@ -512,21 +457,57 @@ async def rollout_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **k
         event = result.kube_event
         _event(fresh, type=event.type, reason=event.reason, message=event.message)
     if result.status is not None or retry:
-        await reconcile(memo, namespace, name)
+        await reconcile(state, namespace, name)
+
+
+async def _tick(
+    state: OperatorMemo, namespace: str, name: str
+) -> tuple[rollout_tick.TickResult, Obj] | None:
+    """Read, tick, record `status.rollout`; `None` when there is no rollout to tick."""
+    client = state.client
+    fresh = await client.get_aiservice(namespace, name)
+    if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        ais = parse(fresh)
+    except SpecError:
+        return None
+    if ais.spec.rollout is None or state.observer is None:
+        return None
+    service = compiler.service_name(ais)
+    live, revisions = await asyncio.gather(
+        client.get_service(namespace, service), client.list_revisions(namespace, service)
+    )
+    ready = conditions.knative_state(
+        conditions.current_knative_status(live), revisions
+    ).ready_revisions
+    store = getattr(state.observer, "event_store", None)
+    result = await asyncio.to_thread(
+        rollout_tick.rollout_tick,
+        ais,
+        (fresh.get("status") or {}).get("rollout"),
+        observer=state.observer,
+        now=_utcnow(),
+        canary_ready=compiler.revision_name(ais, ais.spec.rollout.canary) in ready,
+        audit=store.send_audit if store is not None else None,
+    )
+    if result.status is not None:
+        await client.patch_aiservice_status(namespace, name, {"rollout": result.status})
+    return result, fresh
 
 
 # --- Running ----------------------------------------------------------------------------
 
 
 def main() -> None:
-    """Run the operator until SIGTERM/SIGINT, configured from the environment."""
-    config = Config.from_env(os.environ)
+    """Run the operator until SIGTERM/SIGINT, configured from the environment (read once,
+    at import: `CONFIG`)."""
     configure_logging()  # JSON lines like the runtime and the store; AISVC_LOG_FORMAT=text
     kopf.run(
-        clusterwide=not config.namespaces,
-        namespaces=config.namespaces,
-        standalone=config.standalone,
-        peering_name=config.peering_name or None,
-        liveness_endpoint=config.liveness_endpoint or None,
-        memo=kopf.Memo(config=config),
+        clusterwide=not CONFIG.namespaces,
+        namespaces=CONFIG.namespaces,
+        standalone=CONFIG.standalone,
+        peering_name=CONFIG.peering_name or None,
+        liveness_endpoint=CONFIG.liveness_endpoint or None,
+        memo=OperatorMemo(CONFIG),
     )

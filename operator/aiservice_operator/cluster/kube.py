@@ -22,6 +22,7 @@ import base64
 import binascii
 import functools
 import json
+import os
 import ssl
 import tempfile
 import time
@@ -29,12 +30,14 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal, ParamSpec, TypeVar
+from pathlib import Path
+from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 import aiohttp
 
 from aiservice_operator.cluster import operator_metrics
 from aiservice_operator.core import features, names
+from aiservice_operator.core.drift import needs_update, update_patch
 from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL
 
 P = ParamSpec("P")
@@ -141,11 +144,23 @@ def pem(data: str) -> str:
         raise ValueError("certificate data is neither PEM nor base64-encoded PEM") from err
 
 
-def _pem_file(data: str) -> str:
-    """Write PEM data to a private temporary file (ssl wants paths); returns the path."""
-    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
-        f.write(pem(data))
-        return f.name
+def _load_client_certificate(context: ssl.SSLContext, conn: Connection) -> None:
+    """Load the client certificate and key into `context`, from their paths or their data.
+
+    `ssl` reads a certificate chain only from files, so data (kubeconfig's `*-data`) is
+    written to a private temporary directory and removed as soon as it is loaded: every
+    login (and a 401 logs in again) leaves nothing behind."""
+    cert, key = conn.certificate_path, conn.private_key_path
+    if not (cert or conn.certificate_data):
+        return
+    with tempfile.TemporaryDirectory(prefix="aisvc-kube-") as private:
+        if not cert and conn.certificate_data:
+            cert = os.path.join(private, "client.crt")
+            Path(cert).write_text(pem(conn.certificate_data), encoding="ascii")
+        if not key and conn.private_key_data:
+            key = os.path.join(private, "client.key")
+            Path(key).write_text(pem(conn.private_key_data), encoding="ascii")
+        context.load_cert_chain(cast(str, cert), key or None)
 
 
 def _ssl(conn: Connection) -> ssl.SSLContext | bool:
@@ -156,94 +171,8 @@ def _ssl(conn: Connection) -> ssl.SSLContext | bool:
     context = ssl.create_default_context(
         cafile=conn.ca_path, cadata=pem(conn.ca_data) if conn.ca_data else None
     )
-    cert = conn.certificate_path or (conn.certificate_data and _pem_file(conn.certificate_data))
-    key = conn.private_key_path or (conn.private_key_data and _pem_file(conn.private_key_data))
-    if cert:
-        context.load_cert_chain(cert, key or None)
+    _load_client_certificate(context, conn)
     return context
-
-
-# --- Comparing desired with live --------------------------------------------------------
-
-
-def contains(live: Any, desired: Any) -> bool:
-    """Whether `live` holds everything `desired` says (maps: a superset; lists: same length,
-    each item containing the desired one; scalars: equal)."""
-    if isinstance(desired, Mapping):
-        return isinstance(live, Mapping) and all(
-            k in live and contains(live[k], v) for k, v in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(desired)
-            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
-        )
-    return bool(live == desired)
-
-
-def _owned_metadata_matches(live: Obj, desired: Obj) -> bool:
-    lmeta, dmeta = live.get("metadata") or {}, desired.get("metadata") or {}
-    for key in ("labels", "annotations"):
-        if not contains(lmeta.get(key) or {}, dmeta.get(key) or {}):
-            return False
-    if dmeta.get("ownerReferences"):
-        uids = {ref.get("uid") for ref in lmeta.get("ownerReferences") or []}
-        if not {ref["uid"] for ref in dmeta["ownerReferences"]} <= uids:
-            return False
-    return True
-
-
-def needs_update(live: Obj, desired: Obj) -> bool:
-    """True when the live object has drifted from what the operator owns in it."""
-    return not (
-        _owned_metadata_matches(live, desired) and contains(live.get("spec"), desired.get("spec"))
-    )
-
-
-def _template_name(template: Any) -> str:
-    if not isinstance(template, Mapping):
-        return ""
-    return str((template.get("metadata") or {}).get("name") or "")
-
-
-def update_patch(live: Obj, desired: Obj) -> list[Obj]:
-    """A JSON patch that makes `live` match `desired`, guarded by its resourceVersion.
-
-    The spec is replaced whole (a field the operator stopped setting disappears), except a
-    revision template whose name is unchanged and that holds everything desired: it is kept
-    as stored. Knative's webhook
-    defaults a template only when it is created (e.g. `enableServiceLinks`, probe
-    thresholds) and refuses any later change to it without a new name, and the name is a
-    digest of what the operator sets. Labels and annotations are merged; desired
-    ownerReferences go first, other owners are kept.
-    """
-    lmeta, dmeta = live.get("metadata") or {}, desired.get("metadata") or {}
-    spec = dict(desired.get("spec") or {})
-    live_template = (live.get("spec") or {}).get("template")
-    name = _template_name(live_template)
-    same_name = bool(name) and name == _template_name(spec.get("template"))
-    if same_name and contains(live_template, spec["template"]):
-        spec["template"] = live_template
-    ops: list[Obj] = [
-        {"op": "test", "path": "/metadata/resourceVersion", "value": lmeta["resourceVersion"]},
-        {"op": "add", "path": "/spec", "value": spec},
-    ]
-    for key in ("labels", "annotations"):
-        if dmeta.get(key):
-            merged = {**(lmeta.get(key) or {}), **dmeta[key]}
-            ops.append({"op": "add", "path": f"/metadata/{key}", "value": merged})
-    if dmeta.get("ownerReferences"):
-        uids = {ref["uid"] for ref in dmeta["ownerReferences"]}
-        others = [r for r in lmeta.get("ownerReferences") or [] if r.get("uid") not in uids]
-        ops.append(
-            {
-                "op": "add",
-                "path": "/metadata/ownerReferences",
-                "value": [*dmeta["ownerReferences"], *others],
-            }
-        )
-    return ops
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,22 @@
 """Canary analysis: what one observation of a canary is, and the verdict on it.
 
 Both executors (the cluster's Prometheus/event-store observer and the local run's own
-counters) produce an `Observation` through an `Observer`; `analyze` judges it against the
-rollout's thresholds. A source that cannot answer raises `SourceUnavailable`, which the
-observer turns into `Observation.unavailable` and the state machine into a pause.
+counters) produce an `Observation` through an `Observer`, and both build it with
+`observation`, so one policy decides when data is missing: a source that cannot answer
+raises `SourceUnavailable`; a dead-letter count that cannot be read, or no event store at
+all, is `unavailable` too; the state machine turns every `unavailable` into a pause, so a
+rollout never promotes on missing data. Both compute p99 the same way, as Prometheus'
+`histogram_quantile(0.99, ...)` over the latency buckets (`p99_from_buckets` is that
+computation, for counters read directly). `analyze` judges an observation against the
+rollout's thresholds.
 
 Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -111,6 +117,71 @@ def _round(value: float | None) -> float | None:
 
 class SourceUnavailable(Exception):
     """A metric source could not answer; the message says which and why."""
+
+
+NO_EVENT_STORE = "no event store configured for dead-letter counts"
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What the canary served in the window, from whichever series had it."""
+
+    events: float = 0
+    errors: float = 0
+    p99_latency_ms: float | None = None
+    source: str = "none"
+    unavailable: tuple[str, ...] = ()
+    """Reasons part of the traffic numbers could not be read (each pauses the rollout)."""
+
+
+def observation(
+    traffic: Traffic,
+    dead_letters: int | SourceUnavailable | None,
+    *,
+    window_seconds: float,
+    canary_ready: bool,
+) -> Observation:
+    """One observation, the same way for both executors. `dead_letters` is the count,
+    the reason it could not be read, or `None` without an event store; the last two make
+    the observation unavailable (dead letters cannot be judged without their count)."""
+    unavailable = list(traffic.unavailable)
+    count: int | None = None
+    if dead_letters is None:
+        unavailable.append(NO_EVENT_STORE)
+    elif isinstance(dead_letters, SourceUnavailable):
+        unavailable.append(str(dead_letters))
+    else:
+        count = dead_letters
+    return Observation(
+        events=traffic.events,
+        errors=traffic.errors,
+        p99_latency_ms=traffic.p99_latency_ms,
+        dead_letters=count,
+        window_seconds=window_seconds,
+        canary_ready=canary_ready,
+        unavailable=tuple(unavailable),
+        source=traffic.source,
+    )
+
+
+def p99_from_buckets(buckets: Sequence[tuple[float, float]]) -> float | None:
+    """The 99th percentile of cumulative histogram buckets `(upper bound, count)`, ascending,
+    exactly as Prometheus' `histogram_quantile(0.99, ...)` computes it: linear within the
+    bucket the rank falls in, the lowest bucket starting at 0, and the highest finite bound
+    when the rank falls in `+Inf`. `None` without observations."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = 0.99 * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if math.isinf(upper):
+                return lower if below or lower else None  # no finite bucket: no figure
+            if count == below:
+                return upper
+            return lower + (upper - lower) * (rank - below) / (count - below)
+        lower, below = upper, count
+    return None
 
 
 class Observer(Protocol):

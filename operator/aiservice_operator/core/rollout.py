@@ -31,8 +31,9 @@ Rules it keeps:
   over `spec`). Setting `spec.traffic.stable` to the canary and removing `spec.rollout`
   makes it permanent without moving traffic.
 
-The state is a frozen value that round-trips through `status.rollout` (JSON, RFC 3339
-timestamps), so a restarted operator resumes exactly where it was.
+The state (`rollout_state`, re-exported here) is a frozen value that round-trips through
+`status.rollout` (JSON, RFC 3339 timestamps), so a restarted operator resumes exactly
+where it was.
 
 Pure: no I/O, no clock.
 """
@@ -42,213 +43,49 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, cast, get_args
+from typing import Any
+
+from aiservice_functions.timestamps import parse_time, rfc3339
 
 from aiservice_operator.core.analysis import Observation, analyze
+from aiservice_operator.core.rollout_state import (
+    ANNOTATION_PREFIX,
+    COMMANDS,
+    HISTORY_LIMIT,
+    PHASES,
+    TERMINAL,
+    Action,
+    Command,
+    Decision,
+    PausedBy,
+    Phase,
+    RolloutState,
+    annotation,
+)
 from aiservice_operator.core.spec import AIServiceSpec, Rollout
 
-Phase = Literal[
-    "Initializing", "Progressing", "Paused", "Promoting", "Succeeded", "RollingBack", "Failed"
+__all__ = [
+    "ANNOTATION_PREFIX",
+    "COMMANDS",
+    "HISTORY_LIMIT",
+    "PHASES",
+    "TERMINAL",
+    "Action",
+    "Command",
+    "Decision",
+    "PausedBy",
+    "Phase",
+    "RolloutState",
+    "analysis_due",
+    "annotation",
+    "canary_weight",
+    "current_state",
+    "mirror_active",
+    "spec_hash",
+    "step",
 ]
-PHASES: Final[tuple[Phase, ...]] = get_args(Phase)
-TERMINAL: Final[frozenset[str]] = frozenset({"Succeeded", "Failed"})
-
-PausedBy = Literal["", "user", "analysis"]
-
-Command = Literal["abort", "promote", "pause", "resume"]
-COMMANDS: Final[tuple[Command, ...]] = get_args(Command)
-"""In priority order: when several are pending at once, the first one acts."""
-
-Action = Literal[
-    "start",  # a new rollout (or a restart after a spec change)
-    "wait",  # the canary revision is not ready yet
-    "advance",  # analysis passed (or the canary became ready): next step
-    "hold",  # too little data: stay at this step
-    "check-failed",  # analysis failed, failure limit not reached yet
-    "rollback",  # failure limit reached: traffic goes back to stable
-    "promote",  # every step passed, or a user promoted: canary takes 100%
-    "succeed",  # the canary is the new stable
-    "pause",
-    "resume",
-    "abort",
-    "ignore",  # a command that does not apply in this phase
-]
-
-HISTORY_LIMIT: Final = 20
-ANNOTATION_PREFIX: Final = "aiservice.dev/"
-
-
-def annotation(command: Command) -> str:
-    """The annotation a user (or `aisvc`) sets on the AIService to send `command`."""
-    return ANNOTATION_PREFIX + command
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC, millisecond precision, `Z` suffix: the form kept in status."""
-    if moment.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-# --- State ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One explained change (or refusal to change): what, why, and the numbers behind it."""
-
-    at: str
-    action: Action
-    phase: Phase
-    step: int
-    weight: int
-    reason: str
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    command: Command | None = None
-    """The user command this decision answered, if any."""
-    repeats: int = 1
-    """How many consecutive identical decisions this history entry stands for."""
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "at": self.at,
-            "action": self.action,
-            "phase": self.phase,
-            "step": self.step,
-            "weight": self.weight,
-            "reason": self.reason,
-            "metrics": dict(self.metrics),
-        }
-        if self.command:
-            out["command"] = self.command
-        if self.repeats != 1:
-            out["repeats"] = self.repeats
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
-        return cls(
-            at=_str(data, "at"),
-            action=_choice(data, "action", get_args(Action)),
-            phase=_choice(data, "phase", PHASES),
-            step=_int(data, "step"),
-            weight=_int(data, "weight"),
-            reason=_str(data, "reason"),
-            metrics=dict(data.get("metrics") or {}),
-            command=data.get("command") or None,
-            repeats=_int(data, "repeats", 1),
-        )
-
-
-@dataclass(frozen=True)
-class RolloutState:
-    """Where one rollout stands; `to_status()` / `from_status()` keep it in `status.rollout`."""
-
-    phase: Phase
-    canary: str
-    stable: str
-    spec_hash: str
-    shadow: bool = False
-    step: int = 0
-    """Steps reached, 1-based: 0 before the first step, `len(steps)` at the last."""
-    weight: int = 0
-    """The canary's percent of real (not mirrored) traffic."""
-    failures: int = 0
-    started_at: str = ""
-    last_step_at: str = ""
-    last_analysis_at: str = ""
-    last_analysis: Mapping[str, Any] = field(default_factory=dict)
-    paused_by: PausedBy = ""
-    message: str = ""
-    history: tuple[Decision, ...] = ()
-
-    @property
-    def terminal(self) -> bool:
-        return self.phase in TERMINAL
-
-    @property
-    def last_decision(self) -> Decision | None:
-        return self.history[-1] if self.history else None
-
-    def to_status(self) -> dict[str, Any]:
-        """The JSON-safe `status.rollout` object."""
-        return {
-            "phase": self.phase,
-            "canary": self.canary,
-            "stable": self.stable,
-            "specHash": self.spec_hash,
-            "shadow": self.shadow,
-            "step": self.step,
-            "weight": self.weight,
-            "failures": self.failures,
-            "startedAt": self.started_at,
-            "lastStepAt": self.last_step_at,
-            "lastAnalysisAt": self.last_analysis_at,
-            # null, not {}: status is merge-patched, and {} would keep the old keys.
-            "lastAnalysis": dict(self.last_analysis) or None,
-            "pausedBy": self.paused_by,
-            "message": self.message,
-            "history": [d.to_dict() for d in self.history],
-        }
-
-    @classmethod
-    def from_status(cls, data: Mapping[str, Any]) -> RolloutState:
-        """Read `status.rollout` back; `ValueError` naming the field when it is unusable."""
-        if not isinstance(data, Mapping):
-            raise ValueError("status.rollout must be an object")
-        history = data.get("history")
-        history = [] if history is None else history
-        if not isinstance(history, list):
-            raise ValueError("status.rollout.history must be a list")
-        paused_by = data.get("pausedBy") or ""
-        if paused_by not in ("", "user", "analysis"):
-            raise ValueError(f"status.rollout.pausedBy: unknown value {paused_by!r}")
-        return cls(
-            phase=_choice(data, "phase", PHASES),
-            canary=_str(data, "canary"),
-            stable=_str(data, "stable"),
-            spec_hash=_str(data, "specHash"),
-            shadow=bool(data.get("shadow", False)),
-            step=_int(data, "step"),
-            weight=_int(data, "weight"),
-            failures=_int(data, "failures"),
-            started_at=_str(data, "startedAt", ""),
-            last_step_at=_str(data, "lastStepAt", ""),
-            last_analysis_at=_str(data, "lastAnalysisAt", ""),
-            last_analysis=dict(data.get("lastAnalysis") or {}),
-            paused_by=cast(PausedBy, paused_by),
-            message=_str(data, "message", ""),
-            history=tuple(Decision.from_dict(d) for d in history),
-        )
-
-
-def _str(data: Mapping[str, Any], key: str, default: str | None = None) -> str:
-    value = data.get(key, default)
-    if not isinstance(value, str):
-        raise ValueError(f"status.rollout.{key} must be a string, not {value!r}")
-    return value
-
-
-def _int(data: Mapping[str, Any], key: str, default: int = 0) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"status.rollout.{key} must be an integer, not {value!r}")
-    return value
-
-
-def _choice(data: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> Any:
-    value = data.get(key)
-    if value not in choices:
-        raise ValueError(f"status.rollout.{key}: {value!r} is not one of {', '.join(choices)}")
-    return value
-
 
 # --- Spec identity -------------------------------------------------------------------
 
@@ -355,24 +192,24 @@ def step(
         if obs is None or not obs.canary_ready:
             return _decide(
                 state,
-                at,
-                "wait",
-                state.phase,
-                state.step,
-                state.weight,
-                f"waiting for the {state.canary} revision to become ready",
+                at=at,
+                action="wait",
+                phase=state.phase,
+                step=state.step,
+                weight=state.weight,
+                reason=f"waiting for the {state.canary} revision to become ready",
             )
         return _advance_to(rollout, state, 1, at, "advance", "canary revision ready", {})
     if state.phase == "Paused":
         if state.paused_by == "analysis" and obs is not None and obs.available:
             return _decide(
                 replace(state, paused_by=""),
-                at,
-                "resume",
-                "Progressing",
-                state.step,
-                state.weight,
-                "metric sources answer again",
+                at=at,
+                action="resume",
+                phase="Progressing",
+                step=state.step,
+                weight=state.weight,
+                reason="metric sources answer again",
             )
         return state, state.weight, None
     if state.phase == "Progressing":
@@ -387,23 +224,23 @@ def step(
         nxt = replace(state, last_step_at=at, step=max(state.step - 1, 0))
         return _decide(
             nxt,
-            at,
-            "rollback",
-            phase,
-            nxt.step,
-            lower,
-            f"stepped rollback: canary weight {state.weight}% -> {lower}%"
+            at=at,
+            action="rollback",
+            phase=phase,
+            step=nxt.step,
+            weight=lower,
+            reason=f"stepped rollback: canary weight {state.weight}% -> {lower}%"
             + ("" if lower else f"; all traffic on {state.stable}"),
         )
     if state.phase == "Promoting":
         return _decide(
             state,
-            at,
-            "succeed",
-            "Succeeded",
-            state.step,
-            100,
-            f"{state.canary} serves all traffic; make it permanent by setting "
+            at=at,
+            action="succeed",
+            phase="Succeeded",
+            step=state.step,
+            weight=100,
+            reason=f"{state.canary} serves all traffic; make it permanent by setting "
             f"spec.traffic.stable: {state.canary} and removing spec.rollout",
         )
     return state, state.weight, None  # Succeeded, Failed: sticky until the spec changes
@@ -432,12 +269,12 @@ def _start(
     steps = ", ".join(f"{s}%" for s in rollout.steps)
     return _decide(
         fresh,
-        at,
-        "start",
-        "Initializing",
-        0,
-        0,
-        f"{reason}; steps {steps} every {rollout.interval_seconds:g}s ({mode})",
+        at=at,
+        action="start",
+        phase="Initializing",
+        step=0,
+        weight=0,
+        reason=f"{reason}; steps {steps} every {rollout.interval_seconds:g}s ({mode})",
     )
 
 
@@ -447,12 +284,12 @@ def _command(
     def ignore(why: str) -> tuple[RolloutState, int, Decision | None]:
         return _decide(
             state,
-            at,
-            "ignore",
-            state.phase,
-            state.step,
-            state.weight,
-            f"{command} ignored: {why}",
+            at=at,
+            action="ignore",
+            phase=state.phase,
+            step=state.step,
+            weight=state.weight,
+            reason=f"{command} ignored: {why}",
             command=command,
         )
 
@@ -461,23 +298,23 @@ def _command(
     if command == "abort":
         return _decide(
             replace(state, paused_by=""),
-            at,
-            "abort",
-            "Failed",
-            state.step,
-            0,
-            "aborted by a user: all traffic back to stable",
+            at=at,
+            action="abort",
+            phase="Failed",
+            step=state.step,
+            weight=0,
+            reason="aborted by a user: all traffic back to stable",
             command=command,
         )
     if command == "promote":
         return _decide(
             replace(state, paused_by=""),
-            at,
-            "promote",
-            "Promoting",
-            state.step,
-            100,
-            "promoted by a user: remaining analysis skipped",
+            at=at,
+            action="promote",
+            phase="Promoting",
+            step=state.step,
+            weight=100,
+            reason="promoted by a user: remaining analysis skipped",
             command=command,
         )
     if command == "pause":
@@ -487,12 +324,12 @@ def _command(
             return ignore("already paused")
         return _decide(
             replace(state, paused_by="user"),
-            at,
-            "pause",
-            "Paused",
-            state.step,
-            state.weight,
-            "paused by a user: weights held, no analysis",
+            at=at,
+            action="pause",
+            phase="Paused",
+            step=state.step,
+            weight=state.weight,
+            reason="paused by a user: weights held, no analysis",
             command=command,
         )
     if state.phase != "Paused":
@@ -501,7 +338,14 @@ def _command(
     # Analysis starts over: the next verdict covers a full interval after the resume.
     resumed = replace(state, paused_by="", last_analysis_at=at)
     return _decide(
-        resumed, at, "resume", phase, state.step, state.weight, "resumed by a user", command=command
+        resumed,
+        at=at,
+        action="resume",
+        phase=phase,
+        step=state.step,
+        weight=state.weight,
+        reason="resumed by a user",
+        command=command,
     )
 
 
@@ -518,76 +362,88 @@ def _analyze(
     if verdict.result == "unavailable":
         return _decide(
             replace(analysed, paused_by="analysis"),
-            at,
-            "pause",
-            "Paused",
-            state.step,
-            state.weight,
-            f"metrics unavailable: {reason}",
-            verdict.metrics,
+            at=at,
+            action="pause",
+            phase="Paused",
+            step=state.step,
+            weight=state.weight,
+            reason=f"metrics unavailable: {reason}",
+            metrics=verdict.metrics,
         )
     if verdict.result == "insufficient":
         return _decide(
             analysed,
-            at,
-            "hold",
-            "Progressing",
-            state.step,
-            state.weight,
-            f"not enough data: {reason}",
-            verdict.metrics,
+            at=at,
+            action="hold",
+            phase="Progressing",
+            step=state.step,
+            weight=state.weight,
+            reason=f"not enough data: {reason}",
+            metrics=verdict.metrics,
         )
     if verdict.result == "fail":
-        failures = state.failures + 1
-        limit = rollout.analysis.failure_limit
-        failed = replace(analysed, failures=failures)
-        if failures < limit:
-            return _decide(
-                failed,
-                at,
-                "check-failed",
-                "Progressing",
-                state.step,
-                state.weight,
-                f"{reason} ({failures}/{limit} failed checks)",
-                verdict.metrics,
-            )
-        if rollout.rollback == "stepped":
-            lower = _lower_weight(rollout, state.weight)
-            if lower > 0:
-                return _decide(
-                    replace(failed, last_step_at=at, step=state.step - 1),
-                    at,
-                    "rollback",
-                    "RollingBack",
-                    state.step - 1,
-                    lower,
-                    f"{reason} ({failures}/{limit} failed checks): stepped rollback, "
-                    f"canary weight {state.weight}% -> {lower}%",
-                    verdict.metrics,
-                )
-        return _decide(
-            failed,
-            at,
-            "rollback",
-            "Failed",
-            state.step,
-            0,
-            f"{reason} ({failures}/{limit} failed checks): rolled back to {state.stable}",
-            verdict.metrics,
-        )
+        return _failed_check(rollout, state, analysed, reason, verdict.metrics, at)
     if state.step >= len(rollout.steps):
         return _decide(
             analysed,
-            at,
-            "promote",
-            "Promoting",
-            state.step,
-            100,
-            f"all {len(rollout.steps)} steps passed; {reason}",
-            verdict.metrics,
+            at=at,
+            action="promote",
+            phase="Promoting",
+            step=state.step,
+            weight=100,
+            reason=f"all {len(rollout.steps)} steps passed; {reason}",
+            metrics=verdict.metrics,
         )
     return _advance_to(rollout, analysed, state.step + 1, at, "advance", reason, verdict.metrics)
+
+
+def _failed_check(
+    rollout: Rollout,
+    state: RolloutState,
+    analysed: RolloutState,
+    reason: str,
+    metrics: Mapping[str, Any],
+    at: str,
+) -> tuple[RolloutState, int, Decision | None]:
+    """A failed analysis: hold until `failureLimit`, then roll back (stepped or at once)."""
+    failures = state.failures + 1
+    limit = rollout.analysis.failure_limit
+    failed = replace(analysed, failures=failures)
+    if failures < limit:
+        return _decide(
+            failed,
+            at=at,
+            action="check-failed",
+            phase="Progressing",
+            step=state.step,
+            weight=state.weight,
+            reason=f"{reason} ({failures}/{limit} failed checks)",
+            metrics=metrics,
+        )
+    if rollout.rollback == "stepped":
+        lower = _lower_weight(rollout, state.weight)
+        if lower > 0:
+            return _decide(
+                replace(failed, last_step_at=at, step=state.step - 1),
+                at=at,
+                action="rollback",
+                phase="RollingBack",
+                step=state.step - 1,
+                weight=lower,
+                reason=f"{reason} ({failures}/{limit} failed checks): stepped rollback, "
+                f"canary weight {state.weight}% -> {lower}%",
+                metrics=metrics,
+            )
+    return _decide(
+        failed,
+        at=at,
+        action="rollback",
+        phase="Failed",
+        step=state.step,
+        weight=0,
+        reason=f"{reason} ({failures}/{limit} failed checks): rolled back to {state.stable}",
+        metrics=metrics,
+    )
 
 
 def _advance_to(
@@ -608,7 +464,16 @@ def _advance_to(
         else f"canary weight {weight}%"
     )
     moved = replace(state, last_step_at=at)
-    return _decide(moved, at, action, "Progressing", step_no, weight, f"{why}; {target}", metrics)
+    return _decide(
+        moved,
+        at=at,
+        action=action,
+        phase="Progressing",
+        step=step_no,
+        weight=weight,
+        reason=f"{why}; {target}",
+        metrics=metrics,
+    )
 
 
 def _lower_weight(rollout: Rollout, weight: int) -> int:
@@ -618,22 +483,23 @@ def _lower_weight(rollout: Rollout, weight: int) -> int:
 
 def _decide(
     state: RolloutState,
+    *,
     at: str,
     action: Action,
     phase: Phase,
-    step_no: int,
+    step: int,
     weight: int,
     reason: str,
     metrics: Mapping[str, Any] | None = None,
-    *,
     command: Command | None = None,
 ) -> tuple[RolloutState, int, Decision | None]:
-    """Apply a decision to the state and record it (identical repeats are folded)."""
+    """Apply a decision to the state and record it (identical repeats are folded).
+    Keyword-only: a call names the phase, step and weight it moves to."""
     decision = Decision(
         at=at,
         action=action,
         phase=phase,
-        step=step_no,
+        step=step,
         weight=weight,
         reason=reason,
         metrics=dict(metrics or {}),
@@ -655,7 +521,7 @@ def _decide(
     new = replace(
         state,
         phase=phase,
-        step=step_no,
+        step=step,
         weight=weight,
         message=reason,
         history=tuple(history[-HISTORY_LIMIT:]),

@@ -34,21 +34,9 @@ from aiservice_operator.core.spec import AIService, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 
-ENV_TICK_SECONDS = "AISVC_ROLLOUT_TICK_SECONDS"
 DEFAULT_TICK_SECONDS = 2.0
 """How often the operator looks at each active rollout; analysis itself runs once per the
 rollout's `interval`, so this only bounds how late a step or a command is acted on."""
-
-
-def tick_seconds(env: Mapping[str, str]) -> float:
-    raw = env.get(ENV_TICK_SECONDS, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_TICK_SECONDS
-    except ValueError:
-        raise ValueError(f"{ENV_TICK_SECONDS}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ValueError(f"{ENV_TICK_SECONDS}={raw!r} must be positive")
-    return value
 
 
 def wants_tick(body: Mapping[str, Any]) -> bool:

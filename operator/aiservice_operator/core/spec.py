@@ -1,10 +1,13 @@
-"""The AIService API as frozen, validated Python values.
+"""Parsing an AIService manifest into the validated values of `resource`.
 
 `parse()` turns a manifest (a plain mapping, as read from YAML or from the Kubernetes
 API) into an `AIService`. Every rule the CRD's schema and CEL rules enforce is checked
 here too, because the operator must not trust that the API server validated the object
 (an older CRD, a `--validate=false` apply, a local run without any API server). Every
 error names the field it is about, in the `spec.models[1].name` form `kubectl` uses.
+
+The types themselves live in `resource`; they are re-exported here, so that
+`from aiservice_operator.core.spec import AIService, parse` reads as one API.
 
 Pure: no I/O, no clock.
 """
@@ -14,499 +17,180 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, cast, get_args
+from typing import Any, cast
 
-API_GROUP = "aiservice.dev"
-API_VERSION = "v1alpha1"
-KIND = "AIService"
-PLURAL = "aiservices"
-
-DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-MODEL_URI = re.compile(r"^(file|https?|pkg|s3)://.+$")
-ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9]{0,19}$")
-"""A CloudEvents attribute name as Knative's filters accept it."""
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-ISO8601_DURATION = re.compile(
-    r"^P(?!$)(?:(?P<d>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?=\d)(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+from aiservice_operator.core.manifest_reader import Reader
+from aiservice_operator.core.resource import (
+    API_GROUP,
+    API_VERSION,
+    ATTRIBUTE_NAME,
+    BROKER_CLASSES,
+    BROKER_CONFIG_KINDS,
+    CONFIG_KEY,
+    DEFAULT_DECISION_RETENTION,
+    DNS_1123_LABEL,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    ENV_NAME,
+    EVENT_TYPE,
+    FIELD_PATH,
+    FILTER_DIALECTS,
+    GO_DURATION,
+    GPU_RESOURCES,
+    ISO8601_DURATION,
+    KIND,
+    LABEL_KEY,
+    LABEL_VALUE,
+    MAX_CONSUMES,
+    MAX_ENV,
+    MAX_FILTER_ATTRIBUTES,
+    MAX_FILTER_DEPTH,
+    MAX_FILTERS,
+    MAX_MODEL_NAME_LENGTH,
+    MAX_MODELS,
+    MAX_NAME_LENGTH,
+    MAX_POD_LIST,
+    MAX_REDACT,
+    MAX_STARTUP_SECONDS,
+    MAX_STEPS,
+    MAX_TYPE_LENGTH,
+    MAX_URI_LENGTH,
+    MODEL_URI,
+    MOUNT_PATH,
+    NODE_OPERATORS,
+    OPTIONAL_LABEL,
+    OPTIONAL_SUBDOMAIN,
+    PLURAL,
+    POD_DIR,
+    QUANTITY,
+    REDACT_PATH,
+    RESERVED_ENV,
+    RESERVED_MODEL_NAMES,
+    RESERVED_MOUNT_PATHS,
+    RESERVED_VOLUME_PREFIX,
+    RETENTION,
+    SHA256,
+    VOLUME_SOURCES,
+    AIService,
+    AIServiceSpec,
+    Analysis,
+    Autoscaling,
+    BackoffPolicy,
+    Batching,
+    BrokerClass,
+    Consume,
+    DeadLetter,
+    DecisionLog,
+    Delivery,
+    Filter,
+    FilterDialect,
+    Function,
+    ManagedBroker,
+    Model,
+    RollbackMode,
+    Rollout,
+    ScaleMetric,
+    SeccompProfile,
+    SecurityContext,
+    SinkRef,
+    SpecError,
+    Traffic,
+    TrafficSplit,
+    go_duration_seconds,
+    iso8601_seconds,
+    retention_seconds,
 )
-RETENTION = re.compile(r"^(?:(?P<d>[1-9][0-9]{0,3})d|(?P<h>[1-9][0-9]{0,4})h)$")
-"""A retention period in days (1-9999d) or hours (1-99999h): `30d`, `12h`."""
-REDACT_PATH = re.compile(r"^\$(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[(?:\d+|\*)\])+$")
-"""A JSON path into event data: `$.a.b`, `$.items[0]`, `$.items[*].text`."""
-GO_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
 
-BackoffPolicy = Literal["linear", "exponential"]
-ScaleMetric = Literal["concurrency", "rps"]
-RollbackMode = Literal["instant", "stepped"]
-FilterDialect = Literal["exact", "prefix", "suffix", "all", "any", "not", "cesql"]
-FILTER_DIALECTS: tuple[FilterDialect, ...] = get_args(FilterDialect)
-
-DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-MAX_NAME_LENGTH = 63
-"""Longer derived names (revisions, tags, Triggers) are shortened by `core.names`."""
-MAX_MODEL_NAME_LENGTH = 63
-RESERVED_MODEL_NAMES = ("stable", "canary")
-# List and string bounds, the same as the CRD's (which needs them to bound CEL cost).
-MAX_CONSUMES = 16
-MAX_FILTERS = 8
-MAX_FILTER_ATTRIBUTES = 16
-MAX_FILTER_DEPTH = 3
-"""`filters[0].all[0].not` is depth 3: only exact, prefix, suffix and cesql there."""
-MAX_MODELS = 8
-MAX_STEPS = 10
-MAX_ENV = 64
-MAX_URI_LENGTH = 2048
-MAX_TYPE_LENGTH = 253
-MAX_REDACT = 16
-DEFAULT_DECISION_RETENTION = "30d"
-MAX_POD_LIST = 16
-"""Bound of the pod-level lists and maps (volumes, tolerations, envFrom, nodeSelector, ...)."""
-MAX_STARTUP_SECONDS = 3600
-RESERVED_ENV = ("PORT", "TMPDIR")
-GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu", "gpu.intel.com/i915")
-"""Extended resources that cannot be overcommitted: requests, when given, equal limits."""
-RESERVED_VOLUME_PREFIX = "aisvc-"
-POD_DIR = "/aisvc"
-"""The runtime's writable directories in the pod (temp files, model cache) live below it."""
-RESERVED_MOUNT_PATHS = ("/", "/dev", "/dev/log", "/tmp", "/var", "/var/log")
-"""Paths Knative refuses as mount paths."""
-VOLUME_SOURCES = ("emptyDir", "persistentVolumeClaim", "secret", "configMap")
-NODE_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
-CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-OPTIONAL_SUBDOMAIN = re.compile(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$"
-)
-OPTIONAL_LABEL = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
-LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-)
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
-MOUNT_PATH = re.compile(r"^/[^:]*$")
-QUANTITY = re.compile(
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
-FIELD_PATH = re.compile(
-    r"^(metadata\.(name|namespace|uid|labels\['[^']+'\]|annotations\['[^']+'\])"
-    r"|spec\.(nodeName|serviceAccountName)|status\.(hostIP|hostIPs|podIP|podIPs))$"
-)
-"""Model names double as traffic tags, next to the `stable` and `canary` tags."""
-
-
-class SpecError(ValueError):
-    """An AIService that cannot be served; `errors` lists (field path, message) pairs."""
-
-    def __init__(self, errors: Sequence[tuple[str, str]]) -> None:
-        self.errors = tuple(errors)
-        super().__init__("; ".join(f"{path}: {message}" for path, message in self.errors))
-
-
-# --- Values --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Filter:
-    """One entry of Knative's `filters` dialect (exact, prefix, suffix, all, any, not, cesql)."""
-
-    dialect: FilterDialect
-    attributes: tuple[tuple[str, str], ...] = ()
-    """For exact / prefix / suffix: sorted (attribute, value) pairs, all must hold."""
-    children: tuple[Filter, ...] = ()
-    """For all / any: the nested filters; for not: exactly one."""
-    expression: str = ""
-    """For cesql: the CESQL expression."""
-
-    def to_knative(self) -> dict[str, Any]:
-        """The filter in the Trigger's `spec.filters[]` shape."""
-        if self.dialect in ("exact", "prefix", "suffix"):
-            # Knative allows one attribute per exact/prefix/suffix entry: AND them with `all`.
-            if len(self.attributes) == 1:
-                return {self.dialect: dict(self.attributes)}
-            return {"all": [{self.dialect: {k: v}} for k, v in self.attributes]}
-        if self.dialect == "not":
-            return {"not": self.children[0].to_knative()}
-        if self.dialect == "cesql":
-            return {"cesql": self.expression}
-        return {self.dialect: [child.to_knative() for child in self.children]}
-
-
-@dataclass(frozen=True)
-class Consume:
-    """An event type the service consumes; each becomes one Trigger."""
-
-    type: str
-    filters: tuple[Filter, ...] = ()
-
-
-@dataclass(frozen=True)
-class Batching:
-    max_batch_size: int = 0
-    """0: the function's own default."""
-    max_wait_ms: int = 0
-
-
-SeccompProfile = Literal["RuntimeDefault", "Unconfined"]
-
-
-@dataclass(frozen=True)
-class SecurityContext:
-    """The function container's securityContext; the defaults meet the `restricted` Pod
-    Security Standard (capabilities are always all dropped)."""
-
-    run_as_non_root: bool = True
-    run_as_user: int | None = None
-    run_as_group: int | None = None
-    read_only_root_filesystem: bool = True
-    allow_privilege_escalation: bool = False
-    seccomp_profile: SeccompProfile = "RuntimeDefault"
-
-
-@dataclass(frozen=True)
-class Function:
-    image: str
-    entrypoint: str
-    env: tuple[Mapping[str, Any], ...] = ()
-    """Container `env` entries as written: `{name, value}` or `{name, valueFrom}`."""
-    env_from: tuple[Mapping[str, Any], ...] = ()
-    resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    concurrency: int = 16
-    """Knative `containerConcurrency`: events one pod serves at once (0 = unlimited)."""
-    timeout_seconds: int = 60
-    """Knative revision `timeoutSeconds`: how long one event may take."""
-    batching: Batching = Batching()
-    service_account_name: str = ""
-    image_pull_secrets: tuple[str, ...] = ()
-    node_selector: Mapping[str, str] = field(default_factory=dict)
-    tolerations: tuple[Mapping[str, Any], ...] = ()
-    affinity: Mapping[str, Any] = field(default_factory=dict)
-    runtime_class_name: str = ""
-    volumes: tuple[Mapping[str, Any], ...] = ()
-    volume_mounts: tuple[Mapping[str, Any], ...] = ()
-    model_cache_volume: str = ""
-    """A volume of `volumes` that keeps downloaded models; empty: a pod-lifetime emptyDir."""
-    security_context: SecurityContext = SecurityContext()
-    startup_timeout_seconds: int = 0
-    """How long a new pod may take to load its model; 0: Knative's defaults."""
-
-
-@dataclass(frozen=True)
-class Model:
-    name: str
-    uri: str
-    sha256: str = ""
-
-
-@dataclass(frozen=True)
-class TrafficSplit:
-    model: str
-    percent: int
-
-
-@dataclass(frozen=True)
-class Traffic:
-    stable: str
-    split: tuple[TrafficSplit, ...] = ()
-    """Fixed split across models (sums to 100); empty: all traffic to `stable`."""
-
-
-@dataclass(frozen=True)
-class Analysis:
-    max_error_rate: float = 0.02
-    max_p99_latency_ms: float = 500.0
-    max_dead_letter_rate: float = 0.01
-    min_events: int = 20
-    failure_limit: int = 2
-
-
-@dataclass(frozen=True)
-class Rollout:
-    canary: str
-    steps: tuple[int, ...] = (10, 25, 50, 100)
-    interval_seconds: float = 60.0
-    analysis: Analysis = Analysis()
-    shadow: bool = False
-    rollback: RollbackMode = "instant"
-
-
-@dataclass(frozen=True)
-class Autoscaling:
-    min_scale: int = 0
-    max_scale: int = 10
-    metric: ScaleMetric = "concurrency"
-    target: int = 8
-
-
-@dataclass(frozen=True)
-class Delivery:
-    retry: int = 3
-    backoff_policy: BackoffPolicy = "exponential"
-    backoff_delay: str = "PT0.2S"
-    timeout: str = "PT30S"
-
-
-@dataclass(frozen=True)
-class SinkRef:
-    api_version: str
-    kind: str
-    name: str
-    namespace: str = ""
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """Where undeliverable events go; neither set: the operator's event store."""
-
-    uri: str = ""
-    ref: SinkRef | None = None
-
-    @property
-    def is_default(self) -> bool:
-        return not self.uri and self.ref is None
-
-
-BrokerClass = Literal["MTChannelBasedBroker", "Kafka", "RabbitMQBroker"]
-BROKER_CLASSES: tuple[BrokerClass, ...] = get_args(BrokerClass)
-BROKER_CONFIG_KINDS: Mapping[str, tuple[tuple[str, str], ...]] = {
-    "MTChannelBasedBroker": (("v1", "ConfigMap"),),
-    "Kafka": (("v1", "ConfigMap"),),
-    "RabbitMQBroker": (
-        ("eventing.knative.dev/v1alpha1", "RabbitmqBrokerConfig"),
-        ("rabbitmq.com/v1beta1", "RabbitmqCluster"),
-    ),
-}
-"""The configuration each Broker class reads: a channel template or Kafka ConfigMap, a
-RabbitmqBrokerConfig (or, older, the RabbitmqCluster itself)."""
-
-
-@dataclass(frozen=True)
-class ManagedBroker:
-    """A Broker the operator creates when missing, shared by the AIServices naming it."""
-
-    broker_class: BrokerClass
-    config: SinkRef | None = None
-
-
-@dataclass(frozen=True)
-class DecisionLog:
-    """`spec.decisionLog`: which consumed events and replies the event store keeps.
-
-    Off unless asked for. Sampling is decided per chain (by `correlationid`), so a chain
-    is either kept whole or not at all; without `include_data` only attributes and a hash
-    of the data are kept; `redact` paths are removed before anything is stored."""
-
-    enabled: bool = False
-    sample_rate: float = 1.0
-    include_data: bool = False
-    redact: tuple[str, ...] = ()
-    retention: str = DEFAULT_DECISION_RETENTION
-
-    @property
-    def retention_seconds(self) -> int:
-        return retention_seconds(self.retention)
-
-
-@dataclass(frozen=True)
-class AIServiceSpec:
-    consumes: tuple[Consume, ...]
-    function: Function
-    models: tuple[Model, ...]
-    traffic: Traffic
-    broker: str = "default"
-    produces: str = ""
-    rollout: Rollout | None = None
-    autoscaling: Autoscaling = Autoscaling()
-    delivery: Delivery = Delivery()
-    dead_letter: DeadLetter = DeadLetter()
-    decision_log: DecisionLog = DecisionLog()
-    managed_broker: ManagedBroker | None = None
-
-    def model(self, name: str) -> Model:
-        """The declared model called `name` (names are validated to exist)."""
-        for model in self.models:
-            if model.name == name:
-                return model
-        raise KeyError(name)
-
-
-@dataclass(frozen=True)
-class AIService:
-    """An AIService: identity from `metadata`, desired state from `spec`."""
-
-    name: str
-    namespace: str
-    spec: AIServiceSpec
-    uid: str = ""
-    generation: int = 0
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-
-# --- Durations -----------------------------------------------------------------------
-
-
-def iso8601_seconds(value: str) -> float:
-    """Seconds in an ISO-8601 duration such as `PT0.2S` or `P1DT2H` (the Knative form)."""
-    match = ISO8601_DURATION.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not an ISO-8601 duration such as PT0.5S")
-    parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
-    return parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
-
-
-def retention_seconds(value: str) -> int:
-    """Seconds in a retention period such as `30d` or `12h`."""
-    match = RETENTION.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a number of days or hours, such as 30d or 12h")
-    days, hours = match.group("d"), match.group("h")
-    return int(days) * 86400 if days else int(hours or 0) * 3600
-
-
-def go_duration_seconds(value: str) -> float:
-    """Seconds in a Go-style duration such as `1m`, `30s` or `1h30m` (the Flagger form)."""
-    match = GO_DURATION.match(value)
-    if not value or not match:
-        raise ValueError(f"{value!r} is not a duration such as 30s, 1m or 1h30m")
-    parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
-    return parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+__all__ = [
+    "API_GROUP",
+    "API_VERSION",
+    "ATTRIBUTE_NAME",
+    "BROKER_CLASSES",
+    "BROKER_CONFIG_KINDS",
+    "CONFIG_KEY",
+    "DEFAULT_DECISION_RETENTION",
+    "DNS_1123_LABEL",
+    "DNS_LABEL",
+    "DNS_SUBDOMAIN",
+    "ENV_NAME",
+    "EVENT_TYPE",
+    "FIELD_PATH",
+    "FILTER_DIALECTS",
+    "GO_DURATION",
+    "GPU_RESOURCES",
+    "ISO8601_DURATION",
+    "KIND",
+    "LABEL_KEY",
+    "LABEL_VALUE",
+    "MAX_CONSUMES",
+    "MAX_ENV",
+    "MAX_FILTERS",
+    "MAX_FILTER_ATTRIBUTES",
+    "MAX_FILTER_DEPTH",
+    "MAX_MODELS",
+    "MAX_MODEL_NAME_LENGTH",
+    "MAX_NAME_LENGTH",
+    "MAX_POD_LIST",
+    "MAX_REDACT",
+    "MAX_STARTUP_SECONDS",
+    "MAX_STEPS",
+    "MAX_TYPE_LENGTH",
+    "MAX_URI_LENGTH",
+    "MODEL_URI",
+    "MOUNT_PATH",
+    "NODE_OPERATORS",
+    "OPTIONAL_LABEL",
+    "OPTIONAL_SUBDOMAIN",
+    "PLURAL",
+    "POD_DIR",
+    "QUANTITY",
+    "REDACT_PATH",
+    "RESERVED_ENV",
+    "RESERVED_MODEL_NAMES",
+    "RESERVED_MOUNT_PATHS",
+    "RESERVED_VOLUME_PREFIX",
+    "RETENTION",
+    "SHA256",
+    "VOLUME_SOURCES",
+    "AIService",
+    "AIServiceSpec",
+    "Analysis",
+    "Autoscaling",
+    "BackoffPolicy",
+    "Batching",
+    "BrokerClass",
+    "Consume",
+    "DeadLetter",
+    "DecisionLog",
+    "Delivery",
+    "Filter",
+    "FilterDialect",
+    "Function",
+    "ManagedBroker",
+    "Model",
+    "RollbackMode",
+    "Rollout",
+    "ScaleMetric",
+    "SeccompProfile",
+    "SecurityContext",
+    "SinkRef",
+    "SpecError",
+    "Traffic",
+    "TrafficSplit",
+    "go_duration_seconds",
+    "iso8601_seconds",
+    "parse",
+    "parse_spec",
+    "retention_seconds",
+]
 
 
 # --- Parsing -------------------------------------------------------------------------
 
 
-class _Reader:
-    """Collects errors with field paths while reading an untrusted mapping."""
-
-    def __init__(self) -> None:
-        self.errors: list[tuple[str, str]] = []
-
-    def fail(self, path: str, message: str) -> None:
-        self.errors.append((path, message))
-
-    def mapping(self, value: Any, path: str, *, required: bool = False) -> Mapping[str, Any]:
-        if value is None:
-            if required:
-                self.fail(path, "is required")
-            return {}
-        if not isinstance(value, Mapping):
-            self.fail(path, f"must be an object, not {type(value).__name__}")
-            return {}
-        return value
-
-    def sequence(self, value: Any, path: str, max_items: int | None = None) -> Sequence[Any]:
-        if value is None:
-            return ()
-        if not isinstance(value, list | tuple):
-            self.fail(path, f"must be a list, not {type(value).__name__}")
-            return ()
-        if max_items is not None and len(value) > max_items:
-            self.fail(path, f"must hold at most {max_items} entries, not {len(value)}")
-        return value
-
-    def unknown(self, data: Mapping[str, Any], path: str, known: set[str]) -> None:
-        for key in sorted(set(data) - known):
-            self.fail(f"{path}.{key}", "is not a known field")
-
-    def string(
-        self,
-        data: Mapping[str, Any],
-        key: str,
-        path: str,
-        *,
-        default: str | None = None,
-        pattern: re.Pattern[str] | None = None,
-        hint: str = "",
-        max_length: int = 253,
-    ) -> str:
-        value = data.get(key, default)
-        where = f"{path}.{key}"
-        if value is None:
-            self.fail(where, "is required")
-            return ""
-        if not isinstance(value, str):
-            self.fail(where, f"must be a string, not {type(value).__name__}")
-            return ""
-        if len(value) > max_length:
-            self.fail(where, f"must be at most {max_length} characters")
-        elif pattern is not None and not pattern.match(value):
-            self.fail(where, f"{value!r} is not valid{': ' + hint if hint else ''}")
-        return value
-
-    def integer(
-        self,
-        data: Mapping[str, Any],
-        key: str,
-        path: str,
-        *,
-        default: int,
-        minimum: int | None = None,
-        maximum: int | None = None,
-    ) -> int:
-        value = data.get(key, default)
-        where = f"{path}.{key}"
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(where, f"must be an integer, not {type(value).__name__}")
-            return default
-        if minimum is not None and value < minimum:
-            self.fail(where, f"must be at least {minimum}, not {value}")
-        if maximum is not None and value > maximum:
-            self.fail(where, f"must be at most {maximum}, not {value}")
-        return value
-
-    def number(
-        self,
-        data: Mapping[str, Any],
-        key: str,
-        path: str,
-        *,
-        default: float,
-        minimum: float = 0.0,
-        maximum: float | None = None,
-    ) -> float:
-        value = data.get(key, default)
-        where = f"{path}.{key}"
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(where, f"must be a number, not {type(value).__name__}")
-            return default
-        if value < minimum or (maximum is not None and value > maximum):
-            upper = f" and {maximum}" if maximum is not None else ""
-            self.fail(where, f"must be between {minimum}{upper}, not {value}")
-        return float(value)
-
-    def boolean(self, data: Mapping[str, Any], key: str, path: str, *, default: bool) -> bool:
-        value = data.get(key, default)
-        if not isinstance(value, bool):
-            self.fail(f"{path}.{key}", f"must be true or false, not {value!r}")
-            return default
-        return value
-
-    def choice(
-        self, data: Mapping[str, Any], key: str, path: str, *, default: str, choices: Sequence[str]
-    ) -> Any:
-        value = data.get(key, default)
-        if value not in choices:
-            self.fail(f"{path}.{key}", f"must be one of {', '.join(choices)}, not {value!r}")
-            return default
-        return value
-
-    def iso_duration(self, data: Mapping[str, Any], key: str, path: str, *, default: str) -> str:
-        value = self.string(data, key, path, default=default)
-        if value:
-            try:
-                iso8601_seconds(value)
-            except ValueError as err:
-                self.fail(f"{path}.{key}", str(err))
-        return value
-
-
 def parse(manifest: Mapping[str, Any]) -> AIService:
     """Read and validate a whole AIService manifest; raise `SpecError` naming each bad field."""
-    reader = _Reader()
+    reader = Reader()
     api_version = manifest.get("apiVersion")
     if api_version != f"{API_GROUP}/{API_VERSION}":
         reader.fail("apiVersion", f"must be {API_GROUP}/{API_VERSION}, not {api_version!r}")
@@ -534,7 +218,7 @@ def parse(manifest: Mapping[str, Any]) -> AIService:
 
 def parse_spec(spec: Mapping[str, Any]) -> AIServiceSpec:
     """Read and validate just the `spec` of an AIService."""
-    reader = _Reader()
+    reader = Reader()
     parsed = _parse_spec(reader, reader.mapping(spec, "spec", required=True))
     if reader.errors or parsed is None:
         raise SpecError(reader.errors)
@@ -557,7 +241,7 @@ _SPEC_FIELDS = {
 }
 
 
-def _parse_spec(r: _Reader, data: Mapping[str, Any]) -> AIServiceSpec | None:
+def _parse_spec(r: Reader, data: Mapping[str, Any]) -> AIServiceSpec | None:
     if not data:
         return None
     r.unknown(data, "spec", _SPEC_FIELDS)
@@ -592,7 +276,7 @@ def _parse_spec(r: _Reader, data: Mapping[str, Any]) -> AIServiceSpec | None:
     )
 
 
-def _parse_managed_broker(r: _Reader, value: Any) -> ManagedBroker | None:
+def _parse_managed_broker(r: Reader, value: Any) -> ManagedBroker | None:
     if value is None:
         return None
     path = "spec.managedBroker"
@@ -617,7 +301,7 @@ def _parse_managed_broker(r: _Reader, value: Any) -> ManagedBroker | None:
     return ManagedBroker(broker_class=broker_class or "MTChannelBasedBroker", config=config)
 
 
-def _parse_consumes(r: _Reader, value: Any) -> tuple[Consume, ...]:
+def _parse_consumes(r: Reader, value: Any) -> tuple[Consume, ...]:
     items = r.sequence(value, "spec.consumes", MAX_CONSUMES)
     if not items:
         r.fail("spec.consumes", "must list at least one event type")
@@ -640,7 +324,7 @@ def _parse_consumes(r: _Reader, value: Any) -> tuple[Consume, ...]:
     return tuple(consumes)
 
 
-def _parse_filter(r: _Reader, value: Any, path: str, depth: int = 1) -> Filter:
+def _parse_filter(r: Reader, value: Any, path: str, depth: int = 1) -> Filter:
     data = r.mapping(value, path, required=True)
     if len(data) != 1:
         r.fail(path, "must have exactly one of exact, prefix, suffix, all, any, not, cesql")
@@ -690,7 +374,7 @@ def _parse_filter(r: _Reader, value: Any, path: str, depth: int = 1) -> Filter:
     return Filter("exact")
 
 
-def _ref(r: _Reader, data: Mapping[str, Any], path: str, *, key: bool) -> dict[str, Any]:
+def _ref(r: Reader, data: Mapping[str, Any], path: str, *, key: bool) -> dict[str, Any]:
     """A secretKeyRef / configMapKeyRef (`key`) or a secretRef / configMapRef."""
     r.unknown(data, path, {"name", "key", "optional"} if key else {"name", "optional"})
     out: dict[str, Any] = {"name": r.string(data, "name", path, pattern=DNS_SUBDOMAIN)}
@@ -703,7 +387,7 @@ def _ref(r: _Reader, data: Mapping[str, Any], path: str, *, key: bool) -> dict[s
     return out
 
 
-def _parse_env(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
+def _parse_env(r: Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
     env: list[Mapping[str, Any]] = []
     for index, item in enumerate(r.sequence(value, path, MAX_ENV)):
         where = f"{path}[{index}]"
@@ -747,7 +431,7 @@ def _parse_env(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ..
     return tuple(env)
 
 
-def _parse_env_from(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
+def _parse_env_from(r: Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
     sources: list[Mapping[str, Any]] = []
     for index, item in enumerate(r.sequence(value, path, MAX_POD_LIST)):
         where = f"{path}[{index}]"
@@ -768,7 +452,7 @@ def _parse_env_from(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any
     return tuple(sources)
 
 
-def _parse_resources(r: _Reader, value: Any, path: str) -> dict[str, dict[str, str]]:
+def _parse_resources(r: Reader, value: Any, path: str) -> dict[str, dict[str, str]]:
     resources = r.mapping(value, path)
     r.unknown(resources, path, {"requests", "limits"})
     out: dict[str, dict[str, str]] = {}
@@ -798,7 +482,7 @@ def _parse_resources(r: _Reader, value: Any, path: str) -> dict[str, dict[str, s
     return out
 
 
-def _parse_tolerations(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
+def _parse_tolerations(r: Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
     out: list[Mapping[str, Any]] = []
     for index, item in enumerate(r.sequence(value, path, MAX_POD_LIST)):
         where = f"{path}[{index}]"
@@ -831,7 +515,7 @@ def _parse_tolerations(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, 
     return tuple(out)
 
 
-def _parse_selector_terms(r: _Reader, value: Any, path: str) -> list[dict[str, Any]]:
+def _parse_selector_terms(r: Reader, value: Any, path: str) -> list[dict[str, Any]]:
     terms: list[dict[str, Any]] = []
     for index, item in enumerate(r.sequence(value, path, MAX_POD_LIST)):
         where = f"{path}[{index}]"
@@ -865,7 +549,7 @@ def _parse_selector_terms(r: _Reader, value: Any, path: str) -> list[dict[str, A
     return terms
 
 
-def _parse_affinity(r: _Reader, value: Any, path: str) -> dict[str, Any]:
+def _parse_affinity(r: Reader, value: Any, path: str) -> dict[str, Any]:
     """Node affinity (required and preferred); pod (anti-)affinity is not offered."""
     data = r.mapping(value, path)
     r.unknown(data, path, {"nodeAffinity"})
@@ -903,7 +587,7 @@ def _parse_affinity(r: _Reader, value: Any, path: str) -> dict[str, Any]:
     return {"nodeAffinity": out} if out else {}
 
 
-def _parse_volumes(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
+def _parse_volumes(r: Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
     volumes: list[Mapping[str, Any]] = []
     for index, item in enumerate(r.sequence(value, path, MAX_POD_LIST)):
         where = f"{path}[{index}]"
@@ -948,7 +632,7 @@ def _parse_volumes(r: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any]
 
 
 def _parse_mounts(
-    r: _Reader, value: Any, path: str, volumes: Sequence[Mapping[str, Any]]
+    r: Reader, value: Any, path: str, volumes: Sequence[Mapping[str, Any]]
 ) -> tuple[Mapping[str, Any], ...]:
     declared = {v["name"] for v in volumes}
     mounts: list[Mapping[str, Any]] = []
@@ -975,7 +659,7 @@ def _parse_mounts(
     return tuple(mounts)
 
 
-def _parse_security(r: _Reader, value: Any, path: str) -> SecurityContext:
+def _parse_security(r: Reader, value: Any, path: str) -> SecurityContext:
     data = r.mapping(value, path)
     r.unknown(
         data,
@@ -1014,7 +698,7 @@ _FUNCTION_FIELDS = {
 }  # fmt: skip
 
 
-def _parse_function(r: _Reader, data: Mapping[str, Any]) -> Function:
+def _parse_function(r: Reader, data: Mapping[str, Any]) -> Function:
     path = "spec.function"
     r.unknown(data, path, _FUNCTION_FIELDS)
     batching = r.mapping(data.get("batching"), f"{path}.batching")
@@ -1087,7 +771,7 @@ def _parse_function(r: _Reader, data: Mapping[str, Any]) -> Function:
     )
 
 
-def _parse_models(r: _Reader, value: Any) -> tuple[Model, ...]:
+def _parse_models(r: Reader, value: Any) -> tuple[Model, ...]:
     items = r.sequence(value, "spec.models", MAX_MODELS)
     if not items:
         r.fail("spec.models", "must list at least one model version")
@@ -1123,7 +807,7 @@ def _parse_models(r: _Reader, value: Any) -> tuple[Model, ...]:
     return tuple(models)
 
 
-def _parse_traffic(r: _Reader, data: Mapping[str, Any], names: Sequence[str]) -> Traffic:
+def _parse_traffic(r: Reader, data: Mapping[str, Any], names: Sequence[str]) -> Traffic:
     path = "spec.traffic"
     r.unknown(data, path, {"stable", "split"})
     default = names[0] if names else ""
@@ -1152,7 +836,7 @@ def _parse_traffic(r: _Reader, data: Mapping[str, Any], names: Sequence[str]) ->
 
 
 def _parse_rollout(
-    r: _Reader, data: Mapping[str, Any], names: Sequence[str], traffic: Traffic
+    r: Reader, data: Mapping[str, Any], names: Sequence[str], traffic: Traffic
 ) -> Rollout:
     path = "spec.rollout"
     r.unknown(data, path, {"canary", "steps", "interval", "analysis", "shadow", "rollback"})
@@ -1211,7 +895,7 @@ def _parse_rollout(
     )
 
 
-def _parse_autoscaling(r: _Reader, data: Mapping[str, Any]) -> Autoscaling:
+def _parse_autoscaling(r: Reader, data: Mapping[str, Any]) -> Autoscaling:
     path = "spec.autoscaling"
     r.unknown(data, path, {"minScale", "maxScale", "metric", "target"})
     result = Autoscaling(
@@ -1227,7 +911,7 @@ def _parse_autoscaling(r: _Reader, data: Mapping[str, Any]) -> Autoscaling:
     return result
 
 
-def _parse_delivery(r: _Reader, data: Mapping[str, Any]) -> Delivery:
+def _parse_delivery(r: Reader, data: Mapping[str, Any]) -> Delivery:
     path = "spec.delivery"
     r.unknown(data, path, {"retry", "backoffPolicy", "backoffDelay", "timeout"})
     return Delivery(
@@ -1240,7 +924,7 @@ def _parse_delivery(r: _Reader, data: Mapping[str, Any]) -> Delivery:
     )
 
 
-def _parse_dead_letter(r: _Reader, data: Mapping[str, Any]) -> DeadLetter:
+def _parse_dead_letter(r: Reader, data: Mapping[str, Any]) -> DeadLetter:
     path = "spec.deadLetter"
     r.unknown(data, path, {"sink"})
     if data.get("sink") is None:
@@ -1272,7 +956,7 @@ def _parse_dead_letter(r: _Reader, data: Mapping[str, Any]) -> DeadLetter:
     )
 
 
-def _parse_decision_log(r: _Reader, value: Any) -> DecisionLog:
+def _parse_decision_log(r: Reader, value: Any) -> DecisionLog:
     """`spec.decisionLog`; present means enabled unless `enabled: false`."""
     path = "spec.decisionLog"
     if value is None:

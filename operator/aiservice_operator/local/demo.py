@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
-from aiservice_functions.runtime.cloudevents_http import CloudEvent, event_to_dict
+from aiservice_functions.cloudevents_http import CloudEvent, event_to_dict
 from rich.console import Console
 from rich.table import Table
 

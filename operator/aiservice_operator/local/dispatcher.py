@@ -23,10 +23,11 @@ from typing import Any
 
 import aiohttp
 from aiservice_functions import contract
-from aiservice_functions.runtime.cloudevents_http import (
+from aiservice_functions.cloudevents_http import (
     STRUCTURED_JSON,
     CloudEvent,
     InvalidEvent,
+    hops,
     parse_request,
     render_response,
 )
@@ -333,9 +334,9 @@ class Dispatcher:
             return outcome, result.status, attempt, None
         self.stats.delivered[trigger.name] += 1
         reply = self._reply(trigger, event, result)
-        if reply is not None and _hops(reply) > self.hop_limit:
+        if reply is not None and hops(reply) > self.hop_limit:
             loop_body = (
-                f"reply loop: {_hops(reply)} hops exceed the limit of {self.hop_limit}"
+                f"reply loop: {hops(reply)} hops exceed the limit of {self.hop_limit}"
             ).encode()
             outcome = await self._dead_letter(
                 trigger, reply, _Attempt(LOOP_STATUS, loop_body, {}, result.revision)
@@ -391,7 +392,7 @@ class Dispatcher:
             )
             return None
         attrs = dict(reply.get_attributes())
-        attrs[contract.EXT_HOPS] = str(_hops(event) + 1)
+        attrs[contract.EXT_HOPS] = str(hops(event) + 1)
         return CloudEvent(attrs, reply.get_data())
 
     async def _dead_letter(
@@ -427,14 +428,6 @@ class Dispatcher:
             result.status,
         )
         return "dead-letter-failed"
-
-
-def _hops(event: CloudEvent) -> int:
-    value = event.get_attributes().get(contract.EXT_HOPS, 0)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
 
 
 _FORMAT = JSONFormat()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from aiservice_functions.runtime.cloudevents_http import InvalidEvent, parse_request
+from aiservice_functions.cloudevents_http import InvalidEvent, parse_request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from aiservice_operator.local.dispatcher import Dispatcher

@@ -10,22 +10,21 @@ The rollout state lives in memory for the run (a cluster keeps it in ``status.ro
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from aiservice_operator.core.analysis import Observation
+from aiservice_operator.core.analysis import Observation, Traffic, observation, p99_from_buckets
 from aiservice_operator.sources.canary import (
     ERROR_OUTCOMES,
     FUNCTION_EVENTS,
     FUNCTION_LATENCY_BUCKET,
-    EventStoreSource,
-    canary_dead_letters,
+    read_dead_letters,
 )
+from aiservice_operator.sources.event_store import EventStoreClient
 
 
 @dataclass(frozen=True)
@@ -65,24 +64,13 @@ def parse_metrics(text: str) -> Scrape:
     return Scrape(events, errors, tuple(sorted(buckets.items())))
 
 
-def p99_ms(buckets: Sequence[tuple[float, float]]) -> float | None:
-    """The 99th percentile from cumulative buckets (upper bound of its bucket), in ms."""
-    if not buckets or buckets[-1][1] <= 0:
-        return None
-    rank = 0.99 * buckets[-1][1]
-    for le, count in buckets:
-        if count >= rank:
-            return le * 1000.0 if math.isfinite(le) else buckets[-2][0] * 1000.0
-    return None
-
-
 @dataclass
 class LocalObserver:
     """The rollout's `Observer`: the canary's process metrics and the event store."""
 
     endpoints: Callable[[str], list[str]]
     """Revision name -> base URLs of its running processes (read when observing)."""
-    event_store: EventStoreSource | None
+    event_store: EventStoreClient | None
     _last: dict[str, Scrape] = field(default_factory=dict)
 
     def observe(
@@ -111,22 +99,20 @@ class LocalObserver:
                 total = Scrape(total.events + delta.events, total.errors + delta.errors)
                 for le, count in delta.buckets:
                     counts[le] = counts.get(le, 0.0) + count
-        dead = canary_dead_letters(
+        dead = read_dead_letters(
             self.event_store,
-            unavailable,
             namespace=namespace,
             service=service,
             revision=revision,
             model=model,
             since=now - timedelta(seconds=window_seconds),
         )
-        return Observation(
-            events=int(total.events),
-            errors=int(total.errors),
-            p99_latency_ms=p99_ms(sorted(counts.items())),
-            dead_letters=dead,
-            window_seconds=window_seconds,
-            canary_ready=canary_ready,
-            unavailable=tuple(unavailable),
-            source="function",
+        p99 = p99_from_buckets(sorted(counts.items()))
+        traffic = Traffic(
+            total.events,
+            total.errors,
+            None if p99 is None else p99 * 1000.0,
+            "function",
+            tuple(unavailable),
         )
+        return observation(traffic, dead, window_seconds=window_seconds, canary_ready=canary_ready)

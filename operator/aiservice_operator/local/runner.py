@@ -21,7 +21,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,10 +39,10 @@ from aiservice_operator.core.compile import (
     ROLE_DECISION_REPLIES,
     CompileOptions,
     Desired,
-    compile_aiservice,
     model_tag,
 )
-from aiservice_operator.core.rollout import COMMANDS, Command, annotation, mirror_active
+from aiservice_operator.core.reconcile import desired_objects
+from aiservice_operator.core.rollout import COMMANDS, Command, annotation
 from aiservice_operator.core.rollout_tick import rollout_tick, tick_needed
 from aiservice_operator.core.spec import AIService
 from aiservice_operator.local.dispatcher import Dispatcher, TriggerRuntime, load_trigger
@@ -63,7 +63,7 @@ from aiservice_operator.local.supervisor import (
 from aiservice_operator.local.traffic import route_of
 from aiservice_operator.local.view import status_object
 from aiservice_operator.rollout_metrics import RolloutMetrics
-from aiservice_operator.sources.canary import EventStoreSource
+from aiservice_operator.sources.event_store import EventStoreClient
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,11 @@ class LocalRun:
                     "no event store: events for the default dead-letter sink cannot be "
                     "dead-lettered (they stay in the broker log as dead-letter-failed)"
                 )
+                if any(a.spec.rollout is not None for a in self.manifests.aiservices):
+                    self._warn(
+                        "no event store: rollouts pause at their first analysis, since the "
+                        "canary's dead letters cannot be counted"
+                    )
             await self._start_services()
             self.dispatcher.triggers = self._load_triggers()
             await self._serve(
@@ -262,7 +267,7 @@ class LocalRun:
             ignored = ignored_fields(ais)
             if ignored:
                 self._warn(ignored)
-            desired = compile_aiservice(ais, options=self.compile_options)
+            desired = self._desired(ais, None, ready=())
             first[(ais.namespace, ais.name)] = desired
             for name, template in desired.revisions.items():
                 pool = RevisionPool(
@@ -280,9 +285,7 @@ class LocalRun:
             raise RevisionFailed("; ".join(str(f) for f in failures))
         for ais in self.manifests.aiservices:
             ready = list(first[(ais.namespace, ais.name)].revisions)
-            self.apply(
-                ais, compile_aiservice(ais, ready_revisions=ready, options=self.compile_options)
-            )
+            self.apply(ais, self._desired(ais, None, ready=ready))
 
     def apply(self, ais: AIService, desired: Desired) -> None:
         """Serve a (re)compiled AIService: its route, and its Triggers if the run has started."""
@@ -359,7 +362,7 @@ class LocalRun:
     async def _rollout_loop(self) -> None:
         """Step every rollout with the operator's own tick; route the weights it returns."""
         store = (
-            EventStoreSource(url=self.event_store_url, sink_key=self.sink_key)
+            EventStoreClient(url=self.event_store_url, sink_key=self.sink_key)
             if self.options.event_store
             else None
         )
@@ -374,7 +377,7 @@ class LocalRun:
                     self._warn(f"rollout of {run.ais.namespace}/{run.ais.name}: {err}")
 
     async def _rollout_tick(
-        self, run: ServiceRun, observer: LocalObserver, store: EventStoreSource | None
+        self, run: ServiceRun, observer: LocalObserver, store: EventStoreClient | None
     ) -> None:
         ais = run.ais
         now = datetime.now(UTC)
@@ -399,19 +402,16 @@ class LocalRun:
                 k: v for k, v in current.annotations.items() if k not in result.clear_annotations
             }
             current = run.ais = dataclasses.replace(current, annotations=kept)
-        mirror = mirror_active(current.spec, run.rollout)
-        mirroring = any(
-            t["metadata"]["labels"].get(LABEL_ROLE) == "shadow" for t in run.desired.triggers
-        )
-        if result.weights != dict(run.desired.weights) or mirror != mirroring:
-            desired = compile_aiservice(
-                current,
-                weights=result.weights,
-                ready_revisions=list(run.desired.revisions),
-                mirror=mirror,
-                options=self.compile_options,
-            )
+        desired = self._desired(current, run.rollout, ready=list(run.desired.revisions))
+        if desired != run.desired:  # a new weight, or the shadow Trigger on or off
             self.apply(current, desired)
+
+    def _desired(self, ais: AIService, rollout: Any, ready: Sequence[str]) -> Desired:
+        """The objects to serve, decided as the operator decides them (weights and the
+        shadow rule from the rollout state, here kept in memory instead of status)."""
+        return desired_objects(
+            ais, status_rollout=rollout, ready_revisions=ready, options=self.compile_options
+        )
 
     def command(self, namespace: str, name: str, command: str) -> str | None:
         """Queue a rollout command (the local form of the ``aiservice.dev/*`` annotations)."""
@@ -461,61 +461,10 @@ class LocalRun:
         """The state the live view, the status API and `aisvc status` show."""
         assert self.services is not None and self.dispatcher is not None
         stats = self.dispatcher.stats
-        services = []
-        for (ns, ais_name), run in sorted(self.services_runs.items()):
-            name = run.desired.service["metadata"]["name"]
-            route = self.services.routes[(ns, name)]
-            weights = route.weights
-            tags: dict[str, list[str]] = {}
-            for tag, revision in route.tags.items():
-                tags.setdefault(revision, []).append(tag)
-            revisions = []
-            for model, revision in run.desired.revision_names.items():
-                pool = self.services.pools.get(revision)
-                snap = pool.snapshot() if pool else {}
-                revisions.append(
-                    {
-                        "model": model,
-                        "revision": revision,
-                        "percent": weights.get(revision, 0),
-                        "tags": sorted(tags.get(revision, [])),
-                        "url": f"{self.serving_url}/{ns}/{name}/tags/{model_tag(model)}",
-                        "processes": len(snap.get("processes", [])),
-                        "endpoints": [
-                            f"http://127.0.0.1:{p['port']}" for p in snap.get("processes", [])
-                        ],
-                        "pids": [p["pid"] for p in snap.get("processes", [])],
-                        "ready": sum(1 for p in snap.get("processes", []) if p["ready"]),
-                        "inFlight": snap.get("inFlight", 0),
-                        "restarts": snap.get("restarts", 0),
-                        "sent": self.services.sent[revision],
-                        "failed": self.services.failed[revision],
-                        "lastError": snap.get("lastError", ""),
-                    }
-                )
-            triggers = [
-                t for t in self.dispatcher.triggers if t.owner == ais_name and t.namespace == ns
-            ]
-            services.append(
-                {
-                    "namespace": ns,
-                    "name": ais_name,
-                    "url": f"{self.serving_url}/{ns}/{name}",
-                    "revisions": revisions,
-                    "events": {
-                        "delivered": sum(stats.delivered[t.name] for t in triggers),
-                        "answered": sum(stats.answered[t.name] for t in triggers),
-                        "deadLettered": sum(stats.dead_lettered[t.name] for t in triggers),
-                        "retries": sum(stats.retries[t.name] for t in triggers),
-                        "dropped": sum(
-                            stats.dropped[t.name] + stats.dead_letter_failed[t.name]
-                            for t in triggers
-                        ),
-                    },
-                    "rollout": run.rollout,
-                    "aiservice": status_object(run.ais, run.rollout),
-                }
-            )
+        services = [
+            self._service_snapshot(ns, name, run)
+            for (ns, name), run in sorted(self.services_runs.items())
+        ]
         trigger_rows = [
             {
                 "name": t.name,
@@ -549,6 +498,64 @@ class LocalRun:
             "resumed": self.resumed,
             "warnings": list(self.warnings),
         }
+
+    def _service_snapshot(self, ns: str, ais_name: str, run: ServiceRun) -> dict[str, Any]:
+        """One AIService in the snapshot: its revisions, events and rollout."""
+        assert self.services is not None and self.dispatcher is not None
+        stats = self.dispatcher.stats
+        name = run.desired.service["metadata"]["name"]  # the Knative Service's (shortened)
+        triggers = [
+            t for t in self.dispatcher.triggers if t.owner == ais_name and t.namespace == ns
+        ]
+        return {
+            "namespace": ns,
+            "name": ais_name,
+            "url": f"{self.serving_url}/{ns}/{name}",
+            "revisions": self._revision_snapshots(ns, name, run),
+            "events": {
+                "delivered": sum(stats.delivered[t.name] for t in triggers),
+                "answered": sum(stats.answered[t.name] for t in triggers),
+                "deadLettered": sum(stats.dead_lettered[t.name] for t in triggers),
+                "retries": sum(stats.retries[t.name] for t in triggers),
+                "dropped": sum(
+                    stats.dropped[t.name] + stats.dead_letter_failed[t.name] for t in triggers
+                ),
+            },
+            "rollout": run.rollout,
+            "aiservice": status_object(run.ais, run.rollout),
+        }
+
+    def _revision_snapshots(self, ns: str, name: str, run: ServiceRun) -> list[dict[str, Any]]:
+        """Each revision of one AIService: traffic, tags, processes and their counters."""
+        assert self.services is not None
+        route = self.services.routes[(ns, name)]
+        tags: dict[str, list[str]] = {}
+        for tag, revision in route.tags.items():
+            tags.setdefault(revision, []).append(tag)
+        revisions = []
+        for model, revision in run.desired.revision_names.items():
+            pool = self.services.pools.get(revision)
+            snap = pool.snapshot() if pool else {}
+            processes = snap.get("processes", [])
+            revisions.append(
+                {
+                    "model": model,
+                    "revision": revision,
+                    "percent": route.weights.get(revision, 0),
+                    "tags": sorted(tags.get(revision, [])),
+                    "url": f"{self.serving_url}/{ns}/{name}/tags/{model_tag(model)}",
+                    "processes": len(processes),
+                    "endpoints": [f"http://127.0.0.1:{p['port']}" for p in processes],
+                    "pids": [p["pid"] for p in processes],
+                    "ready": sum(1 for p in processes if p["ready"]),
+                    "inFlight": snap.get("inFlight", 0),
+                    "restarts": snap.get("restarts", 0),
+                    "sent": self.services.sent[revision],
+                    "failed": self.services.failed[revision],
+                    "lastError": snap.get("lastError", ""),
+                }
+            )
+        return revisions
 
 
 def _replace_dead_letter(trigger: TriggerRuntime, url: str) -> TriggerRuntime:

@@ -11,9 +11,9 @@ served, how many failed, its p99 latency, and how many of its events were dead-l
   `aisvc_function_latency_seconds`), which the scrape configuration is expected to label
   with the same `namespace_name` / `revision_name` (relabelled from the pod's
   `serving.knative.dev/revision` label and namespace).
-- The event store: `GET /v1/stats?namespace=&name=&since=` counts dead letters per
-  revision; those of the canary are the ones attributed to its revision name, its model
-  tag or the `canary` tag.
+- The event store (`sources.event_store`): `GET /v1/stats?namespace=&name=&since=`
+  counts dead letters per revision; those of the canary are the ones attributed to its
+  revision name, its model tag or the `canary` tag.
 
 Every query is a template with `{namespace}`, `{service}`, `{revision}`, `{model}` and
 `{interval}` placeholders (plain text substitution, so PromQL's own braces need no
@@ -24,20 +24,20 @@ missing data.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
-from aiservice_functions import contract
-from aiservice_functions.sink_key import load_sink_key
 
-from aiservice_operator.core.analysis import Observation, SourceUnavailable
-from aiservice_operator.core.rollout import rfc3339
+from aiservice_operator.core.analysis import (
+    Observation,
+    SourceUnavailable,
+    Traffic,
+    observation,
+)
+from aiservice_operator.sources.event_store import EventStoreClient
 
 _QP = 'namespace_name="{namespace}",revision_name="{revision}"'
 
@@ -47,13 +47,6 @@ FUNCTION_LATENCY_BUCKET = "aisvc_function_latency_seconds_bucket"
 """The function runtime's latency histogram buckets (seconds)."""
 ERROR_OUTCOMES = ("error", "timeout")
 """`outcome` values of events that count as errors of the canary."""
-
-ENV_PROMETHEUS_URL = "AISVC_PROMETHEUS_URL"
-DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
-"""kube-prometheus-stack's Prometheus Service; the chart sets the real one."""
-ENV_MIN_WINDOW = "AISVC_ANALYSIS_MIN_WINDOW_SECONDS"
-ENV_PROMETHEUS_QUERIES = "AISVC_PROMETHEUS_QUERIES"
-"""A JSON object replacing some of the `Queries` templates, e.g. `{"requests": "..."}`."""
 
 
 @dataclass(frozen=True)
@@ -181,108 +174,17 @@ class PrometheusSource:
         return "none", 0, 0, None
 
 
-@dataclass
-class EventStoreSource:
-    """Dead letters per revision from the event store's stats API."""
-
-    url: str
-    token: str | None = None
-    timeout_seconds: float = 5.0
-    client: httpx.Client | None = None
-    sink_key: bytes | None = field(default=None, repr=False)
-    """Key of the audit ingest credential (the store's sink key)."""
-
-    @classmethod
-    def from_env(cls, default_url: str, env: Mapping[str, str] = os.environ) -> EventStoreSource:
-        """URL and token as the chart provides them (env, or a token file)."""
-        token = env.get(contract.ENV_EVENT_STORE_TOKEN)
-        token_file = env.get(contract.ENV_EVENT_STORE_TOKEN_FILE)
-        if not token and token_file:
-            with open(token_file, encoding="utf-8") as handle:
-                token = handle.read().strip()
-        return cls(
-            url=env.get(contract.ENV_EVENT_STORE_URL) or default_url,
-            token=token,
-            sink_key=load_sink_key(env=env),
-        )
-
-    def dead_letters(
-        self, *, namespace: str, name: str, targets: Collection[str], since: datetime
-    ) -> int:
-        """Dead letters of `name` received since `since` and attributed to any of `targets`
-        (revision names or traffic tags)."""
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        params = {"namespace": namespace, "name": name, "since": rfc3339(since)}
-        client = self.client or httpx.Client(timeout=self.timeout_seconds)
-        try:
-            response = client.get(
-                self.url.rstrip("/") + contract.EVENT_STORE_STATS_PATH,
-                params=params,
-                headers=headers,
-            )
-        except httpx.HTTPError as err:
-            raise SourceUnavailable(f"event store at {self.url}: {err}") from err
-        finally:
-            if self.client is None:
-                client.close()
-        if response.status_code != 200:
-            raise SourceUnavailable(
-                f"event store at {self.url} answered {response.status_code}: {response.text[:200]}"
-            )
-        try:
-            revisions = response.json()["revisions"]
-            return sum(
-                int(r["deadLetters"])
-                for r in revisions
-                if r.get("namespace") == namespace
-                and r.get("name") == name
-                and r.get("revision") in targets
-            )
-        except (ValueError, KeyError, TypeError) as err:
-            raise SourceUnavailable(f"event store at {self.url}: unexpected stats: {err}") from err
-
-    def canary_dead_letters(
-        self, *, namespace: str, service: str, revision: str, model: str, since: datetime
-    ) -> int:
-        """Dead letters of the canary since `since`: those attributed to its revision name,
-        its model tag or the `canary` tag."""
-        return self.dead_letters(
-            namespace=namespace, name=service, targets={revision, model, "canary"}, since=since
-        )
-
-    def send_audit(self, namespace: str, name: str, event: Mapping[str, Any]) -> None:
-        """POST one structured-mode CloudEvent to the AIService's audit log."""
-        client = self.client or httpx.Client(timeout=self.timeout_seconds)
-        try:
-            response = client.post(
-                self.url.rstrip("/") + contract.audit_path(namespace, name, self.sink_key),
-                json=dict(event),
-                headers={"Content-Type": "application/cloudevents+json"},
-            )
-        except httpx.HTTPError as err:
-            raise SourceUnavailable(f"event store at {self.url}: {err}") from err
-        finally:
-            if self.client is None:
-                client.close()
-        if response.status_code >= 300:
-            raise SourceUnavailable(
-                f"event store refused an audit event ({response.status_code}): "
-                f"{response.text[:200]}"
-            )
-
-
-def canary_dead_letters(
-    store: EventStoreSource | None,
-    unavailable: list[str],
+def read_dead_letters(
+    store: EventStoreClient | None,
     *,
     namespace: str,
     service: str,
     revision: str,
     model: str,
     since: datetime,
-) -> int | None:
-    """The canary's dead letters since `since`, or None (no store, or the reason why it
-    could not be read, appended to `unavailable`): an unread count must pause, not pass."""
+) -> int | SourceUnavailable | None:
+    """The canary's dead letters since `since`; the reason when they could not be read;
+    `None` without a store (`analysis.observation` makes both unavailable)."""
     if store is None:
         return None
     try:
@@ -290,8 +192,7 @@ def canary_dead_letters(
             namespace=namespace, service=service, revision=revision, model=model, since=since
         )
     except SourceUnavailable as err:
-        unavailable.append(str(err))
-        return None
+        return err
 
 
 @dataclass
@@ -299,7 +200,7 @@ class MetricsObserver:
     """Both sources together: one `Observation` of the canary over one interval."""
 
     prometheus: PrometheusSource
-    event_store: EventStoreSource | None
+    event_store: EventStoreClient | None
     min_window_seconds: float = 0.0
     """Query at least this far back, whatever the rollout's interval: a window must hold
     a few scrapes for `increase()` to have data (set it to ~4 scrape intervals when
@@ -317,9 +218,6 @@ class MetricsObserver:
         canary_ready: bool,
     ) -> Observation:
         window_seconds = max(window_seconds, self.min_window_seconds)
-        unavailable: list[str] = []
-        source: str = "none"
-        requests, errors, p99 = 0.0, 0.0, None
         try:
             source, requests, errors, p99 = self.prometheus.canary(
                 namespace=namespace,
@@ -328,54 +226,15 @@ class MetricsObserver:
                 model=model,
                 window_seconds=window_seconds,
             )
+            traffic = Traffic(requests, errors, p99, source)
         except SourceUnavailable as err:
-            unavailable.append(str(err))
-        dead = canary_dead_letters(
+            traffic = Traffic(unavailable=(str(err),))
+        dead = read_dead_letters(
             self.event_store,
-            unavailable,
             namespace=namespace,
             service=service,
             revision=revision,
             model=model,
             since=now - timedelta(seconds=window_seconds),
         )
-        if self.event_store is None:
-            unavailable.append("no event store configured for dead-letter counts")
-        return Observation(
-            events=requests,
-            errors=errors,
-            p99_latency_ms=p99,
-            dead_letters=dead,
-            window_seconds=window_seconds,
-            canary_ready=canary_ready,
-            unavailable=tuple(unavailable),
-            source=source,
-        )
-
-
-def observer_from_env(env: Mapping[str, str], event_store_url: str) -> MetricsObserver:
-    """The operator's observer, configured as the chart configures it (see the `ENV_*`
-    names); a malformed setting raises `ValueError` naming its variable."""
-    raw = env.get(ENV_PROMETHEUS_QUERIES, "").strip()
-    overrides: Any = {}
-    if raw:
-        try:
-            overrides = json.loads(raw)
-        except ValueError as err:
-            raise ValueError(f"{ENV_PROMETHEUS_QUERIES} is not JSON: {err}") from None
-        if not isinstance(overrides, dict) or not all(
-            isinstance(v, str) for v in overrides.values()
-        ):
-            raise ValueError(f"{ENV_PROMETHEUS_QUERIES} must be a JSON object of strings")
-    try:
-        queries = Queries.from_mapping(overrides)
-    except ValueError as err:
-        raise ValueError(f"{ENV_PROMETHEUS_QUERIES}: {err}") from None
-    url = env.get(ENV_PROMETHEUS_URL, "").strip() or DEFAULT_PROMETHEUS_URL
-    store = EventStoreSource.from_env(event_store_url, env)
-    raw_window = env.get(ENV_MIN_WINDOW, "").strip() or "0"
-    try:
-        min_window = float(raw_window)
-    except ValueError:
-        raise ValueError(f"{ENV_MIN_WINDOW}={raw_window!r} is not a number") from None
-    return MetricsObserver(PrometheusSource(url, queries), store, min_window)
+        return observation(traffic, dead, window_seconds=window_seconds, canary_ready=canary_ready)

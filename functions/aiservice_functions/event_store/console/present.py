@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aiservice_functions import contract
-from aiservice_functions.event_store.records import StoredEvent, decode_for_display, rfc3339
+from aiservice_functions.event_store.records import StoredEvent, decode_for_display, us_text
 
 ERROR_KEYS: Final = (contract.EXT_ERROR_DEST, contract.EXT_ERROR_CODE, contract.EXT_ERROR_DATA)
 MAX_SHOWN: Final = 64 * 1024
@@ -72,11 +72,11 @@ def state(record: StoredEvent) -> str:
 
 def history(record: StoredEvent) -> list[Step]:
     """What happened to the event, as far as the store saw it, oldest first."""
-    steps = [Step(rfc3339(record.received_at) or "", "dead-lettered", _failure(record), "bad")]
+    steps = [Step(us_text(record.received_at) or "", "dead-lettered", _failure(record), "bad")]
     if record.receipts > 1:
         steps.append(
             Step(
-                rfc3339(record.last_received_at) or "",
+                us_text(record.last_received_at) or "",
                 "delivered again",
                 f"{record.receipts} deliveries of the same source and id, stored once",
                 "neutral",
@@ -87,7 +87,7 @@ def history(record: StoredEvent) -> list[Step]:
         answered = f"the target answered HTTP {status}" if status is not None else "sent"
         steps.append(
             Step(
-                rfc3339(record.replayed_at) or "",
+                us_text(record.replayed_at) or "",
                 f"replayed ({record.replay_count}x)",
                 answered,
                 "good",
@@ -96,7 +96,7 @@ def history(record: StoredEvent) -> list[Step]:
         if record.replayed_at is None and record.last_replay_error is None:
             steps.append(
                 Step(
-                    rfc3339(record.last_received_at) or "",
+                    us_text(record.last_received_at) or "",
                     "failed again after the replay",
                     _failure(record),
                     "bad",

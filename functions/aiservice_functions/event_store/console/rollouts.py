@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any, Final
 
 from aiservice_functions import contract
-from aiservice_functions.event_store.records import StoredEvent, parse_time, rfc3339, to_us
+from aiservice_functions.event_store.records import StoredEvent, to_us, us_text
+from aiservice_functions.timestamps import parse_time
 
 WIDTH: Final = 720
 HEIGHT: Final = 180
@@ -100,7 +101,7 @@ def decisions(records: Iterable[StoredEvent]) -> list[Decision]:
         out.append(
             Decision(
                 seq=record.seq,
-                at=rfc3339(at_us) or "",
+                at=us_text(at_us) or "",
                 at_us=at_us,
                 action=_text(data.get("action")),
                 phase=_text(data.get("phase")),

@@ -26,9 +26,10 @@ from aiservice_functions.event_store.console.session import (
     csrf_ok,
     new_session,
 )
-from aiservice_functions.event_store.records import EventFilter, parse_time, rfc3339, to_us
+from aiservice_functions.event_store.records import EventFilter, to_us, us_text
 from aiservice_functions.event_store.replay import ReplaySummary
 from aiservice_functions.event_store.storage import SqlStore
+from aiservice_functions.timestamps import parse_time
 
 Replayer = Callable[[Sequence[int], bool], ReplaySummary]
 """Replays the dead letters with these ``seq`` numbers (``force``: also replayed ones)."""
@@ -126,7 +127,7 @@ def _secure(response: Response) -> Response:
     return response
 
 
-def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
+def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:  # noqa: C901, PLR0915
     """The console as a Flask blueprint mounted at ``/console``."""
     bp = Blueprint(
         "console",
@@ -248,7 +249,7 @@ def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
                     "deadLetters": c.dead_letters,
                     "unreplayed": c.unreplayed,
                     "audit": c.audit,
-                    "lastDeadLetterAt": rfc3339(c.last_dead_letter_at),
+                    "lastDeadLetterAt": us_text(c.last_dead_letter_at),
                 }
                 for c in services
             ],

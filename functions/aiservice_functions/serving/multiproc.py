@@ -1,6 +1,7 @@
-"""State shared by the worker processes of one container: metrics files and readiness.
+"""State shared by the worker processes of one server: metrics files and readiness.
 
-With more than one worker process, each worker holds its own model and its own
+Used by both servers (the function runtime and the event store). With more than one
+worker process, each worker holds its own model (or connections) and its own
 counters. prometheus_client's multiprocess mode keeps every worker's samples in files
 under ``PROMETHEUS_MULTIPROC_DIR`` so that ``/metrics``, whichever worker answers it,
 reports the sum over all of them. The same directory holds one ready marker per worker
@@ -22,6 +23,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 """prometheus_client reads this name when it is imported; the server sets it before forking."""
@@ -66,6 +71,31 @@ def _alive(pid: int) -> bool:
 
 def remove_shared_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def use_shared_values() -> Path | None:
+    """The shared directory, with prometheus_client switched to its files when one is set.
+
+    prometheus_client picks its value store when first imported; if something imported it
+    before the server exported the directory, the switch happens here, before any metric
+    is made."""
+    from prometheus_client import values
+
+    directory = shared_dir()
+    if directory is not None and not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.MultiProcessValue()
+    return directory
+
+
+def render(registry: CollectorRegistry, directory: Path | None) -> bytes:
+    """The exposition text: ``registry`` alone, or the sum over all workers' files."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    if directory is None:
+        return generate_latest(registry)
+    summed = CollectorRegistry()
+    multiprocess.MultiProcessCollector(summed, str(directory))
+    return generate_latest(summed)
 
 
 def mark_ready(directory: Path, pid: int | None = None) -> None:

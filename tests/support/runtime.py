@@ -95,7 +95,9 @@ def wait_ready(base: str, timeout: float = 60.0) -> None:
             if response.status_code == 200:
                 return
             last = response.text
-        except requests.ConnectionError as err:
+        except (requests.ConnectionError, requests.Timeout) as err:
+            # Refused before the port is bound; held unanswered while gunicorn's workers
+            # are still importing torch (the master accepts for them): both mean "not yet".
             last = err
         time.sleep(0.05)
     raise AssertionError(f"{base} did not become ready: {last}")

@@ -20,6 +20,10 @@ Refusals raise :class:`InvalidEvent` with an HTTP status: 400 for a malformed ev
 formats). Neither is worth retrying, so Knative dead-letters them at once.
 
 No Flask and no torch here: light consumers import it.
+
+A received event without a ``time`` stays without one: the SDK's constructor stamps
+"now" on every event, so received events are :class:`ReceivedEvent`, which reports the
+attributes as sent through the SDK's own accessors instead of editing the SDK's state.
 """
 
 from __future__ import annotations
@@ -39,15 +43,19 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from aiservice_functions import contract
+
 __all__ = [
     "CloudEvent",
     "InvalidEvent",
     "Mode",
     "ParsedEvent",
+    "ReceivedEvent",
     "data_bytes",
     "data_json",
     "data_text",
     "event_to_dict",
+    "hops",
     "is_json_content_type",
     "json_bytes",
     "json_text",
@@ -279,17 +287,32 @@ def _check_attributes(attributes: dict[str, Any], where: str) -> None:
         )
 
 
+class ReceivedEvent(CloudEvent):
+    """A CloudEvent as its sender wrote it: no ``time`` unless the sender gave one.
+
+    The SDK validates the attributes (and stamps a ``time`` on its own copy, which this
+    class never shows); :meth:`get_attributes` and :meth:`get_time`, which every SDK
+    writer goes through, answer with the attributes as sent.
+    """
+
+    def __init__(self, attributes: dict[str, Any], data: Any = None) -> None:
+        sent = dict(attributes)
+        super().__init__(dict(attributes), data)
+        self._sent = sent
+
+    def get_attributes(self) -> dict[str, Any]:
+        return self._sent
+
+    def get_time(self) -> datetime | None:
+        return cast("datetime | None", self._sent.get("time"))
+
+
 def _build(attributes: dict[str, Any], data: Any, where: str) -> CloudEvent:
-    had_time = "time" in attributes
     try:
-        event = CloudEvent(attributes, data)
+        return ReceivedEvent(attributes, data)
     except (BaseCloudEventException, ValueError, TypeError) as err:
         # Validation above should have caught it; keep the SDK's wording if not.
         raise InvalidEvent(f"{where}: {err}") from None
-    if not had_time:
-        # The SDK stamps "now" on events without a time; a received event keeps its own.
-        event.get_attributes().pop("time", None)
-    return event
 
 
 def _parse_binary(headers: Mapping[str, str], body: bytes) -> CloudEvent:
@@ -472,3 +495,13 @@ def render_response(
     headers = dict(message.headers)
     headers["content-type"] = _content_type_for(event)
     return status, headers, data_bytes(event)
+
+
+def hops(event: CloudEvent) -> int:
+    """How many replies led to this event (the ``aisvchops`` extension); 0 when absent
+    or not a number, so a malformed count never blocks an event."""
+    value = event.get_extension(contract.EXT_HOPS)
+    try:
+        return max(0, int(value)) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0
