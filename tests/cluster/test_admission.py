@@ -76,9 +76,20 @@ def test_invalid_manifests_are_refused_naming_the_field(
 
 
 def _prerequisites(cluster: Cluster, ns: str, ais: AIService) -> None:
-    """What a platform provides before such an AIService is applied: its ServiceAccount
-    (Knative's webhook dry-runs the pod as it) and the `config-features` flags the operator
-    says it needs (`features.needed`; the operator refuses the AIService while one is off)."""
+    """What a platform provides before such an AIService is applied: its ServiceAccount and
+    RuntimeClass (Knative's webhook dry-runs the pod, which must find both) and the
+    `config-features` flags the operator says it needs (`features.needed`; the operator
+    refuses the AIService while one is off)."""
+    runtime_class = ais.spec.function.runtime_class_name
+    if runtime_class:
+        cluster.apply(
+            {
+                "apiVersion": "node.k8s.io/v1",
+                "kind": "RuntimeClass",
+                "metadata": {"name": runtime_class},
+                "handler": runtime_class,
+            }
+        )
     account = ais.spec.function.service_account_name
     if account:
         cluster.apply(

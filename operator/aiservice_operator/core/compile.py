@@ -349,8 +349,10 @@ def _template_body(ais: AIService, model: Model) -> dict[str, Any]:
     if fn.startup_timeout_seconds:
         # A slow model load is neither killed by the liveness probe nor failed by Knative:
         # the startup probe holds the other probes back, the progress deadline waits.
+        # Knative fills in the port of readiness and liveness probes, not of a startup
+        # probe: the pod is refused with port 0 unless it is named (seen on Knative 1.22).
         container["startupProbe"] = {
-            "httpGet": {"path": contract.PATH_LIVENESS},
+            "httpGet": {"path": contract.PATH_LIVENESS, "port": CONTAINER_PORT},
             "periodSeconds": STARTUP_PERIOD_SECONDS,
             "failureThreshold": math.ceil(fn.startup_timeout_seconds / STARTUP_PERIOD_SECONDS),
         }
