@@ -4,10 +4,12 @@ ServiceAccount, so the chart's RBAC is all it may do."""
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -46,14 +48,38 @@ class OperatorProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
 
-def chart_env(cluster: Cluster) -> dict[str, str]:
-    """The plain environment the chart gives the operator's container."""
+def _deployment(cluster: Cluster) -> dict[str, Any]:
     manifest_text = cluster.helm("get", "manifest", RELEASE, "-n", SYSTEM_NS).stdout
     for doc in yaml.safe_load_all(manifest_text):
         if doc and doc["kind"] == "Deployment" and doc["metadata"]["name"] == RELEASE:
-            (container,) = doc["spec"]["template"]["spec"]["containers"]
-            return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+            return dict(doc)
     raise AssertionError("the chart rendered no operator Deployment")
+
+
+def chart_env(cluster: Cluster, workdir: Path | None = None) -> dict[str, str]:
+    """The plain environment the chart gives the operator's container. With `workdir`, a
+    path into one of the pod's Secret volumes points at a local copy of the same Secret
+    entry instead (the operator reads its token and sink key files at start)."""
+    pod = _deployment(cluster)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    if workdir is None:
+        return env
+    secrets = {v["name"]: v["secret"] for v in pod.get("volumes", []) if "secret" in v}
+    for mount in container.get("volumeMounts", []):
+        secret = secrets.get(mount["name"])
+        if secret is None:
+            continue
+        data = (cluster.get("secret", secret["secretName"], SYSTEM_NS) or {}).get("data") or {}
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        for name, value in list(env.items()):
+            if value.startswith(prefix):
+                key = value[len(prefix) :]
+                local = workdir / "secrets" / mount["name"] / key
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(base64.b64decode(data.get(key, "")))
+                env[name] = str(local)
+    return env
 
 
 def start_operator(
@@ -62,7 +88,7 @@ def start_operator(
     token = cluster.token(SYSTEM_NS, RELEASE)
     kubeconfig = cluster.token_kubeconfig(workdir / "kubeconfig", token, SYSTEM_NS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "AISVC_"))}
-    env.update(chart_env(cluster))
+    env.update(chart_env(cluster, workdir))
     env.update(
         KUBECONFIG=str(kubeconfig),
         POD_NAME="aiservice-operator-local",
@@ -72,7 +98,6 @@ def start_operator(
         AISVC_RETRY_DELAY_SECONDS="0.5",
         AISVC_RESYNC_SECONDS="10",
     )
-    env.pop("AISVC_EVENT_STORE_TOKEN_FILE", None)  # a path inside the pod
     env.update(extra_env or {})
     op = OperatorProcess(env, workdir / "operator.log")
     op.start()
