@@ -45,10 +45,8 @@ def duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m aiservice_functions.event_store")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="run the event store HTTP service")
+def _serving_options(s: argparse.ArgumentParser) -> None:
+    """Where the store keeps records and how it serves them."""
     s.add_argument(
         "--db",
         default=os.environ.get(ENV_DB, "sqlite:///var/lib/aisvc/events.db"),
@@ -74,6 +72,34 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--threads", type=int, default=8, help="threads per process (default: 8)")
     s.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="larger requests are refused with 413 (default: 1 MiB)",
+    )
+    s.add_argument(
+        "--read-timeout",
+        type=duration,
+        default=30.0,
+        help="a request's headers and body must arrive within this (default: 30s; else 408)",
+    )
+    s.add_argument(
+        "--idle-timeout",
+        type=duration,
+        default=10.0,
+        help="longest pause while a request arrives (default: 10s; else dropped)",
+    )
+    s.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=None,
+        help="json lines (default, or $AISVC_LOG_FORMAT) or text",
+    )
+
+
+def _access_options(s: argparse.ArgumentParser) -> None:
+    """Who may query, replay and post records."""
+    s.add_argument(
         "--token-file",
         default=None,
         help="file holding the query/replay token (default: "
@@ -97,12 +123,10 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve the query/replay API without a token (local use only)",
     )
-    s.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=DEFAULT_MAX_BODY_BYTES,
-        help="larger requests are refused with 413 (default: 1 MiB)",
-    )
+
+
+def _replay_options(s: argparse.ArgumentParser) -> None:
+    """Where replays go and how fast."""
     s.add_argument(
         "--broker-url",
         default=os.environ.get(ENV_BROKER_URL, DEFAULT_BROKER_URL),
@@ -124,6 +148,10 @@ def parser() -> argparse.ArgumentParser:
         "default when internal (loopback, link-local, private, *.svc); repeatable "
         f"(default: ${ENV_REPLAY_ALLOW}, comma-separated)",
     )
+
+
+def _retention_options(s: argparse.ArgumentParser) -> None:
+    """How long records are kept."""
     s.add_argument(
         "--retention-max-age",
         type=duration,
@@ -137,29 +165,19 @@ def parser() -> argparse.ArgumentParser:
         help="records kept per AIService and kind (default: no limit)",
     )
     s.add_argument(
-        "--read-timeout",
-        type=duration,
-        default=30.0,
-        help="a request's headers and body must arrive within this (default: 30s; else 408)",
-    )
-    s.add_argument(
-        "--idle-timeout",
-        type=duration,
-        default=10.0,
-        help="longest pause while a request arrives (default: 10s; else dropped)",
-    )
-    s.add_argument(
-        "--log-format",
-        choices=("json", "text"),
-        default=None,
-        help="json lines (default, or $AISVC_LOG_FORMAT) or text",
-    )
-    s.add_argument(
         "--retention-interval",
         type=duration,
         default=60.0,
         help="how often retention runs (default: 60s)",
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m aiservice_functions.event_store")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the event store HTTP service")
+    for add in (_serving_options, _access_options, _replay_options, _retention_options):
+        add(s)
     return p
 
 

@@ -278,6 +278,24 @@ def _print_replay(summary: dict[str, Any]) -> None:
         console.print(f"replay {summary['id']} {summary['state']}", markup=False)
 
 
+def _selection_body(seqs: list[int] | None, flt: dict[str, Any], all_: bool) -> dict[str, Any]:
+    """What a replay selects: SEQs and/or filters, or everything only when asked to."""
+    body: dict[str, Any] = {}
+    if seqs:
+        body["seqs"] = seqs
+    if flt:
+        body["filter"] = flt
+    if not body:
+        if not all_:
+            typer.echo(
+                "error: say what to replay: SEQs, a filter (-n/--name/--type/...), or --all",
+                err=True,
+            )
+            raise typer.Exit(code=2)
+        body["all"] = True
+    return body
+
+
 @app.command()
 def replay(
     seqs: Annotated[
@@ -326,28 +344,11 @@ def replay(
     again sends nothing unless --force.
     """
     flt = _filters(namespace, name, type_, code, revision, since, until)
-    body: dict[str, Any] = {}
-    if seqs:
-        body["seqs"] = seqs
-    if flt:
-        body["filter"] = flt
-    if not body:
-        if not all_:
-            typer.echo(
-                "error: say what to replay: SEQs, a filter (-n/--name/--type/...), or --all",
-                err=True,
-            )
-            raise typer.Exit(code=2)
-        body["all"] = True
-    for key, value in (
-        ("target", target),
-        ("broker", broker),
-        ("concurrency", concurrency),
-        ("rate", rate),
-        ("limit", limit),
-    ):
-        if value is not None:
-            body[key] = value
+    body = _selection_body(seqs, flt, all_)
+    settings = {"target": target, "broker": broker, "concurrency": concurrency, "rate": rate}
+    body.update({k: v for k, v in settings.items() if v is not None})
+    if limit is not None:
+        body["limit"] = limit
     if force:
         body["force"] = True
     job = _call("POST", url, REPLAYS_PATH, token, json=body)
