@@ -221,6 +221,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
             targets = home / "functions.tmp"
             targets.write_text(json.dumps(function_targets(bg.run)))
             targets.replace(home / "functions.json")
+            scraped_before_traffic(prom, len(function_targets(bg.run)))
             producer = threading.Thread(target=produce, args=(bg.run, stop), daemon=True)
             producer.start()
             kube.create(AISERVICES, manifest("watched", "ops"))
@@ -237,6 +238,25 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus
                 os.environ.pop("PYTHONPATH", None)
             else:
                 os.environ["PYTHONPATH"] = old_path
+
+
+def scraped_before_traffic(prom: Prometheus, functions: int) -> None:
+    """Wait until Prometheus has scraped every target once, with the rollout counters still
+    at 0: a rollback and its dead letters can happen within a second of the first event, and
+    a counter whose first sample already counts them shows no increase() to the panels."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        up = prom.get("/api/v1/query", query="up == 1")["result"]
+        jobs = [r["metric"]["job"] for r in up]
+        counters = prom.get(
+            "/api/v1/query", query='aisvc_rollout_decisions_total{aiservice="rolled"}'
+        )["result"]
+        if jobs.count("functions") >= functions and counters and {
+            "event-store", "aisvc-local", "operator"
+        } <= set(jobs):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"Prometheus did not scrape every target within {WAIT_S:.0f} s")
 
 
 def produce(run: LocalRun, stop: threading.Event) -> None:
