@@ -251,9 +251,11 @@ def scraped_before_traffic(prom: Prometheus, functions: int) -> None:
         counters = prom.get(
             "/api/v1/query", query='aisvc_rollout_decisions_total{aiservice="rolled"}'
         )["result"]
-        if jobs.count("functions") >= functions and counters and {
-            "event-store", "aisvc-local", "operator"
-        } <= set(jobs):
+        if (
+            jobs.count("functions") >= functions
+            and counters
+            and {"event-store", "aisvc-local", "operator"} <= set(jobs)
+        ):
             return
         time.sleep(0.5)
     pytest.fail(f"Prometheus did not scrape every target within {WAIT_S:.0f} s")
