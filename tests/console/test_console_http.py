@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +61,16 @@ def signed_in(base: str, token: str = TOKEN) -> tuple[httpx.Client, str]:
     return client, csrf_of(page.text)
 
 
+def finished_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    """The console's view of a replay job once it has left ``running`` (bounded wait)."""
+    deadline = time.monotonic() + 20
+    while True:
+        job: dict[str, Any] = client.get(f"/console/api/replays/{job_id}").json()
+        if job["state"] != "running" or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
 def test_every_console_response_carries_the_security_headers(base: str) -> None:
     with httpx.Client(base_url=base) as client:
         for path in ("/console/login", "/console/", "/console/static/console.js"):
@@ -110,11 +121,15 @@ def test_posts_need_the_csrf_token_and_the_same_origin(base: str) -> None:
         assert client.post("/console/replay", data=data, headers=cross).status_code == 403
         evil = {"Origin": "https://evil.example"}
         assert client.post("/console/replay", data=data, headers=evil).status_code == 403
-        # The same request from the console's own origin passes the checks (seq 1 does not
-        # exist, so nothing is replayed).
+        # The same request from the console's own origin passes the checks and starts a job
+        # (seq 1 does not exist, so it selects nothing).
         same = {"Origin": base, "Accept": "application/json"}
         ok = client.post("/console/replay", data=data, headers=same)
-        assert ok.status_code == 200 and ok.json()["selected"] == 0
+        assert (
+            ok.status_code == 202
+            and ok.headers["location"] == f"/console/replays/{ok.json()['id']}"
+        )
+        assert finished_job(client, ok.json()["id"])["selected"] == 0
     finally:
         client.close()
 
@@ -176,9 +191,24 @@ def test_without_script_a_replay_answers_with_a_page_of_outcomes(tmp_path: Path)
         seq = dead.json()["seq"]
         client, csrf = signed_in(base)
         try:
-            page = client.post("/console/replay", data={"csrf": csrf, "seq": str(seq)})
+            started = client.post(
+                "/console/replay",
+                data={"csrf": csrf, "seq": str(seq), "back": "https://evil.example/"},
+            )
+            # A form post is answered by a redirect to the job's page, which refreshes
+            # itself while the job runs (no script needed).
+            assert started.status_code == 303
+            where = started.headers["location"]
+            assert where.startswith("/console/replays/") and "back=%2Fconsole%2F" in where
+            job_id = where.split("/")[-1].split("?")[0]
+            assert finished_job(client, job_id)["state"] == "succeeded"
+            page = client.get(where)
+            running = client.get("/console/replays/no-such-job")
         finally:
             client.close()
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert 'http-equiv="refresh"' not in page.text  # finished: no more refreshing
     assert "0 of 1 replayed, 1 failed" in page.text
     assert "request failed: ConnectError" in page.text
+    assert 'href="/console/"' in page.text  # the off-site "back" was not kept
+    assert running.status_code == 404 and "No replay job" in running.text

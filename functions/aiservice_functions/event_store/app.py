@@ -317,11 +317,17 @@ class _Context:
         self.metrics.replay(summary.replayed, summary.failed)
         return summary
 
-    def replay_seqs(self, seqs: Sequence[int], force: bool) -> ReplaySummary:
-        """The console's replay: these records, with the store's defaults."""
-        return self.run_replay(
-            EventFilter(seqs=tuple(seqs)), replace(self.replay_defaults, force=force)
-        )
+    def start_console_replay(self, seqs: Sequence[int], force: bool) -> str:
+        """The console's replay: a job over these records, with the store's defaults."""
+        options = replace(self.replay_defaults, force=force)
+        request = {
+            "seqs": list(seqs),
+            "force": force,
+            "from": "console",
+            "target": redact_url(options.target) if options.target else None,
+            "broker": options.broker,
+        }
+        return self.jobs.start(EventFilter(seqs=tuple(seqs)), options, request)
 
 
 api = Blueprint("event_store", __name__)
@@ -377,9 +383,11 @@ def create_app(
         "jobs": context.jobs,
     }
     app.register_blueprint(api)
-    decision_api.register(app, store, _guard, max_body_bytes, metrics)
+    decisions = decision_api.register(app, store, _guard, max_body_bytes, metrics)
     access = console.Access(token, read_token, allow_unauthenticated)
-    app.register_blueprint(console.blueprint(store, access, context.replay_seqs))
+    app.register_blueprint(
+        console.blueprint(store, access, context.start_console_replay, decisions)
+    )
     return app
 
 

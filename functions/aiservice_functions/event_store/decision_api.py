@@ -258,18 +258,13 @@ def _add_run_views(bp: Blueprint, service_path: str, decisions: DecisionLog, gua
         run_id = request.args.get("run") or ""
         if not run_id:
             raise InvalidEvent("run is required")
-        new = decisions.page(namespace, name, "reprocessed", run_id=run_id, limit=5000)
-        causes = [n.causation for n in new if n.causation]
-        inputs = {i.key: i for i in decisions.by_keys(namespace, name, "input", causes)}
-        old = {r.causation: r for r in decisions.by_causes(namespace, name, "reply", causes)}
         pairs = [
             {
-                "input": inputs[c].to_json() if c in inputs else None,
-                "old": old[c].to_json() if c in old else None,
+                "input": i.to_json() if i is not None else None,
+                "old": o.to_json() if o is not None else None,
                 "new": n.to_json(),
             }
-            for n in new
-            if (c := n.causation or "")
+            for i, o, n in decisions.compare(namespace, name, run_id)
         ]
         return jsonify({"run": run_id, "pairs": pairs})
 

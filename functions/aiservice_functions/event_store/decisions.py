@@ -299,6 +299,17 @@ class DecisionLog:
             " AND ".join(conds), params, f"ORDER BY seq LIMIT {max(1, min(limit, 5000))}"
         )
 
+    def recent(
+        self, namespace: str, name: str, before: int | None = None, limit: int = 50
+    ) -> list[StoredDecision]:
+        """Newest first, before seq ``before`` (the console's pages of one AIService)."""
+        conds = "namespace = ? AND name = ?"
+        params: list[Any] = [namespace, name]
+        if before is not None:
+            conds += " AND seq < ?"
+            params.append(before)
+        return self._select(conds, params, f"ORDER BY seq DESC LIMIT {max(1, min(limit, 500))}")
+
     def by_causes(
         self, namespace: str, name: str, role: str, causes: Sequence[str], run_id: str | None = None
     ) -> list[StoredDecision]:
@@ -327,6 +338,53 @@ class DecisionLog:
                 "ORDER BY seq",
             )
         return out
+
+    def compare(
+        self, namespace: str, name: str, run_id: str, limit: int = 5000
+    ) -> list[tuple[StoredDecision | None, StoredDecision | None, StoredDecision]]:
+        """One reprocessing run beside what it re-made: ``(input, old reply, new answer)``
+        per reprocessed record, oldest first."""
+        new = self.page(namespace, name, "reprocessed", run_id=run_id, limit=limit)
+        causes = [n.causation for n in new if n.causation]
+        inputs = {i.key: i for i in self.by_keys(namespace, name, "input", causes)}
+        old = {r.causation: r for r in self.by_causes(namespace, name, "reply", causes)}
+        return [(inputs.get(c), old.get(c), n) for n in new if (c := n.causation or "")]
+
+    def services(self, limit: int = 500) -> list[dict[str, Any]]:
+        """AIServices with decisions: records and the newest ``received_at`` of each."""
+        with self.store.transaction(write=False) as conn:
+            rows = self.store.execute(
+                conn,
+                f"""SELECT namespace, name, COUNT(*), MAX(received_at) FROM {TABLE}
+                GROUP BY namespace, name ORDER BY namespace, name LIMIT {int(limit)}""",
+            ).fetchall()
+        return [
+            {"namespace": r[0], "name": r[1], "records": int(r[2]), "newestUs": int(r[3])}
+            for r in rows
+        ]
+
+    def runs(self, namespace: str, name: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Reprocessing runs of one AIService, newest first: id, records, model versions."""
+        with self.store.transaction(write=False) as conn:
+            rows = self.store.execute(
+                conn,
+                f"""SELECT run_id, COUNT(*), MIN(received_at), MAX(received_at),
+                    MIN(model_version), MAX(model_version)
+                FROM {TABLE} WHERE namespace = ? AND name = ? AND role = 'reprocessed'
+                    AND run_id IS NOT NULL
+                GROUP BY run_id ORDER BY MIN(received_at) DESC LIMIT {int(limit)}""",
+                (namespace, name),
+            ).fetchall()
+        return [
+            {
+                "run": r[0],
+                "records": int(r[1]),
+                "startedUs": int(r[2]),
+                "endedUs": int(r[3]),
+                "modelVersions": sorted({v for v in (r[4], r[5]) if v}),
+            }
+            for r in rows
+        ]
 
     def feedback_for(self, decision_ids: Sequence[str]) -> list[StoredDecision]:
         """Feedback records naming any of ``decision_ids`` (a decision's id or key)."""

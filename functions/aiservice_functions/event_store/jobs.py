@@ -118,7 +118,10 @@ class ReplayJobs:
         except Exception as err:
             finished.set()
             log.warning("replay job %s failed: %s", job_id, type(err).__name__)
-            beat(state="failed", error=type(err).__name__)
+            # A ValueError is this package's own refusal (a bad target, say) and safe to
+            # show; anything else is named by type only, never its message.
+            reason = str(err)[:300] if isinstance(err, ValueError) else type(err).__name__
+            beat(state="failed", error=reason)
             return
         finished.set()
         watcher.join(5)

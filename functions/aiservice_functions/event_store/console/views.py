@@ -1,9 +1,10 @@
-"""The console's routes: sign-in, overview, dead letters (list, detail, replay), rollouts.
+"""The console's routes: sign-in, overview, dead letters (list, detail, replay jobs),
+rollouts; the decision pages are in :mod:`.decision_pages`.
 
-Pages read the store directly (same process); replay goes through ``replayer``, the same
-code path as ``POST /v1/replay``. Every response carries the security headers of
-:func:`_secure`; every POST is checked for ``Origin`` and the session's CSRF token before
-its handler runs.
+Pages read the store directly (same process); a replay starts a background job through
+``start_replay``, the same jobs as ``POST /v1/replays``, and its page or the script follows
+it. Every response carries the security headers of :func:`_secure`; every POST is checked
+for ``Origin`` and the session's CSRF token before its handler runs.
 """
 
 from __future__ import annotations
@@ -13,26 +14,35 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, Response, g, jsonify, redirect, render_template, request
+from flask import Blueprint, Response, g, jsonify, redirect, request
 from werkzeug.wrappers.response import Response as BaseResponse
 
-from aiservice_functions.event_store.console import present, rollouts
+from aiservice_functions.event_store import jobs
+from aiservice_functions.event_store.console import decision_pages, present, rollouts
+from aiservice_functions.event_store.console.render import (
+    current,
+    json_error,
+    page,
+    refuse,
+    remember,
+    wants_json,
+)
 from aiservice_functions.event_store.console.session import (
     COOKIE,
     MAX_AGE_S,
     Access,
-    Session,
     Sessions,
     csrf_ok,
     new_session,
 )
+from aiservice_functions.event_store.decisions import DecisionLog
 from aiservice_functions.event_store.records import EventFilter, to_us, us_text
-from aiservice_functions.event_store.replay import ReplaySummary
 from aiservice_functions.event_store.storage import SqlStore
 from aiservice_functions.timestamps import parse_time
 
-Replayer = Callable[[Sequence[int], bool], ReplaySummary]
-"""Replays the dead letters with these ``seq`` numbers (``force``: also replayed ones)."""
+Replayer = Callable[[Sequence[int], bool], str]
+"""Starts a replay job for the dead letters with these ``seq`` numbers (``force``: also
+replayed ones); the job's id."""
 
 PAGE_SIZE: Final = 50
 MAX_REPLAY: Final = 1000
@@ -44,6 +54,7 @@ CSP: Final = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 PUBLIC: Final = frozenset({"console.login", "console.static"})
+DISABLED: Final = "The console is disabled: this event store has no token configured."
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,9 @@ def _secure(response: Response) -> Response:
     return response
 
 
-def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:  # noqa: C901, PLR0915
+def blueprint(
+    store: SqlStore, access: Access, start_replay: Replayer, decisions: DecisionLog
+) -> Blueprint:
     """The console as a Flask blueprint mounted at ``/console``."""
     bp = Blueprint(
         "console",
@@ -136,21 +149,25 @@ def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
         template_folder="templates",
         static_folder="static",
     )
-    sessions = Sessions(access)
+    _guard_requests(bp, access, Sessions(access))
+    _sign_in_routes(bp, access)
+    _overview_routes(bp, store)
+    _dead_letter_routes(bp, store)
+    _replay_routes(bp, store, start_replay)
+    _rollout_routes(bp, store)
+    decision_pages.add_routes(bp, decisions)
+    return bp
 
-    def current() -> Session:
-        session: Session | None = g.console_session
-        assert session is not None
-        return session
 
-    def remember(session: Session) -> None:
-        g.console_session = session
-        g.console_cookie = sessions.dump(session)
+def _guard_requests(bp: Blueprint, access: Access, sessions: Sessions) -> None:
+    """Before every request: its session, CSRF and origin on POSTs, sign-in where needed;
+    after it: the session cookie when it changed, and the security headers."""
 
     @bp.before_request
     def guard() -> Response | BaseResponse | None:
+        g.console_access = access
+        g.console_cookie_dirty = False
         session = sessions.load(request.cookies.get(COOKIE))
-        g.console_cookie = None
         g.console_session = session
         if access.open and (session is None or session.scope is None):
             remember(new_session("replay"))
@@ -159,11 +176,10 @@ def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
         if request.method == "POST" and (
             not _same_origin()
             or not csrf_ok(
-                g.console_session,
-                request.form.get("csrf") or request.headers.get("X-CSRF-Token"),
+                current(), request.form.get("csrf") or request.headers.get("X-CSRF-Token")
             )
         ):
-            return _page(
+            return page(
                 "error.html",
                 403,
                 message="The form expired or came from another site. "
@@ -172,23 +188,19 @@ def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
         if request.endpoint in PUBLIC:
             return None
         if access.disabled:
-            return _page(
-                "error.html",
-                403,
-                message="The console is disabled: this event store has no token configured.",
-            )
-        if g.console_session.scope is None:
+            return page("error.html", 403, message=DISABLED)
+        if current().scope is None:
             if request.path.startswith("/console/api/"):
-                return _json_error(401, "sign in first")
+                return json_error(401, "sign in first")
             return redirect("/console/login?" + urlencode({"next": request.full_path.rstrip("?")}))
         return None
 
     @bp.after_request
     def finish(response: Response) -> Response:
-        if g.get("console_cookie"):
+        if g.get("console_cookie_dirty"):
             response.set_cookie(
                 COOKIE,
-                g.console_cookie,
+                sessions.dump(current()),
                 max_age=MAX_AGE_S,
                 path="/console",
                 secure=request.is_secure,
@@ -197,32 +209,15 @@ def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
             )
         return _secure(response)
 
-    def _page(template: str, status: int = 200, **values: Any) -> Response:
-        response = Response(
-            render_template(template, session=g.get("console_session"), access=access, **values),
-            status=status,
-            content_type="text/html; charset=utf-8",
-        )
-        return response
 
-    def _json_error(status: int, reason: str) -> Response:
-        response = jsonify({"error": reason})
-        response.status_code = status
-        return response
-
-    # --- sign-in ---------------------------------------------------------------------
-
+def _sign_in_routes(bp: Blueprint, access: Access) -> None:
     @bp.route("/login", methods=["GET", "POST"])
     def login() -> Response | BaseResponse:
         target = _local_next(request.values.get("next"))
         if access.open:
             return redirect(target)
         if access.disabled:
-            return _page(
-                "error.html",
-                403,
-                message="The console is disabled: this event store has no token configured.",
-            )
+            return page("error.html", 403, message=DISABLED)
         error = None
         if request.method == "POST":
             scope = access.scope_of(request.form.get("token", ""))
@@ -230,56 +225,58 @@ def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
                 remember(new_session(scope))  # a fresh CSRF token with the new scope
                 return redirect(target)
             error = "That token is not accepted here."
-        return _page("login.html", 401 if error else 200, error=error, next=target)
+        return page("login.html", 401 if error else 200, error=error, next=target)
 
     @bp.post("/logout")
     def logout() -> BaseResponse:
         remember(new_session(None))
         return redirect("/console/login")
 
-    # --- overview --------------------------------------------------------------------
 
-    def counts() -> dict[str, Any]:
-        services, revisions = store.stats(EventFilter())
-        return {
-            "services": [
-                {
-                    "namespace": c.namespace,
-                    "name": c.name,
-                    "deadLetters": c.dead_letters,
-                    "unreplayed": c.unreplayed,
-                    "audit": c.audit,
-                    "lastDeadLetterAt": us_text(c.last_dead_letter_at),
-                }
-                for c in services
-            ],
-            "revisions": [
-                {
-                    "namespace": c.namespace,
-                    "name": c.name,
-                    "revision": c.revision,
-                    "deadLetters": c.dead_letters,
-                    "unreplayed": c.unreplayed,
-                }
-                for c in revisions
-            ],
-            "totals": {
-                "deadLetters": sum(c.dead_letters for c in services),
-                "unreplayed": sum(c.unreplayed for c in services),
-                "audit": sum(c.audit for c in services),
-            },
-        }
+def counts(store: SqlStore) -> dict[str, Any]:
+    """Dead letters and audit records per AIService and revision, with totals."""
+    services, revisions = store.stats(EventFilter())
+    return {
+        "services": [
+            {
+                "namespace": c.namespace,
+                "name": c.name,
+                "deadLetters": c.dead_letters,
+                "unreplayed": c.unreplayed,
+                "audit": c.audit,
+                "lastDeadLetterAt": us_text(c.last_dead_letter_at),
+            }
+            for c in services
+        ],
+        "revisions": [
+            {
+                "namespace": c.namespace,
+                "name": c.name,
+                "revision": c.revision,
+                "deadLetters": c.dead_letters,
+                "unreplayed": c.unreplayed,
+            }
+            for c in revisions
+        ],
+        "totals": {
+            "deadLetters": sum(c.dead_letters for c in services),
+            "unreplayed": sum(c.unreplayed for c in services),
+            "audit": sum(c.audit for c in services),
+        },
+    }
 
+
+def _overview_routes(bp: Blueprint, store: SqlStore) -> None:
     @bp.get("/")
     def overview() -> Response:
-        return _page("overview.html", counts=counts())
+        return page("overview.html", counts=counts(store))
 
     @bp.get("/api/counts")
     def api_counts() -> Response:
-        return jsonify(counts())
+        return jsonify(counts(store))
 
-    # --- dead letters ----------------------------------------------------------------
 
+def _dead_letter_routes(bp: Blueprint, store: SqlStore) -> None:
     @bp.get("/dead-letters")
     def dead_letters() -> Response:
         filters = parse_filters(dict(request.args))
@@ -287,17 +284,17 @@ def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
         next_url = None
         if not filters.errors:
             try:
-                page = store.page(filters.flt, limit=PAGE_SIZE, cursor=request.args.get("cursor"))
+                found = store.page(filters.flt, limit=PAGE_SIZE, cursor=request.args.get("cursor"))
             except ValueError as err:
                 filters.errors.append(str(err))
             else:
-                items = page.items
-                if page.next_cursor:
+                items = found.items
+                if found.next_cursor:
                     query = {k: v for k, v in filters.values.items() if v}
                     next_url = "/console/dead-letters?" + urlencode(
-                        {**query, "cursor": page.next_cursor}
+                        {**query, "cursor": found.next_cursor}
                     )
-        return _page(
+        return page(
             "dead_letters.html",
             filters=filters,
             items=items,
@@ -310,8 +307,8 @@ def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
     def dead_letter(seq: int) -> Response:
         record = store.get(seq)
         if record is None or record.kind != "dead-letter":
-            return _page("error.html", 404, message=f"No dead letter with seq {seq}.")
-        return _page(
+            return page("error.html", 404, message=f"No dead letter with seq {seq}.")
+        return page(
             "dead_letter.html",
             record=record,
             attributes=present.attributes(record),
@@ -322,17 +319,12 @@ def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
             here=request.path,
         )
 
+
+def _replay_routes(bp: Blueprint, store: SqlStore, start_replay: Replayer) -> None:
+    """Replay as a job: started by a POST, followed on its page or by the script."""
+
     @bp.post("/replay")
-    def replay() -> Response:
-        wants_json = request.accept_mimetypes.best == "application/json"
-
-        def refuse(status: int, reason: str) -> Response:
-            return (
-                _json_error(status, reason)
-                if wants_json
-                else _page("error.html", status, message=reason)
-            )
-
+    def replay() -> Response | BaseResponse:
         if not current().can_replay:
             return refuse(403, "This token allows reading only, not replay.")
         try:
@@ -341,39 +333,56 @@ def blueprint(store: SqlStore, access: Access, replayer: Replayer) -> Blueprint:
             return refuse(400, "seq must be whole numbers")
         if not seqs or len(seqs) > MAX_REPLAY:
             return refuse(400, f"Select between 1 and {MAX_REPLAY} dead letters to replay.")
-        try:
-            summary = replayer(seqs, request.form.get("force") == "true")
-        except ValueError as err:
-            return refuse(400, str(err))
-        if wants_json:
-            return jsonify(summary.to_json())
-        return _page(
-            "replay_result.html",
-            summary=summary,
-            asked=seqs,
-            back=_local_next(request.form.get("back")),
+        job_id = start_replay(seqs, request.form.get("force") == "true")
+        where = f"/console/replays/{job_id}"
+        if not wants_json():
+            back = _local_next(request.form.get("back"))
+            return redirect(where + "?" + urlencode({"back": back}), code=303)
+        row = store.get_job(job_id)
+        assert row is not None
+        response = jsonify(jobs.job_json(row, with_results=False))
+        response.status_code = 202
+        response.headers["Location"] = where
+        return response
+
+    @bp.get("/replays/<job_id>")
+    def replay_job(job_id: str) -> Response:
+        row = store.get_job(job_id[:64])
+        if row is None:
+            return page("error.html", 404, message=f"No replay job {job_id[:64]!r}.")
+        job = jobs.job_json(row)
+        return page(
+            "replay_job.html",
+            job=job,
+            asked=len(job["request"].get("seqs") or []),
+            back=_local_next(request.args.get("back")),
         )
 
-    # --- rollouts --------------------------------------------------------------------
+    @bp.get("/api/replays/<job_id>")
+    def api_replay_job(job_id: str) -> Response:
+        row = store.get_job(job_id[:64])
+        if row is None:
+            return json_error(404, f"no replay job {job_id[:64]!r}")
+        return jsonify(jobs.job_json(row))
 
+
+def _rollout_routes(bp: Blueprint, store: SqlStore) -> None:
     @bp.get("/rollouts")
     def rollout_list() -> Response:
         services, _ = store.stats(EventFilter())
-        return _page("rollouts.html", services=[c for c in services if c.audit])
+        return page("rollouts.html", services=[c for c in services if c.audit])
 
     @bp.get("/rollouts/<namespace>/<name>")
     def rollout(namespace: str, name: str) -> Response:
-        page = store.page(
+        found = store.page(
             EventFilter(kind="audit", namespace=namespace, name=name), limit=AUDIT_SHOWN
         )
-        items = rollouts.decisions(page.items)
-        return _page(
+        items = rollouts.decisions(found.items)
+        return page(
             "rollout.html",
             namespace=namespace,
             name=name,
             decisions=list(reversed(items)),
             chart=rollouts.chart(items),
-            truncated=page.next_cursor is not None,
+            truncated=found.next_cursor is not None,
         )
-
-    return bp
