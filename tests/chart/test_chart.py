@@ -431,3 +431,22 @@ def test_a_disabled_event_store_needs_an_external_one(render: RenderFn) -> None:
     rendered = render(VALUE_SETS["minimal"])
     env = _env(_operator(rendered.objects)["spec"]["template"]["spec"]["containers"][0])
     assert env["AISVC_EVENT_STORE_URL"] == "http://events.elsewhere:8090"
+
+
+def test_a_read_only_token_is_generated_and_handed_to_the_event_store(render: RenderFn) -> None:
+    plain = render().one("Deployment", "aisvc-aiservice-operator-event-store")
+    assert "AISVC_EVENT_STORE_READ_TOKEN_FILE" not in _env(
+        plain["spec"]["template"]["spec"]["containers"][0]
+    )
+    rendered = render({"eventStore": {"token": {"readKey": "read-token"}}})
+    secret = rendered.one("Secret")
+    assert len(secret["data"]["read-token"]) > 40
+    assert secret["data"]["read-token"] != secret["data"]["token"]
+    pod = rendered.one("Deployment", "aisvc-aiservice-operator-event-store")["spec"]["template"][
+        "spec"
+    ]
+    path = _env(pod["containers"][0])["AISVC_EVENT_STORE_READ_TOKEN_FILE"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "token")
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "token")
+    assert {"key": "read-token", "path": "read-token"} in volume["secret"]["items"]
+    assert path == f"{mount['mountPath']}/read-token"
