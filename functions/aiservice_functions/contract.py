@@ -93,6 +93,10 @@ EXT_CORRECTS = "aisvccorrects"
 replaces, so consumers can undo what the old decision did."""
 FEEDBACK_TYPE = "dev.aiservice.feedback"
 """Feedback on a decision from any system: data ``{"decisionId": ..., "label": ...}``."""
+EXT_FEEDBACK_FOR = "aiservice"
+"""On a feedback event: the name of the AIService whose decision it labels. Knative
+Triggers filter on attributes, not data, so this is how each AIService's feedback
+Trigger picks out its own feedback from the Broker."""
 EXT_ERROR_DEST = "knativeerrordest"
 EXT_ERROR_CODE = "knativeerrorcode"
 EXT_ERROR_DATA = "knativeerrordata"
@@ -168,11 +172,16 @@ def audit_path(namespace: str, name: str, key: bytes | None = None) -> str:
     return ingest_path(namespace, name, "audit", key)
 
 
-def decisions_path(namespace: str, name: str, role: str) -> str:
-    """Path on the event store that ingests one part of an AIService's decision log."""
+def decisions_path(namespace: str, name: str, role: str, key: bytes | None = None) -> str:
+    """Path on the event store that ingests one part of an AIService's decision log; with
+    ``key``, its credential is the last segment (``reprocessed`` takes the bearer token
+    instead, so it never carries one)."""
     if role not in DECISION_ROLES:
         raise ValueError(f"role must be one of {', '.join(DECISION_ROLES)}, not {role!r}")
-    return EVENT_STORE_DECISIONS_PATH.format(namespace=namespace, name=name, role=role)
+    path = EVENT_STORE_DECISIONS_PATH.format(namespace=namespace, name=name, role=role)
+    if key is None or role == "reprocessed":
+        return path
+    return f"{path}/{sink_credential(key, namespace, name)}"
 
 
 def event_key(source: str, event_id: str) -> str:

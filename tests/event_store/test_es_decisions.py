@@ -141,6 +141,18 @@ def test_sampling_is_decided_per_chain(server: str, client: httpx.Client) -> Non
     assert 0 < kept < 40
 
 
+def test_feedback_is_kept_whatever_the_sample_rate(server: str, client: httpx.Client) -> None:
+    """Feedback labels a decision whose chain the store cannot see at ingest: all of it
+    is kept, so a sampled decision never loses its label."""
+    answers = {
+        post(client, server, "sentiment", "feedback", {"decisionId": f"s-{n}", "label": "x"},
+             "sample=0.01", id=f"f-{n}", type="dev.aiservice.feedback",
+             source="/crm").status_code
+        for n in range(20)
+    }  # fmt: skip
+    assert answers == {201}
+
+
 @pytest.mark.parametrize(
     ("query", "reason"),
     [("sample=0", "sample"), ("sample=x", "sample"), ("data=maybe", "data"),

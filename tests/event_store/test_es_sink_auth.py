@@ -91,3 +91,53 @@ def test_a_too_short_key_is_refused_naming_it(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "at least 16 bytes" in result.stderr
+
+
+def _decision_headers(event_id: str) -> dict[str, str]:
+    return {
+        "ce-specversion": "1.0",
+        "ce-id": event_id,
+        "ce-source": "/shop/reviews",
+        "ce-type": "com.example.review.submitted",
+        "content-type": "application/json",
+    }
+
+
+def test_decision_ingest_needs_the_aiservices_credential(
+    make_server_url: Callable[..., str], client: httpx.Client
+) -> None:
+    """Forged decision records would pollute the log that `trace`, `reprocess` and
+    `export` read: with a key, the decision sinks take the same credential as dead
+    letters; `reprocessed` records still take the bearer token, never the credential."""
+    base = make_server_url(sink_key=KEY)
+    body = b'{"text": "great"}'
+    for role in ("inputs", "replies", "feedback"):
+        open_path = contract.decisions_path(NS, SVC, role)
+        assert (
+            client.post(base + open_path, content=body, headers=_decision_headers(role)).status_code
+            == 401
+        )
+        forged = f"{open_path}/{contract.sink_credential(KEY, NS, 'other')}"
+        assert (
+            client.post(base + forged, content=body, headers=_decision_headers(role)).status_code
+            == 403
+        )
+    listed = client.get(
+        base + contract.decisions_path(NS, SVC, "inputs")[: -len("/inputs")], headers=AUTH
+    )
+    assert listed.status_code == 200 and listed.json()["items"] == []
+    for role in ("inputs", "replies", "feedback"):
+        path = contract.decisions_path(NS, SVC, role, KEY)
+        assert path.endswith("/" + contract.sink_credential(KEY, NS, SVC))
+        response = client.post(
+            base + path + "?data=true", content=body, headers=_decision_headers(role)
+        )
+        assert response.status_code == 201, response.text
+    items = client.get(
+        base + contract.decisions_path(NS, SVC, "inputs")[: -len("/inputs")], headers=AUTH
+    ).json()["items"]
+    assert sorted(i["role"] for i in items) == ["feedback", "input", "reply"]
+    assert {(i["namespace"], i["name"]) for i in items} == {(NS, SVC)}
+    assert contract.decisions_path(NS, SVC, "reprocessed", KEY) == contract.decisions_path(
+        NS, SVC, "reprocessed"
+    )

@@ -492,10 +492,11 @@ def test_decision_log_copies_inputs_and_replies_to_the_store_with_its_settings()
     ais = _logged({"sampleRate": 0.25, "includeData": True, "redact": ["$.a.b"], "retention": "2d"})
     options = CompileOptions(event_store_url="http://es:9000/")
     triggers = {t["metadata"]["labels"][LABEL_ROLE]: t for t in steady_state(ais, options).triggers}
-    primary, inputs, replies = (
+    primary, inputs, replies, feedback = (
         triggers["primary"],
         triggers["decision-inputs"],
         triggers["decision-replies"],
+        triggers["decision-feedback"],
     )
     # Inputs: exactly what the service's own Trigger selects.
     assert inputs["spec"]["filters"] == primary["spec"]["filters"]
@@ -504,7 +505,13 @@ def test_decision_log_copies_inputs_and_replies_to_the_store_with_its_settings()
         {"exact": {"type": ais.spec.produces}},
         {"prefix": {"source": f"/aiservices/{ais.namespace}/{ais.name}/"}},
     ]
-    for trigger, role in ((inputs, "inputs"), (replies, "replies")):
+    # Feedback: any system's `dev.aiservice.feedback` events naming this AIService
+    # (Knative filters on attributes, not on the decision id in the data).
+    assert feedback["spec"]["filters"] == [
+        {"exact": {"type": "dev.aiservice.feedback"}},
+        {"exact": {"aiservice": ais.name}},
+    ]
+    for trigger, role in ((inputs, "inputs"), (replies, "replies"), (feedback, "feedback")):
         url = urlsplit(trigger["spec"]["subscriber"]["uri"])
         assert url.netloc == "es:9000"
         assert url.path == f"/v1/namespaces/{ais.namespace}/aiservices/{ais.name}/decisions/{role}"
@@ -517,4 +524,18 @@ def test_decision_log_copies_inputs_and_replies_to_the_store_with_its_settings()
         # A failed log delivery is retried but never becomes a dead letter of the service.
         assert "deadLetterSink" not in trigger["spec"]["delivery"]
         assert trigger["metadata"]["name"].startswith(f"{ais.name}-log-")
-    assert len({t["metadata"]["name"] for t in triggers.values()}) == 3
+    assert len({t["metadata"]["name"] for t in triggers.values()}) == 4
+
+
+def test_with_a_sink_key_every_decision_sink_carries_the_credential() -> None:
+    key = b"0123456789abcdef-compile-test"
+    ais = _logged({"includeData": True})
+    options = CompileOptions(event_store_url="http://es:9000", sink_key=key)
+    credential = contract.sink_credential(key, ais.namespace, ais.name)
+    sinks = [
+        urlsplit(t["spec"]["subscriber"]["uri"]).path
+        for t in steady_state(ais, options).triggers
+        if t["metadata"]["labels"][LABEL_ROLE].startswith("decision-")
+    ]
+    assert len(sinks) == 3
+    assert all(path.endswith("/" + credential) for path in sinks)

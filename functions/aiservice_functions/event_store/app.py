@@ -383,7 +383,7 @@ def create_app(
         "jobs": context.jobs,
     }
     app.register_blueprint(api)
-    decisions = decision_api.register(app, store, _guard, max_body_bytes, metrics)
+    decisions = decision_api.register(app, store, _guard, max_body_bytes, metrics, sink_key)
     access = console.Access(token, read_token, allow_unauthenticated)
     app.register_blueprint(
         console.blueprint(store, access, context.start_console_replay, decisions)
@@ -453,16 +453,13 @@ def _refuse_credential(
     """With a sink key, ingest needs the AIService's credential in the path: attribution
     comes from this authenticated path, never from the event."""
     ctx = _ctx()
-    if ctx.sink_key is None:
+    refusal = ingest.credential_refusal(ctx.sink_key, namespace, name, credential)
+    if refusal is None:
         return None
-    if credential is None:
-        ctx.metrics.ingest(kind, "refused")
-        return _error(401, "ingest needs the AIService's sink credential in the path")
-    if not contract.verify_sink_credential(ctx.sink_key, namespace, name, credential):
-        ctx.metrics.ingest(kind, "refused")
+    ctx.metrics.ingest(kind, "refused")
+    if credential is not None:
         log.warning("refused %s for %s/%s: wrong sink credential", kind, namespace[:63], name[:63])
-        return _error(403, "sink credential not accepted for this AIService")
-    return None
+    return _error(*refusal)
 
 
 def _ingest(kind: Kind, namespace: str, name: str, credential: str | None = None) -> Response:

@@ -1,11 +1,12 @@
 """The decision log's HTTP API, a Flask Blueprint the event store registers.
 
 Ingest (the sink URLs the operator compiles from ``spec.decisionLog``; like dead-letter
-ingest it is attributed by its path, and :func:`sink_allowed` is the one place that
-checks the path's credential):
+ingest it is attributed by its authenticated path, never by the event):
 
-- ``POST /v1/namespaces/{ns}/aiservices/{name}/decisions/{inputs|replies|feedback}
-  ?sample=&data=&retention=&redact=`` — any CloudEvent. An empty ``201`` once committed
+- ``POST /v1/namespaces/{ns}/aiservices/{name}/decisions/{inputs|replies|feedback}/{credential}
+  ?sample=&data=&retention=&redact=`` — any CloudEvent. The credential is the AIService's
+  sink credential (:func:`aiservice_functions.contract.sink_credential`); a store run
+  without a sink key also takes the path without it. An empty ``201`` once committed
   (header ``Aisvc-Decision-Seq``), ``200`` for a redelivery, ``202`` (``Aisvc-Sampled:
   false``) when the event's chain is not sampled, ``400``/``415`` with a JSON reason,
   ``503`` when the database is down. Answers carry no body: Knative would take one that
@@ -59,13 +60,6 @@ _ID_MAX: Final = 1024
 Guard = Callable[..., Response | None]
 """The app's token check; `guard("replay")` asks for the full token, `guard()` a read."""
 """The query API's bearer-token check: None to pass, else the refusal."""
-
-
-def sink_allowed(namespace: str, name: str) -> bool:
-    """Whether this ingest request may write to ``namespace``/``name``: the path is the
-    attribution (never an event extension). Ingest is open inside the cluster like the
-    dead-letter sink; a per-AIService credential in the compiled path is checked here."""
-    return bool(namespace and name)
 
 
 def _error(status: int, reason: str) -> Response:
@@ -129,7 +123,11 @@ def _lag_s(event_time: str | None, received_us: int) -> float | None:
 
 
 def blueprint(
-    decisions: DecisionLog, guard: Guard, max_body_bytes: int, metrics: StoreMetrics | None = None
+    decisions: DecisionLog,
+    guard: Guard,
+    max_body_bytes: int,
+    metrics: StoreMetrics | None = None,
+    sink_key: bytes | None = None,
 ) -> Blueprint:
     """The decision log's routes over ``decisions``."""
     bp = Blueprint("decisions", __name__)
@@ -139,7 +137,7 @@ def blueprint(
     def invalid(err: InvalidEvent) -> Response:
         return _error(err.status, err.reason)
 
-    _add_ingest(bp, service_path, decisions, guard, max_body_bytes, metrics)
+    _add_ingest(bp, service_path, decisions, guard, max_body_bytes, metrics, sink_key)
     _add_lookups(bp, service_path, decisions, guard)
     _add_run_views(bp, service_path, decisions, guard)
     return bp
@@ -152,11 +150,16 @@ def _add_ingest(
     guard: Guard,
     max_body_bytes: int,
     metrics: StoreMetrics | None,
+    sink_key: bytes | None,
 ) -> None:
-    """``POST .../decisions/<role>``: one consumed event, reply or reprocessed answer."""
+    """``POST .../decisions/<role>[/<credential>]``: one consumed event, reply, feedback
+    event (the sink credential) or reprocessed answer (the bearer token)."""
 
     @bp.post(service_path + "/<role>")
-    def ingest_decision(namespace: str, name: str, role: str) -> Response:
+    @bp.post(service_path + "/<role>/<credential>")
+    def ingest_decision(
+        namespace: str, name: str, role: str, credential: str | None = None
+    ) -> Response:
         if role not in ROLE_OF_PATH:
             return _error(
                 404, f"no decision-log part {role[:40]!r}: one of {', '.join(ROLE_OF_PATH)}"
@@ -171,8 +174,12 @@ def _add_ingest(
             run_id = request.args.get("run") or ""
             if not run_id or len(run_id) > 128:
                 raise InvalidEvent("reprocessed records need ?run= (at most 128 characters)")
-        elif not sink_allowed(namespace, name):
-            return _error(403, "sink credential not accepted")
+        else:
+            refusal = ingest.credential_refusal(sink_key, namespace, name, credential)
+            if refusal is not None:
+                if metrics is not None:
+                    metrics.decision(ROLE_OF_PATH[role], "refused", None)
+                return _error(*refusal)
         settings = LogSettings.from_query(request.args.to_dict(flat=False))
         body = request.get_data(cache=False)
         if len(body) > max_body_bytes:
@@ -289,10 +296,11 @@ def register(
     guard: Guard,
     max_body_bytes: int,
     metrics: StoreMetrics | None = None,
+    sink_key: bytes | None = None,
 ) -> DecisionLog:
     """Add the decision log to the event store's app (table, routes, expiry thread)."""
     decisions = DecisionLog(store)
-    app.register_blueprint(blueprint(decisions, guard, max_body_bytes, metrics))
+    app.register_blueprint(blueprint(decisions, guard, max_body_bytes, metrics, sink_key))
     app.extensions["aisvc_decisions"] = {
         "log": decisions,
         "expiry": ExpiryThread(decisions).start(),

@@ -193,12 +193,13 @@ def to_decision(
     received_at: int,
     run_id: str | None = None,
 ) -> Decision | None:
-    """The record for ``event``, or None when its chain is not sampled."""
+    """The record for ``event``, or None when its chain is not sampled. Feedback is always
+    kept: it is rare, and its chain is the decision's, which the store cannot see here."""
     source, event_id = event.get_source(), event.get_id()
     key = contract.event_key(source, event_id)
     document = event_to_dict(event)
     correlation = str(document.get(contract.EXT_CORRELATION) or "") or key
-    if not chain_sampled(correlation, settings.sample_rate):
+    if role != "feedback" and not chain_sampled(correlation, settings.sample_rate):
         return None
     data = event.get_data()
     attributes = {k: v for k, v in document.items() if k not in ("data", "data_base64")}

@@ -36,6 +36,22 @@ def check_name(what: str, value: str) -> None:
         raise InvalidEvent(f"{what} {value[:80]!r} is not a valid Kubernetes name")
 
 
+def credential_refusal(
+    sink_key: bytes | None, namespace: str, name: str, credential: str | None
+) -> tuple[int, str] | None:
+    """Why an ingest request may not file records for ``namespace/name`` — ``(status,
+    reason)`` — or ``None`` to accept it. With a sink key the AIService's credential must
+    be the path's last segment (Knative's dispatcher sends no other credentials), so the
+    path is the authenticated attribution; without a key ingest is open."""
+    if sink_key is None:
+        return None
+    if credential is None:
+        return 401, "ingest needs the AIService's sink credential in the path"
+    if not contract.verify_sink_credential(sink_key, namespace, name, credential):
+        return 403, "sink credential not accepted for this AIService"
+    return None
+
+
 def to_record(
     kind: Kind, namespace: str, name: str, headers: Mapping[str, str], body: bytes
 ) -> NewEvent:

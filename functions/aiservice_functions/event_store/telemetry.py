@@ -151,8 +151,8 @@ class StoreMetrics:
         self.ingested.labels(kind, outcome).inc()
 
     def decision(self, role: str, outcome: str, lag_s: float | None) -> None:
-        """One decision-log ingest: kind `decision-<role>`, outcome stored, duplicate or
-        unsampled; the lag when the event carried a `time`."""
+        """One decision-log ingest: kind `decision-<role>`, outcome stored, duplicate,
+        unsampled or refused; the lag when the event carried a `time`."""
         self.ingested.labels(f"decision-{role}", outcome).inc()
         if lag_s is not None and lag_s >= 0:
             self.decision_lag.observe(lag_s)

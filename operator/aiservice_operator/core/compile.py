@@ -40,9 +40,12 @@ LABEL_NAME = "aiservice.dev/name"
 LABEL_MODEL = "aiservice.dev/model"
 LABEL_ROLE = "aiservice.dev/role"
 """On Triggers: `primary` for the one serving a consumes entry, `shadow` for its mirror,
-`decision-inputs` / `decision-replies` for the ones feeding the decision log."""
+`decision-inputs` / `decision-replies` / `decision-feedback` for the ones feeding the
+decision log."""
 ROLE_DECISION_INPUTS = "decision-inputs"
 ROLE_DECISION_REPLIES = "decision-replies"
+ROLE_DECISION_FEEDBACK = "decision-feedback"
+DECISION_ROLES = (ROLE_DECISION_INPUTS, ROLE_DECISION_REPLIES, ROLE_DECISION_FEEDBACK)
 LABEL_MANAGED_BROKER = "aiservice.dev/managed-broker"
 """On a Broker the operator created: it is shared, so it carries no `aiservice.dev/name`."""
 ANNOTATION_BROKER_CLASS = "eventing.knative.dev/broker.class"
@@ -589,7 +592,8 @@ def decision_sink(ais: AIService, role: str, options: CompileOptions) -> str:
     ]
     base = options.event_store_url.rstrip("/")
     encoded = "&".join(f"{key}={_query_value(value)}" for key, value in query)
-    return f"{base}{contract.decisions_path(ais.namespace, ais.name, role)}?{encoded}"
+    path = contract.decisions_path(ais.namespace, ais.name, role, options.sink_key)
+    return f"{base}{path}?{encoded}"
 
 
 _QUERY_ESCAPES = str.maketrans({"$": "%24", "[": "%5B", "]": "%5D", "*": "%2A"})
@@ -613,53 +617,48 @@ def _decision_delivery() -> dict[str, Any]:
     }
 
 
+def _decision_trigger(
+    ais: AIService, part: str, role: str, filters: list[dict[str, Any]], options: CompileOptions
+) -> dict[str, Any]:
+    """One Trigger delivering what ``filters`` select to the decision ingest's ``part``."""
+    return {
+        "apiVersion": EVENTING_API,
+        "kind": "Trigger",
+        "metadata": _metadata(
+            ais,
+            naming.trigger_name(service_name(ais), _digest({part: filters}), "log"),
+            {LABEL_ROLE: role},
+        ),
+        "spec": {
+            "broker": ais.spec.broker,
+            "filters": filters,
+            "subscriber": {"uri": decision_sink(ais, part, options)},
+            "delivery": _decision_delivery(),
+        },
+    }
+
+
 def _decision_triggers(ais: AIService, options: CompileOptions) -> list[dict[str, Any]]:
-    """Copies of what the service consumes and of its replies, off the broker, to the
-    event store's decision ingest: nothing is added to the function's own path."""
+    """Copies of what the service consumes, of its replies and of the feedback on them,
+    off the broker, to the event store's decision ingest: nothing is added to the
+    function's own path."""
     if not ais.spec.decision_log.enabled:
         return []
-    triggers = []
-    for consume in ais.spec.consumes:
-        filters = _trigger_filters(consume)
-        triggers.append(
-            {
-                "apiVersion": EVENTING_API,
-                "kind": "Trigger",
-                "metadata": _metadata(
-                    ais,
-                    naming.trigger_name(service_name(ais), _digest({"inputs": filters}), "log"),
-                    {LABEL_ROLE: ROLE_DECISION_INPUTS},
-                ),
-                "spec": {
-                    "broker": ais.spec.broker,
-                    "filters": filters,
-                    "subscriber": {"uri": decision_sink(ais, "inputs", options)},
-                    "delivery": _decision_delivery(),
-                },
-            }
-        )
+    triggers = [
+        _decision_trigger(ais, "inputs", ROLE_DECISION_INPUTS, _trigger_filters(c), options)
+        for c in ais.spec.consumes
+    ]
     if ais.spec.produces:
-        filters = [
+        replies = [
             {"exact": {"type": ais.spec.produces}},
             {"prefix": {"source": reply_source_prefix(ais)}},
         ]
-        triggers.append(
-            {
-                "apiVersion": EVENTING_API,
-                "kind": "Trigger",
-                "metadata": _metadata(
-                    ais,
-                    naming.trigger_name(service_name(ais), _digest({"replies": filters}), "log"),
-                    {LABEL_ROLE: ROLE_DECISION_REPLIES},
-                ),
-                "spec": {
-                    "broker": ais.spec.broker,
-                    "filters": filters,
-                    "subscriber": {"uri": decision_sink(ais, "replies", options)},
-                    "delivery": _decision_delivery(),
-                },
-            }
-        )
+        triggers.append(_decision_trigger(ais, "replies", ROLE_DECISION_REPLIES, replies, options))
+    feedback = [  # Knative allows one attribute per `exact`
+        {"exact": {"type": contract.FEEDBACK_TYPE}},
+        {"exact": {contract.EXT_FEEDBACK_FOR: ais.name}},
+    ]
+    triggers.append(_decision_trigger(ais, "feedback", ROLE_DECISION_FEEDBACK, feedback, options))
     return triggers
 
 

@@ -34,9 +34,8 @@ from aiservice_functions import contract
 from prometheus_client import CollectorRegistry, generate_latest
 
 from aiservice_operator.core.compile import (
+    DECISION_ROLES,
     LABEL_ROLE,
-    ROLE_DECISION_INPUTS,
-    ROLE_DECISION_REPLIES,
     CompileOptions,
     Desired,
     model_tag,
@@ -305,7 +304,7 @@ class LocalRun:
             for (ns, _), run in self.services_runs.items()
         }
         objects = [t for run in self.services_runs.values() for t in run.desired.triggers]
-        logging_roles = (ROLE_DECISION_INPUTS, ROLE_DECISION_REPLIES)
+        logging_roles = DECISION_ROLES
         if not self.options.event_store and any(
             t["metadata"]["labels"].get(LABEL_ROLE) in logging_roles for t in objects
         ):
