@@ -273,3 +273,14 @@ def test_settings_from_query() -> None:
     assert settings == LogSettings(0.5, True, 30 * 86400, ("$.a",))
     with pytest.raises(InvalidEvent, match="sample"):
         LogSettings.from_query({"sample": ["1.5"]})
+
+
+def test_the_log_size_per_aiservice_and_role_is_a_gauge(server: str, client: httpx.Client) -> None:
+    pipeline(client, server)
+    post(client, server, "sentiment", "inputs", {"n": 2}, id="r-2")
+    text = client.get(f"{server}/metrics").text
+    stored = "aisvc_event_store_decisions_stored"
+    assert f'{stored}{{aiservice="sentiment",namespace="shop",role="input"}} 2.0' in text
+    assert f'{stored}{{aiservice="sentiment",namespace="shop",role="reply"}} 1.0' in text
+    assert f'{stored}{{aiservice="topic",namespace="shop",role="input"}} 1.0' in text
+    assert f'{stored}{{aiservice="topic",namespace="shop",role="reply"}} 1.0' in text

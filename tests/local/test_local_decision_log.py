@@ -68,12 +68,12 @@ def cli(bg: Background, *args: str) -> str:
     return result.stdout
 
 
-def send_reviews(bg: Background) -> list[str]:
+def send_reviews(bg: Background, prefix: str = "review") -> list[str]:
     state = read_state(bg.run.state_dir)
     assert state is not None
     ids = []
     for n, text in enumerate(REVIEWS):
-        event_id = f"review-{n}"
+        event_id = f"{prefix}-{n}"
         headers = {"ce-specversion": "1.0", "ce-id": event_id, "ce-source": "/shop/web",
                    "ce-type": "com.example.review.submitted"}  # fmt: skip
         body = {"text": text, "customer": {"email": f"c{n}@example.com"}}
@@ -141,8 +141,97 @@ def test_trace_reprocess_export_on_the_pipeline(
     out = tmp_path / "sentiment.jsonl"
     cli(pipeline, "export", "sentiment-stage", "-n", "shop", "--out", str(out))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [r for r in rows if r["id"] in ids]  # another test may have sent more
     assert [r["id"] for r in rows] == ids
     assert [r["input"] for r in rows] == [{"text": t} for t in REVIEWS]
     assert all(r["outcome"] == "answered" and r["modelVersion"] == "v1" for r in rows)
     assert [r["output"]["label"] for r in rows] == old
     assert "@example.com" not in out.read_text()
+
+
+def feedback(bg: Background, event_id: str, aiservice: str, decision: str, label: str) -> None:
+    """A label for one decision, as a labelling tool sends it: to the Broker, naming the
+    AIService it is for in the ``aiservice`` extension."""
+    state = read_state(bg.run.state_dir)
+    assert state is not None
+    headers = {"ce-specversion": "1.0", "ce-id": event_id, "ce-source": "/labelling/ui",
+               "ce-type": "dev.aiservice.feedback", "ce-aiservice": aiservice}  # fmt: skip
+    body = {"decisionId": decision, "label": label}
+    response = httpx.post(state["brokers"]["shop/default"], headers=headers, json=body)
+    assert response.status_code in (200, 202), response.text
+
+
+def test_feedback_parquet_and_published_corrections(
+    pipeline: Background, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow (the parquet extra) missing")
+    monkeypatch.chdir(pipeline.run.state_dir.parent)
+    ids = send_reviews(pipeline, prefix="labelled")
+
+    def scored_of(event_id: str) -> dict[str, Any] | None:
+        body = json.loads(cli(pipeline, "trace", event_id, "-o", "json"))
+        if len(body["records"]) < 4:
+            return None
+        (root,) = body["tree"]
+        (scored,) = root["children"]
+        return dict(scored)
+
+    decisions = [wait_for(lambda e=e: scored_of(e)) for e in ids[:2]]
+    # One label for this AIService, one sent for the next stage about the other decision:
+    # only the first may label sentiment-stage's rows.
+    feedback(pipeline, "label-0", "sentiment-stage", decisions[0]["id"], "negative")
+    feedback(pipeline, "label-1", "topic-stage", decisions[1]["id"], "positive")
+
+    def export(*extra: str) -> list[dict[str, Any]]:
+        out = tmp_path / "rows.jsonl"
+        cli(pipeline, "export", "sentiment-stage", "-n", "shop", "--out", str(out), *extra)
+        return [json.loads(line) for line in out.read_text().splitlines()]
+
+    def labelled() -> list[dict[str, Any]] | None:
+        rows = export("--with-feedback")
+        return rows if any(r["feedbackLabel"] for r in rows) else None
+
+    def topic_feedback() -> list[Any]:
+        state = read_state(pipeline.run.state_dir) or {}
+        url = f"{state['eventStoreUrl']}/v1/namespaces/shop/aiservices/topic-stage/decisions"
+        return list(httpx.get(url, params={"role": "feedback"}).json()["items"])
+
+    # Both labels are stored before the export is judged.
+    assert wait_for(topic_feedback)[0]["id"] == "label-1"
+    rows = wait_for(labelled)
+    labels = {r["decisionId"]: r["feedbackLabel"] for r in rows}
+    assert labels[decisions[0]["id"]] == "negative"
+    assert labels[decisions[1]["id"]] is None
+    assert sum(1 for v in labels.values() if v) == 1
+
+    # Parquet holds the same rows as JSON lines; nested values as JSON text.
+    parquet = tmp_path / "rows.parquet"
+    cli(pipeline, "export", "sentiment-stage", "-n", "shop", "--format", "parquet",
+        "--out", str(parquet))  # fmt: skip
+    table = pq.read_table(parquet).to_pylist()
+    plain = export()
+    assert [r["id"] for r in table] == [r["id"] for r in plain]
+    for got, want in zip(table, plain, strict=True):
+        assert json.loads(got["input"]) == want["input"]
+        assert json.loads(got["output"]) == want["output"]
+        assert got["modelVersion"] == want["modelVersion"] and got["outcome"] == want["outcome"]
+
+    # --publish: each changed reply goes back to the Broker naming the one it replaces,
+    # and the next stage answers it, so the correction shows in the chain.
+    publish = ["reprocess", "sentiment-stage", "-n", "shop", "--model", "v2", "--publish"]
+    report = json.loads(cli(pipeline, *publish, "-o", "json"))
+    assert report["published"] == report["changed"] > 0, report
+    changed = [key.split("#", 1)[1] for key in report["changedInputs"]]
+
+    def corrections(event_id: str) -> list[dict[str, Any]]:
+        body = json.loads(cli(pipeline, "trace", event_id, "-o", "json"))
+        return [r for r in body["records"] if r.get("corrects")]
+
+    def corrected() -> dict[str, list[dict[str, Any]]] | None:
+        found = {e: corrections(e) for e in changed}
+        return found if all(found.values()) else None
+
+    for records in wait_for(corrected).values():
+        for record in records:
+            assert record["modelVersion"] == "v2"
+            assert record["corrects"].startswith("/aiservices/shop/sentiment-stage/")

@@ -384,6 +384,12 @@ def create_app(
     }
     app.register_blueprint(api)
     decisions = decision_api.register(app, store, _guard, max_body_bytes, metrics, sink_key)
+    metrics.database_gauge(
+        "aisvc_event_store_decisions_stored",
+        "Decision-log records kept, per AIService and role (input, reply, reprocessed, feedback).",
+        ["namespace", "aiservice", "role"],
+        decisions.counts,
+    )
     access = console.Access(token, read_token, allow_unauthenticated)
     app.register_blueprint(
         console.blueprint(store, access, context.start_console_replay, decisions)

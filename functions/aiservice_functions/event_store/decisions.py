@@ -213,6 +213,18 @@ class DecisionLog:
 
     # --- reads ----------------------------------------------------------------------
 
+    def counts(self) -> list[tuple[tuple[str, str, str], float]]:
+        """Records kept per (namespace, AIService, role): the log's size, for alerting
+        before retention or the disk runs out."""
+        with self.store.transaction(write=False) as conn:
+            rows = self.store.execute(
+                conn,
+                f"SELECT namespace, name, role, COUNT(*) FROM {TABLE} "
+                "GROUP BY namespace, name, role ORDER BY namespace, name, role",
+                (),
+            ).fetchall()
+        return [((str(ns), str(name), str(role)), float(n)) for ns, name, role, n in rows]
+
     def _select(self, where: str, params: Sequence[Any], tail: str = "") -> list[StoredDecision]:
         with self.store.transaction(write=False) as conn:
             rows = self.store.execute(
@@ -386,13 +398,18 @@ class DecisionLog:
             for r in rows
         ]
 
-    def feedback_for(self, decision_ids: Sequence[str]) -> list[StoredDecision]:
-        """Feedback records naming any of ``decision_ids`` (a decision's id or key)."""
+    def feedback_for(
+        self, namespace: str, name: str, decision_ids: Sequence[str]
+    ) -> list[StoredDecision]:
+        """This AIService's feedback records naming any of ``decision_ids`` (a decision's
+        id or key): feedback sent for another service never labels this one's rows."""
         if not decision_ids:
             return []
         marks = ", ".join("?" for _ in decision_ids)
         return self._select(
-            f"role = 'feedback' AND causation IN ({marks})", list(decision_ids), "ORDER BY seq"
+            f"namespace = ? AND name = ? AND role = 'feedback' AND causation IN ({marks})",
+            [namespace, name, *decision_ids],
+            "ORDER BY seq",
         )
 
     def export(
@@ -416,7 +433,7 @@ class DecisionLog:
             labels: dict[str, str | None] = {}
             if feedback and replies:
                 ids = [r.event_id for r in replies.values()] + [r.key for r in replies.values()]
-                for f in self.feedback_for(ids):
+                for f in self.feedback_for(namespace, name, ids):
                     labels[f.causation or ""] = f.label
             for i in inputs:
                 reply = replies.get(i.key)

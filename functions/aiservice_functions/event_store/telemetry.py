@@ -19,7 +19,7 @@ worker answers ``/metrics`` for the whole pod.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from time import perf_counter
 from typing import Final
@@ -50,28 +50,26 @@ BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 PendingReader = Callable[[], Iterable[tuple[str, str, int]]]
 """(namespace, AIService, dead letters not replayed) for every AIService that has any."""
+Reader = Callable[[], Iterable[tuple[Sequence[str], float]]]
+"""(label values, value) for each series of one gauge."""
 
 
-class PendingDeadLetters(Collector):
-    """``aisvc_event_store_dead_letters_pending``, read from the database at each scrape:
-    a count kept in memory would be wrong for every other worker and after a restart."""
+class DatabaseGauge(Collector):
+    """A gauge read from the database at each scrape: a count kept in memory would be
+    wrong for every other worker and after a restart."""
 
-    def __init__(self, read: PendingReader) -> None:
-        self._read = read
+    def __init__(self, name: str, documentation: str, labels: list[str], read: Reader) -> None:
+        self._name, self._doc, self._labels, self._read = name, documentation, labels, read
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            "aisvc_event_store_dead_letters_pending",
-            "Dead letters stored and not replayed yet, per AIService.",
-            labels=["namespace", "aiservice"],
-        )
+        family = GaugeMetricFamily(self._name, self._doc, labels=self._labels)
         try:
             rows = list(self._read())
         except Exception:  # an unreadable database must not fail the whole scrape
-            log.warning("pending dead letters not readable for /metrics", exc_info=True)
+            log.warning("%s not readable for /metrics", self._name, exc_info=True)
             return
-        for namespace, name, pending in rows:
-            family.add_metric([namespace, name], pending)
+        for labels, value in rows:
+            family.add_metric(list(labels), value)
         yield family
 
 
@@ -82,7 +80,14 @@ class StoreMetrics:
 
     def __init__(self, pending: PendingReader | None = None) -> None:
         self.shared_dir = multiproc.use_shared_values()
-        self._pending = PendingDeadLetters(pending) if pending is not None else None
+        self._gauges = CollectorRegistry()
+        if pending is not None:
+            self.database_gauge(
+                "aisvc_event_store_dead_letters_pending",
+                "Dead letters stored and not replayed yet, per AIService.",
+                ["namespace", "aiservice"],
+                lambda: (((ns, name), count) for ns, name, count in pending()),
+            )
         self.registry = CollectorRegistry(auto_describe=True)
         self.ingested = Counter(
             "aisvc_event_store_ingested",
@@ -198,11 +203,13 @@ class StoreMetrics:
 
         return deleted
 
+    def database_gauge(
+        self, name: str, documentation: str, labels: list[str], read: Reader
+    ) -> None:
+        """Serve a gauge that ``read`` computes from the database at each scrape."""
+        self._gauges.register(DatabaseGauge(name, documentation, labels, read))
+
     def render(self) -> bytes:
-        """The exposition text: this process's registry, or the sum over all workers."""
-        text = multiproc.render(self.registry, self.shared_dir)
-        if self._pending is not None:  # from the database: the same whichever worker answers
-            pending = CollectorRegistry()
-            pending.register(self._pending)
-            text += generate_latest(pending)
-        return text
+        """The exposition text: this process's registry, or the sum over all workers; then
+        the gauges read from the database, the same whichever worker answers."""
+        return multiproc.render(self.registry, self.shared_dir) + generate_latest(self._gauges)

@@ -241,7 +241,11 @@ def reprocess(
     pairs = _call("GET", url, _svc(namespace, name) + "/compare", token, params={"run": run_id})
     errors = resender.errors
     result = compare(pairs["pairs"], errors)
-    published = _publish(pairs["pairs"], result.changed_keys, broker_url) if publish else 0
+    published = (
+        _publish(pairs["pairs"], result.changed_keys, broker_url or _local_broker(namespace))
+        if publish
+        else 0
+    )
     summary = {"run": run_id, "model": model, "inputs": len(usable), **result.to_json()}
     summary["published"] = published
     if output is Output.json:
@@ -263,13 +267,19 @@ def reprocess(
         console.print(f"published {published} corrections")
 
 
+def _local_broker(namespace: str) -> str | None:
+    """The local run's Broker in ``namespace``: ``default``, or the only one there."""
+    from aiservice_operator.local.runner import read_state
+
+    brokers: dict[str, str] = (read_state() or {}).get("brokers") or {}
+    if f"{namespace}/default" in brokers:
+        return brokers[f"{namespace}/default"]
+    mine = [url for key, url in brokers.items() if key.startswith(f"{namespace}/")]
+    return mine[0] if len(mine) == 1 else None
+
+
 def _publish(pairs: list[dict[str, Any]], changed: tuple[str, ...], broker_url: str | None) -> int:
     """Send each changed new reply into the broker, naming the decision it replaces."""
-    if broker_url is None:
-        from aiservice_operator.local.runner import read_state
-
-        brokers = (read_state() or {}).get("brokers") or {}
-        broker_url = brokers.get("default")
     if not broker_url:
         typer.echo("error: --publish needs --broker-url (no local run here)", err=True)
         raise typer.Exit(code=1)
