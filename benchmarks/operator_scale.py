@@ -450,24 +450,7 @@ def run_mode(settings: Settings, mode: str) -> Obj:
             result["restarted_process"] = operator.stats()
 
         report = api.control("report", timeout=120)
-        for phase, extra in phases.items():
-            figures = {**phase_figures(report, phase), **extra}
-            # CPU per AIService hardly moves with the machine's load; wall times do.
-            cpu = {k: v for k, v in extra["cpu"].items() if k.endswith("_cpu_seconds")}
-            figures["cpu_ms_per_aiservice"] = {
-                k.removesuffix("_cpu_seconds"): round(v * 1000 / max(1, figures["objects"]), 1)
-                for k, v in {**cpu, "total_cpu_seconds": sum(cpu.values())}.items()
-            }
-            phases[phase] = figures
-        if operator is not None:
-            phases["resync"] = {
-                "requests": request_figures(report, "resync", n + settings.probes),
-            }
-            result["resync_writes"] = (
-                phases["resync"]["requests"].get("operator", {}).get("writes", 0)
-            )
-        result["phases"] = phases
-        result["observer_cpu_seconds"] = round(report["observer_seconds"], 2)
+        result.update(_summary(report, phases, operator is not None, n + settings.probes))
         result["apiserver"] = {
             "cpu_seconds": round(proc_cpu_seconds(api.proc.pid), 2),
             **proc_memory_mb(api.proc.pid),
@@ -477,6 +460,26 @@ def run_mode(settings: Settings, mode: str) -> Obj:
         if operator is not None:
             operator.stop()
         api.stop()
+
+
+def _summary(report: Obj, phases: Obj, resynced: bool, objects: int) -> Obj:
+    """The observer's report per phase, with CPU per AIService beside each phase."""
+    for phase, extra in phases.items():
+        figures = {**phase_figures(report, phase), **extra}
+        # CPU per AIService hardly moves with the machine's load; wall times do.
+        cpu = {k: v for k, v in extra["cpu"].items() if k.endswith("_cpu_seconds")}
+        figures["cpu_ms_per_aiservice"] = {
+            k.removesuffix("_cpu_seconds"): round(v * 1000 / max(1, figures["objects"]), 1)
+            for k, v in {**cpu, "total_cpu_seconds": sum(cpu.values())}.items()
+        }
+        phases[phase] = figures
+    summary: Obj = {}
+    if resynced:
+        phases["resync"] = {"requests": request_figures(report, "resync", objects)}
+        summary["resync_writes"] = phases["resync"]["requests"].get("operator", {}).get("writes", 0)
+    summary["phases"] = phases
+    summary["observer_cpu_seconds"] = round(report["observer_seconds"], 2)
+    return summary
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -191,107 +191,113 @@ def write_kubeconfig(path: Path, server: str, certs: Path) -> None:
 
 
 def component_specs(d: Path, bin_dir: Path, ports: dict[str, int]) -> dict[str, dict[str, Any]]:
-    c = d / "certs"
+    """How each component is started: its argv and extra environment."""
+    return {
+        "etcd": {"argv": _etcd_argv(d, bin_dir, ports), "env": {}},
+        "kube-apiserver": {"argv": _apiserver_argv(d, bin_dir, ports), "env": {}},
+        "kube-controller-manager": {"argv": _kcm_argv(d, bin_dir, ports), "env": {}},
+        "serving-webhook": _webhook_spec(
+            d, bin_dir / "serving-webhook", ports, "serving", "knative-serving", "webhook"
+        ),
+        "eventing-webhook": _webhook_spec(
+            d,
+            bin_dir / "eventing-webhook",
+            ports,
+            "eventing",
+            "knative-eventing",
+            "eventing-webhook",
+        ),
+    }
+
+
+def _etcd_argv(d: Path, bin_dir: Path, ports: dict[str, int]) -> list[str]:
     etcd = f"http://127.0.0.1:{ports['etcd']}"
     peer = f"http://127.0.0.1:{ports['etcd-peer']}"
+    return [
+        str(bin_dir / "etcd"),
+        "--name",
+        "n0",
+        "--data-dir",
+        str(d / "etcd"),
+        "--listen-client-urls",
+        etcd,
+        "--advertise-client-urls",
+        etcd,
+        "--listen-peer-urls",
+        peer,
+        "--initial-advertise-peer-urls",
+        peer,
+        "--initial-cluster",
+        f"n0={peer}",
+        "--unsafe-no-fsync",
+        "--listen-metrics-urls",
+        f"http://127.0.0.1:{ports['etcd-metrics']}",
+        "--auto-compaction-retention=1",
+        "--log-level=warn",
+    ]
+
+
+def _apiserver_argv(d: Path, bin_dir: Path, ports: dict[str, int]) -> list[str]:
+    c = d / "certs"
     api = f"https://127.0.0.1:{ports['apiserver']}"
-    kubeconfig = str(d / "kubeconfig")
-    knative_env = {
-        "KUBECONFIG": kubeconfig,
-        "CONFIG_LOGGING_NAME": "config-logging",
-        "CONFIG_OBSERVABILITY_NAME": "config-observability",
-        "KUBERNETES_MIN_VERSION": "v1.34.0",
-    }
+    return [
+        str(bin_dir / "kube-apiserver"),
+        "--etcd-servers",
+        f"http://127.0.0.1:{ports['etcd']}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={ports['apiserver']}",
+        f"--tls-cert-file={c / 'apiserver.crt'}",
+        f"--tls-private-key-file={c / 'apiserver.key'}",
+        f"--client-ca-file={c / 'ca.crt'}",
+        f"--service-account-issuer={api}",
+        f"--service-account-key-file={c / 'sa.pub'}",
+        f"--service-account-signing-key-file={c / 'sa.key'}",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--authorization-mode=RBAC",
+        "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,"
+        "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
+        "--endpoint-reconciler-type=none",
+        "--allow-privileged=true",
+        f"--cert-dir={d / 'apiserver-certs'}",
+    ]
+
+
+def _kcm_argv(d: Path, bin_dir: Path, ports: dict[str, int]) -> list[str]:
+    c = d / "certs"
+    return [
+        str(bin_dir / "kube-controller-manager"),
+        f"--kubeconfig={d / 'kubeconfig'}",
+        f"--controllers={','.join(CONTROLLERS)}",
+        f"--service-account-private-key-file={c / 'sa.key'}",
+        f"--root-ca-file={c / 'ca.crt'}",
+        "--leader-elect=false",
+        "--use-service-account-credentials=false",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports['kcm']}",
+        "--authorization-always-allow-paths=/healthz,/readyz,/livez",
+        f"--cert-dir={d / 'kcm-certs'}",
+        "--concurrent-gc-syncs=5",
+    ]
+
+
+def _webhook_spec(
+    d: Path, binary: Path, ports: dict[str, int], part: str, namespace: str, webhook: str
+) -> dict[str, Any]:
+    """A Knative webhook as a local process: the environment its pod would have."""
     return {
-        "etcd": {
-            "argv": [
-                str(bin_dir / "etcd"),
-                "--name",
-                "n0",
-                "--data-dir",
-                str(d / "etcd"),
-                "--listen-client-urls",
-                etcd,
-                "--advertise-client-urls",
-                etcd,
-                "--listen-peer-urls",
-                peer,
-                "--initial-advertise-peer-urls",
-                peer,
-                "--initial-cluster",
-                f"n0={peer}",
-                "--unsafe-no-fsync",
-                "--listen-metrics-urls",
-                f"http://127.0.0.1:{ports['etcd-metrics']}",
-                "--auto-compaction-retention=1",
-                "--log-level=warn",
-            ],
-            "env": {},
-        },
-        "kube-apiserver": {
-            "argv": [
-                str(bin_dir / "kube-apiserver"),
-                "--etcd-servers",
-                etcd,
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={ports['apiserver']}",
-                f"--tls-cert-file={c / 'apiserver.crt'}",
-                f"--tls-private-key-file={c / 'apiserver.key'}",
-                f"--client-ca-file={c / 'ca.crt'}",
-                f"--service-account-issuer={api}",
-                f"--service-account-key-file={c / 'sa.pub'}",
-                f"--service-account-signing-key-file={c / 'sa.key'}",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--authorization-mode=RBAC",
-                "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,"
-                "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
-                "--endpoint-reconciler-type=none",
-                "--allow-privileged=true",
-                f"--cert-dir={d / 'apiserver-certs'}",
-            ],
-            "env": {},
-        },
-        "kube-controller-manager": {
-            "argv": [
-                str(bin_dir / "kube-controller-manager"),
-                f"--kubeconfig={kubeconfig}",
-                f"--controllers={','.join(CONTROLLERS)}",
-                f"--service-account-private-key-file={c / 'sa.key'}",
-                f"--root-ca-file={c / 'ca.crt'}",
-                "--leader-elect=false",
-                "--use-service-account-credentials=false",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={ports['kcm']}",
-                "--authorization-always-allow-paths=/healthz,/readyz,/livez",
-                f"--cert-dir={d / 'kcm-certs'}",
-                "--concurrent-gc-syncs=5",
-            ],
-            "env": {},
-        },
-        "serving-webhook": {
-            "argv": [str(bin_dir / "serving-webhook"), "--disable-ha"],
-            "env": {
-                **knative_env,
-                "SYSTEM_NAMESPACE": "knative-serving",
-                "WEBHOOK_NAME": "webhook",
-                "WEBHOOK_PORT": str(ports["serving-webhook"]),
-                "PROFILING_PORT": str(ports["serving-profiling"]),
-                "METRICS_PROMETHEUS_PORT": str(ports["serving-metrics"]),
-                "POD_NAME": "webhook-local",
-            },
-        },
-        "eventing-webhook": {
-            "argv": [str(bin_dir / "eventing-webhook"), "--disable-ha"],
-            "env": {
-                **knative_env,
-                "SYSTEM_NAMESPACE": "knative-eventing",
-                "WEBHOOK_NAME": "eventing-webhook",
-                "WEBHOOK_PORT": str(ports["eventing-webhook"]),
-                "PROFILING_PORT": str(ports["eventing-profiling"]),
-                "METRICS_PROMETHEUS_PORT": str(ports["eventing-metrics"]),
-                "POD_NAME": "eventing-webhook-local",
-            },
+        "argv": [str(binary), "--disable-ha"],
+        "env": {
+            "KUBECONFIG": str(d / "kubeconfig"),
+            "CONFIG_LOGGING_NAME": "config-logging",
+            "CONFIG_OBSERVABILITY_NAME": "config-observability",
+            "KUBERNETES_MIN_VERSION": "v1.34.0",
+            "SYSTEM_NAMESPACE": namespace,
+            "WEBHOOK_NAME": webhook,
+            "WEBHOOK_PORT": str(ports[f"{part}-webhook"]),
+            "PROFILING_PORT": str(ports[f"{part}-profiling"]),
+            "METRICS_PROMETHEUS_PORT": str(ports[f"{part}-metrics"]),
+            "POD_NAME": f"{webhook}-local",
         },
     }
 
