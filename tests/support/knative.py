@@ -22,6 +22,7 @@ import fnmatch
 import re
 from typing import Any
 
+from tests.support.knative_routes import traffic_status as traffic_status_of
 from tests.support.kubeemu import KSERVICES, REVISIONS, Emulator, EmulatorThread, Kind, Obj
 
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -152,6 +153,55 @@ class KnativeServing:
         tmeta = template.get("metadata") or {}
         generation = svc["metadata"].get("generation", 1)
         rev_name = tmeta.get("name") or f"{name}-{generation:05d}"
+        revision = self._revision_for(svc, rev_name, generation)
+        self._settle_revision(revision)
+
+        revisions = {
+            r["metadata"]["name"]: r
+            for r in self.emulator.select(
+                REVISIONS, ns, labels=f"serving.knative.dev/service={name}"
+            )
+        }
+        ready = {n for n, r in revisions.items() if _ready(r)}
+        status: Obj = dict(svc.get("status") or {})
+        latest_ready = rev_name if rev_name in ready else status.get("latestReadyRevisionName")
+        domain = f"{ns}.svc.{self.cluster_domain}"
+        traffic_status, unready = traffic_status_of(name, domain, spec, ready, latest_ready)
+        routes_ok = not unready
+        self.unready_targets.extend((name, target) for target in unready if target)
+        config_ok = rev_name in ready
+        failed = self._matches(self.failed, rev_name)
+        new_status: Obj = {
+            "observedGeneration": generation,
+            "latestCreatedRevisionName": rev_name,
+            "url": f"http://{name}.{domain}",
+            "address": {"url": f"http://{name}.{domain}"},
+            # Like Knative's Route: the served traffic changes only once every target is ready.
+            "traffic": traffic_status if routes_ok else status.get("traffic", []),
+            "conditions": [
+                _condition(
+                    "ConfigurationsReady",
+                    config_ok,
+                    "RevisionFailed" if failed else "RevisionMissing",
+                    f"Revision {rev_name!r} is not ready",
+                ),
+                _condition("Ready", config_ok and routes_ok, "NotReady", "not all routes ready"),
+                _condition(
+                    "RoutesReady", routes_ok, "RevisionMissing", "a target revision is not ready"
+                ),
+            ],
+        }
+        if latest_ready:
+            new_status["latestReadyRevisionName"] = latest_ready
+        if svc.get("status") != new_status:
+            self.emulator.patch_object(KSERVICES, ns, name, {"status": new_status}, status=True)
+
+    def _revision_for(self, svc: Obj, rev_name: str, generation: int) -> Obj:
+        """The Revision of the Service's template, created as Knative's Configuration
+        would when it does not exist yet."""
+        name, ns = svc["metadata"]["name"], svc["metadata"].get("namespace")
+        template = (svc.get("spec") or {}).get("template") or {}
+        tmeta = template.get("metadata") or {}
         revision = self.emulator.find(REVISIONS, ns, rev_name)
         if revision is None:
             revision = self.emulator.create_object(
@@ -186,61 +236,7 @@ class KnativeServing:
                 loop = asyncio.get_running_loop()
                 self._not_before[rev_name] = loop.time() + self.ready_after
                 loop.call_later(self.ready_after, self._resync)
-        self._settle_revision(revision)
-
-        revisions = {
-            r["metadata"]["name"]: r
-            for r in self.emulator.select(
-                REVISIONS, ns, labels=f"serving.knative.dev/service={name}"
-            )
-        }
-        ready = {n for n, r in revisions.items() if _ready(r)}
-        status: Obj = dict(svc.get("status") or {})
-        latest_ready = rev_name if rev_name in ready else status.get("latestReadyRevisionName")
-        domain = f"{ns}.svc.{self.cluster_domain}"
-        traffic_status: list[Obj] = []
-        routes_ok = True
-        for target in spec.get("traffic") or [{"latestRevision": True, "percent": 100}]:
-            target_rev = latest_ready if target.get("latestRevision") else target["revisionName"]
-            if target_rev not in ready:
-                routes_ok = False
-                if not target.get("latestRevision"):
-                    self.unready_targets.append((name, str(target_rev)))
-            entry: Obj = {
-                "revisionName": target_rev,
-                "percent": target.get("percent", 0),
-                "latestRevision": bool(target.get("latestRevision")),
-            }
-            if target.get("tag"):
-                entry["tag"] = target["tag"]
-                entry["url"] = f"http://{target['tag']}-{name}.{domain}"
-            traffic_status.append(entry)
-        config_ok = rev_name in ready
-        failed = self._matches(self.failed, rev_name)
-        new_status: Obj = {
-            "observedGeneration": generation,
-            "latestCreatedRevisionName": rev_name,
-            "url": f"http://{name}.{domain}",
-            "address": {"url": f"http://{name}.{domain}"},
-            # Like Knative's Route: the served traffic changes only once every target is ready.
-            "traffic": traffic_status if routes_ok else status.get("traffic", []),
-            "conditions": [
-                _condition(
-                    "ConfigurationsReady",
-                    config_ok,
-                    "RevisionFailed" if failed else "RevisionMissing",
-                    f"Revision {rev_name!r} is not ready",
-                ),
-                _condition("Ready", config_ok and routes_ok, "NotReady", "not all routes ready"),
-                _condition(
-                    "RoutesReady", routes_ok, "RevisionMissing", "a target revision is not ready"
-                ),
-            ],
-        }
-        if latest_ready:
-            new_status["latestReadyRevisionName"] = latest_ready
-        if svc.get("status") != new_status:
-            self.emulator.patch_object(KSERVICES, ns, name, {"status": new_status}, status=True)
+        return revision
 
     def _settle_revision(self, revision: Obj) -> None:
         name = revision["metadata"]["name"]

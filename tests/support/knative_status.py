@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.knative_routes import traffic_status
+
 SERVING = "/apis/serving.knative.dev/v1"
 Obj = dict[str, Any]
 
@@ -180,21 +182,8 @@ class KnativeStatus:
         status: Obj = dict(svc.get("status") or {})
         latest_ready = rev_name if rev_name in ready else status.get("latestReadyRevisionName")
         domain = f"{ns}.svc.{self.cluster_domain}"
-        traffic: list[Obj] = []
-        routes_ok = True
-        for target in spec.get("traffic") or [{"latestRevision": True, "percent": 100}]:
-            target_rev = latest_ready if target.get("latestRevision") else target["revisionName"]
-            if target_rev not in ready:
-                routes_ok = False
-            entry: Obj = {
-                "revisionName": target_rev,
-                "percent": target.get("percent", 0),
-                "latestRevision": bool(target.get("latestRevision")),
-            }
-            if target.get("tag"):
-                entry["tag"] = target["tag"]
-                entry["url"] = f"http://{target['tag']}-{name}.{domain}"
-            traffic.append(entry)
+        traffic, unready = traffic_status(name, domain, spec, ready, latest_ready)
+        routes_ok = not unready
         config_ok = rev_name in ready
         new: Obj = {
             "observedGeneration": generation,
