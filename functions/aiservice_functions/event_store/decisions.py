@@ -76,31 +76,12 @@ def _schema(autoinc: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class StoredDecision:
-    seq: int
-    namespace: str
-    name: str
-    role: str
-    source: str
-    event_id: str
-    type: str
-    key: str
-    causation: str | None
-    correlation: str
-    trace_id: str | None
-    model_version: str | None
-    revision: str | None
-    latency_ms: float | None
-    data: Any
-    data_hash: str
-    attributes: dict[str, Any]
-    event_time: str | None
-    received_at: int
-    expires_at: int
-    receipts: int
-    run_id: str | None
-    corrects: str | None
-    label: str | None
+class StoredDecision(Decision):
+    """A decision as the store keeps it: with its place in the log and how many times
+    it was delivered."""
+
+    seq: int = 0
+    receipts: int = 1
 
     def to_json(self) -> dict[str, Any]:
         """The record as the HTTP API returns it (camelCase, times in µs since the epoch)."""
