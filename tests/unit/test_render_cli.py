@@ -32,10 +32,10 @@ def test_renders_several_files_and_documents() -> None:
     roles = [
         o["metadata"]["labels"]["aiservice.dev/role"] for o in objects if o["kind"] == "Trigger"
     ]
-    # One per consumes entry; the pipeline's two stages also log inputs and replies.
-    assert sorted(roles) == sorted(
-        ["primary"] * 3 + ["decision-inputs"] * 2 + ["decision-replies"] * 2
-    )
+    # One per consumes entry; the pipeline's two stages also log inputs, replies and
+    # feedback.
+    decision_log = ["decision-inputs", "decision-replies", "decision-feedback"]
+    assert sorted(roles) == sorted(["primary"] * 3 + decision_log * 2)
 
 
 def test_steady_state_routes_by_revision_and_uses_the_event_store_url() -> None:
