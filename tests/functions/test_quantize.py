@@ -59,7 +59,7 @@ def test_int8_quantizes_every_linear_layer_of_the_encoder(both: dict[str, Sentim
     assert quantized_linear_layers(fp32.model) == 0
     assert quantized_linear_layers(int8.model) == linear
     assert not any(type(m) is torch.nn.Linear for m in int8.model.modules())
-    # Copied, not changed in place: the process's fp32 encoder stays fp32.
+    # Each encoder loads its own model: the process's fp32 encoder stays fp32.
     assert shared_encoder() is fp32
 
 

@@ -51,7 +51,7 @@ def quantize_from_env(env: Mapping[str, str] | None = None) -> Quantize:
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` whose ``nn.Linear`` layers are dynamically quantized to int8."""
+    """``model`` with its ``nn.Linear`` layers swapped for int8 dynamically quantized ones."""
     import torch
 
     with warnings.catch_warnings():
@@ -59,8 +59,9 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_\w+.* are deprecated")
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+        # In place: a copy would hold a second fp32 model in memory while it is made.
         return quantize_dynamic(
-            model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+            model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
         )
 
 
