@@ -45,6 +45,7 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "service name": ({"eventStore": {"service": {"name": "Dead_Letters"}}}, "/service/name"),
     "service port": ({"eventStore": {"service": {"port": 70000}}}, "/eventStore/service/port"),
     "retention age": ({"eventStore": {"retention": {"maxAge": "a month"}}}, "/maxAge"),
+    "retention age without a unit": ({"eventStore": {"retention": {"maxAge": "90"}}}, "/maxAge"),
     "unknown metric query": (
         {"rollout": {"queries": {"latency": "up"}}},
         "additional properties 'latency' not allowed",
@@ -65,6 +66,14 @@ def test_bad_values_fail_with_a_message_naming_the_field(render: RenderFn, case:
     assert rendered.returncode != 0, f"{case}: accepted"
     assert "values don't meet the specifications of the schema" in rendered.stderr
     assert expected in rendered.stderr, rendered.stderr
+
+
+def test_retention_age_takes_the_one_duration_grammar(render: RenderFn) -> None:
+    """The value reaches the store's `--retention-max-age`, which reads the same grammar."""
+    rendered = render({"eventStore": {"retention": {"maxAge": "1d12h"}}})
+    assert rendered.returncode == 0, rendered.stderr
+    container = rendered.deployment("event-store")["spec"]["template"]["spec"]["containers"][0]
+    assert "--retention-max-age=1d12h" in container["args"]
 
 
 def _values_table() -> ModuleType:

@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 from cel_expr_python import cel
+from cel_expr_python.ext.ext_strings import ExtStrings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KNATIVE_SCHEMAS = Path(
@@ -177,7 +178,8 @@ def apply_defaults(schema: Mapping[str, Any], value: Any) -> Any:
 
 @functools.cache
 def _cel_env() -> Any:
-    return cel.NewEnv(variables={"self": cel.Type.DYN})
+    # The apiserver's CEL has the strings extension (split, indexOf, ...); so does this one.
+    return cel.NewEnv(variables={"self": cel.Type.DYN}, extensions=[ExtStrings()])
 
 
 @functools.cache

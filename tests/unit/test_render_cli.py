@@ -59,7 +59,7 @@ def test_reads_stdin() -> None:
 def test_errors_name_file_document_and_field(tmp_path: Path) -> None:
     docs = list(yaml.safe_load_all((EXAMPLES / "pipeline.yaml").read_text()))
     docs[1]["spec"]["models"][0]["uri"] = "ftp://nowhere"
-    docs[1]["spec"]["delivery"] = {"backoffDelay": "1s"}
+    docs[1]["spec"]["delivery"] = {"backoffDelay": "1 s"}
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump_all(docs))
     code, out, err = run("-f", str(bad))

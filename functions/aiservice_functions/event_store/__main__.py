@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Sequence
 
 from flask import Flask
 
 from aiservice_functions import contract
+from aiservice_functions.durations import parse_duration
 from aiservice_functions.event_store import auth
 from aiservice_functions.event_store.app import DEFAULT_MAX_BODY_BYTES, create_app
 from aiservice_functions.event_store.guard import TargetPolicy
@@ -33,16 +33,14 @@ from aiservice_functions.sink_key import load_sink_key
 ENV_DB = "AISVC_EVENT_STORE_DB"
 ENV_BROKER_URL = "AISVC_EVENT_STORE_BROKER_URL"
 ENV_REPLAY_ALLOW = "AISVC_EVENT_STORE_REPLAY_ALLOW"
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``12h``, ``30d`` → seconds."""
-    match = _DURATION.match(text.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a duration (like 30d, 12h, 15m, 90s): {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    """A command-line duration (``90s``, ``15m``, ``12h``, ``30d``, ``1h30m``) in seconds."""
+    try:
+        return parse_duration(text.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _serving_options(s: argparse.ArgumentParser) -> None:

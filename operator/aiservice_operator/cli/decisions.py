@@ -43,7 +43,7 @@ from aiservice_operator.sources.event_store import EventStoreError
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
 Since = Annotated[
     str | None,
-    typer.Option("--since", help="Logged at or after: RFC 3339, or an age like 30m, 2h, 7d."),
+    typer.Option("--since", help="Logged at or after: RFC 3339, or an age like 30m, 1h30m, 7d."),
 ]
 EXPORT_COLUMNS = (
     "id", "source", "type", "time", "input", "inputHash", "output", "modelVersion",

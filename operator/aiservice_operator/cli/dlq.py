@@ -8,7 +8,6 @@ Talks to the event store's HTTP API (see `aiservice_functions.event_store.app`) 
 from __future__ import annotations
 
 import json
-import re
 import time
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from aiservice_functions import contract
+from aiservice_functions.durations import EXAMPLES, parse_duration
 from aiservice_functions.timestamps import parse_time, rfc3339
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -70,27 +70,27 @@ Revision = Annotated[
 ]
 Since = Annotated[
     str | None,
-    typer.Option("--since", help="Received at or after: RFC 3339, or an age like 30m, 2h, 7d."),
+    typer.Option("--since", help="Received at or after: RFC 3339, or an age like 30m, 1h30m, 7d."),
 ]
 Until = Annotated[str | None, typer.Option("--until", help="Received before: RFC 3339, or an age.")]
 
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def _when(value: str | None, option: str) -> str | None:
-    """An RFC 3339 timestamp, or an age (`2h`) turned into one."""
+    """An RFC 3339 timestamp, or an age in the duration grammar (`2h`, `1h30m`, `7d`)
+    turned into one."""
     if value is None:
         return None
-    match = _AGE.match(value.strip().lower())
-    if match:
-        ago = timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        ago = timedelta(seconds=parse_duration(value.strip()))
+    except ValueError:
+        pass
+    else:
         return rfc3339(datetime.now(UTC) - ago, digits=6)
     try:
         parse_time(value)
     except ValueError:
         raise typer.BadParameter(
-            f"{value!r} is neither an RFC 3339 timestamp nor an age like 30m, 2h, 7d",
+            f"{value!r} is neither an RFC 3339 timestamp nor an age such as {EXAMPLES}",
             param_hint=option,
         ) from None
     return value

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from aiservice_functions.durations import parse_duration
 from rich.console import Console
 
 if TYPE_CHECKING:
@@ -55,8 +56,8 @@ def up(
         DEFAULT_EVENT_STORE_PORT
     ),
     idle: Annotated[
-        float, typer.Option(help="Seconds without events before a minScale-0 revision stops.")
-    ] = 30.0,
+        str, typer.Option(help="Time without events before a minScale-0 revision stops.")
+    ] = "30s",
     live: Annotated[
         bool, typer.Option(help="Show the live view (else a summary line when counts change).")
     ] = True,
@@ -90,7 +91,7 @@ def up(
         serving_port=serving_port,
         event_store_port=event_store_port,
         event_store=event_store,
-        idle_seconds=idle,
+        idle_seconds=_duration(idle, "--idle"),
         synchronous=synchronous.upper(),
     )
     with _event_loop() as runner:
@@ -232,6 +233,14 @@ def send(
         typer.echo(response.text)
     if response.status_code >= 300:
         raise typer.Exit(code=1)
+
+
+def _duration(text: str, option: str) -> float:
+    """Seconds in a duration option (`30s`, `5m`, `1h30m`), or a usage error naming it."""
+    try:
+        return parse_duration(text.strip())
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint=option) from None
 
 
 def _broker_url(state_dir: Path, broker: str) -> str:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from aiservice_functions.durations import parse_iso8601
+
 from aiservice_operator.core.compile import (
     DURABLE_CLASSES,
     Desired,
@@ -23,7 +25,7 @@ from aiservice_operator.core.compile import (
     broker_conflict,
     is_managed_broker,
 )
-from aiservice_operator.core.spec import AIService, SpecError, iso8601_seconds
+from aiservice_operator.core.spec import AIService, SpecError
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 MAX_MESSAGE_LENGTH = 1024
@@ -344,7 +346,7 @@ def cold_start_condition(
         return None
     slowest, seconds = max(measured.items(), key=lambda item: item[1])
     spec = ais.spec
-    limit = min(float(spec.function.timeout_seconds), iso8601_seconds(spec.delivery.timeout))
+    limit = min(float(spec.function.timeout_seconds), parse_iso8601(spec.delivery.timeout))
     gen = ais.generation
     if spec.autoscaling.min_scale > 0:
         message = f"minScale {spec.autoscaling.min_scale}: no event waits for a cold start"

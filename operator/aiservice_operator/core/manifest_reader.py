@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiservice_operator.core.resource import iso8601_seconds
+from aiservice_functions.durations import to_iso8601
 
 __all__ = ["Reader"]
 
@@ -132,11 +132,15 @@ class Reader:
             return default
         return value
 
-    def iso_duration(self, data: Mapping[str, Any], key: str, path: str, *, default: str) -> str:
+    def knative_duration(
+        self, data: Mapping[str, Any], key: str, path: str, *, default: str
+    ) -> str:
+        """A duration bound for Knative, given as ISO-8601 or in the one duration grammar;
+        returned as the ISO-8601 Knative reads."""
         value = self.string(data, key, path, default=default)
         if value:
             try:
-                iso8601_seconds(value)
+                return to_iso8601(value)
             except ValueError as err:
                 self.fail(f"{path}.{key}", str(err))
         return value

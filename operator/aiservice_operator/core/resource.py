@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from aiservice_functions.durations import parse_duration
+
 API_GROUP = "aiservice.dev"
 API_VERSION = "v1alpha1"
 KIND = "AIService"
@@ -25,15 +27,8 @@ MODEL_URI = re.compile(r"^(file|https?|pkg|s3)://.+$")
 ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9]{0,19}$")
 """A CloudEvents attribute name as Knative's filters accept it."""
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-ISO8601_DURATION = re.compile(
-    r"^P(?!$)(?:(?P<d>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?=\d)(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
-)
-RETENTION = re.compile(r"^(?:(?P<d>[1-9][0-9]{0,3})d|(?P<h>[1-9][0-9]{0,4})h)$")
-"""A retention period in days (1-9999d) or hours (1-99999h): `30d`, `12h`."""
 REDACT_PATH = re.compile(r"^\$(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[(?:\d+|\*)\])+$")
 """A JSON path into event data: `$.a.b`, `$.items[0]`, `$.items[*].text`."""
-GO_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
 
 BackoffPolicy = Literal["linear", "exponential"]
 ScaleMetric = Literal["concurrency", "rps"]
@@ -342,31 +337,15 @@ class AIService:
     annotations: Mapping[str, str] = field(default_factory=dict)
 
 
-# --- Durations -----------------------------------------------------------------------
+# --- Durations (the grammar itself is aiservice_functions.durations) ------------------
 
-
-def iso8601_seconds(value: str) -> float:
-    """Seconds in an ISO-8601 duration such as `PT0.2S` or `P1DT2H` (the Knative form)."""
-    match = ISO8601_DURATION.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not an ISO-8601 duration such as PT0.5S")
-    parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
-    return parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+MIN_INTERVAL_SECONDS = 1
+MIN_RETENTION_SECONDS = 3600
 
 
 def retention_seconds(value: str) -> int:
-    """Seconds in a retention period such as `30d` or `12h`."""
-    match = RETENTION.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a number of days or hours, such as 30d or 12h")
-    days, hours = match.group("d"), match.group("h")
-    return int(days) * 86400 if days else int(hours or 0) * 3600
-
-
-def go_duration_seconds(value: str) -> float:
-    """Seconds in a Go-style duration such as `1m`, `30s` or `1h30m` (the Flagger form)."""
-    match = GO_DURATION.match(value)
-    if not value or not match:
-        raise ValueError(f"{value!r} is not a duration such as 30s, 1m or 1h30m")
-    parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
-    return parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+    """Whole seconds in a retention period such as `30d`, `12h` or `1d12h` (at least 1h)."""
+    seconds = parse_duration(value)
+    if seconds < MIN_RETENTION_SECONDS:
+        raise ValueError(f"{value!r} is shorter than 1h")
+    return int(seconds)

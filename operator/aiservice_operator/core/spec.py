@@ -19,6 +19,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from aiservice_functions.durations import parse_duration
+
 from aiservice_operator.core.manifest_reader import Reader
 from aiservice_operator.core.resource import (
     API_GROUP,
@@ -35,9 +37,7 @@ from aiservice_operator.core.resource import (
     EVENT_TYPE,
     FIELD_PATH,
     FILTER_DIALECTS,
-    GO_DURATION,
     GPU_RESOURCES,
-    ISO8601_DURATION,
     KIND,
     LABEL_KEY,
     LABEL_VALUE,
@@ -55,6 +55,7 @@ from aiservice_operator.core.resource import (
     MAX_STEPS,
     MAX_TYPE_LENGTH,
     MAX_URI_LENGTH,
+    MIN_INTERVAL_SECONDS,
     MODEL_URI,
     MOUNT_PATH,
     NODE_OPERATORS,
@@ -68,7 +69,6 @@ from aiservice_operator.core.resource import (
     RESERVED_MODEL_NAMES,
     RESERVED_MOUNT_PATHS,
     RESERVED_VOLUME_PREFIX,
-    RETENTION,
     SHA256,
     VOLUME_SOURCES,
     AIService,
@@ -96,8 +96,6 @@ from aiservice_operator.core.resource import (
     SpecError,
     Traffic,
     TrafficSplit,
-    go_duration_seconds,
-    iso8601_seconds,
     retention_seconds,
 )
 
@@ -116,9 +114,7 @@ __all__ = [
     "EVENT_TYPE",
     "FIELD_PATH",
     "FILTER_DIALECTS",
-    "GO_DURATION",
     "GPU_RESOURCES",
-    "ISO8601_DURATION",
     "KIND",
     "LABEL_KEY",
     "LABEL_VALUE",
@@ -149,7 +145,6 @@ __all__ = [
     "RESERVED_MODEL_NAMES",
     "RESERVED_MOUNT_PATHS",
     "RESERVED_VOLUME_PREFIX",
-    "RETENTION",
     "SHA256",
     "VOLUME_SOURCES",
     "AIService",
@@ -177,8 +172,6 @@ __all__ = [
     "SpecError",
     "Traffic",
     "TrafficSplit",
-    "go_duration_seconds",
-    "iso8601_seconds",
     "parse",
     "parse_spec",
     "retention_seconds",
@@ -864,8 +857,8 @@ def _parse_rollout(
     interval_text = r.string(data, "interval", path, default="1m")
     interval = 60.0
     try:
-        interval = go_duration_seconds(interval_text)
-        if interval < 1:
+        interval = parse_duration(interval_text)
+        if interval < MIN_INTERVAL_SECONDS:
             r.fail(f"{path}.interval", "must be at least 1s")
     except ValueError as err:
         r.fail(f"{path}.interval", str(err))
@@ -919,8 +912,8 @@ def _parse_delivery(r: Reader, data: Mapping[str, Any]) -> Delivery:
         backoff_policy=r.choice(
             data, "backoffPolicy", path, default="exponential", choices=("linear", "exponential")
         ),
-        backoff_delay=r.iso_duration(data, "backoffDelay", path, default="PT0.2S"),
-        timeout=r.iso_duration(data, "timeout", path, default="PT30S"),
+        backoff_delay=r.knative_duration(data, "backoffDelay", path, default="PT0.2S"),
+        timeout=r.knative_duration(data, "timeout", path, default="PT30S"),
     )
 
 

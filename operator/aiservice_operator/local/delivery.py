@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiservice_functions import contract
-
-from aiservice_operator.core.spec import iso8601_seconds
+from aiservice_functions.durations import parse_iso8601
 
 RETRYABLE_4XX = frozenset({404, 408, 409, 429})
 MAX_ERROR_DATA_CHARS = 1024
@@ -54,8 +53,8 @@ class DeliveryPolicy:
             raise ValueError(f"spec.delivery.retry: must be an integer >= 0, not {retry!r}")
         sink = d.get("deadLetterSink") or {}
         try:
-            delay = iso8601_seconds(d["backoffDelay"]) if d.get("backoffDelay") else 0.0
-            timeout = iso8601_seconds(d["timeout"]) if d.get("timeout") else None
+            delay = parse_iso8601(d["backoffDelay"]) if d.get("backoffDelay") else 0.0
+            timeout = parse_iso8601(d["timeout"]) if d.get("timeout") else None
         except ValueError as err:
             raise ValueError(f"spec.delivery: {err}") from None
         return cls(
