@@ -78,7 +78,12 @@ def logging_dict(fmt: str | None = None) -> dict[str, Any]:
     }
 
 
-def configure_logging(fmt: str | None = None) -> None:
+def configure_logging(fmt: str | None = None, *, keep_level: bool = False) -> None:
+    """Log in the one format from now on; with ``keep_level``, at the root level already
+    chosen (``kopf run --verbose/--debug/--quiet`` sets it before the operator starts)."""
     import logging.config
 
+    level = logging.getLogger().level
     logging.config.dictConfig(logging_dict(fmt))
+    if keep_level:
+        logging.getLogger().setLevel(level)

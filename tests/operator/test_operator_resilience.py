@@ -7,6 +7,7 @@ server and etcd restart, is in tests/cluster/test_operator.py.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -202,6 +203,25 @@ def test_the_shipped_entry_points_run_the_operator(
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
     assert process.returncode == 0, output
+    _assert_json_lines(output, ns)
+
+
+def _assert_json_lines(output: str, ns: str) -> None:
+    """One log format (the runtime's and the store's keys) from either entry point, and
+    per-object lines say which AIService they are about."""
+    entries = []
+    for line in output.splitlines():
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON log line: {line!r}") from None
+    assert entries
+    for entry in entries:
+        assert {"ts", "level", "logger", "msg"} <= entry.keys(), entry
+    about_proc = [e for e in entries if (e.get("k8s_ref") or {}).get("name") == "proc"]
+    assert about_proc and all(e["k8s_ref"]["namespace"] == ns for e in about_proc)
 
 
 def test_every_request_the_operator_makes_is_a_registered_permission(

@@ -109,6 +109,9 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    # `kopf run` (the chart's command) set up its own text logging before importing this
+    # module: switch to the one format, keeping the level its flags chose.
+    configure_logging(keep_level=True)
     state = _state(memo)
     config = state.config
     # The framework's bookkeeping goes to annotations, so `status` is the operator's alone.
