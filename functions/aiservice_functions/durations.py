@@ -69,7 +69,7 @@ def _exact(text: str) -> Decimal:
         (Decimal(v) * _UNIT_SECONDS[unit] for unit, v in match.groupdict().items() if v),
         Decimal(0),
     )
-    if total > MAX_SECONDS:
+    if int(total) > MAX_SECONDS:  # whole seconds, as the CRD's CEL rule counts them
         raise ValueError(f"{text!r} is longer than 10000d")
     return total
 

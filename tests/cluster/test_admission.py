@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from aiservice_operator.core import features
-from aiservice_operator.core.spec import AIService
+from aiservice_operator.core.spec import AIService, parse
 
 from tests.support.cluster import Cluster, KubectlError
 from tests.support.compiled import compiled_stages, example_services
@@ -136,3 +136,25 @@ def test_knative_webhooks_admit_every_compiled_object(
             if verdict:
                 refused.append(f"{ais.name} {obj['kind']} ({label}): {verdict}")
     assert refused == []
+
+
+@pytest.mark.parametrize(
+    ("backoff", "timeout"), [("250ms", "1m30s"), ("1.5s", "1d"), ("PT0.25S", "P1DT2H")]
+)
+def test_knative_admits_delivery_durations_given_in_either_form(
+    cluster: Cluster, ns: str, backoff: str, timeout: str
+) -> None:
+    """`spec.delivery` takes the one duration grammar or ISO-8601; what reaches Knative is
+    ISO-8601 its own webhook admits (e.g. `250ms` as `PT0.25S`)."""
+    manifest = base()
+    manifest["metadata"]["uid"] = "6f1c7f7e-0000-4000-8000-000000000002"
+    manifest["spec"]["delivery"] = {"backoffDelay": backoff, "timeout": timeout}
+    ais = parse(manifest)
+    _prerequisites(cluster, ns, ais)
+    triggers = [
+        o for label, o in compiled_stages(ais) if label == "all ready" and o["kind"] == "Trigger"
+    ]
+    assert triggers
+    for trigger in triggers:
+        assert trigger["spec"]["delivery"]["backoffDelay"].startswith("P")
+        assert _dry_run(cluster, _in(trigger, ns)) == ""

@@ -38,7 +38,7 @@ READ = [
     ("0s", 0),
     ("10000d", 10000 * 86400),
 ]
-REFUSED = ["", "30", "1 m", "1.5d", "30m1h", "1h1h", "PT30S", "-1s", "1s1m", "10000d1ms", "1w"]
+REFUSED = ["", "30", "1 m", "1.5d", "30m1h", "1h1h", "PT30S", "-1s", "1s1m", "10000d1s", "1w"]
 
 
 @pytest.mark.parametrize(("text", "seconds"), READ)
@@ -57,7 +57,7 @@ def test_the_crd_regex_reads_what_the_parser_reads(text: str, _: float) -> None:
     assert re.match(PATTERN, text)
 
 
-@pytest.mark.parametrize("text", [t for t in REFUSED if t and t != "10000d1ms"])
+@pytest.mark.parametrize("text", [t for t in REFUSED if t and t != "10000d1s"])
 def test_the_crd_regex_refuses_what_the_parser_refuses(text: str) -> None:
     assert not re.match(PATTERN, text)
 
