@@ -180,8 +180,11 @@ def test_abort_command_rolls_back(rolled: LocalRun) -> None:
     assert phase_of(rolled, "shadowed", {"Progressing"})
     with pytest.MonkeyPatch.context() as mp:  # the CLI finds the run from its directory
         mp.chdir(rolled.state_dir.parent)
-        aborted = CliRunner().invoke(app, ["abort", "shadowed", "-n", "t"])
-        assert aborted.exit_code == 0, aborted.output
+        aborted = CliRunner().invoke(
+            app, ["abort", "shadowed", "-n", "t", "--wait", "--timeout", "60s"]
+        )
+        assert aborted.exit_code == 1, aborted.output  # waited until rolled back: degraded
+        assert "t/shadowed: Failed, v2 at 0%" in aborted.stdout
         service = phase_of(rolled, "shadowed", {"Failed", "Succeeded"})
         shown = CliRunner().invoke(app, ["status", "shadowed", "-n", "t"])
     assert shown.exit_code == 0, shown.output

@@ -24,6 +24,7 @@ def one_error_line(stderr: str) -> str:
     "args",
     [
         ["dlq", "list", "-o", LONG],  # click's own parameter check
+        ["status", "svc", "--timeout", LONG],  # a check in the command's body
     ],
 )
 def test_usage_errors_are_one_unwrapped_line(args: list[str]) -> None:

@@ -171,7 +171,7 @@ def _package_version() -> str:
 local.register(app)  # aisvc up, aisvc send
 app.add_typer(dlq.app, name="dlq")  # aisvc dlq list|show|replay|stats
 app.add_typer(fn.app, name="fn")  # aisvc fn serve
-rollout.register(app)  # aisvc promote|abort|pause|resume|status
+rollout.register(app)  # aisvc promote|abort|pause|resume|status|list
 decisions.register(app)  # aisvc trace|reprocess|export
 
 
