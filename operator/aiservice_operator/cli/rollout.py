@@ -71,6 +71,14 @@ TimeoutOpt = Annotated[
 ]
 WAIT_TIMEOUT = "5m"
 """--wait's default limit: the operator acts at its next tick, seconds after a command."""
+WaitTimeoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout",
+        help=f"With --wait: give up after this long (default {WAIT_TIMEOUT}) and exit 3.",
+        show_default=False,
+    ),
+]
 WAITABLE: tuple[Command, ...] = ("promote", "abort")
 
 
@@ -131,7 +139,7 @@ def _request(
 ) -> None:
     """Send `command`; with `wait`, poll until the operator answered it and the rollout
     ended (promote: Succeeded; abort: Failed, all traffic on stable)."""
-    seconds = _timeout_seconds(timeout or WAIT_TIMEOUT) if wait else None
+    seconds = _timeout_seconds(timeout or WAIT_TIMEOUT)
     ns = namespace or target.default_namespace
     fetch = _fetch(target, ns, name)
     current = fetch()
@@ -175,8 +183,9 @@ def _steer(command: Command) -> Any:
                     "0 healthy, 1 degraded, 3 timed out.",
                 ),
             ] = False,
-            timeout: TimeoutOpt = None,
+            timeout: WaitTimeoutOpt = None,
         ) -> None:
+            _timeout_seconds(timeout)  # a usage error before anything else
             target = connect(kubeconfig, context, local, state_dir)
             _request(command, name, namespace, target, wait, timeout)
 
