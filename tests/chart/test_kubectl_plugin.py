@@ -17,7 +17,7 @@ from aiservice_operator.cli.main import app
 
 from tests.support.chart import ROOT
 
-ROLLOUT_COMMANDS = ["status", "promote", "abort", "pause", "resume", "dlq"]
+ROLLOUT_COMMANDS = ["status", "list", "promote", "abort", "pause", "resume", "dlq"]
 """What the plugin must offer on a cluster (the user-facing contract of `kubectl aisvc`)."""
 
 

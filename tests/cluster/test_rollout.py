@@ -1,12 +1,13 @@
 """A canary rollout on the real control plane: the operator process under the chart's RBAC,
 a real Prometheus scraping the queue-proxy stand-in of tests/rollout (request counts per
 revision, since no pod runs here), the real event store, and `aisvc status/pause/resume/
-abort/promote` acting through the admin kubeconfig. A good canary is promoted across an
+abort/promote/list` acting through the admin kubeconfig. A good canary is promoted across an
 operator restart in the middle of the rollout (resumed at the same step); a bad one is
 rolled back."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -132,13 +133,14 @@ def split(cluster: Cluster, name: str) -> dict[str, int]:
     }
 
 
-def aisvc(cluster: Cluster, *args: str) -> str:
+def aisvc(cluster: Cluster, *args: str, code: int = 0, namespace: bool = True) -> str:
+    where = ["-n", NS] if namespace else []
     proc = subprocess.run(
         [sys.executable, "-c", "from aiservice_operator.cli.main import main; main()", *args,
-         "-n", NS, "--cluster", "--kubeconfig", str(cluster.kubeconfig)],
-        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=False,
+         *where, "--cluster", "--kubeconfig", str(cluster.kubeconfig)],
+        capture_output=True, text=True, timeout=180, cwd=REPO_ROOT, check=False,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == code, proc.stdout + proc.stderr
     return proc.stdout
 
 
@@ -172,19 +174,29 @@ def test_aisvc_commands_steer_a_rollout(cluster: Cluster, operator: OperatorProc
     cluster.apply(manifest("manual", interval="1h"))
     rollout_when(cluster, operator, "manual", lambda r: r.get("weight") == 50, "manual at 50%")
     assert "manual" in aisvc(cluster, "status", "manual")
+    shown = json.loads(aisvc(cluster, "status", "manual", "-o", "json"))
+    assert (shown["namespace"], shown["phase"], shown["weight"]) == (NS, "Progressing", 50)
+    assert (shown["stable"], shown["canary"], shown["health"]) == ("v1", "v2", "progressing")
+    assert {c["type"] for c in shown["conditions"]} >= {"Ready", "Degraded"}
+    listed = json.loads(aisvc(cluster, "list", "-A", "-o", "json", namespace=False))
+    assert ("manual", NS) in {(i["name"], i["namespace"]) for i in listed["items"]}
+    table = aisvc(cluster, "list", "--all-namespaces", namespace=False).splitlines()
+    assert table[0].split()[:3] == ["NAME", "NAMESPACE", "PHASE"]
+    assert any(line.split()[:3] == ["manual", NS, "Progressing"] for line in table[1:])
     aisvc(cluster, "pause", "manual")
     rollout_when(cluster, operator, "manual", lambda r: r.get("pausedBy") == "user", "paused")
     aisvc(cluster, "resume", "manual")
     rollout_when(cluster, operator, "manual", lambda r: not r.get("pausedBy"), "resumed")
-    aisvc(cluster, "promote", "manual")
-    rollout_when(cluster, operator, "manual", lambda r: r["phase"] == "Succeeded", "promoted")
+    promoted = aisvc(cluster, "promote", "manual", "--wait", "--timeout", "2m")
+    assert f"{NS}/manual: Succeeded, v2 at 100%" in promoted  # waited for the operator
     wait_for(lambda: split(cluster, "manual").get("canary") == 100, 60, "manual: all on v2")
 
 
 def test_aisvc_abort_rolls_back(cluster: Cluster, operator: OperatorProcess) -> None:
     cluster.apply(manifest("stop", interval="1h"))
     rollout_when(cluster, operator, "stop", lambda r: r.get("weight") == 50, "stop at 50%")
-    aisvc(cluster, "abort", "stop")
+    stopped = aisvc(cluster, "abort", "stop", "--wait", "--timeout", "2m", code=1)  # degraded
+    assert f"{NS}/stop: Failed, v2 at 0%" in stopped
     aborted = rollout_when(cluster, operator, "stop", lambda r: r["phase"] == "Failed", "aborted")
     assert aborted["weight"] == 0 and aborted["history"][-1]["command"] == "abort"
     wait_for(lambda: split(cluster, "stop").get("stable") == 100, 60, "stop: all on v1")

@@ -143,6 +143,48 @@ def test_dlq_cli_reads_the_local_runs_event_store(rolled: LocalRun) -> None:
     assert letters and all(d["name"] == "rolled" for d in letters)
 
 
+def test_commands_find_the_run_by_its_state_dir(
+    rolled: LocalRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    phase_of(rolled, "promoted", {"Succeeded", "Failed"})
+    phase_of(rolled, "rolled", {"Succeeded", "Failed"})
+    monkeypatch.chdir(tmp_path)  # not where the run keeps its state
+    monkeypatch.delenv("AISVC_EVENT_STORE_URL", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))  # and no cluster
+    state = ["--state-dir", str(rolled.state_dir)]
+    runner = CliRunner()
+
+    letters = runner.invoke(
+        app, ["dlq", "list", "-n", "t", "--name", "rolled", "-o", "json", *state]
+    )
+    assert letters.exit_code == 0, letters.output
+    assert json.loads(letters.stdout)["items"]
+
+    lost = runner.invoke(app, ["status", "promoted", "-n", "t"])
+    assert lost.exit_code == 2 and "no local run (aisvc up) in .aisvc" in lost.stderr
+
+    shown = runner.invoke(app, ["status", "promoted", "-n", "t", "-o", "json", *state])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["phase"] == "Succeeded"
+
+    def exit_code(*args: str) -> int:
+        return runner.invoke(app, [*args, "-n", "t", "--timeout", "60s", *state]).exit_code
+
+    assert exit_code("status", "promoted") == 0  # Succeeded: healthy
+    assert exit_code("status", "rolled") == 1  # rolled back: degraded
+
+    listed = runner.invoke(app, ["list", "-n", "t", "-o", "json", *state])
+    assert listed.exit_code == 0, listed.output
+    items = {i["name"]: i for i in json.loads(listed.stdout)["items"]}
+    assert set(items) == {"promoted", "rolled", "shadowed"}
+    assert (items["promoted"]["phase"], items["rolled"]["phase"]) == ("Succeeded", "Failed")
+    assert {c["type"]: c["status"] for c in items["promoted"]["conditions"]}["Ready"] == "True"
+    table = runner.invoke(app, ["list", "-A", *state])
+    assert table.exit_code == 0, table.output
+    row = next(line.split() for line in table.stdout.splitlines() if line.startswith("promoted "))
+    assert row[:8] == ["promoted", "t", "Succeeded", "2/2", "v1", "v2", "100%", "True"]
+
+
 def shadow_stats(run: LocalRun) -> tuple[int, int]:
     """(delivered, answered) of the shadow Trigger of `shadowed`."""
     assert run.dispatcher is not None
@@ -180,8 +222,11 @@ def test_abort_command_rolls_back(rolled: LocalRun) -> None:
     assert phase_of(rolled, "shadowed", {"Progressing"})
     with pytest.MonkeyPatch.context() as mp:  # the CLI finds the run from its directory
         mp.chdir(rolled.state_dir.parent)
-        aborted = CliRunner().invoke(app, ["abort", "shadowed", "-n", "t"])
-        assert aborted.exit_code == 0, aborted.output
+        aborted = CliRunner().invoke(
+            app, ["abort", "shadowed", "-n", "t", "--wait", "--timeout", "60s"]
+        )
+        assert aborted.exit_code == 1, aborted.output  # waited until rolled back: degraded
+        assert "t/shadowed: Failed, v2 at 0%" in aborted.stdout
         service = phase_of(rolled, "shadowed", {"Failed", "Succeeded"})
         shown = CliRunner().invoke(app, ["status", "shadowed", "-n", "t"])
     assert shown.exit_code == 0, shown.output

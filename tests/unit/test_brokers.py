@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiservice_operator.cli.rollout import broker_line
+from aiservice_operator.cli.rollout_view import broker_line
 from aiservice_operator.core.compile import managed_broker, steady_state
 from aiservice_operator.core.conditions import broker_conditions
 from aiservice_operator.core.spec import AIService, parse

@@ -28,6 +28,7 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.tree import Tree
 
+from aiservice_operator.cli.common import DEFAULT_STATE_DIR, StateDirOpt
 from aiservice_operator.cli.dlq import (
     Output,
     OutputOpt,
@@ -87,9 +88,11 @@ def trace(
     ],
     url: Url = None,
     token: Token = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show an event's whole chain: input, each stage's reply, dead letters on the way."""
+    url = url or default_url(state_dir)
     body = _call("GET", url, "/v1/decisions/trace", token, params={"id": event})
     roots = chain_tree(body["records"], body["deadLetters"])
     if output is Output.json:
@@ -110,12 +113,12 @@ def trace(
 # --- reprocess -----------------------------------------------------------------------
 
 
-def _tag_url(namespace: str, name: str, model: str, target: str | None) -> str:
+def _tag_url(namespace: str, name: str, model: str, target: str | None, state_dir: Path) -> str:
     if target:
         return target
     from aiservice_operator.local.runner import read_state
 
-    state = read_state() or {}
+    state = read_state(state_dir) or {}
     if state.get("servingUrl"):
         return f"{state['servingUrl']}/{namespace}/{name}/tags/{model}"
     domain = state.get("clusterDomain") or "cluster.local"
@@ -213,9 +216,11 @@ def reprocess(
     rate: Annotated[float, typer.Option(help="Events per second at most (0: no limit).")] = 0.0,
     url: Url = None,
     token: Token = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     output: OutputOpt = Output.table,
 ) -> None:
     """Answer logged inputs again with another model version and report what changed."""
+    url = url or default_url(state_dir)
     inputs = _inputs(url, token, namespace, name, _when(since, "--since"), limit)
     usable = [i for i in inputs if i.get("data") is not None]
     if dry_run:
@@ -225,8 +230,8 @@ def reprocess(
         typer.echo("error: the inputs were logged without data (includeData: false)", err=True)
         raise typer.Exit(code=1)
     run_id = f"{model}-{uuid.uuid4().hex[:12]}"
-    endpoint = _tag_url(namespace, name, model, target)
-    store = (url or default_url()).rstrip("/")
+    endpoint = _tag_url(namespace, name, model, target, state_dir)
+    store = url.rstrip("/")
     ingest = f"{store}{_svc(namespace, name)}/reprocessed?data=true&run={run_id}"
     auth = {"Authorization": f"Bearer {token}"} if token else {}
     resender = _Resender(endpoint, ingest, auth, rate)
@@ -242,7 +247,9 @@ def reprocess(
     errors = resender.errors
     result = compare(pairs["pairs"], errors)
     published = (
-        _publish(pairs["pairs"], result.changed_keys, broker_url or _local_broker(namespace))
+        _publish(
+            pairs["pairs"], result.changed_keys, broker_url or _local_broker(namespace, state_dir)
+        )
         if publish
         else 0
     )
@@ -267,11 +274,11 @@ def reprocess(
         console.print(f"published {published} corrections")
 
 
-def _local_broker(namespace: str) -> str | None:
+def _local_broker(namespace: str, state_dir: Path) -> str | None:
     """The local run's Broker in ``namespace``: ``default``, or the only one there."""
     from aiservice_operator.local.runner import read_state
 
-    brokers: dict[str, str] = (read_state() or {}).get("brokers") or {}
+    brokers: dict[str, str] = (read_state(state_dir) or {}).get("brokers") or {}
     if f"{namespace}/default" in brokers:
         return brokers[f"{namespace}/default"]
     mine = [url for key, url in brokers.items() if key.startswith(f"{namespace}/")]
@@ -313,7 +320,9 @@ def _rows(
     ):
         if response.status_code >= 400:
             response.read()
-            typer.echo(f"error: event store answered {response.status_code}: {response.text}")
+            typer.echo(
+                f"error: event store answered {response.status_code}: {response.text}", err=True
+            )
             raise typer.Exit(code=1)
         for line in response.iter_lines():
             if line:
@@ -333,8 +342,10 @@ def export(
     ] = False,
     url: Url = None,
     token: Token = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
 ) -> None:
     """Stream logged inputs with their decisions as training data (constant memory)."""
+    url = url or default_url(state_dir)
     if fmt not in ("jsonl", "csv", "parquet"):
         raise typer.BadParameter("must be jsonl, csv or parquet", param_hint="--format")
     params = {"feedback": "true" if with_feedback else "false"}

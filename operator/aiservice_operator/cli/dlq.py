@@ -11,6 +11,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aiservice_operator.cli.common import DEFAULT_STATE_DIR, StateDirOpt
 from aiservice_operator.sources.event_store import EventStoreClient, EventStoreError
 
 app = typer.Typer(
@@ -47,7 +49,7 @@ Url = Annotated[
         "--url",
         envvar=contract.ENV_EVENT_STORE_URL,
         help="Base URL of the event store (default: the local run's, when `aisvc up` runs "
-        f"here, else {DEFAULT_URL}, e.g. a port-forward).",
+        f"with --state-dir, else {DEFAULT_URL}, e.g. a port-forward).",
         show_default=False,
     ),
 ]
@@ -96,11 +98,11 @@ def _when(value: str | None, option: str) -> str | None:
     return value
 
 
-def default_url() -> str:
-    """The event store of the local run in this directory, if one runs, else DEFAULT_URL."""
+def default_url(state_dir: Path = DEFAULT_STATE_DIR) -> str:
+    """The event store of the local run with `state_dir`, if one runs, else DEFAULT_URL."""
     from aiservice_operator.local.runner import read_state
 
-    state = read_state()
+    state = read_state(state_dir)
     return str((state or {}).get("eventStoreUrl") or DEFAULT_URL)
 
 
@@ -168,6 +170,7 @@ def _summary_table(items: list[dict[str, Any]], title: str) -> Table:
 def list_(
     url: Url = None,
     token: Token = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     namespace: Namespace = None,
     name: Name = None,
     type_: Type = None,
@@ -188,6 +191,7 @@ def list_(
     output: OutputOpt = Output.table,
 ) -> None:
     """List dead letters (newest first), filtered and paginated."""
+    url = url or default_url(state_dir)
     params = _filters(namespace, name, type_, code, revision, since, until)
     params["kind"] = "audit" if audit else "dead-letter"
     if replayed is not None:
@@ -218,9 +222,11 @@ def show(
     seq: Annotated[int, typer.Argument(help="The record's SEQ (from `aisvc dlq list`).")],
     url: Url = None,
     token: Token = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show one record: why it failed and the whole event."""
+    url = url or default_url(state_dir)
     record = _call("GET", url, f"/v1/events/{seq}", token)
     if output is Output.json:
         typer.echo(json.dumps(record, indent=2))
@@ -303,6 +309,7 @@ def replay(
     ] = None,
     url: Url = None,
     token: Token = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     namespace: Namespace = None,
     name: Name = None,
     type_: Type = None,
@@ -343,6 +350,7 @@ def replay(
     (the job goes on: `aisvc dlq cancel ID` stops it). Replaying the same selection
     again sends nothing unless --force.
     """
+    url = url or default_url(state_dir)
     flt = _filters(namespace, name, type_, code, revision, since, until)
     body = _selection_body(seqs, flt, all_)
     settings = {"target": target, "broker": broker, "concurrency": concurrency, "rate": rate}
@@ -400,9 +408,11 @@ def job_(
     job_id: Annotated[str, typer.Argument(help="Replay job id (from `dlq replay --detach`).")],
     url: Url = None,
     token: Token = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show a replay job: its state and progress."""
+    url = url or default_url(state_dir)
     state = _call("GET", url, f"{REPLAYS_PATH}/{job_id}", token)
     if output is Output.json:
         typer.echo(json.dumps(state, indent=2))
@@ -419,8 +429,10 @@ def cancel(
     job_id: Annotated[str, typer.Argument(help="Replay job id.")],
     url: Url = None,
     token: Token = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
 ) -> None:
     """Cancel a replay job: sends in flight finish, the rest stay pending."""
+    url = url or default_url(state_dir)
     state = _call("DELETE", url, f"{REPLAYS_PATH}/{job_id}", token)
     typer.echo(f"cancel requested for {state['id']} ({state['state']})")
 
@@ -429,6 +441,7 @@ def cancel(
 def stats(
     url: Url = None,
     token: Token = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     namespace: Namespace = None,
     name: Name = None,
     since: Since = None,
@@ -436,6 +449,7 @@ def stats(
     output: OutputOpt = Output.table,
 ) -> None:
     """Dead-letter counts per AIService and per revision."""
+    url = url or default_url(state_dir)
     params = _filters(namespace, name, None, None, None, since, until)
     result = _call("GET", url, contract.EVENT_STORE_STATS_PATH, token, params=params)
     if output is Output.json:

@@ -22,20 +22,17 @@ import typer
 from aiservice_functions.durations import parse_duration
 from rich.console import Console
 
+from aiservice_operator.cli.common import DEFAULT_STATE_DIR, StateDirOpt, fail, one_line
+
 if TYPE_CHECKING:
     from aiservice_operator.local.runner import LocalRun
 
 # The executor (aiohttp, the CloudEvents SDK) is imported inside the commands, so that
 # mounting them keeps every other `aisvc` command quick to start.
 
-DEFAULT_STATE_DIR = Path(".aisvc")
 DEFAULT_BROKER_PORT = 8480
 DEFAULT_SERVING_PORT = 8481
 DEFAULT_EVENT_STORE_PORT = 8482
-
-StateDir = Annotated[
-    Path, typer.Option("--state-dir", help="Where the local run keeps its log, databases and URLs.")
-]
 
 
 def up(
@@ -45,7 +42,7 @@ def up(
     demo: Annotated[
         bool, typer.Option(help="Send a few sample events, print what comes back, and stop.")
     ] = False,
-    state_dir: StateDir = DEFAULT_STATE_DIR,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     broker_port: Annotated[int, typer.Option(help="Broker ingress port (0: any free port).")] = (
         DEFAULT_BROKER_PORT
     ),
@@ -83,7 +80,8 @@ def up(
     try:
         loaded = manifest_files.load(files)
     except manifest_files.ManifestError as err:
-        console.print(str(err), style="red", markup=False)
+        for problem in str(err).splitlines():
+            typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(code=1) from None
     options = UpOptions(
         state_dir=state_dir,
@@ -122,14 +120,13 @@ async def _up(run: LocalRun, console: Console, *, demo: bool, live: bool) -> int
         with console.status("starting revisions (each must report ready first)..."):
             await run.start()
     except (RevisionFailed, ValueError) as err:
-        console.print(f"cannot start: {err}", style="red", markup=False)
+        typer.echo(f"error: cannot start: {one_line(err)}", err=True)
         return 1
     except OSError as err:  # most often a port in use
-        console.print(
-            f"cannot start: {err} (another `aisvc up`? pass --broker-port 0 and friends "
-            "for free ports)",
-            style="red",
-            markup=False,
+        typer.echo(
+            f"error: cannot start: {one_line(err)} (another `aisvc up`? pass --broker-port 0 "
+            "and friends for free ports)",
+            err=True,
         )
         return 1
     try:
@@ -193,7 +190,7 @@ def send(
     ] = "",
     to: Annotated[str, typer.Option(help="Post here instead of the local broker.")] = "",
     structured: Annotated[bool, typer.Option(help="Structured content mode.")] = False,
-    state_dir: StateDir = DEFAULT_STATE_DIR,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
 ) -> None:
     """Post one CloudEvent, by default to the broker of the local run (`aisvc up`)."""
     import httpx
@@ -201,8 +198,7 @@ def send(
     try:
         payload: Any = json.loads(data)
     except ValueError as err:
-        typer.echo(f"--data is not JSON: {err}", err=True)
-        raise typer.Exit(code=2) from None
+        raise fail(f"--data is not JSON: {err}", 2) from None
     url = to or _broker_url(state_dir, broker)
     attributes = {
         "specversion": "1.0",
@@ -213,8 +209,7 @@ def send(
     for item in extension:
         name, sep, value = item.partition("=")
         if not sep:
-            typer.echo(f"--ext {item!r}: expected name=value", err=True)
-            raise typer.Exit(code=2)
+            raise fail(f"--ext {item!r}: expected name=value", 2)
         attributes[name] = value
     if structured:
         headers = {"content-type": "application/cloudevents+json"}
@@ -226,8 +221,7 @@ def send(
     try:
         response = httpx.post(url, headers=headers, content=body.encode(), timeout=30)
     except httpx.HTTPError as err:
-        typer.echo(f"{url}: {err}", err=True)
-        raise typer.Exit(code=1) from None
+        raise fail(f"{url}: {one_line(err)}") from None
     typer.echo(f"{response.status_code} {url} id={attributes['id']}")
     if response.content:
         typer.echo(response.text)
@@ -248,23 +242,17 @@ def _broker_url(state_dir: Path, broker: str) -> str:
 
     state = read_state(state_dir)
     if state is None:
-        typer.echo(
+        raise fail(
             f"no local run found in {state_dir} (start one with `aisvc up -f FILE`), "
-            "or pass --to URL",
-            err=True,
+            "or pass --to URL"
         )
-        raise typer.Exit(code=1)
     brokers: dict[str, str] = dict(state.get("brokers") or {})
     if broker:
         if broker not in brokers:
-            typer.echo(f"no broker {broker} in the local run ({', '.join(brokers)})", err=True)
-            raise typer.Exit(code=1)
+            raise fail(f"no broker {broker} in the local run ({', '.join(brokers)})")
         return brokers[broker]
     if len(brokers) != 1:
-        typer.echo(
-            f"the local run has brokers {', '.join(brokers)}: pick one with --broker", err=True
-        )
-        raise typer.Exit(code=1)
+        raise fail(f"the local run has brokers {', '.join(brokers)}: pick one with --broker")
     return next(iter(brokers.values()))
 
 

@@ -15,6 +15,7 @@ import yaml
 from aiservice_functions.sink_key import load_sink_key
 
 from aiservice_operator.cli import decisions, dlq, fn, local, rollout
+from aiservice_operator.cli.common import PlainErrorsGroup
 from aiservice_operator.core.compile import CompileOptions, steady_state, to_yaml
 from aiservice_operator.core.spec import API_GROUP, API_VERSION, SpecError, parse
 
@@ -24,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
+    cls=PlainErrorsGroup,  # errors as one plain line on stderr, never wrapped
 )
 
 
@@ -169,7 +171,7 @@ def _package_version() -> str:
 local.register(app)  # aisvc up, aisvc send
 app.add_typer(dlq.app, name="dlq")  # aisvc dlq list|show|replay|stats
 app.add_typer(fn.app, name="fn")  # aisvc fn serve
-rollout.register(app)  # aisvc promote|abort|pause|resume|status
+rollout.register(app)  # aisvc promote|abort|pause|resume|status|list
 decisions.register(app)  # aisvc trace|reprocess|export
 
 

@@ -1,274 +1,206 @@
-"""`aisvc promote|abort|pause|resume|status NAME`: steer and watch a canary rollout.
+"""`aisvc promote|abort|pause|resume|status NAME` and `aisvc list`: steer and watch canary
+rollouts, on a cluster or on the local run (see `cli.targets`).
 
-The commands talk to the cluster of the current kube context (or `--context`,
-`--kubeconfig`) with the `kubernetes` client. Steering is an annotation on the AIService
-(`aiservice.dev/<command>`, valued with the time it was asked); the operator acts on it at
-its next tick, records the decision in `status.rollout.history`, and removes it.
-
-While an `aisvc up` runs in this directory (and neither `--context` nor `--kubeconfig`
-is given), they talk to that local run instead; `--cluster` / `--local` choose explicitly.
+Exit codes of `status --watch|--timeout` and `promote|abort --wait`, so that a pipeline can
+gate on a rollout: 0 healthy (the rollout Succeeded; without a rollout, the AIService is
+Ready), 1 degraded (rolled back or rolling back, Degraded) or the request failed, 2 a bad
+command line or nothing to talk to, 3 the timeout passed first. Plain `status` exits 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from aiservice_functions.timestamps import rfc3339
-from rich.console import Console, Group
-from rich.table import Table
+import yaml
+from rich.console import Console
 from rich.text import Text
 
-from aiservice_operator.core.rollout import COMMANDS, Command, annotation
-from aiservice_operator.core.spec import API_GROUP, API_VERSION, PLURAL
+from aiservice_operator.cli.common import (
+    DEFAULT_STATE_DIR,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    StateDirOpt,
+    fail,
+)
+from aiservice_operator.cli.rollout_view import (
+    EXIT_CODES,
+    LIST_COLUMNS,
+    answered,
+    format_table,
+    health,
+    list_row,
+    poll,
+    result_line,
+    status_view,
+    summary,
+)
+from aiservice_operator.cli.targets import (
+    ContextOpt,
+    KubeconfigOpt,
+    NamespaceOpt,
+    Target,
+    TargetOpt,
+    api_failure,
+    connect,
+)
+from aiservice_operator.core.resource import go_duration_seconds
+from aiservice_operator.core.rollout import COMMANDS, Command
 
-NamespaceOpt = Annotated[
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    yaml = "yaml"
+
+
+NameArg = Annotated[str, typer.Argument(help="The AIService.")]
+OutputOpt = Annotated[
+    Format, typer.Option("--output", "-o", help="text (the rich view), json or yaml.")
+]
+TimeoutOpt = Annotated[
     str | None,
-    typer.Option("-n", "--namespace", help="Namespace (default: the context's, else default)."),
-]
-ContextOpt = Annotated[str | None, typer.Option(help="kube context (default: the current one).")]
-KubeconfigOpt = Annotated[
-    str | None, typer.Option(help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config).")
-]
-
-TargetOpt = Annotated[
-    bool | None,
     typer.Option(
-        "--local/--cluster",
-        help="Target the local run (`aisvc up`) or the cluster "
-        "(default: the local run when one is running here).",
+        help="Give up after this long (30s, 5m, 1h30m) and exit 3.",
         show_default=False,
     ),
 ]
-
-BAR_WIDTH = 40
-OPPOSITE: dict[str, Command] = {"pause": "resume", "resume": "pause"}
-
-
-# --- Cluster I/O ---------------------------------------------------------------------
-
-
-class Cluster:
-    """The few AIService reads and writes these commands need."""
-
-    def __init__(self, kubeconfig: str | None, context: str | None) -> None:
-        from kubernetes import client, config
-
-        try:
-            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
-            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
-            chosen = context or active["name"]
-            contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
-            entry = next((c for c in contexts if c["name"] == chosen), active)
-            self.default_namespace = str(entry.get("context", {}).get("namespace") or "default")
-        except config.ConfigException:
-            config.load_incluster_config()
-            api_client = client.ApiClient()
-            self.default_namespace = "default"
-        self.api = client.CustomObjectsApi(api_client)
-        self.errors: tuple[type[Exception], ...] = (client.ApiException,)
-
-    def get(self, namespace: str, name: str) -> dict[str, Any]:
-        obj: Any = self.api.get_namespaced_custom_object(
-            API_GROUP, API_VERSION, namespace, PLURAL, name
-        )
-        return dict(obj)
-
-    def steer(self, namespace: str, name: str, command: Command) -> None:
-        self.annotate(namespace, name, command_patch(command, datetime.now(UTC)))
-
-    def annotate(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
-        self.api.patch_namespaced_custom_object(
-            API_GROUP,
-            API_VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"metadata": {"annotations": dict(annotations)}},
-            _content_type="application/merge-patch+json",
-        )
+WAIT_TIMEOUT = "5m"
+"""--wait's default limit: the operator acts at its next tick, seconds after a command."""
+WaitTimeoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout",
+        help=f"With --wait: give up after this long (default {WAIT_TIMEOUT}) and exit 3.",
+        show_default=False,
+    ),
+]
+WAITABLE: tuple[Command, ...] = ("promote", "abort")
 
 
-class TargetError(Exception):
-    """A refusal from the local run, shaped like the API's (`status`, `reason`)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
-
-
-class LocalTarget:
-    """The same reads and writes against a running `aisvc up` (its status and command API)."""
-
-    default_namespace = "default"
-    errors: tuple[type[Exception], ...] = (TargetError,)
-
-    def __init__(self, state: Mapping[str, Any]) -> None:
-        self.status_url = str(state["statusUrl"])
-        self.commands_url = str(state["commandsUrl"])
-
-    def get(self, namespace: str, name: str) -> dict[str, Any]:
-        snapshot = self._call("GET", self.status_url)
-        for service in snapshot.get("services", []):
-            if (service["namespace"], service["name"]) == (namespace, name):
-                return dict(service["aiservice"])
-        raise TargetError(404, f"no AIService {namespace}/{name} in the local run")
-
-    def steer(self, namespace: str, name: str, command: Command) -> None:
-        # The header marks a command as not from a web page (see local.ingress).
-        url = f"{self.commands_url}/{namespace}/{name}/{command}"
-        self._call("POST", url, {"X-Aisvc-Command": "1"})
-
-    @staticmethod
-    def _call(method: str, url: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-        import httpx
-
-        try:
-            response = httpx.request(method, url, headers=headers, timeout=10)
-        except httpx.HTTPError as err:
-            raise TargetError(503, f"the local run at {url} does not answer: {err}") from None
-        body: dict[str, Any] = response.json() if response.content else {}
-        if response.status_code >= 400:
-            raise TargetError(response.status_code, str(body.get("error") or response.text))
-        return body
-
-
-def _connect(
-    kubeconfig: str | None, context: str | None, local: bool | None = None
-) -> Cluster | LocalTarget:
-    if local is not False and kubeconfig is None and context is None:
-        from aiservice_operator.local.runner import read_state
-
-        state = read_state()
-        if state is not None:
-            return LocalTarget(state)
-        if local:
-            typer.echo("no local run (`aisvc up`) is running in this directory", err=True)
-            raise typer.Exit(code=2)
+def _timeout_seconds(text: str | None) -> float | None:
+    """--timeout in seconds (None: no limit); a bad value is a usage error (exit 2)."""
+    if text is None:
+        return None
     try:
-        return Cluster(kubeconfig, context)
-    except Exception as err:  # config errors come in many types; say which and stop
-        typer.echo(f"cannot reach a cluster: {err}", err=True)
-        raise typer.Exit(code=2) from None
+        return go_duration_seconds(text.strip())
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--timeout") from None
 
 
-def _fail_api(err: Exception, namespace: str, name: str) -> typer.Exit:
-    status = getattr(err, "status", None)
-    if status == 404:
-        typer.echo(f"aiservice {namespace}/{name} not found", err=True)
+def _fetch(target: Target, namespace: str, name: str) -> Callable[[], dict[str, Any]]:
+    def get() -> dict[str, Any]:
+        try:
+            return target.get(namespace, name)
+        except target.errors as err:
+            raise api_failure(err, namespace, name) from None
+
+    return get
+
+
+def _show(obj: Mapping[str, Any], output: Format, *, stream: bool = False) -> None:
+    """One state in the chosen format; `stream` (a watch): JSON Lines, YAML documents."""
+    if output is Format.json:
+        typer.echo(json.dumps(summary(obj), indent=None if stream else 2))
+    elif output is Format.yaml:
+        text = yaml.safe_dump(summary(obj), sort_keys=False)
+        typer.echo(("---\n" if stream else "") + text, nl=False)
     else:
-        reason = getattr(err, "reason", "") or err
-        typer.echo(f"the API refused the request ({status}): {reason}", err=True)
-    return typer.Exit(code=1)
+        console = Console()
+        console.print(status_view(obj))
+        if stream:
+            console.print()
 
 
-# --- Pure views ------------------------------------------------------------------------
-
-
-def command_patch(command: Command, now: datetime) -> dict[str, str | None]:
-    """The annotations to set for `command` (pause and resume cancel each other)."""
-    patch: dict[str, str | None] = {annotation(command): rfc3339(now)}
-    if command in OPPOSITE:
-        patch[annotation(OPPOSITE[command])] = None
-    return patch
-
-
-def traffic_bar(stable: str, canary: str, weight: int, shadow: bool = False) -> Text:
-    """`v1 ██████░░ v2` with percentages: the canary's share of real traffic."""
-    filled = round(BAR_WIDTH * weight / 100)
-    bar = Text()
-    bar.append(f"{stable} {100 - weight:>3}% ", style="bold green")
-    bar.append("█" * (BAR_WIDTH - filled), style="green")
-    bar.append("▒" * filled, style="yellow")  # tells the two apart without colour too
-    bar.append(f" {weight:>3}% {canary}", style="bold yellow")
-    if shadow and weight == 0:
-        bar.append("  (+ mirrored copy of every event)", style="dim")
-    return bar
-
-
-def broker_line(obj: Mapping[str, Any]) -> list[Text]:
-    """How durable the Broker in use is (the BrokerDurable condition), and a class conflict."""
-    lines = []
-    for cond in (obj.get("status") or {}).get("conditions") or ():
-        if cond.get("type") == "BrokerDurable":
-            style = {"True": "green", "False": "yellow"}.get(str(cond.get("status")), "dim")
-            durable = {"True": "durable", "False": "in memory"}.get(str(cond.get("status")), "?")
-            lines.append(Text(f"broker: {durable}: {cond.get('message', '')}", style=style))
-        if cond.get("type") == "BrokerManaged" and cond.get("status") == "False":
-            lines.append(Text(f"broker: {cond.get('message', '')}", style="red"))
-    return lines
-
-
-def status_view(obj: Mapping[str, Any]) -> Group:
-    """Phase, step and traffic of one AIService's rollout, and its latest decisions."""
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    state = (obj.get("status") or {}).get("rollout") or {}
-    title = Text(f"{meta.get('namespace')}/{meta.get('name')}", style="bold")
-    broker = broker_line(obj)
-    rollout = spec.get("rollout")
-    if not rollout:
-        stable = (spec.get("traffic") or {}).get("stable", "?")
-        return Group(title, *broker, Text(f"no rollout: all traffic on {stable}"))
-    steps = rollout.get("steps") or []
-    phase = state.get("phase", "Pending")
-    style = {"Succeeded": "green", "Failed": "red", "Paused": "yellow"}.get(phase, "cyan")
-    head = Text.assemble(
-        title,
-        "  ",
-        (phase, f"bold {style}"),
-        f"  step {state.get('step', 0)}/{len(steps)}",
-        f"  failed checks {state.get('failures', 0)}/"
-        f"{(rollout.get('analysis') or {}).get('failureLimit', 2)}",
-    )
-    stable = state.get("stable") or (spec.get("traffic") or {}).get("stable", "?")
-    canary = state.get("canary") or rollout.get("canary", "?")
-    parts: list[Any] = [
-        head,
-        *broker,
-        traffic_bar(stable, canary, int(state.get("weight", 0)), bool(rollout.get("shadow"))),
-    ]
-    if state.get("message"):
-        parts.append(Text(str(state["message"]), style="dim"))
-    history = list(state.get("history") or [])[-6:]
-    if history:
-        table = Table("at", "decision", "weight", "why", box=None, pad_edge=False)
-        for entry in history:
-            repeats = f" x{entry['repeats']}" if entry.get("repeats", 1) > 1 else ""
-            table.add_row(
-                str(entry.get("at", ""))[11:19],
-                f"{entry.get('action')}{repeats}",
-                f"{entry.get('weight')}%",
-                str(entry.get("reason", "")),
-            )
-        parts.append(table)
-    return Group(*parts)
+def _finish(obj: Mapping[str, Any], finished: bool, timeout: str | None, waiting: str) -> None:
+    """Exit with the verdict on `obj`, or 3 when the timeout passed first."""
+    if not finished:
+        s = summary(obj)
+        where = f"{s['namespace']}/{s['name']}"
+        now = s["phase"] if s["rollout"] else f"not Ready ({s['health']})"
+        raise fail(f"timed out after {timeout} {waiting}: {where} is {now}", EXIT_TIMEOUT)
+    raise typer.Exit(code=EXIT_CODES[health(obj)])
 
 
 # --- Commands --------------------------------------------------------------------------
 
 
-def _steer(command: Command) -> Any:
-    def run(
-        name: Annotated[str, typer.Argument(help="The AIService.")],
-        namespace: NamespaceOpt = None,
-        context: ContextOpt = None,
-        kubeconfig: KubeconfigOpt = None,
-        local: TargetOpt = None,
-    ) -> None:
-        cluster = _connect(kubeconfig, context, local)
-        ns = namespace or cluster.default_namespace
-        try:
-            obj = cluster.get(ns, name)
-            if not (obj.get("spec") or {}).get("rollout"):
-                typer.echo(f"aiservice {ns}/{name} has no spec.rollout", err=True)
-                raise typer.Exit(code=1)
-            cluster.steer(ns, name, command)
-        except cluster.errors as err:
-            raise _fail_api(err, ns, name) from None
+def _request(
+    command: Command,
+    name: str,
+    namespace: str | None,
+    target: Target,
+    wait: bool,
+    timeout: str | None,
+) -> None:
+    """Send `command`; with `wait`, poll until the operator answered it and the rollout
+    ended (promote: Succeeded; abort: Failed, all traffic on stable)."""
+    seconds = _timeout_seconds(timeout or WAIT_TIMEOUT)
+    ns = namespace or target.default_namespace
+    fetch = _fetch(target, ns, name)
+    current = fetch()
+    if not (current.get("spec") or {}).get("rollout"):
+        raise fail(f"aiservice {ns}/{name} has no spec.rollout")
+    before = list(((current.get("status") or {}).get("rollout") or {}).get("history") or ())
+    try:
+        target.steer(ns, name, command)
+    except target.errors as err:
+        raise api_failure(err, ns, name) from None
+    if not wait:
         typer.echo(f"{command} requested for {ns}/{name}; `aisvc status {name}` shows the result")
+        return
+    typer.echo(f"{command} requested for {ns}/{name}; waiting for the operator")
+    obj, finished = poll(
+        fetch,
+        lambda o: answered(command, before, o) is not None and health(o) != "progressing",
+        timeout=seconds,
+        on_change=lambda o: None,
+    )
+    if finished:
+        typer.echo(result_line(obj))
+    _finish(obj, finished, timeout or WAIT_TIMEOUT, f"waiting for the operator to {command}")
+
+
+def _steer(command: Command) -> Any:
+    if command in WAITABLE:
+
+        def run(
+            name: NameArg,
+            namespace: NamespaceOpt = None,
+            context: ContextOpt = None,
+            kubeconfig: KubeconfigOpt = None,
+            local: TargetOpt = None,
+            state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+            wait: Annotated[
+                bool,
+                typer.Option(
+                    "--wait",
+                    help="Wait until the operator has acted and the rollout ended; exit "
+                    "0 healthy, 1 degraded, 3 timed out.",
+                ),
+            ] = False,
+            timeout: WaitTimeoutOpt = None,
+        ) -> None:
+            _timeout_seconds(timeout)  # a usage error before anything else
+            target = connect(kubeconfig, context, local, state_dir)
+            _request(command, name, namespace, target, wait, timeout)
+
+    else:
+
+        def run(  # type: ignore[misc]  # the same command without --wait
+            name: NameArg,
+            namespace: NamespaceOpt = None,
+            context: ContextOpt = None,
+            kubeconfig: KubeconfigOpt = None,
+            local: TargetOpt = None,
+            state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+        ) -> None:
+            target = connect(kubeconfig, context, local, state_dir)
+            _request(command, name, namespace, target, False, None)
 
     run.__doc__ = {
         "promote": "Promote the canary now: all traffic to it, remaining analysis skipped.",
@@ -280,20 +212,96 @@ def _steer(command: Command) -> Any:
 
 
 def status(
-    name: Annotated[str, typer.Argument(help="The AIService.")],
+    name: NameArg,
     namespace: NamespaceOpt = None,
     context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
     local: TargetOpt = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    output: OutputOpt = Format.text,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", "-w", help="Redraw on every change until the rollout is healthy or degraded."
+        ),
+    ] = False,
+    timeout: TimeoutOpt = None,
 ) -> None:
-    """Show a rollout: phase, step, the traffic split and the latest decisions with why."""
-    cluster = _connect(kubeconfig, context, local)
-    ns = namespace or cluster.default_namespace
+    """Show a rollout: phase, step, the traffic split and the latest decisions with why.
+
+    With --watch or --timeout it waits until the rollout is healthy or degraded.
+    Exit codes then: 0 Succeeded (no rollout: Ready), 1 rolled back or Degraded, 3 timed out.
+    """
+    seconds = _timeout_seconds(timeout)
+    target = connect(kubeconfig, context, local, state_dir)
+    fetch = _fetch(target, namespace or target.default_namespace, name)
+    if not watch and timeout is None:
+        _show(fetch(), output)
+        return
+
+    def done(obj: Mapping[str, Any]) -> bool:
+        return health(obj) != "progressing"
+
+    if not watch:  # only the verdict, once it is known
+        obj, finished = poll(fetch, done, timeout=seconds, on_change=lambda o: None)
+        _show(obj, output)
+    elif output is Format.text and Console().is_terminal:
+        from rich.live import Live
+
+        with Live(Text(""), auto_refresh=False) as live:
+            obj, finished = poll(
+                fetch,
+                done,
+                timeout=seconds,
+                on_change=lambda o: live.update(status_view(o), refresh=True),
+            )
+    else:
+        obj, finished = poll(
+            fetch, done, timeout=seconds, on_change=lambda o: _show(o, output, stream=True)
+        )
+    _finish(obj, finished, timeout, "waiting for the rollout to end")
+
+
+def list_(
+    namespace: NamespaceOpt = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")
+    ] = False,
+    context: ContextOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    local: TargetOpt = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    output: Annotated[
+        Format, typer.Option("--output", "-o", help="text (a table), json or yaml.")
+    ] = Format.text,
+) -> None:
+    """List AIServices with their rollouts: phase, step, stable, canary, weight, Ready, age."""
+    if all_namespaces and namespace:
+        raise fail("give -n NAMESPACE or -A, not both", EXIT_USAGE)
+    target = connect(kubeconfig, context, local, state_dir)
+    ns = None if all_namespaces else (namespace or target.default_namespace)
     try:
-        obj = cluster.get(ns, name)
-    except cluster.errors as err:
-        raise _fail_api(err, ns, name) from None
-    Console().print(status_view(obj))
+        objs = target.list(ns)
+    except target.errors as err:
+        raise api_failure(err, ns or "all namespaces") from None
+    objs.sort(key=lambda o: ((o.get("metadata") or {}).get("namespace", ""), o["metadata"]["name"]))
+    if output is not Format.text:
+        items = {"items": [summary(o) for o in objs]}
+        if output is Format.json:
+            typer.echo(json.dumps(items, indent=2))
+        else:
+            typer.echo(yaml.safe_dump(items, sort_keys=False), nl=False)
+        return
+    if not objs:
+        typer.echo(f"no AIServices in {'any namespace' if ns is None else ns}", err=True)
+        return
+    typer.echo(_table(objs, namespaced=ns is None))
+
+
+def _table(objs: Sequence[Mapping[str, Any]], *, namespaced: bool) -> str:
+    now = datetime.now(UTC)
+    header = [c for c in LIST_COLUMNS if namespaced or c != "NAMESPACE"]
+    return format_table(header, [list_row(o, now, namespaced=namespaced) for o in objs])
 
 
 def register(app: typer.Typer) -> None:
@@ -301,3 +309,4 @@ def register(app: typer.Typer) -> None:
     for command in COMMANDS:
         app.command(name=command)(_steer(command))
     app.command(name="status")(status)
+    app.command(name="list")(list_)

@@ -44,10 +44,17 @@ def status_object(ais: AIService, rollout: Mapping[str, Any] | None) -> dict[str
         "replayable) whatever its class"
         + (f"; {asked.broker_class} on a cluster" if asked else ""),
     }
+    # The run only serves once every revision reported ready, and restarts one that dies.
+    ready = {
+        "type": "Ready",
+        "status": "True",
+        "reason": "LocalRun",
+        "message": "served by the local run (aisvc up)",
+    }
     return {
         "metadata": {"namespace": ais.namespace, "name": ais.name},
         "spec": spec,
-        "status": {"rollout": dict(rollout or {}), "conditions": [durable]},
+        "status": {"rollout": dict(rollout or {}), "conditions": [ready, durable]},
     }
 
 
