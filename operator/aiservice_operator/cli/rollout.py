@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from aiservice_functions.durations import parse_duration
 from rich.console import Console
 from rich.text import Text
 
@@ -48,7 +49,6 @@ from aiservice_operator.cli.targets import (
     api_failure,
     connect,
 )
-from aiservice_operator.core.resource import go_duration_seconds
 from aiservice_operator.core.rollout import COMMANDS, Command
 
 
@@ -87,7 +87,7 @@ def _timeout_seconds(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        return go_duration_seconds(text.strip())
+        return parse_duration(text.strip())
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--timeout") from None
 
