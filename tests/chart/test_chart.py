@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -289,7 +290,12 @@ def test_notes_tell_how_to_check_the_install(helm: str) -> None:
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert "rollout status deployment/aisvc-aiservice-operator" in notes
     assert "kubectl aisvc status" in notes
+    assert "kubectl aisvc list -A" in notes
     assert "kubectl get ais" in notes
+    # The console URL is on the local port the notes forward.
+    forwarded = re.search(r"port-forward \S+ (\d+):", notes)
+    assert forwarded, notes
+    assert f"http://127.0.0.1:{forwarded.group(1)}/console/" in notes
 
 
 def test_chart_crds_are_the_project_crds() -> None:
