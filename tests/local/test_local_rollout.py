@@ -160,6 +160,14 @@ def test_commands_find_the_run_by_its_state_dir(
     assert letters.exit_code == 0, letters.output
     assert json.loads(letters.stdout)["items"]
 
+    # The decision-log commands find the run's event store the same way.
+    letter = json.loads(letters.stdout)["items"][0]
+    traced = runner.invoke(app, ["trace", letter["id"], "-o", "json", *state])
+    assert traced.exit_code == 0, traced.output
+    assert json.loads(traced.stdout)["records"] == []  # the store answered: no decision log
+    exported = runner.invoke(app, ["export", "rolled", "-n", "t", *state])
+    assert exported.exit_code == 0, exported.output
+
     lost = runner.invoke(app, ["status", "promoted", "-n", "t"])
     assert lost.exit_code == 2 and "no local run (aisvc up) in .aisvc" in lost.stderr
 
