@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from aiservice_operator.core import features
+from aiservice_operator.core.resource import IMAGE
 from aiservice_operator.core.spec import AIService, parse
 
 from tests.support.cluster import Cluster, KubectlError
@@ -158,3 +159,36 @@ def test_knative_admits_delivery_durations_given_in_either_form(
     for trigger in triggers:
         assert trigger["spec"]["delivery"]["backoffDelay"].startswith("P")
         assert _dry_run(cluster, _in(trigger, ns)) == ""
+
+
+DIGEST = "sha256:" + "a" * 64
+IMAGES = [
+    "registry.example/f:1", "registry.example/fn:1", "img:1", "i:1", "f", "my.image",
+    "my.image:1", "reg.io:5000", "localhost:5000/xy", "localhost/x", "a/b",
+    "Registry.Example/Team/Fn:1",
+    "reg.io/UPPER:1", f"reg.io/team/fn@{DIGEST}", f"reg.io/team/fn:1@{DIGEST}",
+    "docker.io/library/python:3.11-slim", "ghcr.io/aiservice-dev/aiservice-functions:0.1.0",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_images_knative_refuses_are_the_images_the_crd_refuses(
+    cluster: Cluster, crd: None, ns: str, image: str
+) -> None:
+    """`spec.function.image` is checked by the grammar Knative's webhook applies, so an
+    image Knative would refuse on every apply is refused by `kubectl apply` of the
+    AIService instead, naming the field."""
+    manifest = base()
+    manifest["metadata"]["uid"] = "6f1c7f7e-0000-4000-8000-000000000003"
+    ais = parse(manifest)
+    _prerequisites(cluster, ns, ais)
+    (service,) = [
+        o for label, o in compiled_stages(ais) if label == "all ready" and o["kind"] == "Service"
+    ]
+    service["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    knative_verdict = _dry_run(cluster, _in(service, ns))
+    manifest["spec"]["function"]["image"] = image
+    del manifest["metadata"]["uid"]  # the compiler's ownerReferences needed one
+    crd_verdict = _dry_run(cluster, _in(manifest, ns))
+    assert bool(crd_verdict) == bool(knative_verdict), (crd_verdict, knative_verdict)
+    assert bool(crd_verdict) == (not IMAGE.match(image))

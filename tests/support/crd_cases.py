@@ -24,7 +24,7 @@ def minimal() -> dict[str, Any]:
         "metadata": {"name": "minimal", "namespace": "default"},
         "spec": {
             "consumes": [{"type": "com.example.a"}],
-            "function": {"image": "registry.example/f:1", "entrypoint": "pkg.fn"},
+            "function": {"image": "registry.example/fn:1", "entrypoint": "pkg.fn"},
             "models": [{"name": "v1", "uri": "file:///models/a.pt"}],
         },
     }
@@ -103,6 +103,15 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "spec.autoscaling.minScale must not exceed", "spec.autoscaling.minScale"),
     ("min-over-default-max-scale", _set("spec.autoscaling", {"minScale": 11}),
      "spec.autoscaling.minScale must not exceed", "spec.autoscaling.minScale"),
+    # Images Knative's webhook refuses (go-containerregistry's reference grammar).
+    ("image-one-character-repository", _set("spec.function.image", "registry.example/f:1"),
+     "spec.function.image must be an image", "spec.function.image"),
+    ("image-uppercase-repository", _set("spec.function.image", "registry.example/Team/Fn:1"),
+     "spec.function.image must be an image", "spec.function.image"),
+    ("image-with-space", _set("spec.function.image", "registry.example/fn:1 latest"),
+     "spec.function.image must be an image", "spec.function.image"),
+    ("image-bad-digest", _set("spec.function.image", "registry.example/fn@sha256:abc"),
+     "spec.function.image must be an image", "spec.function.image"),
     ("backoff-delay-neither-form", _set("spec.delivery", {"backoffDelay": "200 ms"}),
      "spec.delivery.backoffDelay must be an ISO-8601", "spec.delivery.backoffDelay"),
     ("timeout-over-10000d", _set("spec.delivery", {"timeout": "10001d"}),
@@ -352,11 +361,11 @@ VALID: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
         _set("spec.produces", "com.example.review.submitted"),
         _set("spec.consumes.0.filters", [{"prefix": {"source": "/shop/"}}]))),
     ("env-and-resources", _set("spec.function", {
-        "image": "registry.example/f:1", "entrypoint": "pkg.fn",
+        "image": "registry.example/fn:1", "entrypoint": "pkg.fn",
         "env": [{"name": "LOG_LEVEL", "value": "debug"}, {"name": "EMPTY"}],
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 2}}})),
     ("production-pod", _set("spec.function", {
-        "image": "registry.example/f:1", "entrypoint": "pkg.fn",
+        "image": "registry.example/fn:1", "entrypoint": "pkg.fn",
         "serviceAccountName": "model-reader", "imagePullSecrets": [{"name": "registry"}],
         "env": [{"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {
                     "name": "s3", "key": "access-key", "optional": False}}},

@@ -21,7 +21,7 @@ def _ais(**spec: Any) -> AIService:
         "apiVersion": "aiservice.dev/v1alpha1", "kind": "AIService",
         "metadata": {"name": "f", "namespace": "ns", "uid": "u-1"},
         "spec": {"consumes": [{"type": "t.a"}],
-                 "function": {"image": "i:1", "entrypoint": "pkg.fn"},
+                 "function": {"image": "img:1", "entrypoint": "pkg.fn"},
                  "models": [{"name": "v1", "uri": "file:///m.pt"}], **spec},
     })  # fmt: skip
 

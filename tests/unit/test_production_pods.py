@@ -84,7 +84,7 @@ def _ais(function: dict[str, Any], **spec: Any) -> AIService:
         "apiVersion": "aiservice.dev/v1alpha1", "kind": "AIService",
         "metadata": {"name": "f", "namespace": "ns", "generation": 2},
         "spec": {"consumes": [{"type": "t.a"}],
-                 "function": {"image": "i:1", "entrypoint": "pkg.fn", **function},
+                 "function": {"image": "img:1", "entrypoint": "pkg.fn", **function},
                  "models": [{"name": "v1", "uri": "file:///m.pt"}], **spec},
     })  # fmt: skip
 

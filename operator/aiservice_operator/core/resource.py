@@ -24,6 +24,20 @@ DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MODEL_URI = re.compile(r"^(file|https?|pkg|s3)://.+$")
+IMAGE_PATTERN = (
+    r"^((localhost|[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+(:[0-9]+)?|[a-zA-Z0-9-]+:[0-9]+)"
+    r"/[a-z0-9_./-]{2,255}|[a-z0-9_.-]{2,255}|[a-z0-9_-]+/[a-z0-9_./-]+)"
+    r"(:[a-zA-Z0-9_.-]{1,128})?(@sha256:[a-f0-9]{64})?$"
+)
+"""A container image as Knative's webhook parses it (go-containerregistry, weak validation):
+`[registry/]repository[:tag][@sha256:digest]`. A first path segment with a dot or a port
+(or `localhost`) is the registry; the repository after it is lowercase and at least 2
+characters, so `registry.example/f:1` is refused. The CRD's CEL rule holds the same regex."""
+IMAGE = re.compile(IMAGE_PATTERN)
+IMAGE_HINT = (
+    "an image such as registry.example/team/fn:1 ([registry/]repository[:tag][@sha256:...], "
+    "the repository lowercase and at least 2 characters)"
+)
 ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9]{0,19}$")
 """A CloudEvents attribute name as Knative's filters accept it."""
 SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -38,6 +38,8 @@ from aiservice_operator.core.resource import (
     FIELD_PATH,
     FILTER_DIALECTS,
     GPU_RESOURCES,
+    IMAGE,
+    IMAGE_HINT,
     KIND,
     LABEL_KEY,
     LABEL_VALUE,
@@ -723,7 +725,7 @@ def _parse_function(r: Reader, data: Mapping[str, Any]) -> Function:
             # Knative refuses a revision with a volume nothing mounts.
             r.fail(f"{path}.volumes[{index}]", "is neither mounted nor the modelCacheVolume")
     return Function(
-        image=r.string(data, "image", path, max_length=512),
+        image=r.string(data, "image", path, max_length=512, pattern=IMAGE, hint=IMAGE_HINT),
         entrypoint=r.string(
             data,
             "entrypoint",
