@@ -26,7 +26,6 @@ __all__ = [
     "ISO8601_PATTERN",
     "MAX_SECONDS",
     "PATTERN",
-    "is_iso8601",
     "parse_duration",
     "parse_iso8601",
     "parse_knative_duration",
@@ -79,39 +78,37 @@ def parse_duration(text: str) -> float:
     return float(_exact(text))
 
 
-def is_iso8601(text: str) -> bool:
-    """Whether ``text`` is an ISO-8601 duration (``PT0.2S``, ``P1DT2H``) with some length."""
-    return bool(_ISO.match(text)) and text not in ("P", "PT") and not text.endswith("T")
-
-
 def parse_iso8601(text: str) -> float:
     """Seconds in an ISO-8601 duration such as ``PT0.2S`` or ``P1DT2H`` (the Knative form)."""
-    if not is_iso8601(text):
-        raise ValueError(f"{text!r} is not an ISO-8601 duration such as PT0.5S")
     match = _ISO.match(text)
-    assert match is not None  # checked by is_iso8601
+    if match is None or text in ("P", "PT") or text.endswith("T"):
+        raise ValueError(f"{text!r} is not an ISO-8601 duration such as PT0.5S")
     parts = {k: Decimal(v) if v else Decimal(0) for k, v in match.groupdict().items()}
     return float(parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"])
 
 
-def parse_knative_duration(text: str) -> float:
-    """Seconds in a value bound for a Knative duration field: ISO-8601 or the grammar above."""
+def _knative_exact(text: str) -> Decimal:
+    """Seconds in a value bound for a Knative duration field, either form; the error
+    names both."""
     if text.startswith("P"):
-        return parse_iso8601(text)
+        return Decimal(str(parse_iso8601(text)))
     try:
-        return parse_duration(text)
+        return _exact(text)
     except ValueError:
         raise ValueError(
             f"{text!r} is not a duration such as {EXAMPLES}, nor ISO-8601 such as PT0.5S"
         ) from None
 
 
+def parse_knative_duration(text: str) -> float:
+    """Seconds in a value bound for a Knative duration field: ISO-8601 or the grammar above."""
+    return float(_knative_exact(text))
+
+
 def to_iso8601(text: str) -> str:
     """The ISO-8601 form Knative reads of a duration given in either form: an ISO-8601
     value is kept as written, ``1m30s`` becomes ``PT90S``, ``250ms`` ``PT0.25S``."""
-    parse_knative_duration(text)  # the error names both forms
+    seconds = _knative_exact(text)
     if text.startswith("P"):
         return text
-    seconds = _exact(text)
-    digits = format(seconds.normalize(), "f")
-    return f"PT{digits}S"
+    return f"PT{format(seconds.normalize(), 'f')}S"
