@@ -21,7 +21,7 @@ import pytest
 from aiservice_functions.event_store import create_app, open_store
 from aiservice_functions.event_store.guard import TargetPolicy
 from aiservice_functions.event_store.replay import ReplayOptions
-from aiservice_functions.event_store.storage import SqlStore
+from aiservice_functions.event_store.service import EventStore
 
 from tests.support.event_store import TOKEN, Receiver, free_port, serving
 
@@ -70,7 +70,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[SqlStore]:
+def store(db_url: str) -> Iterator[EventStore]:
     s = open_store(db_url)
     try:
         yield s
@@ -79,11 +79,13 @@ def store(db_url: str) -> Iterator[SqlStore]:
 
 
 @pytest.fixture
-def make_server_url(store: SqlStore) -> Iterator[Callable[..., str]]:
+def make_server_url(store: EventStore) -> Iterator[Callable[..., str]]:
     """Start the store's app with the given ``create_app`` options; returns its URL."""
     stack: list[Any] = []
 
     def start(**options: Any) -> str:
+        if "retention" in options:  # the store's own setting, read when it starts
+            store.retention_policy = options.pop("retention")
         options.setdefault("token", TOKEN)
         # The receivers stand on loopback, which replays refuse unless allow-listed.
         options.setdefault("replay_defaults", ReplayOptions(policy=LOOPBACK_ALLOWED))

@@ -122,7 +122,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_event(db_url: str, tmp_path: P
 
     store = open_store(db_url)
     try:
-        page = store.page(EventFilter(), limit=500)
+        page = store.events.page(EventFilter(), limit=500)
         stored = [r.event_id for r in page.items]
         assert page.next_cursor is None
         assert len(stored) == len(set(stored)), "an event was stored twice"
@@ -138,7 +138,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_event(db_url: str, tmp_path: P
 
     store = open_store(db_url)
     try:
-        final = [r.event_id for r in store.page(EventFilter(), limit=500).items]
+        final = [r.event_id for r in store.events.page(EventFilter(), limit=500).items]
         assert sorted(final) == sorted(set(attempted))
     finally:
         store.close()

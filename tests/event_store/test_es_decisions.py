@@ -18,7 +18,7 @@ from aiservice_functions.event_store.decision_records import (
 )
 from aiservice_functions.event_store.decisions import DecisionLog
 from aiservice_functions.event_store.records import now_us
-from aiservice_functions.event_store.storage import SqlStore
+from aiservice_functions.event_store.service import EventStore
 
 from tests.support.event_store import TOKEN
 
@@ -104,7 +104,7 @@ def test_redelivery_is_stored_once_and_unknown_chains_are_empty(
 
 
 def test_without_data_only_a_hash_is_kept_and_redacted_paths_never_reach_the_store(
-    server: str, client: httpx.Client, store: SqlStore
+    server: str, client: httpx.Client, store: EventStore
 ) -> None:
     review = {"text": "t", "customer": {"email": "a@b.c", "id": 7}}
     post(client, server, "sentiment", "inputs", review, "data=false", id="h-1")
@@ -117,8 +117,8 @@ def test_without_data_only_a_hash_is_kept_and_redacted_paths_never_reach_the_sto
     assert hashed["data"] is None and hashed["dataHash"] == data_hash(review)
     assert redacted["data"] == {"text": "t", "customer": {"id": 7}}
     # Not in any column of the database either.
-    with store.transaction(write=False) as conn:
-        rows = store.execute(conn, "SELECT * FROM aisvc_decisions").fetchall()
+    with store.db.transaction(write=False) as conn:
+        rows = store.db.execute(conn, "SELECT * FROM aisvc_decisions").fetchall()
     assert "a@b.c" not in json.dumps([list(map(str, r)) for r in rows])
 
 
@@ -240,11 +240,11 @@ def test_queries_need_the_token(server: str, client: httpx.Client) -> None:
     assert client.get(f"{server}/v1/decisions/trace", params={"id": "x"}).status_code == 401
 
 
-def test_expiry_removes_only_records_past_their_retention(store: SqlStore) -> None:
+def test_expiry_removes_only_records_past_their_retention(store: EventStore) -> None:
     from aiservice_functions.cloudevents_http import make_event
     from aiservice_functions.event_store.decision_records import to_decision
 
-    log = DecisionLog(store)
+    log = store.decisions
     now = now_us()
     for n, (age_s, retention) in enumerate([(7200, 3600), (60, 3600), (7200, 86400)]):
         event = make_event({"type": "t", "source": "/s", "id": f"e-{n}"}, {"n": n})

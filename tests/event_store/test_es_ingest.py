@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 from aiservice_functions import contract
 from aiservice_functions.event_store.records import EventFilter
-from aiservice_functions.event_store.storage import SqlStore
+from aiservice_functions.event_store.service import EventStore
 
 from tests.support.event_store import AUTH, NS, SVC, dead_letter_headers, post_dead_letter
 
@@ -68,7 +68,7 @@ def test_structured_dead_letter_with_binary_data(server: str, client: httpx.Clie
     assert detail["revision"] == "sentiment-v2-abcde"
 
 
-def test_redelivery_is_stored_once(server: str, client: httpx.Client, store: SqlStore) -> None:
+def test_redelivery_is_stored_once(server: str, client: httpx.Client, store: EventStore) -> None:
     first = post_dead_letter(client, server, "dup")
     again = post_dead_letter(client, server, "dup")
     other_source = post_dead_letter(client, server, "dup", source="/other")
@@ -76,8 +76,8 @@ def test_redelivery_is_stored_once(server: str, client: httpx.Client, store: Sql
     assert again.status_code == 200
     assert again.json() == {"seq": first.json()["seq"], "created": False}
     assert other_source.status_code == 201  # same id, other source: another event
-    assert store.count(EventFilter()) == 2
-    record = store.get(first.json()["seq"])
+    assert store.events.count(EventFilter()) == 2
+    record = store.events.get(first.json()["seq"])
     assert record is not None and record.receipts == 2
 
 
@@ -102,7 +102,7 @@ def test_audit_path_takes_decision_events(server: str, client: httpx.Client) -> 
 
 
 def test_bad_input_is_refused_and_nothing_stored(
-    make_server_url: Callable[..., str], client: httpx.Client, store: SqlStore
+    make_server_url: Callable[..., str], client: httpx.Client, store: EventStore
 ) -> None:
     server = make_server_url(max_body_bytes=4096)
     path = server + contract.dead_letter_path(NS, SVC)
@@ -147,11 +147,11 @@ def test_bad_input_is_refused_and_nothing_stored(
     assert "not a CloudEvent" in cases["not a CloudEvent"].json()["error"]
     assert "'id'" in cases["missing id"].json()["error"]
     assert "UTF-8" in cases["invalid UTF-8 structured"].json()["error"]
-    assert store.count(EventFilter()) == 0
+    assert store.events.count(EventFilter()) == 0
 
 
 def test_connections_do_not_pile_up(
-    server: str, client: httpx.Client, store: SqlStore, receiver: object
+    server: str, client: httpx.Client, store: EventStore, receiver: object
 ) -> None:
     """A server that starts a thread per request must not leave a connection per thread."""
     for i in range(30):
@@ -163,7 +163,7 @@ def test_connections_do_not_pile_up(
     ).json()
     assert replayed["replayed"] == 30
     assert client.get(f"{server}/v1/events", headers=AUTH).status_code == 200
-    assert store.open_connections <= 4
+    assert store.db.open_connections <= 4
 
 
 def test_body_at_the_limit_is_taken_whole(

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from aiservice_functions import contract
 from aiservice_functions.event_store.records import EventFilter, NewEvent, to_us
-from aiservice_functions.event_store.storage import SqlStore
+from aiservice_functions.event_store.service import EventStore
 
 from tests.support.event_store import AUTH, NS, SVC, TOKEN, post_dead_letter
 
@@ -55,10 +55,10 @@ def test_filters(server: str, client: httpx.Client) -> None:
     assert bad.status_code == 400 and "kind" in bad.json()["error"]
 
 
-def test_time_range(store: SqlStore, server: str, client: httpx.Client) -> None:
+def test_time_range(store: EventStore, server: str, client: httpx.Client) -> None:
     base = datetime(2026, 1, 1, tzinfo=UTC)
     for hour in range(5):
-        store.add(
+        store.events.add(
             NewEvent(
                 kind="dead-letter",
                 namespace=NS,
@@ -147,7 +147,7 @@ def test_stats_per_service_and_revision(server: str, client: httpx.Client) -> No
     ],
 )
 def test_query_and_replay_need_the_token(
-    server: str, client: httpx.Client, store: SqlStore, method: str, path: str
+    server: str, client: httpx.Client, store: EventStore, method: str, path: str
 ) -> None:
     post_dead_letter(client, server, "secret-1")  # ingest needs no token
     missing = client.request(method, server + path, json={"all": True})
@@ -162,7 +162,7 @@ def test_query_and_replay_need_the_token(
     )
     assert basic.status_code == 401
     # nothing was replayed or changed by the refused requests
-    assert store.count(EventFilter(replayed=False)) == 1
+    assert store.events.count(EventFilter(replayed=False)) == 1
 
 
 def test_no_token_configured_refuses_queries(

@@ -8,7 +8,7 @@ import httpx
 from aiservice_functions import contract
 from aiservice_functions.event_store.records import EventFilter
 from aiservice_functions.event_store.replay import Pace, ReplayOptions
-from aiservice_functions.event_store.storage import SqlStore
+from aiservice_functions.event_store.service import EventStore
 
 from tests.support.event_store import AUTH, NS, SVC, Receiver, post_dead_letter
 
@@ -21,7 +21,7 @@ def _replay(client: httpx.Client, server: str, **body: object) -> dict[str, obje
 
 
 def test_failed_replays_stay_pending_until_a_second_run(
-    server: str, client: httpx.Client, receiver: Receiver, store: SqlStore
+    server: str, client: httpx.Client, receiver: Receiver, store: EventStore
 ) -> None:
     ids = [f"ev-{i}" for i in range(6)]
     for event_id in ids:
@@ -52,7 +52,7 @@ def test_failed_replays_stay_pending_until_a_second_run(
     second = _replay(client, server, **selection)
     assert (second["selected"], second["replayed"], second["failed"]) == (2, 2, 0)
     assert receiver.received("ev-1")[-1]["headers"][f"ce-{contract.EXT_REPLAY}"] == "1"
-    assert store.count(EventFilter(name=SVC, replayed=False)) == 0
+    assert store.events.count(EventFilter(name=SVC, replayed=False)) == 0
 
     third = _replay(client, server, **selection)
     assert third["selected"] == 0
@@ -88,33 +88,33 @@ def test_replay_by_seq_and_concurrency_bound(
 
 
 def test_unreachable_target_marks_nothing(
-    server: str, client: httpx.Client, store: SqlStore
+    server: str, client: httpx.Client, store: EventStore
 ) -> None:
     post_dead_letter(client, server, "lost")
     summary = _replay(client, server, all=True, target="http://127.0.0.1:9/")
     assert (summary["selected"], summary["failed"]) == (1, 1)
     assert "request failed" in summary["results"][0]["error"]  # type: ignore[index]
-    assert store.count(EventFilter(replayed=False)) == 1
+    assert store.events.count(EventFilter(replayed=False)) == 1
 
 
 def test_replayed_event_that_fails_again_is_pending_again(
-    server: str, client: httpx.Client, receiver: Receiver, store: SqlStore
+    server: str, client: httpx.Client, receiver: Receiver, store: EventStore
 ) -> None:
     post_dead_letter(client, server, "again")
     assert _replay(client, server, all=True, target=receiver.url)["replayed"] == 1
-    assert store.count(EventFilter(replayed=True)) == 1
+    assert store.events.count(EventFilter(replayed=True)) == 1
     # Knative dead-letters the replayed event again: it carries aisvcreplay=1
     response = post_dead_letter(
         client, server, "again", code=503, extra={f"ce-{contract.EXT_REPLAY}": "1"}
     )
     assert response.status_code == 200 and response.json()["created"] is False
-    pending = store.page(EventFilter(replayed=False)).items
+    pending = store.events.page(EventFilter(replayed=False)).items
     assert [(p.event_id, p.error_code, p.replay_count) for p in pending] == [("again", 503, 1)]
     # a plain redelivery of the original dead letter does not reopen a replayed record
     assert _replay(client, server, all=True, target=receiver.url)["replayed"] == 1
     assert receiver.requests[-1]["headers"][f"ce-{contract.EXT_REPLAY}"] == "2"
     post_dead_letter(client, server, "again")
-    assert store.count(EventFilter(replayed=False)) == 0
+    assert store.events.count(EventFilter(replayed=False)) == 0
 
 
 def test_replay_request_validation(server: str, client: httpx.Client) -> None:
@@ -130,12 +130,12 @@ def test_replay_request_validation(server: str, client: httpx.Client) -> None:
 
 
 def test_first_dead_letter_already_carrying_a_replay_count(
-    server: str, client: httpx.Client, receiver: Receiver, store: SqlStore
+    server: str, client: httpx.Client, receiver: Receiver, store: EventStore
 ) -> None:
     """An event replayed by some earlier store and dead-lettered here for the first time."""
     post_dead_letter(client, server, "foreign", extra={f"ce-{contract.EXT_REPLAY}": "3"})
     assert _replay(client, server, all=True, target=receiver.url)["replayed"] == 1
-    assert store.count(EventFilter(replayed=True)) == 1
+    assert store.events.count(EventFilter(replayed=True)) == 1
 
 
 def test_pace_spaces_sends_by_the_rate() -> None:

@@ -43,7 +43,7 @@ def test_database_outage_gives_503_then_recovers(tmp_path: Path) -> None:
             assert _pg("start", home, port).returncode == 0
             assert post_dead_letter(client, server, "after").status_code == 201
             assert client.get(server + contract.PATH_READINESS).status_code == 200
-        ids = {r.event_id for r in store.page(EventFilter()).items}
+        ids = {r.event_id for r in store.events.page(EventFilter()).items}
         assert ids == {"before", "after"}
     finally:
         store.close()

@@ -39,12 +39,6 @@ def serving(app: Flask) -> Iterator[str]:
         server.shutdown()
         thread.join(5)
         server.server_close()
-        state = app.extensions.get("aisvc_event_store", {})
-        if state.get("retention") is not None:
-            state["retention"].stop()
-        decisions = app.extensions.get("aisvc_decisions") or {}
-        if decisions.get("expiry") is not None:  # else it outlives the test's database
-            decisions["expiry"].stop()
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -183,7 +183,8 @@ def event_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventStore
     from aiservice_functions.event_store import create_app, open_store
 
     db = tmp_path_factory.mktemp("event-store") / "events.db"
-    app = create_app(open_store(f"sqlite:///{db}"), token=TOKEN)
+    store = open_store(f"sqlite:///{db}")
+    app = create_app(store, token=TOKEN)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -192,3 +193,4 @@ def event_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventStore
     finally:
         server.shutdown()
         thread.join(timeout=10)
+        store.close()

@@ -27,7 +27,7 @@ from aiservice_functions.event_store.replay import (
     ReplayOptions,
 )
 from aiservice_functions.event_store.retention import RetentionPolicy
-from aiservice_functions.event_store.storage import open_store
+from aiservice_functions.event_store.service import open_store
 from aiservice_functions.sink_key import load_sink_key
 
 ENV_DB = "AISVC_EVENT_STORE_DB"
@@ -66,9 +66,16 @@ def _serving_options(s: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=1,
-        help="processes (default 1: keep 1 on SQLite; raise on PostgreSQL)",
+        help="processes (default 1: keep 1 on SQLite, where one group writer is fastest; "
+        "raise on PostgreSQL)",
     )
-    s.add_argument("--threads", type=int, default=8, help="threads per process (default: 8)")
+    s.add_argument(
+        "--threads",
+        type=int,
+        default=8,
+        help="threads per process for the query API and console (default: 8; ingest needs "
+        "none: it is answered on the event loop)",
+    )
     s.add_argument(
         "--max-body-bytes",
         type=int,
@@ -227,13 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def factory() -> Flask:
         return create_app(
-            open_store(args.db),
+            open_store(args.db, retention=retention),
             token=token,
             read_token=read_token,
             allow_unauthenticated=args.allow_unauthenticated,
             max_body_bytes=args.max_body_bytes,
             replay_defaults=replay_defaults,
-            retention=retention,
             sink_key=sink_key,
         )
 

@@ -61,20 +61,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-import httpx
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
-from aiservice_functions.cloudevents_http import InvalidEvent
-from aiservice_functions.event_store import auth, console, decision_api, ingest
+from aiservice_functions.event_store import auth, console, decision_api
+from aiservice_functions.event_store.database import StoreUnavailable
 from aiservice_functions.event_store.guard import redact_url
-from aiservice_functions.event_store.jobs import ReplayJobs, job_json
+from aiservice_functions.event_store.intake import Answer, Intake, Write
+from aiservice_functions.event_store.jobs import job_json
 from aiservice_functions.event_store.records import (
     KINDS,
     MAX_PAGE,
     EventFilter,
-    Kind,
     RevisionCount,
     ServiceCount,
     to_us,
@@ -90,9 +89,8 @@ from aiservice_functions.event_store.replay import (
     check_url,
     replay,
 )
-from aiservice_functions.event_store.retention import RetentionPolicy, RetentionThread
-from aiservice_functions.event_store.storage import SqlStore, StoreUnavailable
-from aiservice_functions.event_store.telemetry import StoreMetrics
+from aiservice_functions.event_store.service import WRITE_TIMEOUT_S, EventStore
+from aiservice_functions.event_store.writer import Overloaded, RecordRefused
 from aiservice_functions.serving.bodies import read_body
 from aiservice_functions.timestamps import parse_time
 
@@ -290,31 +288,22 @@ def _revision_json(c: RevisionCount) -> dict[str, Any]:
     }
 
 
-def _pending(store: SqlStore) -> list[tuple[str, str, int]]:
-    services, _ = store.stats(EventFilter(kind="dead-letter"))
-    return [(c.namespace, c.name, c.unreplayed) for c in services]
-
-
 @dataclass(frozen=True)
 class _Context:
     """What the routes of one app work with (kept in ``app.extensions``)."""
 
-    store: SqlStore
-    metrics: StoreMetrics
+    store: EventStore
+    intake: Intake
     token: str | None
     read_token: str | None
     allow_unauthenticated: bool
     max_body_bytes: int
     replay_defaults: ReplayOptions
-    http_client: httpx.Client | None
-    retention: RetentionThread | None
-    jobs: ReplayJobs
-    sink_key: bytes | None
 
     def run_replay(self, selection: EventFilter, options: ReplayOptions) -> ReplaySummary:
         """A synchronous replay, counted in the metrics."""
-        summary = replay(self.store, selection, options, client=self.http_client)
-        self.metrics.replay(summary.replayed, summary.failed)
+        summary = replay(self.store.events, selection, options, client=self.store.http_client)
+        self.store.metrics.replay(summary.replayed, summary.failed)
         return summary
 
     def start_console_replay(self, seqs: Sequence[int], force: bool) -> str:
@@ -327,7 +316,7 @@ class _Context:
             "target": redact_url(options.target) if options.target else None,
             "broker": options.broker,
         }
-        return self.jobs.start(EventFilter(seqs=tuple(seqs)), options, request)
+        return self.store.replays.start(EventFilter(seqs=tuple(seqs)), options, request)
 
 
 api = Blueprint("event_store", __name__)
@@ -340,51 +329,35 @@ def _ctx() -> _Context:
 
 
 def create_app(
-    store: SqlStore,
+    store: EventStore,
     *,
     token: str | None = None,
     read_token: str | None = None,
     allow_unauthenticated: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     replay_defaults: ReplayOptions | None = None,
-    retention: RetentionPolicy | None = None,
-    http_client: httpx.Client | None = None,
     sink_key: bytes | None = None,
 ) -> Flask:
-    """The WSGI app over ``store``; starts the retention thread when ``retention`` is active."""
+    """The WSGI app over ``store`` (started here: its writer, retention and expiry run)."""
     app = Flask("aiservice_functions.event_store")
     # One byte of slack: a chunked body is cut at the limit by the server's stream, so
     # reading max+1 bytes is how an oversized one is told from one of exactly max bytes.
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
-    metrics = StoreMetrics(pending=lambda: _pending(store))
-    thread = (
-        RetentionThread(store, retention, on_deleted=metrics.retention()).start()
-        if retention and retention.active
-        else None
-    )
+    store.start()
+    intake = Intake(store, sink_key, max_body_bytes, token, read_token, allow_unauthenticated)
     context = _Context(
         store=store,
-        metrics=metrics,
+        intake=intake,
         token=token,
         read_token=read_token,
         allow_unauthenticated=allow_unauthenticated,
         max_body_bytes=max_body_bytes,
         replay_defaults=replay_defaults or ReplayOptions(),
-        http_client=http_client,
-        retention=thread,
-        jobs=ReplayJobs(store, http_client, on_finished=metrics.replay),
-        sink_key=sink_key,
     )
-    app.extensions[EXTENSION_KEY] = {
-        "context": context,
-        "store": store,
-        "retention": thread,
-        "metrics": metrics,
-        "jobs": context.jobs,
-    }
+    app.extensions[EXTENSION_KEY] = {"context": context}
     app.register_blueprint(api)
-    decisions = decision_api.register(app, store, _guard, max_body_bytes, metrics, sink_key)
-    metrics.database_gauge(
+    decisions = decision_api.register(app, store.decisions, _guard)
+    store.metrics.database_gauge(
         "aisvc_event_store_decisions_stored",
         "Decision-log records kept, per AIService and role (input, reply, reprocessed, feedback).",
         ["namespace", "aiservice", "role"],
@@ -395,6 +368,12 @@ def create_app(
         console.blueprint(store, access, context.start_console_replay, decisions)
     )
     return app
+
+
+def intake_of(app: Flask) -> Intake:
+    """The ingest rules of an app made by :func:`create_app` (the ingest front shares them)."""
+    context: _Context = app.extensions[EXTENSION_KEY]["context"]
+    return context.intake
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -453,71 +432,42 @@ def _authorized(
 # --- ingest -----------------------------------------------------------------------------
 
 
-def _refuse_credential(
-    kind: Kind, namespace: str, name: str, credential: str | None
-) -> Response | None:
-    """With a sink key, ingest needs the AIService's credential in the path: attribution
-    comes from this authenticated path, never from the event."""
-    ctx = _ctx()
-    refusal = ingest.credential_refusal(ctx.sink_key, namespace, name, credential)
-    if refusal is None:
-        return None
-    ctx.metrics.ingest(kind, "refused")
-    if credential is not None:
-        log.warning("refused %s for %s/%s: wrong sink credential", kind, namespace[:63], name[:63])
-    return _error(*refusal)
+def _answer(answer: Answer) -> Response:
+    return Response(answer.body, status=answer.status, headers=list(answer.headers))
 
 
-def _ingest(kind: Kind, namespace: str, name: str, credential: str | None = None) -> Response:
-    refused = _refuse_credential(kind, namespace, name, credential)
-    if refused:
-        return refused
+def commit(intake: Intake, path: str, write: Write) -> Answer:
+    """Hand ``write`` to the group writer and wait for its commit (a WSGI thread's way)."""
+    try:
+        seq, created = intake.store.writer.add(write.table, write.record, WRITE_TIMEOUT_S)
+    except (Overloaded, RecordRefused, StoreUnavailable, TimeoutError) as err:
+        return intake.failed(path, err)
+    return write.answer(seq, created)
+
+
+def _ingest(**_: str) -> Response:
+    """Every ingest route (:mod:`.intake` has the rules; the ingest front serves the same)."""
     ctx = _ctx()
     try:
         body = read_body(request.environ, ctx.max_body_bytes)
-        record = ingest.to_record(kind, namespace, name, dict(request.headers), body)
     except RequestEntityTooLarge:
-        ctx.metrics.ingest(kind, "refused")
-        raise
-    except InvalidEvent as err:
-        ctx.metrics.ingest(kind, "refused")
-        log.info("refused %s for %s/%s: %s", kind, namespace[:63], name[:63], err.reason)
-        return _error(err.status, err.reason)
-    try:
-        with ctx.metrics.timed("add"):
-            seq, created = ctx.store.add(record)
-    except StoreUnavailable:
-        ctx.metrics.ingest(kind, "unavailable")
-        raise
-    ctx.metrics.ingest(kind, "stored" if created else "duplicate")
-    if created and kind == "dead-letter":
-        ctx.metrics.dead_letter(namespace, name, record.revision, record.error_code)
-    log.debug(
-        "%s %s %s/%s seq=%d", "stored" if created else "redelivered", kind, namespace, name, seq
-    )
-    response = jsonify({"seq": seq, "created": created})
-    response.status_code = 201 if created else 200
-    return response
+        return _answer(ctx.intake.too_large(request.path))
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    prepared = ctx.intake.prepare(request.path, request.args.to_dict(flat=False), headers, body)
+    if isinstance(prepared, Answer):
+        return _answer(prepared)
+    return _answer(commit(ctx.intake, request.path, prepared))
 
 
-@api.post(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH))
-def ingest_dead_letter(namespace: str, name: str) -> Response:
-    return _ingest("dead-letter", namespace, name)
-
-
-@api.post(_flask_path(contract.EVENT_STORE_AUDIT_PATH))
-def ingest_audit(namespace: str, name: str) -> Response:
-    return _ingest("audit", namespace, name)
-
-
-@api.post(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH) + "/<credential>")
-def ingest_dead_letter_authenticated(namespace: str, name: str, credential: str) -> Response:
-    return _ingest("dead-letter", namespace, name, credential)
-
-
-@api.post(_flask_path(contract.EVENT_STORE_AUDIT_PATH) + "/<credential>")
-def ingest_audit_authenticated(namespace: str, name: str, credential: str) -> Response:
-    return _ingest("audit", namespace, name, credential)
+for _template in (
+    contract.EVENT_STORE_DEAD_LETTERS_PATH,
+    contract.EVENT_STORE_AUDIT_PATH,
+    contract.EVENT_STORE_DECISIONS_PATH,
+):
+    api.add_url_rule(_flask_path(_template), view_func=_ingest, methods=["POST"],
+                     endpoint=f"ingest{_template}")  # fmt: skip
+    api.add_url_rule(_flask_path(_template) + "/<credential>", view_func=_ingest,
+                     methods=["POST"], endpoint=f"ingest{_template}/credential")  # fmt: skip
 
 
 # --- query ------------------------------------------------------------------------------
@@ -527,8 +477,8 @@ def _list(source: dict[str, Any], flt: EventFilter) -> Response:
     ctx = _ctx()
     limit = _opt_int(source, "limit", 1, MAX_PAGE) or 50
     try:
-        with ctx.metrics.timed("page"):
-            page = ctx.store.page(flt, limit=limit, cursor=_opt_str(source, "cursor"))
+        with ctx.store.metrics.timed("page"):
+            page = ctx.store.events.page(flt, limit=limit, cursor=_opt_str(source, "cursor"))
     except ValueError as err:
         raise BadRequest(str(err)) from None
     return jsonify({"items": [r.summary() for r in page.items], "nextCursor": page.next_cursor})
@@ -561,8 +511,8 @@ def event(seq: int) -> Response:
     ctx = _ctx()
     if seq > _INT64_MAX:
         return _error(404, f"no record with seq {seq}")
-    with ctx.metrics.timed("get"):
-        record = ctx.store.get(seq)
+    with ctx.store.metrics.timed("get"):
+        record = ctx.store.events.get(seq)
     if record is None:
         return _error(404, f"no record with seq {seq}")
     return jsonify(record.detail())
@@ -573,8 +523,8 @@ def event(seq: int) -> Response:
 def stats() -> Response:
     ctx = _ctx()
     flt = _filter(dict(request.args), kind=None, replayed=None)
-    with ctx.metrics.timed("stats"):
-        services, revisions = ctx.store.stats(flt)
+    with ctx.store.metrics.timed("stats"):
+        services, revisions = ctx.store.events.stats(flt)
     return jsonify(
         {
             "since": us_text(flt.since),
@@ -615,8 +565,8 @@ def start_replay() -> Response:
         rate=options.rate,
         limit=options.limit,
     )
-    job_id = ctx.jobs.start(flt, options, summary)
-    row = ctx.store.get_job(job_id)
+    job_id = ctx.store.replays.start(flt, options, summary)
+    row = ctx.store.jobs.get(job_id)
     assert row is not None
     response = jsonify(job_json(row, with_results=False))
     response.status_code = 202
@@ -628,14 +578,14 @@ def start_replay() -> Response:
 @_authorized()
 def list_replays() -> Response:
     limit = _opt_int(dict(request.args), "limit", 1, 500) or 50
-    rows = _ctx().store.list_jobs(limit)
+    rows = _ctx().store.jobs.recent(limit)
     return jsonify({"items": [job_json(r, with_results=False) for r in rows]})
 
 
 @api.get(REPLAYS_PATH + "/<job_id>")
 @_authorized()
 def get_replay(job_id: str) -> Response:
-    row = _ctx().store.get_job(job_id[:64])
+    row = _ctx().store.jobs.get(job_id[:64])
     if row is None:
         return _error(404, f"no replay job {job_id[:64]!r}")
     return jsonify(job_json(row))
@@ -645,10 +595,10 @@ def get_replay(job_id: str) -> Response:
 @api.post(REPLAYS_PATH + "/<job_id>/cancel")
 @_authorized("replay")
 def cancel_replay(job_id: str) -> Response:
-    store = _ctx().store
-    if not store.request_cancel(job_id[:64]):
+    jobs = _ctx().store.jobs
+    if not jobs.request_cancel(job_id[:64]):
         return _error(404, f"no replay job {job_id[:64]!r}")
-    row = store.get_job(job_id[:64])
+    row = jobs.get(job_id[:64])
     assert row is not None
     response = jsonify(job_json(row, with_results=False))
     response.status_code = 202
@@ -666,13 +616,13 @@ def liveness() -> Response:
 @api.get(contract.PATH_READINESS)
 def readiness() -> Response:
     ctx = _ctx()
-    with ctx.metrics.timed("ping"):
-        ctx.store.ping()
+    with ctx.store.metrics.timed("ping"):
+        ctx.store.db.ping()
     return jsonify({"status": "ok", "backend": ctx.store.backend})
 
 
 @api.get(contract.PATH_METRICS)
 def metrics_route() -> Response:
     # No token: counts and timings only, nothing of any event (see .telemetry).
-    metrics = _ctx().metrics
+    metrics = _ctx().store.metrics
     return Response(metrics.render(), content_type=metrics.content_type)

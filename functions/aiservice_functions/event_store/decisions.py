@@ -18,11 +18,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aiservice_functions.event_store.database import Connection, Database
 from aiservice_functions.event_store.decision_records import Decision
 from aiservice_functions.event_store.storage import TABLE as EVENTS_TABLE
-from aiservice_functions.event_store.storage import SqlStore
 
 TABLE: Final = "aisvc_decisions"
+LOCK_ID: Final = 7163550011
 MAX_CHAIN: Final = 5000
 """At most this many records in one trace answer (a chain is a handful in practice)."""
 
@@ -112,32 +113,32 @@ class StoredDecision(Decision):
         }
 
 
-def _record(row: Sequence[Any]) -> StoredDecision:
+def _record(row: Any) -> StoredDecision:
     return StoredDecision(
-        seq=int(row[0]),
-        namespace=row[1],
-        name=row[2],
-        role=row[3],
-        source=row[4],
-        event_id=row[5],
-        type=row[6],
-        key=row[7],
-        causation=row[8],
-        correlation=row[9],
-        trace_id=row[10],
-        model_version=row[11],
-        revision=row[12],
-        latency_ms=float(row[13]) if row[13] is not None else None,
-        data=json.loads(row[14]) if row[14] is not None else None,
-        data_hash=row[15],
-        attributes=json.loads(row[16]),
-        event_time=row[17],
-        received_at=int(row[18]),
-        expires_at=int(row[19]),
-        receipts=int(row[20]),
-        run_id=row[21],
-        corrects=row[22],
-        label=row[23],
+        seq=int(row["seq"]),
+        namespace=row["namespace"],
+        name=row["name"],
+        role=row["role"],
+        source=row["source"],
+        event_id=row["event_id"],
+        type=row["type"],
+        key=row["event_key"],
+        causation=row["causation"],
+        correlation=row["correlation"],
+        trace_id=row["trace_id"],
+        model_version=row["model_version"],
+        revision=row["revision"],
+        latency_ms=float(row["latency_ms"]) if row["latency_ms"] is not None else None,
+        data=json.loads(row["data"]) if row["data"] is not None else None,
+        data_hash=row["data_hash"],
+        attributes=json.loads(row["attributes"]),
+        event_time=row["event_time"],
+        received_at=int(row["received_at"]),
+        expires_at=int(row["expires_at"]),
+        receipts=int(row["receipts"]),
+        run_id=row["run_id"],
+        corrects=row["corrects"],
+        label=row["label"],
     )
 
 
@@ -145,70 +146,87 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-class DecisionLog:
-    """The decision log over one :class:`SqlStore` (its connections and transactions)."""
+_INSERT: Final = f"""INSERT INTO {TABLE} (namespace, name, role, source, event_id, type,
+    event_key, causation, correlation, trace_id, model_version, revision, latency_ms, data,
+    data_hash, attributes, event_time, received_at, expires_at, run_id, corrects, label)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (namespace, name, role, source, event_id) DO NOTHING
+RETURNING seq"""
+_REDELIVERED: Final = f"""UPDATE {TABLE} SET receipts = receipts + 1
+WHERE namespace = ? AND name = ? AND role = ? AND source = ? AND event_id = ?
+RETURNING seq"""
 
-    def __init__(self, store: SqlStore) -> None:
-        self.store = store
+
+def _key(d: Decision) -> tuple[str, str, str, str, str]:
+    return (d.namespace, d.name, d.role, d.source, d.event_id)
+
+
+def _insert_params(d: Decision) -> tuple[Any, ...]:
+    return (
+        d.namespace, d.name, d.role, d.source, d.event_id, d.type, d.key,
+        d.causation, d.correlation, d.trace_id, d.model_version, d.revision,
+        d.latency_ms, _json(d.data) if d.data is not None else None, d.data_hash,
+        _json(d.attributes), d.event_time, d.received_at, d.expires_at, d.run_id,
+        d.corrects, d.label,
+    )  # fmt: skip
+
+
+class DecisionLog:
+    """The decision log's table over one :class:`Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
         autoinc = (
             "INTEGER PRIMARY KEY AUTOINCREMENT"
-            if store.backend == "sqlite"
+            if db.backend == "sqlite"
             else "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
         )
-        with store.transaction() as conn:
-            if store.backend == "postgresql":
-                store.execute(conn, "SELECT pg_advisory_xact_lock(7163550011)")
-            for statement in _schema(autoinc):
-                store.execute(conn, statement)
+        db.create(_schema(autoinc), LOCK_ID)
 
     def add(self, d: Decision) -> tuple[int, bool]:
-        """Store ``d`` durably; ``(seq, created)``, ``created`` False for a redelivery."""
-        with self.store.transaction() as conn:
-            row = self.store.execute(
-                conn,
-                f"""INSERT INTO {TABLE} (namespace, name, role, source, event_id, type,
-                    event_key, causation, correlation, trace_id, model_version, revision,
-                    latency_ms, data, data_hash, attributes, event_time, received_at,
-                    expires_at, run_id, corrects, label)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (namespace, name, role, source, event_id) DO NOTHING
-                RETURNING seq""",
-                (
-                    d.namespace, d.name, d.role, d.source, d.event_id, d.type, d.key,
-                    d.causation, d.correlation, d.trace_id, d.model_version, d.revision,
-                    d.latency_ms, _json(d.data) if d.data is not None else None, d.data_hash,
-                    _json(d.attributes), d.event_time, d.received_at, d.expires_at, d.run_id,
-                    d.corrects, d.label,
-                ),
-            ).fetchone()  # fmt: skip
+        """Store ``d`` durably in a transaction of its own; ``(seq, created)``, ``created``
+        False for a redelivery (ingest goes through the group writer)."""
+        with self.db.transaction() as conn:
+            return self.add_all(conn, [d])[0]
+
+    def add_all(self, conn: Connection, records: Sequence[Decision]) -> list[tuple[int, bool]]:
+        """Write ``records`` in the open transaction, inserts in key order (no deadlock
+        between store processes), then redeliveries; ``(seq, created)`` each, in order."""
+        order = sorted(range(len(records)), key=lambda i: _key(records[i]))
+        inserted = self.db.run_many(conn, _INSERT, [_insert_params(records[i]) for i in order])
+        results: list[tuple[int, bool] | None] = [None] * len(records)
+        again = []
+        for i, row in zip(order, inserted, strict=True):
             if row is not None:
-                return int(row[0]), True
-            row = self.store.execute(
-                conn,
-                f"""UPDATE {TABLE} SET receipts = receipts + 1
-                WHERE namespace = ? AND name = ? AND role = ? AND source = ? AND event_id = ?
-                RETURNING seq""",
-                (d.namespace, d.name, d.role, d.source, d.event_id),
-            ).fetchone()
-            return (int(row[0]) if row is not None else 0), False
+                results[i] = (int(row["seq"]), True)
+            else:
+                again.append(i)
+        if again:
+            updated = self.db.run_many(conn, _REDELIVERED, [_key(records[i]) for i in again])
+            for i, row in zip(again, updated, strict=True):
+                # Gone already (expired between the two statements): nothing to count.
+                results[i] = (int(row["seq"]) if row is not None else 0, False)
+        return [r for r in results if r is not None]
 
     # --- reads ----------------------------------------------------------------------
 
     def counts(self) -> list[tuple[tuple[str, str, str], float]]:
         """Records kept per (namespace, AIService, role): the log's size, for alerting
         before retention or the disk runs out."""
-        with self.store.transaction(write=False) as conn:
-            rows = self.store.execute(
+        with self.db.transaction(write=False) as conn:
+            rows = self.db.execute(
                 conn,
-                f"SELECT namespace, name, role, COUNT(*) FROM {TABLE} "
+                f"SELECT namespace, name, role, COUNT(*) AS n FROM {TABLE} "
                 "GROUP BY namespace, name, role ORDER BY namespace, name, role",
                 (),
             ).fetchall()
-        return [((str(ns), str(name), str(role)), float(n)) for ns, name, role, n in rows]
+        return [
+            ((str(r["namespace"]), str(r["name"]), str(r["role"])), float(r["n"])) for r in rows
+        ]
 
     def _select(self, where: str, params: Sequence[Any], tail: str = "") -> list[StoredDecision]:
-        with self.store.transaction(write=False) as conn:
-            rows = self.store.execute(
+        with self.db.transaction(write=False) as conn:
+            rows = self.db.execute(
                 conn, f"SELECT {_COLUMNS} FROM {TABLE} WHERE {where} {tail}", params
             ).fetchall()
         return [_record(r) for r in rows]
@@ -238,8 +256,8 @@ class DecisionLog:
             part = keys[start : start + 200]
             cond = " OR ".join("(source = ? AND event_id = ?)" for _ in part)
             params = [v for pair in part for v in pair]
-            with self.store.transaction(write=False) as conn:
-                rows = self.store.execute(
+            with self.db.transaction(write=False) as conn:
+                rows = self.db.execute(
                     conn,
                     f"""SELECT seq, namespace, name, source, event_id, error_code, error_dest,
                         revision, replay_count, replayed_at, received_at, receipts
@@ -248,17 +266,17 @@ class DecisionLog:
                 ).fetchall()
             out += [
                 {
-                    "seq": int(r[0]),
-                    "namespace": r[1],
-                    "name": r[2],
-                    "key": f"{r[3]}#{r[4]}",
-                    "errorCode": r[5],
-                    "errorDest": r[6],
-                    "revision": r[7],
-                    "replayCount": int(r[8]),
-                    "replayed": r[9] is not None,
-                    "receivedAtUs": int(r[10]),
-                    "receipts": int(r[11]),
+                    "seq": int(r["seq"]),
+                    "namespace": r["namespace"],
+                    "name": r["name"],
+                    "key": f"{r['source']}#{r['event_id']}",
+                    "errorCode": r["error_code"],
+                    "errorDest": r["error_dest"],
+                    "revision": r["revision"],
+                    "replayCount": int(r["replay_count"]),
+                    "replayed": r["replayed_at"] is not None,
+                    "receivedAtUs": int(r["received_at"]),
+                    "receipts": int(r["receipts"]),
                 }
                 for r in rows
             ]
@@ -345,24 +363,30 @@ class DecisionLog:
 
     def services(self, limit: int = 500) -> list[dict[str, Any]]:
         """AIServices with decisions: records and the newest ``received_at`` of each."""
-        with self.store.transaction(write=False) as conn:
-            rows = self.store.execute(
+        with self.db.transaction(write=False) as conn:
+            rows = self.db.execute(
                 conn,
-                f"""SELECT namespace, name, COUNT(*), MAX(received_at) FROM {TABLE}
+                f"""SELECT namespace, name, COUNT(*) AS n, MAX(received_at) AS newest FROM {TABLE}
                 GROUP BY namespace, name ORDER BY namespace, name LIMIT {int(limit)}""",
             ).fetchall()
         return [
-            {"namespace": r[0], "name": r[1], "records": int(r[2]), "newestUs": int(r[3])}
+            {
+                "namespace": r["namespace"],
+                "name": r["name"],
+                "records": int(r["n"]),
+                "newestUs": int(r["newest"]),
+            }
             for r in rows
         ]
 
     def runs(self, namespace: str, name: str, limit: int = 50) -> list[dict[str, Any]]:
         """Reprocessing runs of one AIService, newest first: id, records, model versions."""
-        with self.store.transaction(write=False) as conn:
-            rows = self.store.execute(
+        with self.db.transaction(write=False) as conn:
+            rows = self.db.execute(
                 conn,
-                f"""SELECT run_id, COUNT(*), MIN(received_at), MAX(received_at),
-                    MIN(model_version), MAX(model_version)
+                f"""SELECT run_id, COUNT(*) AS n, MIN(received_at) AS started,
+                    MAX(received_at) AS ended, MIN(model_version) AS low,
+                    MAX(model_version) AS high
                 FROM {TABLE} WHERE namespace = ? AND name = ? AND role = 'reprocessed'
                     AND run_id IS NOT NULL
                 GROUP BY run_id ORDER BY MIN(received_at) DESC LIMIT {int(limit)}""",
@@ -370,11 +394,11 @@ class DecisionLog:
             ).fetchall()
         return [
             {
-                "run": r[0],
-                "records": int(r[1]),
-                "startedUs": int(r[2]),
-                "endedUs": int(r[3]),
-                "modelVersions": sorted({v for v in (r[4], r[5]) if v}),
+                "run": r["run_id"],
+                "records": int(r["n"]),
+                "startedUs": int(r["started"]),
+                "endedUs": int(r["ended"]),
+                "modelVersions": sorted({v for v in (r["low"], r["high"]) if v}),
             }
             for r in rows
         ]
@@ -442,8 +466,8 @@ class DecisionLog:
 
     def expire(self, now_us: int, batch: int = 500) -> int:
         """Delete up to ``batch`` records past their AIService's retention."""
-        with self.store.transaction() as conn:
-            cur = self.store.execute(
+        with self.db.transaction() as conn:
+            cur = self.db.execute(
                 conn,
                 f"""DELETE FROM {TABLE} WHERE seq IN (
                     SELECT seq FROM {TABLE} WHERE expires_at < ? ORDER BY seq LIMIT ?)""",
@@ -453,11 +477,11 @@ class DecisionLog:
 
     def stats(self) -> tuple[int, int | None]:
         """(records, newest received_at): for the store's metrics."""
-        with self.store.transaction(write=False) as conn:
-            row = self.store.execute(
-                conn, f"SELECT COUNT(*), MAX(received_at) FROM {TABLE}"
+        with self.db.transaction(write=False) as conn:
+            row = self.db.execute(
+                conn, f"SELECT COUNT(*) AS n, MAX(received_at) AS newest FROM {TABLE}"
             ).fetchone()
-        return int(row[0]), (int(row[1]) if row[1] is not None else None)
+        return int(row["n"]), (int(row["newest"]) if row["newest"] is not None else None)
 
 
 def _outcome(i: StoredDecision, reply: StoredDecision | None, dead: bool) -> str:

@@ -20,9 +20,10 @@ from typing import Any, Final
 
 import httpx
 
+from aiservice_functions.event_store.job_table import ReplayJobTable
 from aiservice_functions.event_store.records import EventFilter, now_us, us_text
 from aiservice_functions.event_store.replay import ReplayOptions, ReplayResult, replay
-from aiservice_functions.event_store.storage import SqlStore
+from aiservice_functions.event_store.storage import EventTable
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +33,26 @@ STATES: Final = ("running", "succeeded", "failed", "cancelled", "interrupted")
 
 
 class ReplayJobs:
-    """Starts replay jobs of one app and renders their records as the API shows them."""
+    """Starts replay jobs of one store and renders their records as the API shows them."""
 
     def __init__(
         self,
-        store: SqlStore,
+        events: EventTable,
+        table: ReplayJobTable,
         client: httpx.Client | None = None,
         on_finished: Callable[[int, int], None] | None = None,
     ) -> None:
-        self._store = store
+        self._events = events
+        self._table = table
         self._client = client
         self._on_finished = on_finished
         self._threads: dict[str, threading.Thread] = {}
+        self._stops: dict[str, threading.Event] = {}
 
     def start(self, selection: EventFilter, options: ReplayOptions, request: dict[str, Any]) -> str:
         """Create a job for this replay and run it in the background; its id."""
         job_id = uuid.uuid4().hex
-        self._store.create_job(job_id, json.dumps(request, sort_keys=True))
+        self._table.create(job_id, json.dumps(request, sort_keys=True))
         thread = threading.Thread(
             target=self._run,
             args=(job_id, selection, options),
@@ -56,8 +60,17 @@ class ReplayJobs:
             daemon=True,
         )
         self._threads[job_id] = thread
+        self._stops[job_id] = threading.Event()
         thread.start()
         return job_id
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel running jobs after their current send (their records stay pending, as
+        for a cancel) and wait for them: the store is shutting down."""
+        for stop in list(self._stops.values()):
+            stop.set()
+        for thread in list(self._threads.values()):
+            thread.join(timeout)
 
     def join(self, job_id: str, timeout: float | None = None) -> None:
         """Wait for a job this app started (tests, shutdown)."""
@@ -66,13 +79,13 @@ class ReplayJobs:
             thread.join(timeout)
 
     def _run(self, job_id: str, selection: EventFilter, options: ReplayOptions) -> None:
-        stop = threading.Event()
+        stop = self._stops[job_id]
         counts = {"selected": 0, "replayed": 0, "failed": 0}
         last = 0.0
 
         def beat(**final: Any) -> bool:
             """Write the progress; True when a cancel was requested."""
-            return self._store.update_job(
+            return self._table.update(
                 job_id,
                 selected=counts["selected"],
                 replayed=counts["replayed"],
@@ -107,7 +120,7 @@ class ReplayJobs:
         watcher.start()
         try:
             summary = replay(
-                self._store,
+                self._events,
                 selection,
                 options,
                 client=self._client,
@@ -126,7 +139,7 @@ class ReplayJobs:
         finished.set()
         watcher.join(5)
         state = "cancelled" if stop.is_set() else "succeeded"
-        self._store.update_job(
+        self._table.update(
             job_id,
             selected=summary.selected,
             replayed=summary.replayed,

@@ -37,7 +37,7 @@ from aiservice_functions.event_store.guard import (
     redact_url,
 )
 from aiservice_functions.event_store.records import ERROR_EXTENSIONS, EventFilter, StoredEvent
-from aiservice_functions.event_store.storage import SqlStore
+from aiservice_functions.event_store.storage import EventTable
 
 log = logging.getLogger(__name__)
 redact_http_client_logs()
@@ -169,7 +169,7 @@ class _Run:
     (in the calling thread: the pool's threads are short-lived and would each open a
     database connection of their own)."""
 
-    store: SqlStore
+    events: EventTable
     options: ReplayOptions
     http: httpx.Client
     pace: Pace
@@ -205,7 +205,7 @@ class _Run:
     ) -> ReplayResult:
         count = record.replay_count + 1
         try:
-            self.store.finish_replay(
+            self.events.finish_replay(
                 record.seq, self.token, status, error, count if error is None else None
             )
         except Exception as err:  # the send happened; say the bookkeeping failed
@@ -261,7 +261,7 @@ class _Run:
 
 
 def replay(
-    store: SqlStore,
+    events: EventTable,
     selection: EventFilter,
     options: ReplayOptions,
     client: httpx.Client | None = None,
@@ -285,13 +285,13 @@ def replay(
     token = uuid.uuid4().hex
     per_slot = math.ceil(limit / concurrency) + 1
     lease_s = options.timeout * per_slot + (limit / rate if rate > 0 else 0) + 60
-    records = store.claim(selection, options.force, limit, token, int(lease_s * 1_000_000))
+    records = events.claim(selection, options.force, limit, token, int(lease_s * 1_000_000))
     if claimed is not None:
         claimed(len(records))
     stopping = stop or threading.Event()
     own_client = client is None
     http = client or httpx.Client(timeout=options.timeout)
-    run = _Run(store, options, http, Pace(rate, sleep=stopping.wait), stopping, token)
+    run = _Run(events, options, http, Pace(rate, sleep=stopping.wait), stopping, token)
     results: list[ReplayResult] = []
     unsent: list[int] = []
     try:
@@ -300,7 +300,7 @@ def replay(
         if own_client:
             http.close()
         if unsent:
-            store.release_claims(token, unsent)
+            events.release_claims(token, unsent)
     results.sort(key=lambda r: r.seq)
     done_ok = sum(1 for r in results if r.ok)
     log.info(

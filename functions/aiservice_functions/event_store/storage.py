@@ -1,31 +1,20 @@
-"""Durable storage of events: one SQL schema, on SQLite (default) or PostgreSQL.
-
-Both backends run the same statements (portable SQL: ``INSERT .. ON CONFLICT``,
-``RETURNING``, ``CASE``); only the connection, the placeholder style and two column types
-differ. Every write is one short transaction that is committed before the caller
-answers, so an acknowledged event survives a crash of the store process:
-
-- SQLite runs in WAL mode with ``synchronous=FULL`` (a commit is fsync'ed) and
-  ``busy_timeout``, one connection per thread; writers take ``BEGIN IMMEDIATE``.
-- PostgreSQL uses psycopg 3, one connection per thread, default ``synchronous_commit``.
+"""The events table: dead letters and audit events, with their replay bookkeeping.
 
 De-duplication is a unique key on (kind, namespace, AIService, source, id): a redelivered
-event is stored once; its ``receipts`` counter says how often it came.
+event is stored once; its ``receipts`` counter says how often it came. Connections and
+transactions are :mod:`.database`'s; ingest writes go through the group writer
+(:mod:`.writer`), which calls :meth:`EventTable.add_all` with everything that arrived
+meanwhile.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
-from pathlib import Path
-from typing import Any, Final, Protocol, cast
-from urllib.parse import urlsplit
+from collections.abc import Sequence
+from typing import Any, Final
 
 from aiservice_functions.cloudevents_http import json_text
+from aiservice_functions.event_store.database import Connection, Database, StoreUnavailable
 from aiservice_functions.event_store.records import (
     MAX_PAGE,
     EventFilter,
@@ -38,12 +27,7 @@ from aiservice_functions.event_store.records import (
 )
 
 TABLE: Final = "aisvc_events"
-JOBS: Final = "aisvc_replay_jobs"
-_JOB_COLUMNS: Final = (
-    "id, state, request, selected, replayed, failed, cancelled, cancel_requested, error, "
-    "results, created_at, updated_at, finished_at"
-)
-
+LOCK_ID: Final = 7163550010
 _COLUMNS: Final = (
     "seq, kind, namespace, name, source, event_id, type, document, error_dest, error_code, "
     "error_data, revision, received_at, last_received_at, receipts, replay_count, "
@@ -81,269 +65,108 @@ def _schema(autoinc: str, blob: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {TABLE}_svc ON {TABLE} (namespace, name, kind, seq)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (received_at)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_claim ON {TABLE} (claim)",
-        f"""CREATE TABLE IF NOT EXISTS {JOBS} (
-            id TEXT PRIMARY KEY,
-            state TEXT NOT NULL,
-            request TEXT NOT NULL,
-            selected INTEGER NOT NULL DEFAULT 0,
-            replayed INTEGER NOT NULL DEFAULT 0,
-            failed INTEGER NOT NULL DEFAULT 0,
-            cancelled INTEGER NOT NULL DEFAULT 0,
-            cancel_requested INTEGER NOT NULL DEFAULT 0,
-            error TEXT,
-            results TEXT,
-            created_at BIGINT NOT NULL,
-            updated_at BIGINT NOT NULL,
-            finished_at BIGINT
-        )""",
-        f"CREATE INDEX IF NOT EXISTS {JOBS}_created ON {JOBS} (created_at)",
     ]
 
 
-class StoreUnavailable(Exception):
-    """The database could not be reached or refused the operation; worth retrying."""
+_INSERT: Final = f"""INSERT INTO {TABLE} (kind, namespace, name, source, event_id, type,
+    document, error_dest, error_code, error_data, revision, received_at, last_received_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (kind, namespace, name, source, event_id) DO NOTHING
+RETURNING seq"""
+# A redelivery carrying an ``aisvcreplay`` count at least the record's replay count means a
+# replayed event failed again: the record is un-marked as replayed and takes the new error.
+_FAILED_AGAIN: Final = "(? > 0 AND ? >= replay_count)"
+_REDELIVERED: Final = f"""UPDATE {TABLE} SET
+    receipts = receipts + 1,
+    last_received_at = ?,
+    replay_failed_seen = CASE WHEN ? > replay_failed_seen THEN ? ELSE replay_failed_seen END,
+    replayed_at = CASE WHEN {_FAILED_AGAIN} THEN NULL ELSE replayed_at END,
+    error_dest = CASE WHEN {_FAILED_AGAIN} THEN ? ELSE error_dest END,
+    error_code = CASE WHEN {_FAILED_AGAIN} THEN ? ELSE error_code END,
+    error_data = CASE WHEN {_FAILED_AGAIN} THEN ? ELSE error_data END,
+    revision = CASE WHEN {_FAILED_AGAIN} THEN ? ELSE revision END
+WHERE kind = ? AND namespace = ? AND name = ? AND source = ? AND event_id = ?
+RETURNING seq"""
 
 
-class _Cursor(Protocol):
-    rowcount: int
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
+def _key(event: NewEvent) -> tuple[str, str, str, str, str]:
+    return (event.kind, event.namespace, event.name, event.source, event.event_id)
 
 
-class _Connection(Protocol):
-    def execute(self, sql: str, params: Sequence[Any] = ...) -> _Cursor: ...
+def _insert_params(event: NewEvent) -> tuple[Any, ...]:
+    return (
+        *_key(event),
+        event.type,
+        json_text(event.document),
+        event.error_dest,
+        event.error_code,
+        event.error_data,
+        event.revision,
+        event.received_at,
+        event.received_at,
+    )
 
-    def close(self) -> None: ...
+
+def _redelivered_params(event: NewEvent) -> tuple[Any, ...]:
+    seen = event.replay_seen
+    return (
+        event.received_at,
+        seen, seen,
+        seen, seen,
+        seen, seen, event.error_dest,
+        seen, seen, event.error_code,
+        seen, seen, event.error_data,
+        seen, seen, event.revision,
+        *_key(event),
+    )  # fmt: skip
 
 
-class SqlStore:
-    """The event store's database. Thread-safe: each thread gets its own connection."""
+class EventTable:
+    """The events table over one :class:`Database`."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        parts = urlsplit(url)
-        if parts.scheme == "sqlite":
-            self.backend = "sqlite"
-            path = url[len("sqlite://") :] if url.startswith("sqlite://") else url[7:]
-            if not path or path in ("/", "/:memory:", ":memory:"):
-                raise ValueError("sqlite URL needs a file path: sqlite:///var/lib/store.db")
-            self._path = Path(path)
-        elif parts.scheme in ("postgresql", "postgres"):
-            self.backend = "postgresql"
-            self._path = Path()
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        if db.backend == "sqlite":
+            db.create(_schema("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"), LOCK_ID)
         else:
-            raise ValueError(
-                f"database URL scheme {parts.scheme!r} is not supported: "
-                "use sqlite:///path or postgresql://..."
-            )
-        self._local = threading.local()
-        # Every open connection and the thread it belongs to; those of finished threads
-        # are closed when the next one opens (servers that start a thread per request).
-        self._all: list[tuple[threading.Thread, _Connection]] = []
-        self._all_lock = threading.Lock()
-        self._migrate()
+            db.create(_schema("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BYTEA"), LOCK_ID)
 
-    # --- connections ----------------------------------------------------------------
-
-    def _connect(self) -> _Connection:
-        if self.backend == "sqlite":
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self._path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            return cast(_Connection, conn)
-        import psycopg
-
-        try:
-            pg = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as err:
-            raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(err).__name__}") from err
-        return cast(_Connection, pg)
-
-    @property
-    def open_connections(self) -> int:
-        with self._all_lock:
-            return len(self._all)
-
-    def _conn(self) -> _Connection:
-        conn: _Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-            with self._all_lock:
-                stale = [c for t, c in self._all if not t.is_alive()]
-                self._all = [(t, c) for t, c in self._all if t.is_alive()]
-                self._all.append((threading.current_thread(), conn))
-            for old in stale:
-                with suppress(Exception):
-                    old.close()
-        return conn
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            with self._all_lock:
-                self._all = [(t, c) for t, c in self._all if c is not conn]
-            with suppress(Exception):  # a broken connection may fail to close
-                conn.close()
-
-    def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.backend == "postgresql" else sql
-
-    def _errors(self) -> tuple[type[BaseException], ...]:
-        if self.backend == "postgresql":
-            import psycopg
-
-            return (psycopg.OperationalError, psycopg.InterfaceError)
-        return (sqlite3.OperationalError,)
-
-    @contextmanager
-    def _tx(self, write: bool = True) -> Iterator[_Connection]:
-        """One transaction; committed on exit (durably), rolled back on error."""
-        begin = "BEGIN IMMEDIATE" if self.backend == "sqlite" and write else "BEGIN"
-        for attempt in (1, 2):
-            # A pooled thread's connection may have died with a database restart; nothing
-            # has been done yet, so one fresh connection is a safe retry.
-            try:
-                conn = self._conn()
-                conn.execute(begin)
-                break
-            except self._errors() as err:
-                self._drop()
-                if attempt == 2:
-                    raise StoreUnavailable(f"database unavailable: {type(err).__name__}") from err
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except self._errors() as err:
-            self._rollback(conn)
-            self._drop()
-            raise StoreUnavailable(f"database unavailable: {type(err).__name__}") from err
-        except BaseException:
-            self._rollback(conn)
-            raise
-
-    def _rollback(self, conn: _Connection) -> None:
-        with suppress(Exception):  # nothing to roll back, or the connection is gone
-            conn.execute("ROLLBACK")
-
-    def _run(self, conn: _Connection, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        return conn.execute(self._sql(sql), tuple(params))
-
-    def _migrate(self) -> None:
-        if self.backend == "sqlite":
-            statements = _schema("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB")
-        else:
-            statements = _schema("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BYTEA")
-        with self._tx() as conn:
-            if self.backend == "postgresql":
-                # Several workers may start at once; CREATE .. IF NOT EXISTS races in PG.
-                conn.execute("SELECT pg_advisory_xact_lock(7163550010)")
-            for statement in statements:
-                conn.execute(statement)
-
-    # --- for the store's other tables (the decision log, :mod:`.decisions`) ------------
-
-    def transaction(self, write: bool = True) -> contextlib.AbstractContextManager[_Connection]:
-        """One transaction on this thread's connection, as the dead-letter writes use."""
-        return self._tx(write)
-
-    def execute(self, conn: _Connection, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        """Run ``sql`` with ``?`` placeholders on either backend."""
-        return self._run(conn, sql, params)
-
-    def ping(self) -> None:
-        """Raise :class:`StoreUnavailable` unless the database answers."""
-        with self._tx(write=False) as conn:
-            conn.execute("SELECT 1").fetchone()
-
-    def close(self) -> None:
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for _, conn in conns:
-            with suppress(Exception):  # closing at shutdown, best effort
-                conn.close()
-        self._local = threading.local()
+    def _run(self, conn: Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.db.execute(conn, sql, params)
 
     # --- ingest ---------------------------------------------------------------------
 
     def add(self, event: NewEvent) -> tuple[int, bool]:
-        """Store ``event`` durably; ``(seq, created)`` — ``created`` is False for a redelivery.
+        """Store ``event`` durably in a transaction of its own; ``(seq, created)`` —
+        ``created`` is False for a redelivery (ingest goes through the group writer)."""
+        with self.db.transaction() as conn:
+            return self.add_all(conn, [event])[0]
 
-        A redelivery that carries an ``aisvcreplay`` count at least the record's replay
-        count means a replayed event failed again: the record is un-marked as replayed
-        and takes the new error details.
-        """
-        key = (event.kind, event.namespace, event.name, event.source, event.event_id)
-        document = json_text(event.document)
-        with self._tx() as conn:
-            row = self._run(
-                conn,
-                f"""INSERT INTO {TABLE} (kind, namespace, name, source, event_id, type,
-                    document, error_dest, error_code, error_data, revision, received_at,
-                    last_received_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (kind, namespace, name, source, event_id) DO NOTHING
-                RETURNING seq""",
-                (
-                    *key,
-                    event.type,
-                    document,
-                    event.error_dest,
-                    event.error_code,
-                    event.error_data,
-                    event.revision,
-                    event.received_at,
-                    event.received_at,
-                ),
-            ).fetchone()
+    def add_all(self, conn: Connection, events: Sequence[NewEvent]) -> list[tuple[int, bool]]:
+        """Write ``events`` in the open transaction; ``(seq, created)`` for each, in order.
+
+        Inserts run first (in key order, so that two store processes writing overlapping
+        groups lock rows in the same order and cannot deadlock), then the redeliveries
+        among them update their record. An event that appears twice in ``events`` is
+        created once and counted as a redelivery once."""
+        order = sorted(range(len(events)), key=lambda i: _key(events[i]))
+        inserted = self.db.run_many(conn, _INSERT, [_insert_params(events[i]) for i in order])
+        results: list[tuple[int, bool] | None] = [None] * len(events)
+        again = []
+        for i, row in zip(order, inserted, strict=True):
             if row is not None:
-                return int(row[0]), True
-            failed_again = "(? > 0 AND ? >= replay_count)"
-            row = self._run(
-                conn,
-                f"""UPDATE {TABLE} SET
-                    receipts = receipts + 1,
-                    last_received_at = ?,
-                    replay_failed_seen = CASE WHEN ? > replay_failed_seen THEN ?
-                        ELSE replay_failed_seen END,
-                    replayed_at = CASE WHEN {failed_again} THEN NULL ELSE replayed_at END,
-                    error_dest = CASE WHEN {failed_again} THEN ? ELSE error_dest END,
-                    error_code = CASE WHEN {failed_again} THEN ? ELSE error_code END,
-                    error_data = CASE WHEN {failed_again} THEN ? ELSE error_data END,
-                    revision = CASE WHEN {failed_again} THEN ? ELSE revision END
-                WHERE kind = ? AND namespace = ? AND name = ? AND source = ? AND event_id = ?
-                RETURNING seq""",
-                (
-                    event.received_at,
-                    event.replay_seen,
-                    event.replay_seen,
-                    event.replay_seen,
-                    event.replay_seen,
-                    event.replay_seen,
-                    event.replay_seen,
-                    event.error_dest,
-                    event.replay_seen,
-                    event.replay_seen,
-                    event.error_code,
-                    event.replay_seen,
-                    event.replay_seen,
-                    event.error_data,
-                    event.replay_seen,
-                    event.replay_seen,
-                    event.revision,
-                    *key,
-                ),
-            ).fetchone()
-            if row is None:  # deleted by retention between the two statements
-                raise StoreUnavailable("record vanished while being updated; retry")
-            return int(row[0]), False
+                results[i] = (int(row["seq"]), True)
+            else:
+                again.append(i)
+        if again:
+            updated = self.db.run_many(
+                conn, _REDELIVERED, [_redelivered_params(events[i]) for i in again]
+            )
+            for i, row in zip(again, updated, strict=True):
+                if row is None:  # deleted by retention between the two statements
+                    raise StoreUnavailable("record vanished while being updated; retry")
+                results[i] = (int(row["seq"]), False)
+        return [r for r in results if r is not None]
 
     # --- queries --------------------------------------------------------------------
 
@@ -381,27 +204,27 @@ class SqlStore:
         return (" AND ".join(conds) or "1 = 1"), params
 
     @staticmethod
-    def _record(row: Sequence[Any]) -> StoredEvent:
+    def _record(row: Any) -> StoredEvent:
         return StoredEvent(
-            seq=int(row[0]),
-            kind=row[1],
-            namespace=row[2],
-            name=row[3],
-            source=row[4],
-            event_id=row[5],
-            type=row[6],
-            document=json.loads(row[7]),
-            error_dest=row[8],
-            error_code=row[9],
-            error_data=bytes(row[10]) if row[10] is not None else None,
-            revision=row[11],
-            received_at=int(row[12]),
-            last_received_at=int(row[13]),
-            receipts=int(row[14]),
-            replay_count=int(row[15]),
-            replayed_at=int(row[16]) if row[16] is not None else None,
-            last_replay_status=row[17],
-            last_replay_error=row[18],
+            seq=int(row["seq"]),
+            kind=row["kind"],
+            namespace=row["namespace"],
+            name=row["name"],
+            source=row["source"],
+            event_id=row["event_id"],
+            type=row["type"],
+            document=json.loads(row["document"]),
+            error_dest=row["error_dest"],
+            error_code=row["error_code"],
+            error_data=bytes(row["error_data"]) if row["error_data"] is not None else None,
+            revision=row["revision"],
+            received_at=int(row["received_at"]),
+            last_received_at=int(row["last_received_at"]),
+            receipts=int(row["receipts"]),
+            replay_count=int(row["replay_count"]),
+            replayed_at=_int(row["replayed_at"]),
+            last_replay_status=row["last_replay_status"],
+            last_replay_error=row["last_replay_error"],
         )
 
     def page(self, flt: EventFilter, limit: int = 50, cursor: str | None = None) -> Page:
@@ -415,7 +238,7 @@ class SqlStore:
                 raise ValueError(f"cursor {cursor!r:.40} is not one this store issued") from None
             where += " AND seq < ?"
             params.append(before)
-        with self._tx(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             rows = self._run(
                 conn,
                 f"SELECT {_COLUMNS} FROM {TABLE} WHERE {where} ORDER BY seq DESC LIMIT ?",
@@ -426,7 +249,7 @@ class SqlStore:
         return Page(items, str(items[-1].seq) if more and items else None)
 
     def get(self, seq: int) -> StoredEvent | None:
-        with self._tx(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             row = self._run(
                 conn, f"SELECT {_COLUMNS} FROM {TABLE} WHERE seq = ?", (seq,)
             ).fetchone()
@@ -434,40 +257,58 @@ class SqlStore:
 
     def count(self, flt: EventFilter) -> int:
         where, params = self._where(flt)
-        with self._tx(write=False) as conn:
-            row = self._run(conn, f"SELECT COUNT(*) FROM {TABLE} WHERE {where}", params).fetchone()
-        return int(row[0])
+        with self.db.transaction(write=False) as conn:
+            row = self._run(
+                conn, f"SELECT COUNT(*) AS n FROM {TABLE} WHERE {where}", params
+            ).fetchone()
+        return int(row["n"])
 
     def stats(self, flt: EventFilter) -> tuple[list[ServiceCount], list[RevisionCount]]:
         """Counts per AIService (dead letters, un-replayed, audit) and per revision."""
         where, params = self._where(flt)
-        with self._tx(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             services = self._run(
                 conn,
                 f"""SELECT namespace, name,
-                    SUM(CASE WHEN kind = 'dead-letter' THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN kind = 'dead-letter' THEN 1 ELSE 0 END) AS dead_letters,
                     SUM(CASE WHEN kind = 'dead-letter' AND replayed_at IS NULL
-                        THEN 1 ELSE 0 END),
-                    SUM(CASE WHEN kind = 'audit' THEN 1 ELSE 0 END),
-                    MAX(CASE WHEN kind = 'dead-letter' THEN received_at END)
+                        THEN 1 ELSE 0 END) AS unreplayed,
+                    SUM(CASE WHEN kind = 'audit' THEN 1 ELSE 0 END) AS audit,
+                    MAX(CASE WHEN kind = 'dead-letter' THEN received_at END) AS last_dead
                 FROM {TABLE} WHERE {where}
                 GROUP BY namespace, name ORDER BY namespace, name""",
                 params,
             ).fetchall()
             revisions = self._run(
                 conn,
-                f"""SELECT namespace, name, revision, COUNT(*),
-                    SUM(CASE WHEN replayed_at IS NULL THEN 1 ELSE 0 END)
+                f"""SELECT namespace, name, revision, COUNT(*) AS dead_letters,
+                    SUM(CASE WHEN replayed_at IS NULL THEN 1 ELSE 0 END) AS unreplayed
                 FROM {TABLE} WHERE kind = 'dead-letter' AND {where}
                 GROUP BY namespace, name, revision ORDER BY namespace, name, revision""",
                 params,
             ).fetchall()
         return (
             [
-                ServiceCount(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), _int(r[5]))
+                ServiceCount(
+                    r["namespace"],
+                    r["name"],
+                    int(r["dead_letters"]),
+                    int(r["unreplayed"]),
+                    int(r["audit"]),
+                    _int(r["last_dead"]),
+                )
                 for r in services
             ],
-            [RevisionCount(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in revisions],
+            [
+                RevisionCount(
+                    r["namespace"],
+                    r["name"],
+                    r["revision"],
+                    int(r["dead_letters"]),
+                    int(r["unreplayed"]),
+                )
+                for r in revisions
+            ],
         )
 
     # --- replay bookkeeping ---------------------------------------------------------
@@ -484,7 +325,7 @@ class SqlStore:
         base = EventFilter(**{**flt.__dict__, "kind": "dead-letter", "replayed": replayed})
         where, params = self._where(base)
         now = now_us()
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             self._run(
                 conn,
                 f"""UPDATE {TABLE} SET claim = ?, claim_until = ?
@@ -511,7 +352,7 @@ class SqlStore:
         new_count: int | None,
     ) -> None:
         """Record one replay attempt; ``new_count`` is set only when the target took it."""
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             if new_count is not None:
                 self._run(
                     conn,
@@ -533,7 +374,7 @@ class SqlStore:
 
     def release_claims(self, token: str, seqs: Sequence[int]) -> None:
         """Give back records a replay claimed but did not send (it was cancelled)."""
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             for seq in seqs:
                 self._run(
                     conn,
@@ -542,86 +383,11 @@ class SqlStore:
                     (seq, token),
                 )
 
-    # --- replay jobs ----------------------------------------------------------------
-
-    def create_job(self, job_id: str, request: str) -> None:
-        now = now_us()
-        with self._tx() as conn:
-            self._run(
-                conn,
-                f"INSERT INTO {JOBS} (id, state, request, created_at, updated_at) "
-                "VALUES (?, 'running', ?, ?, ?)",
-                (job_id, request, now, now),
-            )
-
-    def update_job(
-        self,
-        job_id: str,
-        *,
-        selected: int,
-        replayed: int,
-        failed: int,
-        state: str | None = None,
-        cancelled: int = 0,
-        error: str | None = None,
-        results: str | None = None,
-    ) -> bool:
-        """Record a job's progress (a heartbeat too); True when a cancel was requested."""
-        now = now_us()
-        finished = now if state is not None and state != "running" else None
-        with self._tx() as conn:
-            self._run(
-                conn,
-                f"""UPDATE {JOBS} SET selected = ?, replayed = ?, failed = ?, cancelled = ?,
-                    state = COALESCE(?, state), error = COALESCE(?, error),
-                    results = COALESCE(?, results), updated_at = ?,
-                    finished_at = COALESCE(?, finished_at)
-                WHERE id = ?""",
-                (
-                    selected,
-                    replayed,
-                    failed,
-                    cancelled,
-                    state,
-                    error,
-                    results,
-                    now,
-                    finished,
-                    job_id,
-                ),
-            )
-            row = self._run(
-                conn, f"SELECT cancel_requested FROM {JOBS} WHERE id = ?", (job_id,)
-            ).fetchone()
-        return bool(row and row[0])
-
-    def request_cancel(self, job_id: str) -> bool:
-        """Ask a running job to stop; False when there is no such job."""
-        with self._tx() as conn:
-            cur = self._run(conn, f"UPDATE {JOBS} SET cancel_requested = 1 WHERE id = ?", (job_id,))
-            return cur.rowcount > 0
-
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
-        with self._tx(write=False) as conn:
-            row = self._run(
-                conn, f"SELECT {_JOB_COLUMNS} FROM {JOBS} WHERE id = ?", (job_id,)
-            ).fetchone()
-        return _job(row) if row else None
-
-    def list_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
-        with self._tx(write=False) as conn:
-            rows = self._run(
-                conn,
-                f"SELECT {_JOB_COLUMNS} FROM {JOBS} ORDER BY created_at DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [_job(r) for r in rows]
-
     # --- retention ------------------------------------------------------------------
 
     def delete_older_than(self, cutoff_us: int, batch: int) -> int:
         """Delete at most ``batch`` records first received before ``cutoff_us``."""
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             cur = self._run(
                 conn,
                 f"""DELETE FROM {TABLE} WHERE seq IN (
@@ -632,20 +398,20 @@ class SqlStore:
 
     def over_count(self, max_count: int) -> list[tuple[str, str, str]]:
         """(namespace, name, kind) groups holding more than ``max_count`` records."""
-        with self._tx(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             rows = self._run(
                 conn,
                 f"""SELECT namespace, name, kind FROM {TABLE}
                 GROUP BY namespace, name, kind HAVING COUNT(*) > ?""",
                 (max_count,),
             ).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r["namespace"], r["name"], r["kind"]) for r in rows]
 
     def delete_beyond_count(
         self, namespace: str, name: str, kind: str, keep: int, batch: int
     ) -> int:
         """Delete up to ``batch`` of one group's oldest records beyond its newest ``keep``."""
-        with self._tx() as conn:
+        with self.db.transaction() as conn:
             row = self._run(
                 conn,
                 f"""SELECT seq FROM {TABLE} WHERE namespace = ? AND name = ? AND kind = ?
@@ -659,20 +425,10 @@ class SqlStore:
                 f"""DELETE FROM {TABLE} WHERE seq IN (
                     SELECT seq FROM {TABLE} WHERE namespace = ? AND name = ? AND kind = ?
                     AND seq <= ? ORDER BY seq LIMIT ?)""",
-                (namespace, name, kind, int(row[0]), batch),
+                (namespace, name, kind, int(row["seq"]), batch),
             )
             return max(cur.rowcount, 0)
 
 
-def _job(row: Sequence[Any]) -> dict[str, Any]:
-    keys = [c.strip() for c in _JOB_COLUMNS.split(",")]
-    return dict(zip(keys, row, strict=True))
-
-
 def _int(value: Any) -> int | None:
     return int(value) if value is not None else None
-
-
-def open_store(url: str) -> SqlStore:
-    """Open (and create the schema of) the store at ``sqlite:///path`` or ``postgresql://``."""
-    return SqlStore(url)

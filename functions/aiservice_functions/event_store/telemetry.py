@@ -38,7 +38,7 @@ from aiservice_functions.serving import multiproc
 
 log = logging.getLogger(__name__)
 
-OUTCOMES: Final = ("stored", "duplicate", "refused", "unavailable")
+OUTCOMES: Final = ("stored", "duplicate", "refused", "unavailable", "overloaded")
 OPERATIONS: Final = ("add", "page", "get", "stats", "ping")
 MAX_DEAD_LETTER_SERIES: Final = 1000
 """Distinct (namespace, AIService, revision, code) children of the dead-letter counter;
@@ -93,7 +93,8 @@ class StoreMetrics:
             "aisvc_event_store_ingested",
             "Events received for ingest by kind (dead-letter, audit) and outcome: stored, "
             "duplicate (a redelivery, stored once), refused (not a CloudEvent, too large), "
-            "unavailable (the database did not answer; the sender retries).",
+            "unavailable (the database did not answer; the sender retries), overloaded "
+            "(the write queue was full: answered 429, the sender retries).",
             ["kind", "outcome"],
             registry=self.registry,
         )
@@ -128,7 +129,9 @@ class StoreMetrics:
         )
         self.store_seconds = Histogram(
             "aisvc_event_store_store_duration_seconds",
-            "Latency of the database operation behind a request: add (ingest, committed), "
+            "Latency of the database operation behind a request: add (ingest: from the "
+            "record queued for the group writer to its commit; grows when the database "
+            "falls behind), "
             "page (list), get, stats, ping (readiness).",
             ["operation"],
             buckets=BUCKETS,
@@ -138,6 +141,18 @@ class StoreMetrics:
             "aisvc_event_store_decision_lag_seconds",
             "Decision log: time from an event's own `time` to it being stored (ingest lag).",
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600),
+            registry=self.registry,
+        )
+        self.group_size = Histogram(
+            "aisvc_event_store_commit_group_records",
+            "Ingest records committed together in one transaction (group commit).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "aisvc_event_store_commit_seconds",
+            "Time to write and commit one group of ingest records.",
+            buckets=BUCKETS,
             registry=self.registry,
         )
         # Children made once: `labels()` takes a lock and builds a key on every call.
@@ -151,6 +166,24 @@ class StoreMetrics:
             self.replay_jobs.labels(outcome)
         for limit in ("max_age", "max_count"):
             self.retention_deleted.labels(limit)
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        """Serve the writer's queue depth, read at each scrape (per process: with several
+        workers a scrape of the pod shows the one that answers)."""
+        self.database_gauge(
+            "aisvc_event_store_ingest_queue_depth",
+            "Ingest records waiting for the group writer; at the bound, ingest answers 429.",
+            [],
+            lambda: [((), float(depth()))],
+        )
+
+    def group(self, records: int, commit_s: float, waits: Sequence[float]) -> None:
+        """One committed group: its size, its commit time and each record's wait."""
+        self.group_size.observe(records)
+        self.commit_seconds.observe(commit_s)
+        add = self._timers["add"]
+        for wait in waits:
+            add.observe(wait)
 
     def ingest(self, kind: str, outcome: str) -> None:
         self.ingested.labels(kind, outcome).inc()

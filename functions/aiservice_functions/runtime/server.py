@@ -21,13 +21,8 @@ the server exits.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
-import signal
-import socket
-import time
 from pathlib import Path
 
 from aiservice_functions import contract
@@ -35,15 +30,7 @@ from aiservice_functions.logs import configure_logging
 from aiservice_functions.models.uri import as_uri, check_uri
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.function import Function, load_entrypoint
-from aiservice_functions.serving import multiproc
-
-GRACEFUL_TIMEOUT_S = 20
-KEEP_ALIVE_S = 5
-BACKLOG = 256
-RESPAWN_DELAY_S = 1.0
-"""A worker that died is replaced at most this often, so a crash on start cannot spin."""
-_STOP = (signal.SIGTERM, signal.SIGINT)
-_WATCHED = {signal.SIGCHLD, *_STOP}
+from aiservice_functions.serving import asgi_server, multiproc
 
 log = logging.getLogger("aiservice_functions.runtime.server")
 
@@ -58,144 +45,13 @@ def default_port() -> int:
     return int(raw) if raw.isdigit() else contract.DEFAULT_PORT
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A socket bound with ``SO_REUSEPORT``: each worker binds one of its own."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
-    return sock
-
-
 def run_worker(function: Function, config: RuntimeConfig, host: str, port: int) -> None:
     """Serve on a socket of this process's own until SIGTERM/SIGINT (graceful)."""
-    import uvicorn
-
     from aiservice_functions.runtime.app import create_app
     from aiservice_functions.runtime.asgi import EventApp
-    from aiservice_functions.runtime.protocol import bounded_protocol
 
-    sock = bind(host, port)
-    sock.listen(BACKLOG)
     app = EventApp(create_app(function, config))
-    try:
-        import uvloop  # noqa: F401
-
-        loop = "uvloop"
-    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio still works
-        loop = "asyncio"
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            http=bounded_protocol(config.header_timeout_seconds),
-            loop=loop,
-            ws="none",
-            lifespan="on",
-            interface="asgi3",
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_keep_alive=KEEP_ALIVE_S,
-            timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
-            backlog=BACKLOG,
-        )
-    )
-    # uvicorn re-raises the stop signal once it has shut down: let that end quietly.
-    for sig in _STOP:
-        signal.signal(sig, lambda *_: None)
-    server.run(sockets=[sock])
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel sends SIGTERM to this worker if the supervisor dies (even -9)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-
-
-class Supervisor:
-    """Forks ``count`` workers, replaces dead ones, stops them all on SIGTERM/SIGINT."""
-
-    def __init__(
-        self, count: int, function: Function, config: RuntimeConfig, host: str, port: int
-    ) -> None:
-        self.count = count
-        self.function, self.config, self.host, self.port = function, config, host, port
-        self.children: dict[int, float] = {}
-        """pid -> start time"""
-        self._last_spawn = 0.0
-
-    def _spawn(self) -> None:
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = 1
-            try:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
-                for sig in _WATCHED:
-                    signal.signal(sig, signal.SIG_DFL)
-                _die_with_parent()
-                run_worker(self.function, self.config, self.host, self.port)
-                code = 0
-            except BaseException:
-                log.exception("worker failed")
-            finally:
-                logging.shutdown()
-                os._exit(code)
-        self.children[pid] = time.monotonic()
-        self._last_spawn = time.monotonic()
-        log.info("worker started", extra={"pid": pid})
-
-    def _reap(self) -> None:
-        shared = multiproc.shared_dir()
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                self.children.clear()
-                return
-            if pid == 0:
-                return
-            if self.children.pop(pid, None) is None:
-                continue
-            if shared is not None:
-                multiproc.mark_dead(shared, pid)
-            log.info(
-                "worker exited",
-                extra={"pid": pid, "exit_status": os.waitstatus_to_exitcode(status)},
-            )
-
-    def run(self) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
-        try:
-            for _ in range(self.count):
-                self._spawn()
-            while True:
-                info = signal.sigtimedwait(_WATCHED, 1.0)
-                self._reap()
-                if info is not None and info.si_signo in _STOP:
-                    break
-                due = time.monotonic() - self._last_spawn >= RESPAWN_DELAY_S
-                if len(self.children) < self.count and due:
-                    self._spawn()
-            self._stop()
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
-
-    def _stop(self) -> None:
-        for pid in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + GRACEFUL_TIMEOUT_S + 5
-        while self.children and time.monotonic() < deadline:
-            signal.sigtimedwait({signal.SIGCHLD}, 0.2)
-            self._reap()
-        for pid in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self._reap()
+    asgi_server.serve_asgi(app, host, port, config.header_timeout_seconds)
 
 
 def serve(
@@ -240,7 +96,7 @@ def serve(
         configure_torch(config.torch_threads)
     # Held (bound, never listening) while the server runs: an address in use fails
     # here, before any worker starts, and a process without SO_REUSEPORT cannot take it.
-    holder = bind(host, port)
+    holder = asgi_server.bind(host, port)
     log.info(
         "serving",
         extra={"host": host, "port": port, "workers": config.workers, "function": function.name},
@@ -254,7 +110,9 @@ def serve(
         return
     made: Path = multiproc.prepare_shared_dir()
     try:
-        Supervisor(config.workers, function, config, host, port).run()
+        asgi_server.Supervisor(
+            config.workers, lambda: run_worker(function, config, host, port)
+        ).run()
     finally:
         holder.close()
         multiproc.remove_shared_dir(made)

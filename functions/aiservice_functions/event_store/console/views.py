@@ -37,7 +37,7 @@ from aiservice_functions.event_store.console.session import (
 )
 from aiservice_functions.event_store.decisions import DecisionLog
 from aiservice_functions.event_store.records import EventFilter, to_us, us_text
-from aiservice_functions.event_store.storage import SqlStore
+from aiservice_functions.event_store.service import EventStore
 from aiservice_functions.timestamps import parse_time
 
 Replayer = Callable[[Sequence[int], bool], str]
@@ -139,7 +139,7 @@ def _secure(response: Response) -> Response:
 
 
 def blueprint(
-    store: SqlStore, access: Access, start_replay: Replayer, decisions: DecisionLog
+    store: EventStore, access: Access, start_replay: Replayer, decisions: DecisionLog
 ) -> Blueprint:
     """The console as a Flask blueprint mounted at ``/console``."""
     bp = Blueprint(
@@ -233,9 +233,9 @@ def _sign_in_routes(bp: Blueprint, access: Access) -> None:
         return redirect("/console/login")
 
 
-def counts(store: SqlStore) -> dict[str, Any]:
+def counts(store: EventStore) -> dict[str, Any]:
     """Dead letters and audit records per AIService and revision, with totals."""
-    services, revisions = store.stats(EventFilter())
+    services, revisions = store.events.stats(EventFilter())
     return {
         "services": [
             {
@@ -266,7 +266,7 @@ def counts(store: SqlStore) -> dict[str, Any]:
     }
 
 
-def _overview_routes(bp: Blueprint, store: SqlStore) -> None:
+def _overview_routes(bp: Blueprint, store: EventStore) -> None:
     @bp.get("/")
     def overview() -> Response:
         return page("overview.html", counts=counts(store))
@@ -276,7 +276,7 @@ def _overview_routes(bp: Blueprint, store: SqlStore) -> None:
         return jsonify(counts(store))
 
 
-def _dead_letter_routes(bp: Blueprint, store: SqlStore) -> None:
+def _dead_letter_routes(bp: Blueprint, store: EventStore) -> None:
     @bp.get("/dead-letters")
     def dead_letters() -> Response:
         filters = parse_filters(dict(request.args))
@@ -284,7 +284,9 @@ def _dead_letter_routes(bp: Blueprint, store: SqlStore) -> None:
         next_url = None
         if not filters.errors:
             try:
-                found = store.page(filters.flt, limit=PAGE_SIZE, cursor=request.args.get("cursor"))
+                found = store.events.page(
+                    filters.flt, limit=PAGE_SIZE, cursor=request.args.get("cursor")
+                )
             except ValueError as err:
                 filters.errors.append(str(err))
             else:
@@ -305,7 +307,7 @@ def _dead_letter_routes(bp: Blueprint, store: SqlStore) -> None:
 
     @bp.get("/dead-letters/<int:seq>")
     def dead_letter(seq: int) -> Response:
-        record = store.get(seq)
+        record = store.events.get(seq)
         if record is None or record.kind != "dead-letter":
             return page("error.html", 404, message=f"No dead letter with seq {seq}.")
         return page(
@@ -320,7 +322,7 @@ def _dead_letter_routes(bp: Blueprint, store: SqlStore) -> None:
         )
 
 
-def _replay_routes(bp: Blueprint, store: SqlStore, start_replay: Replayer) -> None:
+def _replay_routes(bp: Blueprint, store: EventStore, start_replay: Replayer) -> None:
     """Replay as a job: started by a POST, followed on its page or by the script."""
 
     @bp.post("/replay")
@@ -338,7 +340,7 @@ def _replay_routes(bp: Blueprint, store: SqlStore, start_replay: Replayer) -> No
         if not wants_json():
             back = _local_next(request.form.get("back"))
             return redirect(where + "?" + urlencode({"back": back}), code=303)
-        row = store.get_job(job_id)
+        row = store.jobs.get(job_id)
         assert row is not None
         response = jsonify(jobs.job_json(row, with_results=False))
         response.status_code = 202
@@ -347,7 +349,7 @@ def _replay_routes(bp: Blueprint, store: SqlStore, start_replay: Replayer) -> No
 
     @bp.get("/replays/<job_id>")
     def replay_job(job_id: str) -> Response:
-        row = store.get_job(job_id[:64])
+        row = store.jobs.get(job_id[:64])
         if row is None:
             return page("error.html", 404, message=f"No replay job {job_id[:64]!r}.")
         job = jobs.job_json(row)
@@ -360,21 +362,21 @@ def _replay_routes(bp: Blueprint, store: SqlStore, start_replay: Replayer) -> No
 
     @bp.get("/api/replays/<job_id>")
     def api_replay_job(job_id: str) -> Response:
-        row = store.get_job(job_id[:64])
+        row = store.jobs.get(job_id[:64])
         if row is None:
             return json_error(404, f"no replay job {job_id[:64]!r}")
         return jsonify(jobs.job_json(row))
 
 
-def _rollout_routes(bp: Blueprint, store: SqlStore) -> None:
+def _rollout_routes(bp: Blueprint, store: EventStore) -> None:
     @bp.get("/rollouts")
     def rollout_list() -> Response:
-        services, _ = store.stats(EventFilter())
+        services, _ = store.events.stats(EventFilter())
         return page("rollouts.html", services=[c for c in services if c.audit])
 
     @bp.get("/rollouts/<namespace>/<name>")
     def rollout(namespace: str, name: str) -> Response:
-        found = store.page(
+        found = store.events.page(
             EventFilter(kind="audit", namespace=namespace, name=name), limit=AUDIT_SHOWN
         )
         items = rollouts.decisions(found.items)
