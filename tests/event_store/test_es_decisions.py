@@ -16,7 +16,6 @@ from aiservice_functions.event_store.decision_records import (
     data_hash,
     redact,
 )
-from aiservice_functions.event_store.decisions import DecisionLog
 from aiservice_functions.event_store.records import now_us
 from aiservice_functions.event_store.service import EventStore
 

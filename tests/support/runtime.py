@@ -16,8 +16,8 @@ from aiservice_functions.runtime.app import FunctionService
 from aiservice_functions.runtime.asgi import EventApp
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.function import Function
-from aiservice_functions.serving.http_protocol import bounded_protocol
 from aiservice_functions.serving.asgi_server import bind
+from aiservice_functions.serving.http_protocol import bounded_protocol
 from flask import Flask
 from werkzeug.serving import make_server
 
