@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -43,7 +42,7 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_overhead import FRAUD_MODEL, ROOT, TRANSACTION, broker_round, headers, manifest
+from local_overhead import FRAUD_MODEL, ROOT, TRANSACTION, broker_round, headers, manifest, stop
 
 NOISY_LOAD = 1.5
 
@@ -71,6 +70,7 @@ def start_up(work: Path, logged: bool) -> tuple[subprocess.Popen[bytes], dict[st
     deadline = time.monotonic() + 180
     while not (state_dir / "local.json").exists():
         if up.poll() is not None or time.monotonic() > deadline:
+            stop(up)
             raise RuntimeError((work / f"up-{tag}.log").read_text())
         time.sleep(0.2)
     return up, json.loads((state_dir / "local.json").read_text())
@@ -118,8 +118,7 @@ def hot_path(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 for c in (1, 16)
             }
         finally:
-            up.send_signal(signal.SIGINT)
-            up.wait(30)
+            stop(up)
         out["on" if logged else "off"] = rates
     summary = {}
     for c in (1, 16):
@@ -182,8 +181,7 @@ def ingest_rate(db: str, n: int, work: Path) -> float:
         asyncio.run(post_decisions(url, 200, 16))  # warm-up
         return asyncio.run(post_decisions(url, n, 16))
     finally:
-        store.send_signal(signal.SIGTERM)
-        store.wait(30)
+        stop(store)
 
 
 def runtime_cost(events: int) -> dict[str, float]:

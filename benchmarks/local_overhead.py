@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -170,6 +169,18 @@ def children(pids: list[int]) -> list[int]:
     return out
 
 
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL: never SIGINT, which a process started from a background job
+    inherits as ignored (`aisvc up` keeps it so), and would never stop it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000)
@@ -205,8 +216,7 @@ def main() -> int:
             state = json.loads((state_dir / "local.json").read_text())
             result = asyncio.run(measure(state, args))
         finally:
-            up.send_signal(signal.SIGINT)
-            up.wait(30)
+            stop(up)
     print(json.dumps(result, indent=2))
     print(
         f"direct {result['best_direct']:.0f} events/s, through the broker "

@@ -278,16 +278,21 @@ def test_pdb_covers_the_operator_pods(render: RenderFn) -> None:
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
-def test_notes_tell_how_to_check_the_install(helm: str) -> None:
+def _notes(helm: str, *extra: str) -> str:
+    """The NOTES `helm install` prints (a client-side dry run)."""
     proc = subprocess.run(
-        [helm, "install", "aisvc", str(CHART), "--dry-run=client", "-n", NAMESPACE],
+        [helm, "install", "aisvc", str(CHART), "--dry-run=client", "-n", NAMESPACE, *extra],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    notes = proc.stdout.split("NOTES:", 1)[1]
+    return proc.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_tell_how_to_check_the_install(helm: str) -> None:
+    notes = _notes(helm)
     assert "rollout status deployment/aisvc-aiservice-operator" in notes
     assert "kubectl aisvc status" in notes
     assert "kubectl aisvc list -A" in notes
@@ -296,6 +301,16 @@ def test_notes_tell_how_to_check_the_install(helm: str) -> None:
     forwarded = re.search(r"port-forward \S+ (\d+):", notes)
     assert forwarded, notes
     assert f"http://127.0.0.1:{forwarded.group(1)}/console/" in notes
+
+
+def test_notes_tell_gitops_users_to_bring_their_own_token_secret(helm: str) -> None:
+    """`helm template` cannot see the Secret in the cluster: each render makes new tokens."""
+    generated = " ".join(_notes(helm).split())
+    assert "helm template" in generated
+    assert "eventStore.token.existingSecret" in generated
+    own = " ".join(_notes(helm, "--set", "eventStore.token.existingSecret=store-token").split())
+    assert "helm template" not in own
+    assert "secret store-token" in own  # the token is read from the user's Secret
 
 
 def test_chart_crds_are_the_project_crds() -> None:
@@ -420,6 +435,37 @@ def test_the_event_store_may_send_only_to_dns_and_the_broker_ingress(render: Ren
     assert "--replay-allow-target=10.1.2.3/32" in args
 
 
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_no_event_store_egress_rule_is_open_to_every_host(render: RenderFn, name: str) -> None:
+    for policy in render(VALUE_SETS[name]).of_kind("NetworkPolicy"):
+        for rule in policy["spec"]["egress"]:
+            assert rule.get("to"), f"egress to any host: {rule}"
+
+
+POSTGRESQL = {"type": "postgresql", "postgresql": {"existingSecret": "pg-dsn"}}
+
+
+def test_the_event_store_reaches_postgresql_only_where_the_values_say(render: RenderFn) -> None:
+    """In the cluster by default (any namespace, or the ones named); outside it, the CIDRs."""
+    in_cluster = render({"eventStore": {"database": POSTGRESQL}})
+    assert in_cluster.one("NetworkPolicy")["spec"]["egress"][-1] == {
+        "ports": [{"port": 5432, "protocol": "TCP"}],
+        "to": [{"namespaceSelector": {}}],
+    }
+    egress = {"postgresqlNamespaces": ["databases"]}
+    named = render({"eventStore": {"database": POSTGRESQL, "networkPolicy": {"egress": egress}}})
+    assert named.one("NetworkPolicy")["spec"]["egress"][-1]["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "databases"}}}
+    ]
+    egress = {"postgresqlCidrs": ["10.20.0.5/32", "fd00:db::/64"], "postgresqlPort": 6432}
+    outside = render({"eventStore": {"database": POSTGRESQL, "networkPolicy": {"egress": egress}}})
+    assert outside.returncode == 0, outside.stderr
+    assert outside.one("NetworkPolicy")["spec"]["egress"][-1] == {
+        "ports": [{"port": 6432, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.20.0.5/32"}}, {"ipBlock": {"cidr": "fd00:db::/64"}}],
+    }
+
+
 def test_the_documented_uninstall_never_deletes_the_shared_kopf_peering_crds() -> None:
     page = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     deletes = [line for line in page.splitlines() if line.lstrip().startswith("kubectl delete")]
@@ -456,3 +502,27 @@ def test_a_read_only_token_is_generated_and_handed_to_the_event_store(render: Re
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "token")
     assert {"key": "read-token", "path": "read-token"} in volume["secret"]["items"]
     assert path == f"{mount['mountPath']}/read-token"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"token": {"readKey": "token"}},
+        {"token": {"readKey": "sink-key"}},
+        {"token": {"key": "bearer", "readKey": "bearer"}},
+        {"token": {"key": "shared", "sinkKey": "shared"}},
+        {
+            "enabled": False,
+            "externalUrl": "http://events.elsewhere:8090",
+            "token": {"existingSecret": "store-token", "sinkKey": "token"},
+        },
+    ],
+    ids=["read-is-token", "read-is-sink-key", "read-is-custom-key", "sink-is-token", "external"],
+)
+def test_each_credential_has_its_own_secret_entry(render: RenderFn, values: dict[str, Any]) -> None:
+    """One entry for two credentials would make the read-only token the full one (or the
+    ingest key): refused, naming the fields and why."""
+    refused = render({"eventStore": values})
+    assert refused.returncode != 0, "accepted"
+    assert "eventStore.token" in refused.stderr
+    assert "must differ" in refused.stderr, refused.stderr

@@ -46,6 +46,10 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "service port": ({"eventStore": {"service": {"port": 70000}}}, "/eventStore/service/port"),
     "retention age": ({"eventStore": {"retention": {"maxAge": "a month"}}}, "/maxAge"),
     "retention age without a unit": ({"eventStore": {"retention": {"maxAge": "90"}}}, "/maxAge"),
+    "database host name in a network policy": (
+        {"eventStore": {"networkPolicy": {"egress": {"postgresqlCidrs": ["db.example.com"]}}}},
+        "/eventStore/networkPolicy/egress/postgresqlCidrs/0",
+    ),
     "unknown metric query": (
         {"rollout": {"queries": {"latency": "up"}}},
         "additional properties 'latency' not allowed",

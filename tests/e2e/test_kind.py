@@ -35,6 +35,8 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.processes import stop
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,8 +161,7 @@ class Cluster:
             wait_for(f"port-forward to {target}", lambda: _port_open(local), 60, every=0.5)
             yield f"http://127.0.0.1:{local}"
         finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+            stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pytest
 from aiservice_functions import contract
 
 from tests.support.event_store import dead_letter_headers, free_port
+from tests.support.processes import stop
 
 SECRET = "a-review-nobody-may-read-in-logs"
 
@@ -48,7 +49,10 @@ def _run_store(tmp_path: Path, *extra: str) -> str:
         )
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            stop(proc)  # SIGKILL, had SIGTERM not stopped it
     return out
 
 

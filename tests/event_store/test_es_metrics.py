@@ -5,7 +5,6 @@ data shows."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from tests.support.event_store import (
     free_port,
     post_dead_letter,
 )
+from tests.support.processes import stop
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -244,8 +244,7 @@ def test_several_workers_answer_for_all_of_them(tmp_path: Path) -> None:
             assert len(per_worker) == 2 and sum(per_worker.values()) == 8
         assert (inherited / "counter_2.db").read_bytes() == b"someone else's"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
+        stop(proc, group=True)
         log.close()
 
 

@@ -18,6 +18,7 @@ import pytest
 from aiservice_functions import contract
 
 from tests.support.event_store import dead_letter_headers, free_port
+from tests.support.processes import running
 
 PATH = contract.dead_letter_path("shop", "sentiment")
 HALF_HEAD = f"POST {PATH} HTTP/1.1\r\nHost: store\r\nce-id: x".encode()
@@ -29,27 +30,23 @@ HALF_BODY = (
 
 def _start(tmp_path: Path, *extra: str) -> Iterator[tuple[str, int]]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiservice_functions.event_store", "serve", "--db",
-         f"sqlite:///{tmp_path}/e.db", "--port", str(port), "--allow-unauthenticated",
-         "--threads", "8", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + contract.PATH_LIVENESS).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "the store did not start"
-        time.sleep(0.1)
-    try:
+    command = [
+        sys.executable, "-m", "aiservice_functions.event_store", "serve", "--db",
+        f"sqlite:///{tmp_path}/e.db", "--port", str(port), "--allow-unauthenticated",
+        "--threads", "8", *extra,
+    ]  # fmt: skip
+    with running(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + contract.PATH_LIVENESS).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the store did not start"
+            time.sleep(0.1)
         yield base, port
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from tests.support.kubeemu import (
     wait_for,
 )
 from tests.support.operator import OperatorThread
+from tests.support.processes import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -201,7 +202,10 @@ def test_the_shipped_entry_points_run_the_operator(
         )
     finally:
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=20)
+        try:
+            output, _ = process.communicate(timeout=20)
+        finally:
+            stop(process)  # SIGKILL, had SIGTERM not stopped it
     assert process.returncode == 0, output
     _assert_json_lines(output, ns)
 

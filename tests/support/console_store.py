@@ -23,6 +23,8 @@ import httpx
 import pytest
 from aiservice_functions import contract
 
+from tests.support.processes import stop
+
 TOKEN = "console-test-token-5f2c"
 READ_TOKEN = "console-read-token-91ab"
 REPO = Path(__file__).resolve().parents[2]
@@ -159,14 +161,13 @@ def running_store(work: Path) -> Iterator[Store]:
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
+            stop(proc)
             pytest.fail("event store did not start: " + (work / "store.log").read_text()[-2000:])
         time.sleep(0.1)
     try:
         yield Store(url, broker, http)
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop(proc)
         log.close()
         broker.server.shutdown()
         http.close()

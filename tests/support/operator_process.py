@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from tests.support.cluster import REPO_ROOT, Cluster
+from tests.support.processes import stop
 
 RELEASE = "aiservice-operator"
 SYSTEM_NS = "aiservice-system"
@@ -36,13 +37,8 @@ class OperatorProcess:
         )  # fmt: skip
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop(self.proc, 20)
 
     def tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])

@@ -18,6 +18,8 @@ import httpx
 import pytest
 from werkzeug.serving import make_server
 
+from tests.support.processes import stop
+
 HERE = Path(__file__).resolve().parent
 PROMETHEUS_SH = HERE.parents[1] / "scripts" / "prometheus.sh"
 STANDIN = HERE.parent / "rollout" / "revision_standin.py"
@@ -96,8 +98,7 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standin]:
         wait_for(lambda: httpx.get(f"{url}/metrics").status_code == 200, "the stand-in")
         yield Standin(url)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
 
 
 @dataclass

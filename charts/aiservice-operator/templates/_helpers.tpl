@@ -64,6 +64,19 @@ app.kubernetes.io/component: event-store
 {{- default (printf "%s-token" (include "aisvc.eventStore.fullname" .)) .Values.eventStore.token.existingSecret -}}
 {{- end -}}
 
+{{/* Fails unless the token, the sink key and the read-only token have an entry each: one
+entry for two would make the read-only token the full one, or the ingest key a token. A
+JSON schema cannot compare two values, so the check is here. */}}
+{{- define "aisvc.eventStore.checkTokenKeys" -}}
+{{- $t := .Values.eventStore.token -}}
+{{- if eq $t.key $t.sinkKey -}}
+{{- fail (printf "eventStore.token.sinkKey (%q) must differ from eventStore.token.key: the sink key and the API token need an entry each in the Secret" $t.sinkKey) -}}
+{{- end -}}
+{{- if and $t.readKey (or (eq $t.readKey $t.key) (eq $t.readKey $t.sinkKey)) -}}
+{{- fail (printf "eventStore.token.readKey (%q) must differ from eventStore.token.key and eventStore.token.sinkKey: the read-only token would be the full token or the sink key" $t.readKey) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "aisvc.eventStore.url" -}}
 {{- $host := printf "%s.%s.svc.%s" .Values.eventStore.service.name .Release.Namespace .Values.clusterDomain -}}
 {{- if eq (int .Values.eventStore.service.port) 80 -}}

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 from aiservice_functions.cloudevents_http import CloudEvent, event_to_dict
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from aiservice_operator.core.spec import Filter
@@ -113,7 +114,9 @@ async def run_demo(run: LocalRun, console: Console, timeout: float = 120.0) -> i
                         )
                         return 1
                 sent += 1
-                console.print(f"sent {event_type} to {url}: {json.dumps(data)}", markup=False)
+                console.print(
+                    f"sent {event_type} to {url}: {json.dumps(data)}", markup=False, soft_wrap=True
+                )
     try:
         await asyncio.wait_for(run.dispatcher.drain(), timeout)
     except TimeoutError:
@@ -121,6 +124,17 @@ async def run_demo(run: LocalRun, console: Console, timeout: float = 120.0) -> i
     # A reply whose type no AIService consumes is the pipeline's result, not a broken link:
     # it is already shown as a reply, so its "unrouted" echo is left out.
     consumed = {c.type for r in run.services_runs.values() for c in r.ais.spec.consumes}
+    print_table(console, reply_table(seen, consumed, sent))
+    results = [e for kind, _, e in seen if kind == "reply" and e.get_type() not in consumed]
+    types = ", ".join(sorted({e.get_type() for e in results})) or "none"
+    console.print(f"{len(results)} of {sent} events reached the end of the pipeline ({types})")
+    return 0
+
+
+def reply_table(
+    seen: Sequence[tuple[str, TriggerRuntime | None, CloudEvent]], consumed: set[str], sent: int
+) -> Table:
+    """One row per reply, dead letter or unrouted event (the pipeline's results excepted)."""
     table = Table(title=f"{sent} events sent; what came back", title_justify="left")
     for column in ("outcome", "service", "type", "data / error"):
         table.add_column(column, overflow="fold")
@@ -136,11 +150,26 @@ async def run_demo(run: LocalRun, console: Console, timeout: float = 120.0) -> i
             detail = f"no Trigger matches it (source {event.get_source()}); {detail}"
         owner = (trigger.owner or trigger.name) if trigger is not None else "-"
         table.add_row(kind, owner, event.get_type(), detail[:200])
-    console.print(table)
-    results = [e for kind, _, e in seen if kind == "reply" and e.get_type() not in consumed]
-    types = ", ".join(sorted({e.get_type() for e in results})) or "none"
-    console.print(f"{len(results)} of {sent} events reached the end of the pipeline ({types})")
-    return 0
+    return table
+
+
+def print_table(console: Console, table: Table) -> None:
+    """On a terminal the table fits the window; anywhere else (a pipe, a CI log) it is as
+    wide as its content, as nothing there would wrap it: no cell is folded into lines."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(UNBOUNDED), table).maximum
+    width = console.width
+    console.width = max(width, natural)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+UNBOUNDED = 100_000
+"""A width no table of the demo reaches (each cell is at most 200 characters)."""
 
 
 def _summary(data: Any) -> str:
