@@ -10,6 +10,8 @@
 # PostgreSQL refuses to run as root, so under root the cluster is owned by and run as the
 # `postgres` system user. fsync is off: this cluster is for tests that kill the *client*
 # (the event store) mid-stream, never the database server, and it must start in seconds.
+# PG_DURABLE=1 keeps PostgreSQL's durable defaults (fsync, full-page writes) instead: for
+# benchmarks whose figures must hold for a production server.
 # Exit status 3: no PostgreSQL binaries on this machine (tests skip on it).
 set -euo pipefail
 
@@ -69,8 +71,10 @@ case "$cmd" in
         || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
     echo "$port" >"$dir/port"
+    durability="-c fsync=off -c full_page_writes=off"
+    if [ "${PG_DURABLE:-0}" = 1 ]; then durability="-c fsync=on -c synchronous_commit=on"; fi
     as_owner "$bindir/pg_ctl" -D "$h/data" -l "$h/server.log" -w -t 30 \
-      -o "-p $port -k $h -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off" \
+      -o "-p $port -k $h -c listen_addresses=127.0.0.1 $durability" \
       start >/dev/null || { cat "$h/server.log" >&2; exit 1; }
     dsn
     ;;

@@ -76,6 +76,9 @@ APPLICATION_JSON: Final = "application/json"
 
 _CE_PREFIX: Final = "ce-"
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Characters a CloudEvents String must not hold (the type system: U+0000-U+001F,
+U+007F-U+009F)."""
 _JSON_MEDIA = re.compile(r"^(application|text)/([a-z0-9!#$&^_.+-]+\+)?json$")
 # RFC 3339 date-time; fromisoformat alone accepts forms the spec does not (e.g. no zone).
 MAX_JSON_DEPTH: Final = 128
@@ -271,6 +274,11 @@ def _check_attributes(attributes: dict[str, Any], where: str) -> None:
     for name, value in attributes.items():
         if isinstance(value, str) and not _encodable(value):
             raise InvalidEvent(f"{where}: attribute {name!r:.60} holds a lone surrogate")
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise InvalidEvent(
+                f"{where}: attribute {name!r:.60} holds a control character, which the "
+                "CloudEvents type system does not allow in a String"
+            )
         if name in REQUIRED or name in OPTIONAL:
             continue
         if not _EXTENSION_NAME.match(name):

@@ -7,6 +7,7 @@ re-sending everything (what Knative does for unacknowledged events) completes th
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -144,3 +145,68 @@ def test_sigkill_mid_stream_loses_no_acknowledged_event(db_url: str, tmp_path: P
         store.close()
     text = log.read_text(errors="replace")
     assert SENSITIVE not in text and TOKEN not in text  # no event data, no secrets in logs
+
+
+def test_sigkill_under_16_clients_with_redeliveries_keeps_each_acknowledged_record_once(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Group commit under load: 16 senders (every fifth post a redelivery of an earlier
+    one), the store killed mid-stream. Every record answered 2xx is stored exactly once
+    and whole; a record that got no 2xx is either absent or whole (never half-written)."""
+    log = tmp_path / "store.log"
+    acked: set[str] = set()
+    sent: dict[str, bytes] = {}
+    lock = threading.Lock()
+    enough = threading.Event()
+
+    def body(event_id: str) -> bytes:
+        return json.dumps({"text": f"{SENSITIVE} {event_id}", "n": len(event_id)}).encode()
+
+    with served(db_url, log) as (proc, base):
+
+        def stream(worker: int) -> None:
+            with httpx.Client(timeout=10) as client:
+                for n in range(5000 // 16 + 1):
+                    redelivery = n % 5 == 4
+                    event_id = f"w{worker}-{n - 2 if redelivery else n}"
+                    with lock:
+                        sent[event_id] = body(event_id)
+                    try:
+                        response = client.post(
+                            base + contract.dead_letter_path(NS, SVC),
+                            headers=dead_letter_headers(event_id),
+                            content=sent[event_id],
+                        )
+                    except httpx.HTTPError:
+                        return  # the store is gone
+                    if 200 <= response.status_code < 300:
+                        with lock:
+                            acked.add(event_id)
+                            if len(acked) >= 1500:
+                                enough.set()
+
+        senders = [threading.Thread(target=stream, args=(w,)) for w in range(16)]
+        for t in senders:
+            t.start()
+        enough.wait(240)  # kill mid-stream (or at the end, on a very slow machine)
+        os.killpg(proc.pid, signal.SIGKILL)
+        for t in senders:
+            t.join(60)
+
+    store = open_store(db_url)
+    try:
+        stored: list[tuple[str, object]] = []
+        cursor = None
+        while True:
+            page = store.events.page(EventFilter(), limit=500, cursor=cursor)
+            stored += [(r.event_id, r.document.get("data")) for r in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    finally:
+        store.close()
+    ids = [event_id for event_id, _ in stored]
+    assert len(ids) == len(set(ids)), "a record was stored twice"
+    assert acked <= set(ids), f"lost acknowledged records: {sorted(acked - set(ids))[:10]}"
+    for event_id, data in stored:
+        assert data == json.loads(sent[event_id]), f"{event_id} is not whole"

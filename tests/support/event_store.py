@@ -104,3 +104,35 @@ class Receiver:
 
     def received(self, event_id: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["headers"].get("ce-id") == event_id]
+
+
+@contextmanager
+def serving_front(app: Flask, read_timeout: float = 30.0) -> Iterator[str]:
+    """Serve ``app`` behind the production ASGI front (uvicorn + httptools) on 127.0.0.1,
+    in a thread of this process; yields the base URL."""
+    import uvicorn
+    from aiservice_functions.event_store.ingest_front import StoreApp
+    from aiservice_functions.serving.http_protocol import bounded_protocol
+
+    port = free_port()
+    config = uvicorn.Config(
+        StoreApp(app, read_timeout=read_timeout),
+        host="127.0.0.1",
+        port=port,
+        http=bounded_protocol(read_timeout),
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="store-front", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the store's front did not start")
+        threading.Event().wait(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
