@@ -76,7 +76,10 @@ APPLICATION_JSON: Final = "application/json"
 
 _CE_PREFIX: Final = "ce-"
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]+$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""A control character or a lone surrogate: one search finds either (the common case,
+neither, costs one regex scan of each attribute)."""
+_JSON_FORMAT_MEDIA = JSONFormat.JSON_CONTENT_TYPE_PATTERN
 """Characters a CloudEvents String must not hold (the type system: U+0000-U+001F,
 U+007F-U+009F)."""
 _JSON_MEDIA = re.compile(r"^(application|text)/([a-z0-9!#$&^_.+-]+\+)?json$")
@@ -272,9 +275,9 @@ def _check_attributes(attributes: dict[str, Any], where: str) -> None:
             if not isinstance(value, str) or value == "":
                 raise InvalidEvent(f"{where}: attribute {name!r} must be a non-empty string")
     for name, value in attributes.items():
-        if isinstance(value, str) and not _encodable(value):
-            raise InvalidEvent(f"{where}: attribute {name!r:.60} holds a lone surrogate")
-        if isinstance(value, str) and _CONTROL.search(value):
+        if isinstance(value, str) and _FORBIDDEN.search(value):
+            if not _encodable(value):
+                raise InvalidEvent(f"{where}: attribute {name!r:.60} holds a lone surrogate")
             raise InvalidEvent(
                 f"{where}: attribute {name!r:.60} holds a control character, which the "
                 "CloudEvents type system does not allow in a String"
@@ -485,9 +488,31 @@ def _content_type_for(event: CloudEvent) -> str:
 
 
 def event_to_dict(event: CloudEvent) -> dict[str, Any]:
-    """The JSON-format (structured mode) representation of an event, as a dict."""
-    rendered: dict[str, Any] = json.loads(JSONFormat().write(event))
-    return rendered
+    """The JSON-format (structured mode) representation of an event, as a dict: what
+    ``JSONFormat().write`` gives, parsed back. Built directly (the store does this for
+    every record it ingests); data is copied through JSON only when it is not plain JSON
+    already, so the result never shares a mutable value with the event."""
+    out: dict[str, Any] = {}
+    for name, value in event.get_attributes().items():
+        out[name] = _rfc3339(value) if isinstance(value, datetime) else value
+    data = event.get_data()
+    if data is None:
+        return out
+    if isinstance(data, (bytes, bytearray)):
+        out["data_base64"] = base64.b64encode(data).decode("ascii")
+    elif _JSON_FORMAT_MEDIA.match(out.get("datacontenttype", APPLICATION_JSON)):
+        out["data"] = json.loads(json.dumps(data, default=_rfc3339))
+    else:
+        out["data"] = str(data)
+    return out
+
+
+def _rfc3339(value: object) -> str:
+    """A datetime as the JSON format writes it (UTC as ``Z``)."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    text = value.isoformat()
+    return text[: -len("+00:00")] + "Z" if text.endswith("+00:00") else text
 
 
 def render_response(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -360,3 +361,45 @@ def test_fuzz_structured_documents(doc: dict[str, Any]) -> None:
         return
     _, out_headers, out_body = render_response(parsed.event, "structured")
     assert event_to_dict(parse_request(out_headers, out_body).event) == event_to_dict(parsed.event)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=_JSON_VALUES | st.binary(max_size=64),
+    content_type=st.sampled_from(
+        [None, "application/json", "text/plain", "application/vnd.x+json; charset=utf-8",
+         "application/octet-stream"]
+    ),
+    extensions=st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True).filter(
+            lambda n: n not in ("data", "time", "id", "source", "type", "specversion",
+                                "subject", "dataschema", "datacontenttype")
+        ),
+        st.text(max_size=10) | st.integers() | st.booleans(),
+        max_size=3,
+    ),
+    offset=st.sampled_from(["Z", "+00:00", "+05:30", "-08:00"]),
+)  # fmt: skip
+def test_event_to_dict_is_what_the_json_format_writes(
+    data: Any, content_type: str | None, extensions: dict[str, Any], offset: str
+) -> None:
+    """The direct rendering equals the SDK's JSON format parsed back, for every kind of
+    data and attribute (so the store keeps exactly what the format defines)."""
+    from aiservice_functions.cloudevents_http import ReceivedEvent
+    from cloudevents.core.formats.json import JSONFormat
+
+    attributes: dict[str, Any] = {
+        "specversion": "1.0", "id": "e1", "source": "/s", "type": "t", **extensions,
+        "time": datetime.fromisoformat(f"2026-01-02T03:04:05.123456{offset}"),
+    }  # fmt: skip
+    if content_type is not None:
+        attributes["datacontenttype"] = content_type
+    event = ReceivedEvent(attributes, data)
+    assert event_to_dict(event) == json.loads(JSONFormat().write(event))
