@@ -212,3 +212,52 @@ def test_without_script_a_replay_answers_with_a_page_of_outcomes(tmp_path: Path)
     assert "request failed: ConnectError" in page.text
     assert 'href="/console/"' in page.text  # the off-site "back" was not kept
     assert running.status_code == 404 and "No replay job" in running.text
+
+
+HUGE = "9" * 23
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "reason"),
+    [
+        (f"/console/dead-letters?code={HUGE}", 400, "HTTP code must be a whole number from 0"),
+        ("/console/dead-letters?code=%C2%B2", 400, "HTTP code must be a whole number"),
+        (f"/console/dead-letters?cursor={HUGE}", 400, "cursor must be a whole number"),
+        ("/console/dead-letters?since=0001-01-01T00:00:00%2B14:00", 400, "since must be"),
+        ("/console/dead-letters?until=9999-12-31T23:59:59-14:00", 400, "until must be"),
+        (f"/console/dead-letters/{HUGE}", 404, "No dead letter"),
+        ("/console/decisions/shop/sentiment?before=%C2%B2", 400, "before must be a whole"),
+        (f"/console/decisions/shop/sentiment?before={HUGE}", 400, "before must be a whole"),
+    ],
+)
+def test_odd_numbers_and_times_are_a_4xx_naming_the_parameter(
+    base: str, path: str, status: int, reason: str
+) -> None:
+    client, _ = signed_in(base)
+    response = client.get(path)
+    client.close()
+    assert response.status_code == status, response.text[:300]
+    assert reason in response.text
+
+
+@pytest.mark.parametrize("seq", ["-5", HUGE, "²", "1.5"])
+def test_the_replay_form_refuses_a_seq_that_is_not_a_positive_whole_number(
+    base: str, seq: str
+) -> None:
+    client, csrf = signed_in(base)
+    response = client.post("/console/replay", data={"csrf": csrf, "seq": seq})
+    client.close()
+    assert response.status_code == 400
+    assert "seq must be a whole number from 1" in response.text
+
+
+def test_sign_in_with_a_next_holding_cr_lf_goes_to_the_console(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=10) as client:
+        csrf = csrf_of(client.get("/console/login").text)
+        response = client.post(
+            "/console/login",
+            data={"csrf": csrf, "token": TOKEN, "next": "/console/\r\nSet-Cookie: x=1"},
+        )
+        assert response.status_code == 302
+        assert response.headers["location"] == "/console/"
+        assert "x=1" not in response.headers.get("set-cookie", "")

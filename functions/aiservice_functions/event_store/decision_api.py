@@ -38,7 +38,7 @@ from typing import Final
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from aiservice_functions.cloudevents_http import InvalidEvent, parse_request
-from aiservice_functions.event_store import ingest
+from aiservice_functions.event_store import ingest, params
 from aiservice_functions.event_store.decision_records import (
     ROLE_OF_PATH,
     LogSettings,
@@ -66,26 +66,6 @@ def _error(status: int, reason: str) -> Response:
     response = jsonify({"error": reason})
     response.status_code = status
     return response
-
-
-def _time_arg(key: str) -> int | None:
-    value = request.args.get(key)
-    if not value:
-        return None
-    try:
-        return to_us(parse_time(value))
-    except ValueError:
-        raise InvalidEvent(f"{key} must be an RFC 3339 timestamp, got {value[:40]!r}") from None
-
-
-def _int_arg(key: str, default: int) -> int:
-    value = request.args.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidEvent(f"{key} must be an integer, got {value[:40]!r}") from None
 
 
 class ExpiryThread:
@@ -136,6 +116,10 @@ def blueprint(
     @bp.errorhandler(InvalidEvent)
     def invalid(err: InvalidEvent) -> Response:
         return _error(err.status, err.reason)
+
+    @bp.errorhandler(params.ParamError)
+    def bad_parameter(err: params.ParamError) -> Response:
+        return _error(400, str(err))
 
     _add_ingest(bp, service_path, decisions, guard, max_body_bytes, metrics, sink_key)
     _add_lookups(bp, service_path, decisions, guard)
@@ -237,14 +221,15 @@ def _add_lookups(bp: Blueprint, service_path: str, decisions: DecisionLog, guard
         role = request.args.get("role") or None
         if role is not None and role not in ROLE_OF_PATH.values():
             raise InvalidEvent(f"role must be one of {', '.join(ROLE_OF_PATH.values())}")
-        limit = _int_arg("limit", 500)
+        args = request.args
+        limit = params.integer(args, "limit", 1) or 500
         items = decisions.page(
             namespace,
             name,
             role,
-            _time_arg("since"),
-            _time_arg("until"),
-            _int_arg("after", 0),
+            params.timestamp(args, "since"),
+            params.timestamp(args, "until"),
+            params.integer(args, "after") or 0,
             limit,
             request.args.get("run") or None,
         )
@@ -280,7 +265,8 @@ def _add_run_views(bp: Blueprint, service_path: str, decisions: DecisionLog, gua
         refused = guard()
         if refused:
             return refused
-        since, until = _time_arg("since"), _time_arg("until")
+        since = params.timestamp(request.args, "since")
+        until = params.timestamp(request.args, "until")
         feedback = (request.args.get("feedback") or "").lower() in ("1", "true", "yes")
 
         def lines() -> Iterator[str]:

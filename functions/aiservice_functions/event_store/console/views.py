@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, Response, g, jsonify, redirect, request
 from werkzeug.wrappers.response import Response as BaseResponse
 
-from aiservice_functions.event_store import jobs
+from aiservice_functions.event_store import jobs, params
 from aiservice_functions.event_store.console import decision_pages, present, rollouts
 from aiservice_functions.event_store.console.render import (
     current,
@@ -36,9 +36,8 @@ from aiservice_functions.event_store.console.session import (
     new_session,
 )
 from aiservice_functions.event_store.decisions import DecisionLog
-from aiservice_functions.event_store.records import EventFilter, to_us, us_text
+from aiservice_functions.event_store.records import EventFilter, us_text
 from aiservice_functions.event_store.storage import SqlStore
-from aiservice_functions.timestamps import parse_time
 
 Replayer = Callable[[Sequence[int], bool], str]
 """Starts a replay job for the dead letters with these ``seq`` numbers (``force``: also
@@ -73,22 +72,16 @@ def parse_filters(args: dict[str, str]) -> Filters:
     """Form values → a filter; a wrong value is reported by name instead of refused."""
     values = {k: args.get(k, "").strip() for k in FILTER_FIELDS}
     errors: list[str] = []
-    code: int | None = None
-    if values["code"]:
+
+    def read(reader: Callable[[], Any]) -> Any:
         try:
-            code = int(values["code"])
-        except ValueError:
-            errors.append(f"HTTP code must be a number, got {values['code'][:40]!r}")
-    times: dict[str, int | None] = {}
-    for key in ("since", "until"):
-        times[key] = None
-        if values[key]:
-            try:
-                times[key] = to_us(parse_time(values[key]))
-            except ValueError:
-                errors.append(
-                    f"{key} must be a time like 2026-01-31T12:00, got {values[key][:40]!r}"
-                )
+            return reader()
+        except params.ParamError as err:
+            errors.append(str(err))
+            return None
+
+    code = read(lambda: params.integer(values, "code", 0, 999, label="HTTP code"))
+    times = {key: read(lambda key=key: params.timestamp(values, key)) for key in ("since", "until")}
     state = values["state"]
     if state not in ("", "pending", "replayed"):
         errors.append(f"state must be pending or replayed, got {state[:40]!r}")
@@ -118,13 +111,6 @@ def _same_origin() -> bool:
         return True
     parts = urlsplit(origin)
     return f"{parts.scheme}://{parts.netloc}" == request.host_url.rstrip("/")
-
-
-def _local_next(target: str | None) -> str:
-    """Where to go after sign-in: only a path of this console, never another site."""
-    if target and target.startswith("/console") and "//" not in target and "\\" not in target:
-        return target
-    return "/console/"
 
 
 def _secure(response: Response) -> Response:
@@ -213,7 +199,7 @@ def _guard_requests(bp: Blueprint, access: Access, sessions: Sessions) -> None:
 def _sign_in_routes(bp: Blueprint, access: Access) -> None:
     @bp.route("/login", methods=["GET", "POST"])
     def login() -> Response | BaseResponse:
-        target = _local_next(request.values.get("next"))
+        target = params.console_path(request.values.get("next"))
         if access.open:
             return redirect(target)
         if access.disabled:
@@ -284,8 +270,8 @@ def _dead_letter_routes(bp: Blueprint, store: SqlStore) -> None:
         next_url = None
         if not filters.errors:
             try:
-                found = store.page(filters.flt, limit=PAGE_SIZE, cursor=request.args.get("cursor"))
-            except ValueError as err:
+                found = store.page(filters.flt, limit=PAGE_SIZE, cursor=params.cursor(request.args))
+            except ValueError as err:  # ParamError included
                 filters.errors.append(str(err))
             else:
                 items = found.items
@@ -296,6 +282,7 @@ def _dead_letter_routes(bp: Blueprint, store: SqlStore) -> None:
                     )
         return page(
             "dead_letters.html",
+            400 if filters.errors else 200,
             filters=filters,
             items=items,
             next_url=next_url,
@@ -305,7 +292,7 @@ def _dead_letter_routes(bp: Blueprint, store: SqlStore) -> None:
 
     @bp.get("/dead-letters/<int:seq>")
     def dead_letter(seq: int) -> Response:
-        record = store.get(seq)
+        record = store.get(seq) if seq <= params.INT64_MAX else None
         if record is None or record.kind != "dead-letter":
             return page("error.html", 404, message=f"No dead letter with seq {seq}.")
         return page(
@@ -328,15 +315,15 @@ def _replay_routes(bp: Blueprint, store: SqlStore, start_replay: Replayer) -> No
         if not current().can_replay:
             return refuse(403, "This token allows reading only, not replay.")
         try:
-            seqs = sorted({int(s) for s in request.form.getlist("seq")})
-        except ValueError:
-            return refuse(400, "seq must be whole numbers")
+            seqs = sorted({params.whole(s, "seq", 1) for s in request.form.getlist("seq")})
+        except params.ParamError as err:
+            return refuse(400, str(err))
         if not seqs or len(seqs) > MAX_REPLAY:
             return refuse(400, f"Select between 1 and {MAX_REPLAY} dead letters to replay.")
         job_id = start_replay(seqs, request.form.get("force") == "true")
         where = f"/console/replays/{job_id}"
         if not wants_json():
-            back = _local_next(request.form.get("back"))
+            back = params.console_path(request.form.get("back"))
             return redirect(where + "?" + urlencode({"back": back}), code=303)
         row = store.get_job(job_id)
         assert row is not None
@@ -355,7 +342,7 @@ def _replay_routes(bp: Blueprint, store: SqlStore, start_replay: Replayer) -> No
             "replay_job.html",
             job=job,
             asked=len(job["request"].get("seqs") or []),
-            back=_local_next(request.args.get("back")),
+            back=params.console_path(request.args.get("back")),
         )
 
     @bp.get("/api/replays/<job_id>")
