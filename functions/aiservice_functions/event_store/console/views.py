@@ -73,15 +73,17 @@ def parse_filters(args: dict[str, str]) -> Filters:
     values = {k: args.get(k, "").strip() for k in FILTER_FIELDS}
     errors: list[str] = []
 
-    def read(reader: Callable[[], Any]) -> Any:
+    code: int | None = None
+    times: dict[str, int | None] = {"since": None, "until": None}
+    try:
+        code = params.integer(values, "code", 0, 999, label="HTTP code")
+    except params.ParamError as err:
+        errors.append(str(err))
+    for key in times:
         try:
-            return reader()
+            times[key] = params.timestamp(values, key)
         except params.ParamError as err:
             errors.append(str(err))
-            return None
-
-    code = read(lambda: params.integer(values, "code", 0, 999, label="HTTP code"))
-    times = {key: read(lambda key=key: params.timestamp(values, key)) for key in ("since", "until")}
     state = values["state"]
     if state not in ("", "pending", "replayed"):
         errors.append(f"state must be pending or replayed, got {state[:40]!r}")
