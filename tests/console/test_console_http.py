@@ -261,3 +261,27 @@ def test_sign_in_with_a_next_holding_cr_lf_goes_to_the_console(base: str) -> Non
         assert response.status_code == 302
         assert response.headers["location"] == "/console/"
         assert "x=1" not in response.headers.get("set-cookie", "")
+
+
+def test_signing_out_revokes_the_cookie_in_every_worker_and_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "shared.db"
+    with serving(db, token=TOKEN) as first, serving(db, token=TOKEN) as second:
+        client, csrf = signed_in(first)
+        stolen = client.cookies[COOKIE]
+        assert client.post("/console/logout", data={"csrf": csrf}).status_code == 302
+        client.close()
+        for base in (first, second):  # the other worker shares the database
+            with httpx.Client(base_url=base, cookies={COOKIE: stolen}) as copy:
+                assert copy.get("/console/dead-letters").status_code == 302
+                assert copy.get("/console/api/counts").status_code == 401
+        kept, _ = signed_in(second)  # another session is not affected
+        assert kept.get("/console/api/counts").status_code == 200
+        kept_cookie = kept.cookies[COOKIE]
+        kept.close()
+    with serving(db, token=TOKEN) as restarted:
+        with httpx.Client(base_url=restarted, cookies={COOKIE: stolen}) as copy:
+            assert copy.get("/console/api/counts").status_code == 401
+        with httpx.Client(base_url=restarted, cookies={COOKIE: kept_cookie}) as other:
+            assert other.get("/console/api/counts").status_code == 200

@@ -35,6 +35,7 @@ from aiservice_functions.event_store.console.session import (
     csrf_ok,
     new_session,
 )
+from aiservice_functions.event_store.console.signouts import SignOuts
 from aiservice_functions.event_store.decisions import DecisionLog
 from aiservice_functions.event_store.records import EventFilter, us_text
 from aiservice_functions.event_store.storage import SqlStore
@@ -137,8 +138,9 @@ def blueprint(
         template_folder="templates",
         static_folder="static",
     )
-    _guard_requests(bp, access, Sessions(access))
-    _sign_in_routes(bp, access)
+    signouts = SignOuts(store)
+    _guard_requests(bp, access, Sessions(access), signouts)
+    _sign_in_routes(bp, access, signouts)
     _overview_routes(bp, store)
     _dead_letter_routes(bp, store)
     _replay_routes(bp, store, start_replay)
@@ -147,7 +149,7 @@ def blueprint(
     return bp
 
 
-def _guard_requests(bp: Blueprint, access: Access, sessions: Sessions) -> None:
+def _guard_requests(bp: Blueprint, access: Access, sessions: Sessions, signouts: SignOuts) -> None:
     """Before every request: its session, CSRF and origin on POSTs, sign-in where needed;
     after it: the session cookie when it changed, and the security headers."""
 
@@ -156,6 +158,8 @@ def _guard_requests(bp: Blueprint, access: Access, sessions: Sessions) -> None:
         g.console_access = access
         g.console_cookie_dirty = False
         session = sessions.load(request.cookies.get(COOKIE))
+        if session is not None and session.scope is not None and signouts.signed_out(session.id):
+            session = None  # a copy of a cookie its owner signed out
         g.console_session = session
         if access.open and (session is None or session.scope is None):
             remember(new_session("replay"))
@@ -198,7 +202,7 @@ def _guard_requests(bp: Blueprint, access: Access, sessions: Sessions) -> None:
         return _secure(response)
 
 
-def _sign_in_routes(bp: Blueprint, access: Access) -> None:
+def _sign_in_routes(bp: Blueprint, access: Access, signouts: SignOuts) -> None:
     @bp.route("/login", methods=["GET", "POST"])
     def login() -> Response | BaseResponse:
         target = params.console_path(request.values.get("next"))
@@ -217,6 +221,8 @@ def _sign_in_routes(bp: Blueprint, access: Access) -> None:
 
     @bp.post("/logout")
     def logout() -> BaseResponse:
+        if current().scope is not None:
+            signouts.sign_out(current().id, MAX_AGE_S)
         remember(new_session(None))
         return redirect("/console/login")
 
