@@ -285,3 +285,23 @@ def test_signing_out_revokes_the_cookie_in_every_worker_and_after_a_restart(
             assert copy.get("/console/api/counts").status_code == 401
         with httpx.Client(base_url=restarted, cookies={COOKIE: kept_cookie}) as other:
             assert other.get("/console/api/counts").status_code == 200
+
+
+def test_pages_show_data_holding_a_lone_surrogate(base: str) -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": "s-1", "ce-source": "/s", "ce-type": "t",
+               "content-type": "application/json", "ce-knativeerrorcode": "500"}  # fmt: skip
+    body = b'{"text": "\\ud83d"}'
+    decisions = "/v1/namespaces/shop/aiservices/sentiment/decisions/inputs?data=true"
+    assert httpx.post(base + decisions, headers=headers, content=body).status_code == 201
+    dead = httpx.post(base + contract.dead_letter_path("shop", "sentiment"), headers=headers,
+                      content=body)  # fmt: skip
+    assert dead.status_code == 201
+    client, _ = signed_in(base)
+    for path in (
+        "/console/decisions/shop/sentiment",
+        f"/console/dead-letters/{dead.json()['seq']}",
+    ):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert "\\ud83d" in page.text
+    client.close()

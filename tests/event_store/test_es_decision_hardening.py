@@ -152,3 +152,13 @@ def test_a_measured_latency_is_kept(server: str, client: httpx.Client) -> None:
     headers["ce-aisvclatencyms"] = "12.5"
     assert ingest(client, server, (headers, body), role="replies").status_code == 201
     assert records(client, server)[0]["latencyMs"] == 12.5
+
+
+def test_the_export_streams_a_lone_surrogate_escaped(server: str, client: httpx.Client) -> None:
+    body = b'{"text": "\\ud83d"}'
+    assert ingest(client, server, binary("s-1", "application/json", body)).status_code == 201
+    export = client.get(f"{server}/v1/namespaces/shop/aiservices/sentiment/decisions/export",
+                        headers=AUTH)  # fmt: skip
+    assert export.status_code == 200
+    (row,) = [json.loads(line) for line in export.text.splitlines()]
+    assert row["input"] == {"text": "\ud83d"}

@@ -29,7 +29,6 @@ Query (bearer token), JSON:
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from typing import Final
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
-from aiservice_functions.cloudevents_http import InvalidEvent, parse_request
+from aiservice_functions.cloudevents_http import InvalidEvent, json_text, parse_request
 from aiservice_functions.event_store import ingest, params
 from aiservice_functions.event_store.decision_records import (
     ROLE_OF_PATH,
@@ -271,7 +270,7 @@ def _add_run_views(bp: Blueprint, service_path: str, decisions: DecisionLog, gua
 
         def lines() -> Iterator[str]:
             for row in decisions.export(namespace, name, since, until, feedback):
-                yield json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
+                yield json_text(row) + "\n"  # a lone surrogate escaped: it must encode
 
         return Response(lines(), content_type="application/x-ndjson")
 
