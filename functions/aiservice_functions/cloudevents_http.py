@@ -59,6 +59,7 @@ __all__ = [
     "is_json_content_type",
     "json_bytes",
     "json_text",
+    "loads_json",
     "make_event",
     "parse_request",
     "render_response",
@@ -168,6 +169,12 @@ def _loads(text: str, what: str) -> Any:
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth_exceeds(value, MAX_JSON_DEPTH):
         raise InvalidEvent(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
     return value
+
+
+def loads_json(text: str, what: str) -> Any:
+    """Parse JSON text as events are parsed: bounded depth, :class:`InvalidEvent` (400)
+    naming ``what`` when it is malformed or too deep."""
+    return _loads(text, what)
 
 
 def json_text(value: Any, *, compact: bool = True) -> str:

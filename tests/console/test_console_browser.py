@@ -85,7 +85,7 @@ def test_list_filter_and_open_a_dead_letter(tab: Tab, store: Store) -> None:
     page.fill("input[name=code]", "abc")
     page.click("#filters button[type=submit]")
     page.wait_for_selector(".error")
-    assert "HTTP code must be a number" in page.inner_text(".error")
+    assert "HTTP code must be a whole number" in page.inner_text(".error")
 
     page.goto(store.url + "/console/dead-letters?namespace=shop&name=sentiment")
     page.click(f"#dead-letters tr[data-seq='{s500}'] td >> nth=1 >> a")

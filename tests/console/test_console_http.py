@@ -212,3 +212,96 @@ def test_without_script_a_replay_answers_with_a_page_of_outcomes(tmp_path: Path)
     assert "request failed: ConnectError" in page.text
     assert 'href="/console/"' in page.text  # the off-site "back" was not kept
     assert running.status_code == 404 and "No replay job" in running.text
+
+
+HUGE = "9" * 23
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "reason"),
+    [
+        (f"/console/dead-letters?code={HUGE}", 400, "HTTP code must be a whole number from 0"),
+        ("/console/dead-letters?code=%C2%B2", 400, "HTTP code must be a whole number"),
+        (f"/console/dead-letters?cursor={HUGE}", 400, "cursor must be a whole number"),
+        ("/console/dead-letters?since=0001-01-01T00:00:00%2B14:00", 400, "since must be"),
+        ("/console/dead-letters?until=9999-12-31T23:59:59-14:00", 400, "until must be"),
+        (f"/console/dead-letters/{HUGE}", 404, "No dead letter"),
+        ("/console/decisions/shop/sentiment?before=%C2%B2", 400, "before must be a whole"),
+        (f"/console/decisions/shop/sentiment?before={HUGE}", 400, "before must be a whole"),
+    ],
+)
+def test_odd_numbers_and_times_are_a_4xx_naming_the_parameter(
+    base: str, path: str, status: int, reason: str
+) -> None:
+    client, _ = signed_in(base)
+    response = client.get(path)
+    client.close()
+    assert response.status_code == status, response.text[:300]
+    assert reason in response.text
+
+
+@pytest.mark.parametrize("seq", ["-5", HUGE, "²", "1.5"])
+def test_the_replay_form_refuses_a_seq_that_is_not_a_positive_whole_number(
+    base: str, seq: str
+) -> None:
+    client, csrf = signed_in(base)
+    response = client.post("/console/replay", data={"csrf": csrf, "seq": seq})
+    client.close()
+    assert response.status_code == 400
+    assert "seq must be a whole number from 1" in response.text
+
+
+def test_sign_in_with_a_next_holding_cr_lf_goes_to_the_console(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=10) as client:
+        csrf = csrf_of(client.get("/console/login").text)
+        response = client.post(
+            "/console/login",
+            data={"csrf": csrf, "token": TOKEN, "next": "/console/\r\nSet-Cookie: x=1"},
+        )
+        assert response.status_code == 302
+        assert response.headers["location"] == "/console/"
+        assert "x=1" not in response.headers.get("set-cookie", "")
+
+
+def test_signing_out_revokes_the_cookie_in_every_worker_and_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "shared.db"
+    with serving(db, token=TOKEN) as first, serving(db, token=TOKEN) as second:
+        client, csrf = signed_in(first)
+        stolen = client.cookies[COOKIE]
+        assert client.post("/console/logout", data={"csrf": csrf}).status_code == 302
+        client.close()
+        for base in (first, second):  # the other worker shares the database
+            with httpx.Client(base_url=base, cookies={COOKIE: stolen}) as copy:
+                assert copy.get("/console/dead-letters").status_code == 302
+                assert copy.get("/console/api/counts").status_code == 401
+        kept, _ = signed_in(second)  # another session is not affected
+        assert kept.get("/console/api/counts").status_code == 200
+        kept_cookie = kept.cookies[COOKIE]
+        kept.close()
+    with serving(db, token=TOKEN) as restarted:
+        with httpx.Client(base_url=restarted, cookies={COOKIE: stolen}) as copy:
+            assert copy.get("/console/api/counts").status_code == 401
+        with httpx.Client(base_url=restarted, cookies={COOKIE: kept_cookie}) as other:
+            assert other.get("/console/api/counts").status_code == 200
+
+
+def test_pages_show_data_holding_a_lone_surrogate(base: str) -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": "s-1", "ce-source": "/s", "ce-type": "t",
+               "content-type": "application/json", "ce-knativeerrorcode": "500"}  # fmt: skip
+    body = b'{"text": "\\ud83d"}'
+    decisions = "/v1/namespaces/shop/aiservices/sentiment/decisions/inputs?data=true"
+    assert httpx.post(base + decisions, headers=headers, content=body).status_code == 201
+    dead = httpx.post(base + contract.dead_letter_path("shop", "sentiment"), headers=headers,
+                      content=body)  # fmt: skip
+    assert dead.status_code == 201
+    client, _ = signed_in(base)
+    for path in (
+        "/console/decisions/shop/sentiment",
+        f"/console/dead-letters/{dead.json()['seq']}",
+    ):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert "\\ud83d" in page.text
+    client.close()

@@ -10,12 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from aiservice_functions.cloudevents_http import InvalidEvent
-from aiservice_functions.event_store.decision_records import (
-    LogSettings,
-    chain_sampled,
-    data_hash,
-    redact,
-)
+from aiservice_functions.event_store.decision_data import data_hash, redact
+from aiservice_functions.event_store.decision_records import LogSettings, chain_sampled
 from aiservice_functions.event_store.records import now_us
 from aiservice_functions.event_store.service import EventStore
 

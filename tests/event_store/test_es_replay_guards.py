@@ -181,3 +181,44 @@ def test_redact_url_keeps_what_identifies_the_target() -> None:
         "https://***@broker.example:8443/ns/b?sig=***&x=***"
     )
     assert redact_url("http://broker/ns/default") == "http://broker/ns/default"
+
+
+def _stand_in_resolver(host: str) -> list[str]:
+    """Public names as a resolver would answer them; nothing is sent to these addresses."""
+    return {"replay.example.com": ["93.184.216.34"], "other.example.net": ["151.101.1.1"]}[host]
+
+
+BROKER = "http://broker-ingress.knative-eventing.svc.cluster.local"
+
+
+@pytest.mark.parametrize(
+    "target", ["http://replay.example.com/", "http://93.184.216.34/", "http://[2606:4700::1]/"]
+)
+def test_public_targets_are_refused_by_default(target: str) -> None:
+    strict = TargetPolicy(resolve=_stand_in_resolver)
+    with pytest.raises(ValueError, match=r"^target: .* outside the cluster.*--replay-allow-target"):
+        strict.check(target, "target", BROKER)
+
+
+@pytest.mark.parametrize(
+    ("entry", "target"),
+    [
+        ("replay.example.com", "http://replay.example.com/"),
+        ("*.example.com", "http://replay.example.com/"),
+        ("93.184.216.0/24", "http://replay.example.com/"),
+        ("93.184.216.34/32", "http://93.184.216.34/"),
+        ("2606:4700::/32", "http://[2606:4700::1]/"),
+    ],
+)
+def test_the_allow_list_opts_a_public_target_in(entry: str, target: str) -> None:
+    policy = TargetPolicy(TargetPolicy.parse([entry]).allow, resolve=_stand_in_resolver)
+    policy.check(target, "target", BROKER)
+    with pytest.raises(ValueError, match="outside the cluster"):
+        policy.check("http://1.1.1.1/", "target", BROKER)
+
+
+def test_the_configured_broker_is_admitted_wherever_it_is() -> None:
+    strict = TargetPolicy(resolve=_stand_in_resolver)
+    strict.check("http://replay.example.com/shop/default", "target", "http://replay.example.com")
+    with pytest.raises(ValueError, match="outside the cluster"):
+        strict.check("http://other.example.net/", "target", "http://replay.example.com")

@@ -153,6 +153,7 @@ def test_unicode_and_emoji_are_scored_not_refused(models: dict[str, SentimentMod
         ("just a string", "data", "got string"),
         (None, "data", "got null"),
         ({"text": "x" * (MAX_TEXT_CHARS + 1)}, "text", "at most"),
+        ({"text": "ok \ud83d"}, "text", "lone surrogate (U+D83D at character 3)"),
     ],
 )
 def test_bad_payloads_are_rejected_with_a_4xx_naming_the_field(
@@ -222,6 +223,13 @@ def test_served_empty_text_is_422_naming_the_field(served_v1: str) -> None:
     assert body["field"] == "text"
     assert "empty" in body["error"]
     assert post_binary(served_v1, b"not json").status_code == 400
+
+
+def test_served_lone_surrogate_is_422_not_a_tokenizer_crash(served_v1: str) -> None:
+    response = post_binary(served_v1, b'{"text": "\\ud83d"}')
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "text"
+    assert "lone surrogate" in response.json()["error"]
 
 
 def test_concurrent_events_are_answered_as_one_by_one(

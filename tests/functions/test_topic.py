@@ -148,6 +148,7 @@ def test_a_sentiment_reply_is_read_as_is() -> None:
         ({"text": "ok", "score": True}, "score", "number"),
         ({"text": "ok", "score": 1.5}, "score", "between 0 and 1"),
         (["text"], "data", "got array"),
+        ({"text": "\udfff"}, "text", "lone surrogate (U+DFFF at character 0)"),
     ],
 )
 def test_bad_payloads_are_422_naming_the_field(payload: object, field: str, reason: str) -> None:

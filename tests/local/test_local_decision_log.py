@@ -4,6 +4,7 @@ topic, real MiniLM functions, the real event store on SQLite) with the log on; t
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -235,3 +236,58 @@ def test_feedback_parquet_and_published_corrections(
         for record in records:
             assert record["modelVersion"] == "v2"
             assert record["corrects"].startswith("/aiservices/shop/sentiment-stage/")
+
+
+def test_redaction_holds_for_every_encoding_and_poison_is_logged(
+    pipeline: Background, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the Broker as a sender could encode it: text/plain, no content type,
+    data_base64, data as a JSON string; the pipeline redacts ``$.customer``. A lone
+    surrogate is a 422 from the function (dead-lettered as such) and still logged; a
+    latency of ``inf`` never reaches ``aisvc trace -o json``."""
+    monkeypatch.chdir(pipeline.run.state_dir.parent)
+    state = read_state(pipeline.run.state_dir)
+    assert state is not None
+    broker, store = state["brokers"]["shop/default"], state["eventStoreUrl"]
+    review = json.dumps({"text": "Great product", "customer": {"email": "leak@example.com"}})
+    attrs = {"specversion": "1.0", "source": "/shop/web", "type": "com.example.review.submitted"}
+    binary = {f"ce-{k}": v for k, v in attrs.items()}
+    structured = {"content-type": "application/cloudevents+json"}
+    sends = {
+        "enc-plain": ({**binary, "ce-id": "enc-plain", "content-type": "text/plain"}, review),
+        "enc-none": ({**binary, "ce-id": "enc-none", "ce-aisvclatencyms": "inf"}, review),
+        "enc-b64": (structured, json.dumps({**attrs, "id": "enc-b64",
+                    "data_base64": base64.b64encode(review.encode()).decode()})),
+        "enc-str": (structured, json.dumps({**attrs, "id": "enc-str", "data": review})),
+    }  # fmt: skip
+    # The lone surrogate goes to the second stage, so no other test's export meets it.
+    poison = {**binary, "ce-id": "enc-surrogate", "ce-type": "com.example.review.scored",
+              "ce-source": "/shop/imports/poison", "content-type": "application/json"}  # fmt: skip
+    for headers, body in [*sends.values(), (poison, '{"text": "\\ud83d"}')]:
+        response = httpx.post(broker, headers=headers, content=body.encode())
+        assert response.status_code in (200, 202), response.text
+
+    def logged(name: str, ids: set[str]) -> list[dict[str, Any]] | None:
+        url = f"{store}/v1/namespaces/shop/aiservices/{name}/decisions"
+        items = httpx.get(url, params={"role": "input", "limit": 5000}).json()["items"]
+        found = [i for i in items if i["id"] in ids]
+        return found if len(found) == len(ids) else None
+
+    records = {r["id"]: r for r in wait_for(lambda: logged("sentiment-stage", set(sends)))}
+    assert "leak@example.com" not in json.dumps(records)
+    for event_id in ("enc-plain", "enc-none", "enc-b64", "enc-str"):
+        assert records[event_id]["data"] == {"text": "Great product"}, event_id
+    assert records["enc-none"]["latencyMs"] is None
+    (surrogate,) = wait_for(lambda: logged("topic-stage", {"enc-surrogate"}))
+    assert surrogate["data"] == {"text": "\ud83d"}
+
+    def dead_letter() -> list[dict[str, Any]]:
+        items = httpx.get(f"{store}/v1/events", params={"kind": "dead-letter"}).json()["items"]
+        return [i for i in items if i["id"] == "enc-surrogate"]
+
+    assert wait_for(dead_letter)[0]["errorCode"] == 422
+    trace = cli(pipeline, "trace", "enc-none", "-o", "json")
+    json.loads(trace, parse_constant=lambda name: pytest.fail(f"invalid JSON: {name}"))
+    out = tmp_path / "export.jsonl"
+    cli(pipeline, "export", "sentiment-stage", "-n", "shop", "--out", str(out))
+    assert "leak@example.com" not in out.read_text()

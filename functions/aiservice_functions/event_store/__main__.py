@@ -149,8 +149,9 @@ def _replay_options(s: argparse.ArgumentParser) -> None:
         action="append",
         default=[e for e in os.environ.get(ENV_REPLAY_ALLOW, "").split(",") if e.strip()],
         metavar="HOST|*.SUFFIX|CIDR",
-        help="admit replay targets on this host, domain or network, which are refused by "
-        "default when internal (loopback, link-local, private, *.svc); repeatable "
+        help="admit replay targets on this host, domain or network; by default a replay "
+        "goes only to the Broker (--broker-url), never to an internal or public address; "
+        "repeatable "
         f"(default: ${ENV_REPLAY_ALLOW}, comma-separated)",
     )
 

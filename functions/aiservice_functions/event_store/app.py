@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -65,18 +64,18 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
-from aiservice_functions.event_store import auth, console, decision_api
+from aiservice_functions.event_store import auth, console, decision_api, params
 from aiservice_functions.event_store.database import StoreUnavailable
 from aiservice_functions.event_store.guard import redact_url
 from aiservice_functions.event_store.intake import Answer, Intake, Write
 from aiservice_functions.event_store.jobs import job_json
+from aiservice_functions.event_store.params import ParamError
 from aiservice_functions.event_store.records import (
     KINDS,
     MAX_PAGE,
     EventFilter,
     RevisionCount,
     ServiceCount,
-    to_us,
     us_text,
 )
 from aiservice_functions.event_store.replay import (
@@ -92,17 +91,12 @@ from aiservice_functions.event_store.replay import (
 from aiservice_functions.event_store.service import WRITE_TIMEOUT_S, EventStore
 from aiservice_functions.event_store.writer import Overloaded, RecordRefused
 from aiservice_functions.serving.bodies import read_body
-from aiservice_functions.timestamps import parse_time
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES: Final = contract.DEFAULT_MAX_BODY_BYTES
 EXTENSION_KEY: Final = "aisvc_event_store"
 REPLAYS_PATH: Final = "/v1/replays"
-
-
-class BadRequest(Exception):
-    """A query parameter or body field is wrong; the message names it."""
 
 
 def _flask_path(template: str) -> str:
@@ -117,67 +111,31 @@ def _error(status: int, reason: str) -> Response:
     return response
 
 
-_INT64_MAX: Final = 2**63 - 1
 _BROKER_NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
-def _opt_int(
-    source: dict[str, Any], key: str, minimum: int = 0, maximum: int = _INT64_MAX
-) -> int | None:
-    """An integer in ``[minimum, maximum]``, or 400 naming ``key``."""
-    value = source.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, (bool, float)):
-        raise BadRequest(f"{key} must be an integer, got {str(value)[:40]!r}")
-    text = str(value).strip()
-    if not re.fullmatch(r"[+-]?\d{1,20}", text):
-        raise BadRequest(f"{key} must be an integer, got {text[:40]!r}")
-    number = int(text)
-    if not minimum <= number <= maximum:
-        raise BadRequest(f"{key} must be between {minimum} and {maximum}, got {text[:40]}")
-    return number
-
-
-def _opt_float(source: dict[str, Any], key: str) -> float | None:
-    value = source.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise BadRequest(f"{key} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise BadRequest(f"{key} must be a number, got {str(value)[:40]!r}") from None
-    if not math.isfinite(number):
-        raise BadRequest(f"{key} must be a finite number, got {str(value)[:40]!r}")
-    if number < 0:
-        raise BadRequest(f"{key} must not be negative")
-    return number
 
 
 def _replay_options(body: dict[str, Any], defaults: ReplayOptions) -> ReplayOptions:
     """The replay settings of a request, each bounded (400 naming the field)."""
-    target = _opt_str(body, "target")
+    target = params.text(body, "target")
     if target:
         try:
             check_url(target, "target")
             defaults.policy.check(target, "target", defaults.broker_url)
         except ValueError as err:
-            raise BadRequest(str(err)) from None
-    broker = _opt_str(body, "broker")
+            raise ParamError(str(err)) from None
+    broker = params.text(body, "broker")
     if broker is not None and not _BROKER_NAME.match(broker):
-        raise BadRequest(f"broker must be a Broker name (a DNS-1123 label), got {broker[:70]!r}")
-    rate = _opt_float(body, "rate")
+        raise ParamError(f"broker must be a Broker name (a DNS-1123 label), got {broker[:70]!r}")
+    rate = params.number(body, "rate")
     if rate is not None and rate != 0 and not MIN_RATE <= rate <= MAX_RATE:
-        raise BadRequest(f"rate must be 0 (unbounded) or between {MIN_RATE} and {MAX_RATE:g}")
-    concurrency = _opt_int(body, "concurrency", 1, MAX_CONCURRENCY)
-    limit = _opt_int(body, "limit", 1, MAX_SELECTION)
+        raise ParamError(f"rate must be 0 (unbounded) or between {MIN_RATE} and {MAX_RATE:g}")
+    concurrency = params.integer(body, "concurrency", 1, MAX_CONCURRENCY)
+    limit = params.integer(body, "limit", 1, MAX_SELECTION)
     return replace(
         defaults,
         target=target or defaults.target,
         broker=broker or defaults.broker,
-        force=bool(_opt_bool(body, "force")),
+        force=bool(params.boolean(body, "force")),
         concurrency=concurrency or defaults.concurrency,
         rate=defaults.rate if rate is None else rate,
         limit=limit or defaults.limit,
@@ -187,7 +145,7 @@ def _replay_options(body: dict[str, Any], defaults: ReplayOptions) -> ReplayOpti
 def _json_body() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
+        raise ParamError("body must be a JSON object")
     return body
 
 
@@ -196,14 +154,15 @@ def _selection(body: dict[str, Any]) -> EventFilter:
     seqs = body.get("seqs")
     raw_filter = body.get("filter")
     if raw_filter is not None and not isinstance(raw_filter, dict):
-        raise BadRequest("filter must be an object")
+        raise ParamError("filter must be an object")
     if seqs is not None:
         if not isinstance(seqs, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 < s <= _INT64_MAX for s in seqs
+            isinstance(s, int) and not isinstance(s, bool) and 0 < s <= params.INT64_MAX
+            for s in seqs
         ):
-            raise BadRequest("seqs must be a list of positive integers")
+            raise ParamError("seqs must be a list of positive integers")
         if len(seqs) > MAX_SELECTION:
-            raise BadRequest(f"seqs must list at most {MAX_SELECTION} records")
+            raise ParamError(f"seqs must list at most {MAX_SELECTION} records")
         flt = EventFilter(seqs=tuple(seqs))
         if raw_filter:
             flt = replace(_filter(raw_filter), seqs=tuple(seqs))
@@ -212,56 +171,23 @@ def _selection(body: dict[str, Any]) -> EventFilter:
         return _filter(raw_filter)
     if body.get("all") is True:
         return EventFilter()
-    raise BadRequest('select what to replay: "seqs", a non-empty "filter", or "all": true')
-
-
-def _opt_time(source: dict[str, Any], key: str) -> int | None:
-    value = source.get(key)
-    if value is None or value == "":
-        return None
-    try:
-        return to_us(parse_time(str(value)))
-    except ValueError:
-        raise BadRequest(f"{key} must be an RFC 3339 timestamp, got {str(value)[:40]!r}") from None
-
-
-def _opt_bool(source: dict[str, Any], key: str) -> bool | None:
-    value = source.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise BadRequest(f"{key} must be true or false, got {text[:40]!r}")
-
-
-def _opt_str(source: dict[str, Any], key: str) -> str | None:
-    value = source.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"{key} must be a string")
-    return value
+    raise ParamError('select what to replay: "seqs", a non-empty "filter", or "all": true')
 
 
 def _filter(source: dict[str, Any], **fixed: Any) -> EventFilter:
-    kind = _opt_str(source, "kind")
+    kind = params.text(source, "kind")
     if kind is not None and kind not in KINDS:
-        raise BadRequest(f"kind must be one of {', '.join(KINDS)}, got {kind[:40]!r}")
+        raise ParamError(f"kind must be one of {', '.join(KINDS)}, got {kind[:40]!r}")
     values: dict[str, Any] = {
         "kind": kind,
-        "namespace": _opt_str(source, "namespace"),
-        "name": _opt_str(source, "name"),
-        "type": _opt_str(source, "type"),
-        "error_code": _opt_int(source, "code", 0, 999),
-        "revision": _opt_str(source, "revision"),
-        "since": _opt_time(source, "since"),
-        "until": _opt_time(source, "until"),
-        "replayed": _opt_bool(source, "replayed"),
+        "namespace": params.text(source, "namespace"),
+        "name": params.text(source, "name"),
+        "type": params.text(source, "type"),
+        "error_code": params.integer(source, "code", 0, 999),
+        "revision": params.text(source, "revision"),
+        "since": params.timestamp(source, "since"),
+        "until": params.timestamp(source, "until"),
+        "replayed": params.boolean(source, "replayed"),
     }
     values.update(fixed)
     return EventFilter(**values)
@@ -390,8 +316,8 @@ def _unavailable(err: StoreUnavailable) -> Response:
     return _error(503, "storage unavailable, retry later")
 
 
-@api.app_errorhandler(BadRequest)
-def _bad_request(err: BadRequest) -> Response:
+@api.app_errorhandler(ParamError)
+def _bad_request(err: ParamError) -> Response:
     return _error(400, str(err))
 
 
@@ -475,12 +401,12 @@ for _template in (
 
 def _list(source: dict[str, Any], flt: EventFilter) -> Response:
     ctx = _ctx()
-    limit = _opt_int(source, "limit", 1, MAX_PAGE) or 50
+    limit = params.integer(source, "limit", 1, MAX_PAGE) or 50
     try:
         with ctx.store.metrics.timed("page"):
-            page = ctx.store.events.page(flt, limit=limit, cursor=_opt_str(source, "cursor"))
+            page = ctx.store.events.page(flt, limit=limit, cursor=params.cursor(source))
     except ValueError as err:
-        raise BadRequest(str(err)) from None
+        raise ParamError(str(err)) from None
     return jsonify({"items": [r.summary() for r in page.items], "nextCursor": page.next_cursor})
 
 
@@ -509,7 +435,7 @@ def events() -> Response:
 @_authorized()
 def event(seq: int) -> Response:
     ctx = _ctx()
-    if seq > _INT64_MAX:
+    if seq > params.INT64_MAX:
         return _error(404, f"no record with seq {seq}")
     with ctx.store.metrics.timed("get"):
         record = ctx.store.events.get(seq)
@@ -577,7 +503,7 @@ def start_replay() -> Response:
 @api.get(REPLAYS_PATH)
 @_authorized()
 def list_replays() -> Response:
-    limit = _opt_int(dict(request.args), "limit", 1, 500) or 50
+    limit = params.integer(dict(request.args), "limit", 1, 500) or 50
     rows = _ctx().store.jobs.recent(limit)
     return jsonify({"items": [job_json(r, with_results=False) for r in rows]})
 

@@ -18,18 +18,16 @@ Query (bearer token), JSON:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from typing import Final
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
-from aiservice_functions.cloudevents_http import InvalidEvent
+from aiservice_functions.cloudevents_http import InvalidEvent, json_text
+from aiservice_functions.event_store import params
 from aiservice_functions.event_store.decision_records import ROLE_OF_PATH
 from aiservice_functions.event_store.decisions import DecisionLog
-from aiservice_functions.event_store.records import to_us
-from aiservice_functions.timestamps import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +44,6 @@ def _error(status: int, reason: str) -> Response:
     return response
 
 
-def _time_arg(key: str) -> int | None:
-    value = request.args.get(key)
-    if not value:
-        return None
-    try:
-        return to_us(parse_time(value))
-    except ValueError:
-        raise InvalidEvent(f"{key} must be an RFC 3339 timestamp, got {value[:40]!r}") from None
-
-
-def _int_arg(key: str, default: int) -> int:
-    value = request.args.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidEvent(f"{key} must be an integer, got {value[:40]!r}") from None
-
-
 def blueprint(decisions: DecisionLog, guard: Guard) -> Blueprint:
     """The decision log's query routes over ``decisions`` (ingest is :mod:`.intake`'s)."""
     bp = Blueprint("decisions", __name__)
@@ -74,6 +52,10 @@ def blueprint(decisions: DecisionLog, guard: Guard) -> Blueprint:
     @bp.errorhandler(InvalidEvent)
     def invalid(err: InvalidEvent) -> Response:
         return _error(err.status, err.reason)
+
+    @bp.errorhandler(params.ParamError)
+    def bad_parameter(err: params.ParamError) -> Response:
+        return _error(400, str(err))
 
     _add_lookups(bp, service_path, decisions, guard)
     _add_run_views(bp, service_path, decisions, guard)
@@ -110,14 +92,15 @@ def _add_lookups(bp: Blueprint, service_path: str, decisions: DecisionLog, guard
         role = request.args.get("role") or None
         if role is not None and role not in ROLE_OF_PATH.values():
             raise InvalidEvent(f"role must be one of {', '.join(ROLE_OF_PATH.values())}")
-        limit = _int_arg("limit", 500)
+        args = request.args
+        limit = params.integer(args, "limit", 1) or 500
         items = decisions.page(
             namespace,
             name,
             role,
-            _time_arg("since"),
-            _time_arg("until"),
-            _int_arg("after", 0),
+            params.timestamp(args, "since"),
+            params.timestamp(args, "until"),
+            params.integer(args, "after") or 0,
             limit,
             request.args.get("run") or None,
         )
@@ -153,12 +136,13 @@ def _add_run_views(bp: Blueprint, service_path: str, decisions: DecisionLog, gua
         refused = guard()
         if refused:
             return refused
-        since, until = _time_arg("since"), _time_arg("until")
+        since = params.timestamp(request.args, "since")
+        until = params.timestamp(request.args, "until")
         feedback = (request.args.get("feedback") or "").lower() in ("1", "true", "yes")
 
         def lines() -> Iterator[str]:
             for row in decisions.export(namespace, name, since, until, feedback):
-                yield json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
+                yield json_text(row) + "\n"  # a lone surrogate escaped: it must encode
 
         return Response(lines(), content_type="application/x-ndjson")
 

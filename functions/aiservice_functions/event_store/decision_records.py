@@ -7,9 +7,8 @@ The settings come from the sink URL the operator compiled from ``spec.decisionLo
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, Final
 
 from aiservice_functions import contract
 from aiservice_functions.cloudevents_http import CloudEvent, InvalidEvent, event_to_dict
+from aiservice_functions.event_store.decision_data import kept_data
 
 ROLE_OF_PATH: Final = {
     "inputs": "input",
@@ -28,8 +28,10 @@ ROLE_OF_PATH: Final = {
 DEFAULT_RETENTION_S: Final = 30 * 86400
 MAX_RETENTION_S: Final = 9999 * 86400
 MAX_REDACT: Final = 16
-_REDACT_STEP: Final = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+|\*)\]")
+MAX_LATENCY_MS: Final = 86_400_000.0
+"""A latency above a day is not a measurement: stored as null."""
 _REDACT_PATH: Final = re.compile(r"^\$(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[(?:\d+|\*)\])+$")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _TRACEPARENT: Final = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
@@ -122,53 +124,23 @@ def trace_id_of(traceparent: object) -> str | None:
     return match.group(1) if match else None
 
 
-def redact(data: Any, paths: Sequence[str]) -> Any:
-    """``data`` without the values at ``paths`` (``$.a.b``, ``$.items[0]``, ``$.xs[*].t``)."""
-    if not paths:
-        return data
-    copy = json.loads(json.dumps(data))
-    for path in paths:
-        steps = [m.group(1) if m.group(1) is not None else m.group(2) for m in
-                 _REDACT_STEP.finditer(path[1:])]  # fmt: skip
-        _remove(copy, steps)
-    return copy
-
-
-def _remove(node: Any, steps: list[str]) -> None:
-    if not steps:
-        return
-    step, rest = steps[0], steps[1:]
-    if isinstance(node, dict):
-        if step in node:
-            if rest:
-                _remove(node[step], rest)
-            else:
-                del node[step]
-    elif isinstance(node, list):
-        indexes = range(len(node)) if step == "*" else [int(step)] if step.isdigit() else []
-        if not rest:
-            for i in sorted((i for i in indexes if i < len(node)), reverse=True):
-                del node[i]
-            return
-        for i in indexes:
-            if i < len(node):
-                _remove(node[i], rest)
-
-
-def data_hash(data: Any) -> str:
-    """sha256 of the data as sent (canonical JSON; bytes as they are)."""
-    if isinstance(data, (bytes, bytearray)):
-        raw = bytes(data)
-    else:
-        raw = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return hashlib.sha256(raw).hexdigest()
-
-
-def _float(value: object) -> float | None:
+def latency_ms(value: object) -> float | None:
+    """The ``aisvclatencyms`` extension as milliseconds, or None when it is not a finite
+    number from 0 to a day: decision pages and ``aisvc trace -o json`` never see
+    ``inf``/``NaN`` (the attribute itself stays in ``attributes`` as sent)."""
     try:
-        return float(str(value)) if value is not None else None
+        number = float(str(value)) if value is not None else None
     except ValueError:
         return None
+    if number is None or not math.isfinite(number) or not 0 <= number <= MAX_LATENCY_MS:
+        return None
+    return number
+
+
+def _text(value: object, limit: int) -> str:
+    """``value`` as text for a column: at most ``limit`` characters, a lone surrogate
+    (valid in JSON, not in UTF-8) replaced by U+FFFD so that every database takes it."""
+    return _SURROGATE.sub("\ufffd", str(value)[:limit])
 
 
 def _revision(role: str, source: str, document: Mapping[str, Any]) -> str | None:
@@ -203,21 +175,16 @@ def to_decision(
         return None
     data = event.get_data()
     attributes = {k: v for k, v in document.items() if k not in ("data", "data_base64")}
-    kept: Any = None
-    if settings.include_data:
-        if isinstance(data, (bytes, bytearray)):
-            kept = {"base64": base64.b64encode(bytes(data)).decode("ascii")}
-        else:
-            kept = redact(data, settings.redact)
+    kept, hashed = kept_data(event, settings.include_data, settings.redact)
     label: str | None = None
     if isinstance(data, Mapping) and isinstance(data.get("label"), str):
-        label = str(data["label"])[:200]
+        label = _text(data["label"], 200)
     causation = document.get(contract.EXT_CAUSATION)
     if role == "feedback" and isinstance(data, Mapping):
         # Feedback names the decision it is about: that is its cause.
         decision_id = data.get("decisionId")
         if isinstance(decision_id, str) and decision_id:
-            causation = decision_id
+            causation = _text(decision_id, 2048)
     return Decision(
         namespace=namespace,
         name=name,
@@ -233,9 +200,9 @@ def to_decision(
         if document.get(contract.EXT_MODEL_VERSION)
         else None,
         revision=_revision(role, source, document),
-        latency_ms=_float(document.get(contract.EXT_LATENCY_MS)),
+        latency_ms=latency_ms(document.get(contract.EXT_LATENCY_MS)),
         data=kept,
-        data_hash=data_hash(data if data is not None else b""),
+        data_hash=hashed,
         attributes=attributes,
         event_time=str(document["time"]) if document.get("time") else None,
         received_at=received_at,

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aiservice_functions.cloudevents_http import json_text
 from aiservice_functions.event_store.database import Connection, Database
 from aiservice_functions.event_store.decision_records import Decision
 from aiservice_functions.event_store.storage import TABLE as EVENTS_TABLE
@@ -143,7 +144,7 @@ def _record(row: Any) -> StoredDecision:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json_text(value)  # escapes a lone surrogate, which no database column takes
 
 
 _INSERT: Final = f"""INSERT INTO {TABLE} (namespace, name, role, source, event_id, type,

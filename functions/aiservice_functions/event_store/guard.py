@@ -1,13 +1,15 @@
 """Where a replay may send: refusing server-side request forgery, and URLs fit for logs.
 
 A replay target is a URL given by an API caller, and the store sends stored events to it
-from inside the cluster. By default a target is refused when its host is, or resolves to,
-a loopback, link-local (cloud metadata: ``169.254.169.254``), private, unique-local,
-multicast or unspecified address, or is a cluster-internal name (``*.svc``,
-``*.svc.<domain>``, ``localhost``) — except the Broker ingress the store replays to. The
-allow-list (``--replay-allow-target``) names hosts (``host``, ``*.suffix``) or networks
-(CIDR) to admit anyway. The chart's egress NetworkPolicy is the second line of defence
-(a name can resolve differently when the request is sent).
+from inside the cluster. By default the only target is the Broker ingress the store is
+configured with (``--broker-url``): a replay never leaves the cluster unless someone
+asked for it. Every other host is refused, naming why: a loopback, link-local (cloud
+metadata: ``169.254.169.254``), private, unique-local, multicast or unspecified address,
+a cluster-internal name (``*.svc``, ``*.svc.<domain>``, ``localhost``), or a public
+address outside the cluster. The allow-list (``--replay-allow-target``) names hosts
+(``host``, ``*.suffix``) or networks (CIDR) to admit, internal or public. The chart's
+egress NetworkPolicy is the second line of defence (a name can resolve differently when
+the request is sent).
 """
 
 from __future__ import annotations
@@ -105,6 +107,10 @@ class TargetPolicy:
                 f"{what}: {host[:100]!r} is an internal address ({internal[0]}: loopback, "
                 "link-local or private); add it to the store's replay allow-list to permit it"
             )
+        raise ValueError(
+            f"{what}: {host[:100]!r} is outside the cluster; replays go to the Broker "
+            "unless the store admits the host with --replay-allow-target"
+        )
 
 
 def _ip_literal(host: str) -> str | None:

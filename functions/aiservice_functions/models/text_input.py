@@ -6,11 +6,15 @@ with the same reasons and field names.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
 
 MAX_TEXT_CHARS = 20_000
 """Longer texts are refused: the encoder reads only the first 256 tokens (~1,000-1,500
 characters) anyway, and tokenising megabytes would stall the batch for everyone."""
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+"""JSON may escape half of a UTF-16 pair (``"\\ud83d"``); that is not text, and the
+tokenizer raises on it (a 500, retried and dead-lettered as the function's fault)."""
 
 
 class InputError(ValueError):
@@ -40,6 +44,12 @@ def text_from(data: Any) -> str:
         raise InputError(f'"text" must be a string, got {_json_type(text)}')
     if not text.strip():
         raise InputError('"text" is empty')
+    surrogate = _LONE_SURROGATE.search(text)
+    if surrogate is not None:
+        raise InputError(
+            f'"text" holds a lone surrogate (U+{ord(surrogate.group()):04X} at character '
+            f"{surrogate.start()}), half of a UTF-16 pair: it is not valid Unicode text"
+        )
     if len(text) > MAX_TEXT_CHARS:
         raise InputError(
             f'"text" has {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted'

@@ -8,11 +8,11 @@ untrusted: it is only ever turned into text (pretty JSON, cut short), never mark
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aiservice_functions.event_store.console.present import readable_json
 from aiservice_functions.event_store.decisions import StoredDecision
 from aiservice_functions.event_store.records import us_text
 
@@ -74,7 +74,7 @@ def data_text(value: Any) -> str:
     """A record's data as indented JSON text, cut at :data:`DATA_SHOWN` characters."""
     if value is None:
         return ""
-    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    text = readable_json(value, sort_keys=True)
     return text if len(text) <= DATA_SHOWN else text[:DATA_SHOWN] + "\n… (cut short)"
 
 

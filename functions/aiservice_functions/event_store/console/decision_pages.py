@@ -12,6 +12,7 @@ from typing import Final
 
 from flask import Blueprint, Response, request
 
+from aiservice_functions.event_store import params
 from aiservice_functions.event_store.console import chains
 from aiservice_functions.event_store.console.render import page
 from aiservice_functions.event_store.decisions import DecisionLog
@@ -55,10 +56,11 @@ def add_routes(bp: Blueprint, decisions: DecisionLog) -> None:
 
     @bp.get("/decisions/<namespace>/<name>")
     def decision_service(namespace: str, name: str) -> Response:
-        before = request.args.get("before", "")
-        items = decisions.recent(
-            namespace, name, int(before) if before.isdigit() else None, RECENT_SHOWN
-        )
+        try:
+            before = params.integer(request.args, "before", 1)
+        except params.ParamError as err:
+            return page("error.html", 400, message=str(err))
+        items = decisions.recent(namespace, name, before, RECENT_SHOWN)
         return page(
             "decision_service.html",
             namespace=namespace,

@@ -28,9 +28,21 @@ class Step:
     tone: str
 
 
+def readable_json(value: Any, *, sort_keys: bool = False) -> str:
+    """``value`` as indented JSON with its non-ASCII characters as they are, unless it
+    holds a lone surrogate (valid in JSON, not in UTF-8: the page could not be sent),
+    then ASCII-escaped."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=sort_keys)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, indent=2, sort_keys=sort_keys)
+    return text
+
+
 def pretty(value: Any) -> str:
     """JSON indented for reading; text as it is; cut past ``MAX_SHOWN`` characters."""
-    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    text = value if isinstance(value, str) else readable_json(value)
     if len(text) > MAX_SHOWN:
         return text[:MAX_SHOWN] + f"\n… ({len(text) - MAX_SHOWN} more characters)"
     return text

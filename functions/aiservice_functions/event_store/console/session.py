@@ -1,10 +1,11 @@
 """The console's session: who is signed in (the token's scope) and the CSRF token.
 
-The session is a signed cookie, not server state, so any worker process of the store can
-read it. It never holds the bearer token itself: only the scope the token granted and a
-random CSRF token. The signing key is derived from the configured tokens, so changing a
-token signs everyone out; without tokens (``--allow-unauthenticated``, local runs) the key
-is random per process.
+The session is a signed cookie, so any worker process of the store can read it. It never
+holds the bearer token itself: only the scope the token granted, a random CSRF token and
+a random session id, which signing out records on the database (:mod:`.signouts`) so that
+a copy of the cookie is refused afterwards. The signing key is derived from the
+configured tokens, so changing a token signs everyone out; without tokens
+(``--allow-unauthenticated``, local runs) the key is random per process.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class Session:
     scope: auth.Scope | None
     """``None``: not signed in yet (the login form's CSRF token is all it carries)."""
     csrf: str
+    id: str
+    """Random per sign-in: what signing out revokes."""
 
     @property
     def can_replay(self) -> bool:
@@ -57,7 +60,7 @@ class Session:
 
 
 def new_session(scope: auth.Scope | None) -> Session:
-    return Session(scope, secrets.token_urlsafe(32))
+    return Session(scope, secrets.token_urlsafe(32), secrets.token_urlsafe(16))
 
 
 class Sessions:
@@ -72,7 +75,7 @@ class Sessions:
         self._serializer = URLSafeTimedSerializer(key, salt="aisvc-console")
 
     def dump(self, session: Session) -> str:
-        return self._serializer.dumps({"s": session.scope, "c": session.csrf})
+        return self._serializer.dumps({"s": session.scope, "c": session.csrf, "i": session.id})
 
     def load(self, cookie: str | None) -> Session | None:
         """The session in ``cookie``, or ``None`` when absent, forged or expired."""
@@ -84,10 +87,12 @@ class Sessions:
             return None
         if not isinstance(data, dict):
             return None
-        scope, csrf = data.get("s"), data.get("c")
+        scope, csrf, session_id = data.get("s"), data.get("c"), data.get("i")
         if scope not in (None, "read", "replay") or not isinstance(csrf, str) or not csrf:
             return None
-        return Session(scope, csrf)
+        if not isinstance(session_id, str) or not session_id:
+            return None
+        return Session(scope, csrf, session_id)
 
 
 def csrf_ok(session: Session | None, given: str | None) -> bool:

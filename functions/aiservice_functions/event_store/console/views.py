@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, Response, g, jsonify, redirect, request
 from werkzeug.wrappers.response import Response as BaseResponse
 
-from aiservice_functions.event_store import jobs
+from aiservice_functions.event_store import jobs, params
 from aiservice_functions.event_store.console import decision_pages, present, rollouts
 from aiservice_functions.event_store.console.render import (
     current,
@@ -35,10 +35,10 @@ from aiservice_functions.event_store.console.session import (
     csrf_ok,
     new_session,
 )
+from aiservice_functions.event_store.console.signouts import SignOuts
 from aiservice_functions.event_store.decisions import DecisionLog
-from aiservice_functions.event_store.records import EventFilter, to_us, us_text
+from aiservice_functions.event_store.records import EventFilter, us_text
 from aiservice_functions.event_store.service import EventStore
-from aiservice_functions.timestamps import parse_time
 
 Replayer = Callable[[Sequence[int], bool], str]
 """Starts a replay job for the dead letters with these ``seq`` numbers (``force``: also
@@ -73,22 +73,18 @@ def parse_filters(args: dict[str, str]) -> Filters:
     """Form values → a filter; a wrong value is reported by name instead of refused."""
     values = {k: args.get(k, "").strip() for k in FILTER_FIELDS}
     errors: list[str] = []
+
     code: int | None = None
-    if values["code"]:
+    times: dict[str, int | None] = {"since": None, "until": None}
+    try:
+        code = params.integer(values, "code", 0, 999, label="HTTP code")
+    except params.ParamError as err:
+        errors.append(str(err))
+    for key in times:
         try:
-            code = int(values["code"])
-        except ValueError:
-            errors.append(f"HTTP code must be a number, got {values['code'][:40]!r}")
-    times: dict[str, int | None] = {}
-    for key in ("since", "until"):
-        times[key] = None
-        if values[key]:
-            try:
-                times[key] = to_us(parse_time(values[key]))
-            except ValueError:
-                errors.append(
-                    f"{key} must be a time like 2026-01-31T12:00, got {values[key][:40]!r}"
-                )
+            times[key] = params.timestamp(values, key)
+        except params.ParamError as err:
+            errors.append(str(err))
     state = values["state"]
     if state not in ("", "pending", "replayed"):
         errors.append(f"state must be pending or replayed, got {state[:40]!r}")
@@ -120,13 +116,6 @@ def _same_origin() -> bool:
     return f"{parts.scheme}://{parts.netloc}" == request.host_url.rstrip("/")
 
 
-def _local_next(target: str | None) -> str:
-    """Where to go after sign-in: only a path of this console, never another site."""
-    if target and target.startswith("/console") and "//" not in target and "\\" not in target:
-        return target
-    return "/console/"
-
-
 def _secure(response: Response) -> Response:
     headers = response.headers
     headers["Content-Security-Policy"] = CSP
@@ -149,8 +138,9 @@ def blueprint(
         template_folder="templates",
         static_folder="static",
     )
-    _guard_requests(bp, access, Sessions(access))
-    _sign_in_routes(bp, access)
+    signouts = SignOuts(store.db)
+    _guard_requests(bp, access, Sessions(access), signouts)
+    _sign_in_routes(bp, access, signouts)
     _overview_routes(bp, store)
     _dead_letter_routes(bp, store)
     _replay_routes(bp, store, start_replay)
@@ -159,7 +149,7 @@ def blueprint(
     return bp
 
 
-def _guard_requests(bp: Blueprint, access: Access, sessions: Sessions) -> None:
+def _guard_requests(bp: Blueprint, access: Access, sessions: Sessions, signouts: SignOuts) -> None:
     """Before every request: its session, CSRF and origin on POSTs, sign-in where needed;
     after it: the session cookie when it changed, and the security headers."""
 
@@ -168,6 +158,8 @@ def _guard_requests(bp: Blueprint, access: Access, sessions: Sessions) -> None:
         g.console_access = access
         g.console_cookie_dirty = False
         session = sessions.load(request.cookies.get(COOKIE))
+        if session is not None and session.scope is not None and signouts.signed_out(session.id):
+            session = None  # a copy of a cookie its owner signed out
         g.console_session = session
         if access.open and (session is None or session.scope is None):
             remember(new_session("replay"))
@@ -210,10 +202,10 @@ def _guard_requests(bp: Blueprint, access: Access, sessions: Sessions) -> None:
         return _secure(response)
 
 
-def _sign_in_routes(bp: Blueprint, access: Access) -> None:
+def _sign_in_routes(bp: Blueprint, access: Access, signouts: SignOuts) -> None:
     @bp.route("/login", methods=["GET", "POST"])
     def login() -> Response | BaseResponse:
-        target = _local_next(request.values.get("next"))
+        target = params.console_path(request.values.get("next"))
         if access.open:
             return redirect(target)
         if access.disabled:
@@ -229,6 +221,8 @@ def _sign_in_routes(bp: Blueprint, access: Access) -> None:
 
     @bp.post("/logout")
     def logout() -> BaseResponse:
+        if current().scope is not None:
+            signouts.sign_out(current().id, MAX_AGE_S)
         remember(new_session(None))
         return redirect("/console/login")
 
@@ -285,9 +279,9 @@ def _dead_letter_routes(bp: Blueprint, store: EventStore) -> None:
         if not filters.errors:
             try:
                 found = store.events.page(
-                    filters.flt, limit=PAGE_SIZE, cursor=request.args.get("cursor")
+                    filters.flt, limit=PAGE_SIZE, cursor=params.cursor(request.args)
                 )
-            except ValueError as err:
+            except ValueError as err:  # ParamError included
                 filters.errors.append(str(err))
             else:
                 items = found.items
@@ -298,6 +292,7 @@ def _dead_letter_routes(bp: Blueprint, store: EventStore) -> None:
                     )
         return page(
             "dead_letters.html",
+            400 if filters.errors else 200,
             filters=filters,
             items=items,
             next_url=next_url,
@@ -307,7 +302,7 @@ def _dead_letter_routes(bp: Blueprint, store: EventStore) -> None:
 
     @bp.get("/dead-letters/<int:seq>")
     def dead_letter(seq: int) -> Response:
-        record = store.events.get(seq)
+        record = store.events.get(seq) if seq <= params.INT64_MAX else None
         if record is None or record.kind != "dead-letter":
             return page("error.html", 404, message=f"No dead letter with seq {seq}.")
         return page(
@@ -330,15 +325,15 @@ def _replay_routes(bp: Blueprint, store: EventStore, start_replay: Replayer) -> 
         if not current().can_replay:
             return refuse(403, "This token allows reading only, not replay.")
         try:
-            seqs = sorted({int(s) for s in request.form.getlist("seq")})
-        except ValueError:
-            return refuse(400, "seq must be whole numbers")
+            seqs = sorted({params.whole(s, "seq", 1) for s in request.form.getlist("seq")})
+        except params.ParamError as err:
+            return refuse(400, str(err))
         if not seqs or len(seqs) > MAX_REPLAY:
             return refuse(400, f"Select between 1 and {MAX_REPLAY} dead letters to replay.")
         job_id = start_replay(seqs, request.form.get("force") == "true")
         where = f"/console/replays/{job_id}"
         if not wants_json():
-            back = _local_next(request.form.get("back"))
+            back = params.console_path(request.form.get("back"))
             return redirect(where + "?" + urlencode({"back": back}), code=303)
         row = store.jobs.get(job_id)
         assert row is not None
@@ -357,7 +352,7 @@ def _replay_routes(bp: Blueprint, store: EventStore, start_replay: Replayer) -> 
             "replay_job.html",
             job=job,
             asked=len(job["request"].get("seqs") or []),
-            back=_local_next(request.args.get("back")),
+            back=params.console_path(request.args.get("back")),
         )
 
     @bp.get("/api/replays/<job_id>")
