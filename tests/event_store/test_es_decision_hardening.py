@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from aiservice_functions.event_store.decision_data import data_hash
-from aiservice_functions.event_store.storage import SqlStore
+from aiservice_functions.event_store.service import EventStore
 
 from tests.support.event_store import TOKEN
 
@@ -66,15 +66,15 @@ def _no_constant(name: str) -> None:
     raise AssertionError(f"the store answered invalid JSON ({name})")
 
 
-def every_column(store: SqlStore) -> str:
-    with store.transaction(write=False) as conn:
-        rows = store.execute(conn, "SELECT * FROM aisvc_decisions").fetchall()
+def every_column(store: EventStore) -> str:
+    with store.db.transaction(write=False) as conn:
+        rows = store.db.execute(conn, "SELECT * FROM aisvc_decisions").fetchall()
     return json.dumps([list(map(str, r)) for r in rows])
 
 
 @pytest.mark.parametrize("encoding", list(ENCODINGS))
 def test_redaction_holds_for_every_encoding_the_runtime_decodes_as_json(
-    server: str, client: httpx.Client, store: SqlStore, encoding: str
+    server: str, client: httpx.Client, store: EventStore, encoding: str
 ) -> None:
     assert ingest(client, server, ENCODINGS[encoding]).status_code == 201
     (record,) = records(client, server)
@@ -85,7 +85,7 @@ def test_redaction_holds_for_every_encoding_the_runtime_decodes_as_json(
 
 
 def test_with_redaction_data_that_does_not_parse_is_not_kept(
-    server: str, client: httpx.Client, store: SqlStore
+    server: str, client: httpx.Client, store: EventStore
 ) -> None:
     raw = b'customer x@example.com said {"text": great'
     assert ingest(client, server, binary("e-raw", "text/plain", raw)).status_code == 201

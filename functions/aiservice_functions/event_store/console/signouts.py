@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from aiservice_functions.event_store.records import now_us
 from aiservice_functions.event_store.database import Database
+from aiservice_functions.event_store.records import now_us
 
 TABLE: Final = "aisvc_console_signouts"
 LOCK_ID: Final = 7163550013
