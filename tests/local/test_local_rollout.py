@@ -221,7 +221,10 @@ def test_abort_command_rolls_back(rolled: LocalRun) -> None:
     assert state is not None
     url = f"{state['commandsUrl']}/t/shadowed"
     command = {"X-Aisvc-Command": "1"}
-    assert httpx.post(f"{url}/sideways", headers=command).status_code == 400
+    unknown = httpx.post(f"{url}/sideways", headers=command)
+    assert unknown.status_code == 404 and "unknown command" in unknown.json()["error"]
+    unknown = httpx.post(f"{state['commandsUrl']}/t/nosuch/sideways", headers=command)
+    assert unknown.status_code == 404 and "unknown command" in unknown.json()["error"]
     assert httpx.post(f"{state['commandsUrl']}/t/nosuch/abort", headers=command).status_code == 400
     # A web page cannot send one: a cross-origin POST, or one without the header, is refused.
     evil = {**command, "Origin": "http://evil.example"}

@@ -93,6 +93,7 @@ from aiservice_functions.event_store.replay import (
 from aiservice_functions.event_store.retention import RetentionPolicy, RetentionThread
 from aiservice_functions.event_store.storage import SqlStore, StoreUnavailable
 from aiservice_functions.event_store.telemetry import StoreMetrics
+from aiservice_functions.loopback_hosts import MISDIRECTED, host_refusal
 from aiservice_functions.serving.bodies import read_body
 from aiservice_functions.timestamps import parse_time
 
@@ -350,9 +351,22 @@ def create_app(
     retention: RetentionPolicy | None = None,
     http_client: httpx.Client | None = None,
     sink_key: bytes | None = None,
+    loopback_listener: tuple[str, int] | None = None,
 ) -> Flask:
-    """The WSGI app over ``store``; starts the retention thread when ``retention`` is active."""
+    """The WSGI app over ``store``; starts the retention thread when ``retention`` is active.
+
+    With ``loopback_listener`` (host, port), as a local run serves it, every request must
+    name that loopback listener in its ``Host`` (421 otherwise): a web page that rebinds
+    its own name to 127.0.0.1 cannot read or replay through the unauthenticated store."""
     app = Flask("aiservice_functions.event_store")
+    if loopback_listener is not None:
+        listen_host, listen_port = loopback_listener
+
+        @app.before_request
+        def _loopback_only() -> Response | None:
+            refused = host_refusal(request.headers.get("Host"), listen_host, listen_port)
+            return _error(MISDIRECTED, refused) if refused else None
+
     # One byte of slack: a chunked body is cut at the limit by the server's stream, so
     # reading max+1 bytes is how an oversized one is told from one of exactly max bytes.
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1

@@ -247,7 +247,7 @@ class LocalRun:
         command = (
             sys.executable, "-m", "aiservice_functions.event_store", "serve",
             "--db", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(self.store_port),
-            "--allow-unauthenticated", "--broker-url", self.broker_url,
+            "--allow-unauthenticated", "--loopback-only", "--broker-url", self.broker_url,
             "--sink-key-file", str(self.sink_key_file),
             "--replay-allow-target", "127.0.0.0/8",  # a local run's targets are local
         )  # fmt: skip
@@ -414,13 +414,13 @@ class LocalRun:
 
     def command(self, namespace: str, name: str, command: str) -> str | None:
         """Queue a rollout command (the local form of the ``aiservice.dev/*`` annotations)."""
+        if command not in COMMANDS:
+            return f"{command!r} is not a rollout command ({', '.join(COMMANDS)})"
         run = self.services_runs.get((namespace, name))
         if run is None:
             return f"no AIService {namespace}/{name} in this run"
         if run.ais.spec.rollout is None:
             return f"{namespace}/{name} has no spec.rollout"
-        if command not in COMMANDS:
-            return f"{command!r} is not a rollout command ({', '.join(COMMANDS)})"
         key = annotation(cast(Command, command))
         run.ais = dataclasses.replace(run.ais, annotations={**run.ais.annotations, key: "true"})
         return None
