@@ -17,7 +17,8 @@ from aiservice_operator.cli.main import app
 from aiservice_operator.core.compile import shadow_trigger_name
 from aiservice_operator.core.rollout import annotation as aiservice_annotation
 from aiservice_operator.local.manifests import load
-from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from aiservice_operator.local.runner import LocalRun, UpOptions
+from aiservice_operator.local.state_files import read_state
 from typer.testing import CliRunner
 
 from tests.support.local import Background, aiservice, write_manifests

@@ -27,7 +27,8 @@ import typer
 from aiservice_functions import contract
 from aiservice_operator.cli.local import register
 from aiservice_operator.local.manifests import load
-from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from aiservice_operator.local.runner import LocalRun, UpOptions
+from aiservice_operator.local.state_files import read_state
 from aiservice_operator.local.view import render
 from rich.console import Console
 from typer.testing import CliRunner
@@ -359,3 +360,16 @@ def test_a_command_from_a_rebound_page_is_refused_whatever_its_host(env: Env) ->
     own = {"X-Aisvc-Command": "1", "Origin": f"http://localhost:{port}"}
     answered = env.http.post(url, headers=own)  # the run's own page: on to the command
     assert answered.status_code == 400 and "no spec.rollout" in answered.json()["error"]
+
+
+def test_the_state_directory_and_its_files_are_private(env: Env) -> None:
+    """The broker log, the store's database and the logs hold event data: owner only."""
+    assert env.state_dir.stat().st_mode & 0o777 == 0o700
+    files = [p for p in env.state_dir.rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"broker.db", "event-store.db", "local.json", "sink.key"} <= names
+    assert any(p.parent.name == "logs" and p.suffix == ".log" for p in files)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {
+        p.name: oct(0o600) for p in files
+    }
+    assert (env.state_dir / "logs").stat().st_mode & 0o777 == 0o700

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,15 +28,16 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.tree import Tree
 
-from aiservice_operator.cli.common import DEFAULT_STATE_DIR, StateDirOpt
+from aiservice_operator.cli.common import DEFAULT_STATE_DIR
 from aiservice_operator.cli.dlq import (
     Output,
     OutputOpt,
+    StoreStateDirOpt,
     Token,
     Url,
     _call,
     _when,
-    default_url,
+    store_for,
 )
 from aiservice_operator.core.decision_view import Node, chain_tree, compare
 from aiservice_operator.sources.event_store import EventStoreError
@@ -88,11 +89,11 @@ def trace(
     ],
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show an event's whole chain: input, each stage's reply, dead letters on the way."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     body = _call("GET", url, "/v1/decisions/trace", token, params={"id": event})
     roots = chain_tree(body["records"], body["deadLetters"])
     if output is Output.json:
@@ -116,7 +117,7 @@ def trace(
 def _tag_url(namespace: str, name: str, model: str, target: str | None, state_dir: Path) -> str:
     if target:
         return target
-    from aiservice_operator.local.runner import read_state
+    from aiservice_operator.local.state_files import read_state
 
     state = read_state(state_dir) or {}
     if state.get("servingUrl"):
@@ -126,7 +127,7 @@ def _tag_url(namespace: str, name: str, model: str, target: str | None, state_di
 
 
 def _inputs(
-    url: str | None, token: str | None, namespace: str, name: str, since: str | None, limit: int
+    url: str, token: str | None, namespace: str, name: str, since: str | None, limit: int
 ) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     after = 0
@@ -150,6 +151,17 @@ def _binary(attributes: dict[str, Any], data: Any) -> tuple[dict[str, str], byte
     headers = {f"ce-{k}": str(v) for k, v in attributes.items() if k != "datacontenttype"}
     headers["content-type"] = str(attributes.get("datacontenttype") or "application/json")
     return headers, json.dumps(data).encode("utf-8")
+
+
+def _event_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A binary-mode reply's CloudEvent headers (its ``ce-`` attributes and content type),
+    without the framing and encoding of the answer it came in (Content-Length,
+    Transfer-Encoding, Content-Encoding: httpx has already decoded the body)."""
+    return {
+        k: v
+        for k, v in headers.items()
+        if k.lower().startswith("ce-") or k.lower() == "content-type"
+    }
 
 
 @dataclass
@@ -183,8 +195,9 @@ class _Resender:
             if answer.status_code != 200:
                 raise EventStoreError(f"{self.endpoint} answered {answer.status_code}")
             stored = client.post(
-                self.ingest, headers={**dict(answer.headers), **self.auth}, content=answer.content
-            )
+                self.ingest, headers={**_event_headers(answer.headers), **self.auth},
+                content=answer.content,
+            )  # fmt: skip
             if stored.status_code >= 300:
                 raise EventStoreError(
                     f"the event store refused the new decision: {stored.text[:200]}"
@@ -216,11 +229,12 @@ def reprocess(
     rate: Annotated[float, typer.Option(help="Events per second at most (0: no limit).")] = 0.0,
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Answer logged inputs again with another model version and report what changed."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
+    local_dir = state_dir or DEFAULT_STATE_DIR
     inputs = _inputs(url, token, namespace, name, _when(since, "--since"), limit)
     usable = [i for i in inputs if i.get("data") is not None]
     if dry_run:
@@ -230,7 +244,7 @@ def reprocess(
         typer.echo("error: the inputs were logged without data (includeData: false)", err=True)
         raise typer.Exit(code=1)
     run_id = f"{model}-{uuid.uuid4().hex[:12]}"
-    endpoint = _tag_url(namespace, name, model, target, state_dir)
+    endpoint = _tag_url(namespace, name, model, target, local_dir)
     store = url.rstrip("/")
     ingest = f"{store}{_svc(namespace, name)}/reprocessed?data=true&run={run_id}"
     auth = {"Authorization": f"Bearer {token}"} if token else {}
@@ -248,7 +262,7 @@ def reprocess(
     result = compare(pairs["pairs"], errors)
     published = (
         _publish(
-            pairs["pairs"], result.changed_keys, broker_url or _local_broker(namespace, state_dir)
+            pairs["pairs"], result.changed_keys, broker_url or _local_broker(namespace, local_dir)
         )
         if publish
         else 0
@@ -276,7 +290,7 @@ def reprocess(
 
 def _local_broker(namespace: str, state_dir: Path) -> str | None:
     """The local run's Broker in ``namespace``: ``default``, or the only one there."""
-    from aiservice_operator.local.runner import read_state
+    from aiservice_operator.local.state_files import read_state
 
     brokers: dict[str, str] = (read_state(state_dir) or {}).get("brokers") or {}
     if f"{namespace}/default" in brokers:
@@ -310,9 +324,9 @@ def _publish(pairs: list[dict[str, Any]], changed: tuple[str, ...], broker_url: 
 
 
 def _rows(
-    url: str | None, token: str | None, path: str, params: dict[str, str]
+    url: str, token: str | None, path: str, params: dict[str, str]
 ) -> Iterator[dict[str, Any]]:
-    base = (url or default_url()).rstrip("/")
+    base = url.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with (
         httpx.Client(timeout=None) as client,
@@ -342,10 +356,10 @@ def export(
     ] = False,
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
 ) -> None:
     """Stream logged inputs with their decisions as training data (constant memory)."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     if fmt not in ("jsonl", "csv", "parquet"):
         raise typer.BadParameter("must be jsonl, csv or parquet", param_hint="--format")
     params = {"feedback": "true" if with_feedback else "false"}

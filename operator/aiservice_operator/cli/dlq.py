@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aiservice_operator.cli.common import DEFAULT_STATE_DIR, StateDirOpt
+from aiservice_operator.cli.common import DEFAULT_STATE_DIR, fail
 from aiservice_operator.sources.event_store import EventStoreClient, EventStoreError
 
 app = typer.Typer(
@@ -98,18 +98,46 @@ def _when(value: str | None, option: str) -> str | None:
     return value
 
 
-def default_url(state_dir: Path = DEFAULT_STATE_DIR) -> str:
-    """The event store of the local run with `state_dir`, if one runs, else DEFAULT_URL."""
-    from aiservice_operator.local.runner import read_state
+StoreStateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="State directory of a local run (`aisvc up --state-dir`) whose event store to "
+        f"use (default: {DEFAULT_STATE_DIR}, when a run is live there).",
+        show_default=False,
+    ),
+]
 
-    state = read_state(state_dir)
-    return str((state or {}).get("eventStoreUrl") or DEFAULT_URL)
+
+def store_for(url: str | None, token: str | None, state_dir: Path | None) -> tuple[str, str | None]:
+    """(base URL, token) of the event store a command talks to.
+
+    ``--url`` (or its variable) wins, with the token. Else the store of the live local
+    run in ``--state-dir`` (default ``.aisvc``), never with the token: a local run's
+    store needs none, and a state file must not be able to send it elsewhere. A
+    ``--state-dir`` naming no live run is an error, as for `aisvc send`; without one,
+    and no run in ``.aisvc``, DEFAULT_URL (a port-forward), with the token.
+    """
+    from aiservice_operator.local.state_files import read_state
+
+    if url:
+        return url, token
+    state = read_state(state_dir or DEFAULT_STATE_DIR)
+    if state is not None and state.get("eventStoreUrl"):
+        return str(state["eventStoreUrl"]), None
+    if state_dir is not None and state is not None:
+        raise fail(f"the local run in {state_dir} runs without an event store; pass --url")
+    if state_dir is not None:
+        raise fail(
+            f"no local run found in {state_dir} (start one with `aisvc up -f FILE`), or pass --url"
+        )
+    return DEFAULT_URL, token
 
 
-def _call(method: str, url: str | None, path: str, token: str | None, **kwargs: Any) -> Any:
+def _call(method: str, url: str, path: str, token: str | None, **kwargs: Any) -> Any:
     """One call to the store for a command: a failure is printed and ends the command
     with status 1."""
-    store = EventStoreClient(url or default_url(), token, timeout_seconds=30.0)
+    store = EventStoreClient(url, token, timeout_seconds=30.0)
     try:
         return store.json(method, path, **kwargs)
     except EventStoreError as err:
@@ -170,7 +198,7 @@ def _summary_table(items: list[dict[str, Any]], title: str) -> Table:
 def list_(
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     namespace: Namespace = None,
     name: Name = None,
     type_: Type = None,
@@ -191,7 +219,7 @@ def list_(
     output: OutputOpt = Output.table,
 ) -> None:
     """List dead letters (newest first), filtered and paginated."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     params = _filters(namespace, name, type_, code, revision, since, until)
     params["kind"] = "audit" if audit else "dead-letter"
     if replayed is not None:
@@ -222,11 +250,11 @@ def show(
     seq: Annotated[int, typer.Argument(help="The record's SEQ (from `aisvc dlq list`).")],
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show one record: why it failed and the whole event."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     record = _call("GET", url, f"/v1/events/{seq}", token)
     if output is Output.json:
         typer.echo(json.dumps(record, indent=2))
@@ -309,7 +337,7 @@ def replay(
     ] = None,
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     namespace: Namespace = None,
     name: Name = None,
     type_: Type = None,
@@ -350,7 +378,7 @@ def replay(
     (the job goes on: `aisvc dlq cancel ID` stops it). Replaying the same selection
     again sends nothing unless --force.
     """
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     flt = _filters(namespace, name, type_, code, revision, since, until)
     body = _selection_body(seqs, flt, all_)
     settings = {"target": target, "broker": broker, "concurrency": concurrency, "rate": rate}
@@ -372,7 +400,7 @@ def replay(
         raise typer.Exit(code=1)
 
 
-def _follow(url: str | None, token: str | None, job: dict[str, Any], show: bool) -> Any:
+def _follow(url: str, token: str | None, job: dict[str, Any], show: bool) -> Any:
     """Poll a replay job until it ends, drawing a progress bar on stderr when ``show``."""
     path = f"{REPLAYS_PATH}/{job['id']}"
     console = Console(stderr=True)
@@ -408,11 +436,11 @@ def job_(
     job_id: Annotated[str, typer.Argument(help="Replay job id (from `dlq replay --detach`).")],
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show a replay job: its state and progress."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     state = _call("GET", url, f"{REPLAYS_PATH}/{job_id}", token)
     if output is Output.json:
         typer.echo(json.dumps(state, indent=2))
@@ -429,10 +457,10 @@ def cancel(
     job_id: Annotated[str, typer.Argument(help="Replay job id.")],
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
 ) -> None:
     """Cancel a replay job: sends in flight finish, the rest stay pending."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     state = _call("DELETE", url, f"{REPLAYS_PATH}/{job_id}", token)
     typer.echo(f"cancel requested for {state['id']} ({state['state']})")
 
@@ -441,7 +469,7 @@ def cancel(
 def stats(
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     namespace: Namespace = None,
     name: Name = None,
     since: Since = None,
@@ -449,7 +477,7 @@ def stats(
     output: OutputOpt = Output.table,
 ) -> None:
     """Dead-letter counts per AIService and per revision."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     params = _filters(namespace, name, None, None, None, since, until)
     result = _call("GET", url, contract.EVENT_STORE_STATS_PATH, token, params=params)
     if output is Output.json:
