@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import httpx
 import typer
@@ -28,7 +31,7 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.tree import Tree
 
-from aiservice_operator.cli.common import DEFAULT_STATE_DIR
+from aiservice_operator.cli.common import DEFAULT_STATE_DIR, fail, one_line
 from aiservice_operator.cli.dlq import (
     Output,
     OutputOpt,
@@ -335,7 +338,8 @@ def _rows(
         if response.status_code >= 400:
             response.read()
             typer.echo(
-                f"error: event store answered {response.status_code}: {response.text}", err=True
+                f"error: event store answered {response.status_code}: {one_line(response.text)}",
+                err=True,
             )
             raise typer.Exit(code=1)
         for line in response.iter_lines():
@@ -349,7 +353,10 @@ def export(
     since: Since = None,
     fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="File to write (default: stdout); replaced only on success."
+        ),
     ] = None,
     with_feedback: Annotated[
         bool, typer.Option("--with-feedback", help="Join feedback labels.")
@@ -358,34 +365,78 @@ def export(
     token: Token = None,
     state_dir: StoreStateDirOpt = None,
 ) -> None:
-    """Stream logged inputs with their decisions as training data (constant memory)."""
+    """Stream logged inputs with their decisions as training data (constant memory).
+
+    CSV cells that a spreadsheet would run as a formula (starting with =, +, -, @, a tab
+    or a carriage return) are written with a leading ' so they stay text.
+    """
     url, token = store_for(url, token, state_dir)
     if fmt not in ("jsonl", "csv", "parquet"):
         raise typer.BadParameter("must be jsonl, csv or parquet", param_hint="--format")
+    if fmt == "parquet" and out is None:
+        raise typer.BadParameter("parquet needs --out", param_hint="--out")
+    if out is not None and not out.parent.is_dir():
+        raise fail(f"cannot write {out}: the directory {out.parent} does not exist")
     params = {"feedback": "true" if with_feedback else "false"}
     when = _when(since, "--since")
     if when:
         params["since"] = when
     rows = _rows(url, token, _svc(namespace, name) + "/export", params)
     columns = [*EXPORT_COLUMNS, *(["feedbackLabel"] if with_feedback else [])]
-    if fmt == "parquet":
-        if out is None:
-            raise typer.BadParameter("parquet needs --out", param_hint="--out")
-        _parquet(rows, columns, out)
-        return
-    handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
     try:
-        if fmt == "jsonl":
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(_flat(row, columns))
+        if out is None:
+            _write_text(rows, columns, fmt, sys.stdout)
+            return
+        with _replacing(out) as tmp:
+            if fmt == "parquet":
+                _parquet(rows, columns, tmp)
+            else:
+                with tmp.open("w", encoding="utf-8", newline="") as handle:
+                    _write_text(rows, columns, fmt, handle)
+    except httpx.HTTPError as err:
+        raise fail(
+            f"cannot read the export from the event store at {url}: {one_line(err)}"
+        ) from None
+    except OSError as err:
+        raise fail(f"cannot write {out}: {one_line(err)}") from None
+
+
+@contextmanager
+def _replacing(out: Path) -> Iterator[Path]:
+    """A temporary file next to `out`, renamed onto it when the block succeeds and removed
+    when it fails, so a failed export leaves `out` as it was."""
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        tmp.replace(out)
     finally:
-        if out:
-            handle.close()
+        tmp.unlink(missing_ok=True)
+
+
+def _write_text(
+    rows: Iterator[dict[str, Any]], columns: list[str], fmt: str, handle: TextIO
+) -> None:
+    if fmt == "jsonl":
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    writer = csv.DictWriter(handle, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _csv_cell(v) for c, v in _flat(row, columns).items()})
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (OWASP's CSV injection guidance)."""
+
+
+def _csv_cell(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, prefixed with ' (kept as text)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _flat(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
