@@ -18,6 +18,7 @@ import pytest
 from aiservice_functions.event_store import create_app as store_app
 from aiservice_functions.event_store import open_store
 from aiservice_functions.runtime.app import create_app
+from aiservice_operator.cli.common import CONTROL
 from aiservice_operator.cli.main import app
 from typer.testing import CliRunner
 from werkzeug.serving import make_server
@@ -206,3 +207,22 @@ def test_reprocess_files_a_gzipped_chunked_answer(store_url: str, gzip_model: st
     args = ["reprocess", "echo", "-n", "shop", "--model", "v2", "--url", store_url]
     report = json.loads(invoke(*args, "--target", gzip_model, "-o", "json"))
     assert (report["compared"], report["errors"], report["changed"]) == (1, 0, 1), report
+
+
+def test_trace_shows_logged_fields_without_terminal_escapes(store_url: str) -> None:
+    evil = "\x1b]0;retitled\x07\x1b[1A\u202e[link=http://evil.example/]x[/link]"
+    doc = {"specversion": "1.0", "id": "r-1", "source": "/c", "type": "com.example" + evil,
+           "datacontenttype": "application/json", "data": {"text": "t"}}  # fmt: skip
+    posted = httpx.post(
+        store_url + SINK.format(role="inputs"),
+        headers={"content-type": "application/cloudevents+json"},
+        content=json.dumps(doc),
+    )
+    assert posted.status_code == 201, posted.text
+    result = CliRunner().invoke(
+        app, ["trace", "r-1", "--url", store_url, "--token", TOKEN], env={"COLUMNS": "1000"}
+    )
+    assert result.exit_code == 0, result.output
+    assert not CONTROL.search(result.stdout.replace("\n", "")), result.stdout
+    assert "com.example\\x1b]0;retitled\\x07" in result.stdout
+    assert "[link=http://evil.example/]x[/link]" in result.stdout  # text, not a hyperlink

@@ -27,11 +27,12 @@ import httpx
 import typer
 from aiservice_functions import contract
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from rich.tree import Tree
 
-from aiservice_operator.cli.common import DEFAULT_STATE_DIR, fail, one_line
+from aiservice_operator.cli.common import DEFAULT_STATE_DIR, fail, one_line, printable, shown
 from aiservice_operator.cli.dlq import (
     Output,
     OutputOpt,
@@ -64,10 +65,11 @@ def _svc(namespace: str, name: str) -> str:
 
 
 def _label(node: Node) -> str:
-    seen = ", ".join(f"{s} {r}" for s, r in node.seen_by)
-    parts = [f"[bold]{node.type}[/bold] {node.key}", f"[dim]({seen})[/dim]"]
+    """The node as rich markup, its logged fields printable and escaped (never markup)."""
+    seen = _safe(", ".join(f"{s} {r}" for s, r in node.seen_by))
+    parts = [f"[bold]{_safe(node.type)}[/bold] {_safe(node.key)}", f"[dim]({seen})[/dim]"]
     if node.model_version:
-        parts.append(f"model {node.model_version}")
+        parts.append(f"model {_safe(node.model_version)}")
     if node.latency_ms is not None:
         parts.append(f"{node.latency_ms:.1f} ms")
     if node.receipts > 1:
@@ -75,9 +77,14 @@ def _label(node: Node) -> str:
     for d in node.dead_letters:
         state = "replayed" if d.get("replayed") else "not replayed"
         parts.append(
-            f"[red]dead-lettered by {d.get('name')} (HTTP {d.get('errorCode')}, {state})[/red]"
+            f"[red]dead-lettered by {_safe(d.get('name'))} "
+            f"(HTTP {_safe(d.get('errorCode'))}, {state})[/red]"
         )
     return " ".join(parts)
+
+
+def _safe(text: object) -> str:
+    return escape(printable(text))
 
 
 def _add(tree: Tree, node: Node) -> None:
@@ -107,7 +114,7 @@ def trace(
         raise typer.Exit(code=1)
     console = Console()
     for correlation in body["correlationIds"]:
-        tree = Tree(f"chain {correlation}")
+        tree = Tree(shown(f"chain {correlation}"))
         for root in roots:
             if root.correlation == correlation:
                 _add(tree, root)
@@ -209,7 +216,7 @@ class _Resender:
             with self._lock:
                 self.errors += 1
                 if self.errors <= 3:
-                    typer.echo(f"warning: {item['key']}: {err}", err=True)
+                    typer.echo(f"warning: {one_line(item['key'])}: {one_line(err)}", err=True)
 
 
 def reprocess(
@@ -285,7 +292,7 @@ def reprocess(
     if result.confusion:
         table = Table("old label", "new label", "count")
         for (old, new), count in sorted(result.confusion.items()):
-            table.add_row(old, new, str(count), style="bold" if old != new else None)
+            table.add_row(shown(old), shown(new), str(count), style="bold" if old != new else None)
         console.print(table)
     if publish:
         console.print(f"published {published} corrections")

@@ -19,10 +19,11 @@ from aiservice_functions import contract
 from aiservice_functions.durations import EXAMPLES, parse_duration
 from aiservice_functions.timestamps import parse_time, rfc3339
 from rich.console import Console
+from rich.highlighter import JSONHighlighter
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aiservice_operator.cli.common import DEFAULT_STATE_DIR, fail
+from aiservice_operator.cli.common import DEFAULT_STATE_DIR, fail, one_line, printable, shown
 from aiservice_operator.sources.event_store import EventStoreClient, EventStoreError
 
 app = typer.Typer(
@@ -144,7 +145,7 @@ def _call(method: str, url: str, path: str, token: str | None, **kwargs: Any) ->
         hint = ""
         if err.status in (401, 403):
             hint = f" (set --token or {contract.ENV_EVENT_STORE_TOKEN})"
-        typer.echo(f"error: {err}{hint}", err=True)
+        typer.echo(f"error: {one_line(err)}{hint}", err=True)
         raise typer.Exit(code=1) from None
 
 
@@ -183,13 +184,13 @@ def _summary_table(items: list[dict[str, Any]], title: str) -> Table:
             replayed = f"failed ({item['lastReplayStatus']})"
         table.add_row(
             str(item["seq"]),
-            _short_time(item["receivedAt"]),
-            f"{item['namespace']}/{item['name']}",
-            item["type"],
-            item["id"],
+            shown(_short_time(item["receivedAt"])),
+            shown(f"{item['namespace']}/{item['name']}"),
+            shown(item["type"]),
+            shown(item["id"]),
             str(item["errorCode"] or ""),
-            item["revision"] or "",
-            replayed,
+            shown(item["revision"] or ""),
+            shown(replayed),
         )
     return table
 
@@ -279,13 +280,14 @@ def show(
         ("last replay", "lastReplayError"),
     ):
         value = f"{record['namespace']}/{record['name']}" if key is None else record.get(key)
-        table.add_row(label, "" if value is None else str(value))
+        table.add_row(label, shown("" if value is None else value))
     error_data = record.get("errorData")
     if error_data is not None:
-        shown = error_data if isinstance(error_data, str) else json.dumps(error_data, indent=2)
-        table.add_row("response", shown)
+        text = error_data if isinstance(error_data, str) else json.dumps(error_data, indent=2)
+        table.add_row("response", shown(text))
     console.print(table)
-    console.print_json(json.dumps(record["event"]))
+    event = json.dumps(record["event"], indent=2, ensure_ascii=False)
+    console.print(JSONHighlighter()(printable(event)))
 
 
 def _print_replay(summary: dict[str, Any]) -> None:
@@ -303,13 +305,17 @@ def _print_replay(summary: dict[str, Any]) -> None:
     for r in summary["results"]:
         result = f"ok ({r['status']})" if r["ok"] else (r["error"] or "failed")
         table.add_row(
-            str(r["seq"]), r["id"], f"{r['namespace']}/{r['name']}", str(r["replay"]), result
+            str(r["seq"]),
+            shown(r["id"]),
+            shown(f"{r['namespace']}/{r['name']}"),
+            str(r["replay"]),
+            shown(result),
         )
     console.print(table)
     if summary["selected"] == 0:
         console.print("nothing to replay (already replayed? use --force to re-send)")
     if summary["state"] != "succeeded":
-        console.print(f"replay {summary['id']} {summary['state']}", markup=False)
+        console.print(printable(f"replay {summary['id']} {summary['state']}"), markup=False)
 
 
 def _selection_body(seqs: list[int] | None, flt: dict[str, Any], all_: bool) -> dict[str, Any]:
@@ -446,9 +452,11 @@ def job_(
         typer.echo(json.dumps(state, indent=2))
         return
     typer.echo(
-        f"{state['id']}  {state['state']}  {state['done']}/{state['selected']} done, "
-        f"{state['replayed']} replayed, {state['failed']} failed, "
-        f"{state['cancelled']} cancelled"
+        printable(
+            f"{state['id']}  {state['state']}  {state['done']}/{state['selected']} done, "
+            f"{state['replayed']} replayed, {state['failed']} failed, "
+            f"{state['cancelled']} cancelled"
+        )
     )
 
 
@@ -462,7 +470,7 @@ def cancel(
     """Cancel a replay job: sends in flight finish, the rest stay pending."""
     url, token = store_for(url, token, state_dir)
     state = _call("DELETE", url, f"{REPLAYS_PATH}/{job_id}", token)
-    typer.echo(f"cancel requested for {state['id']} ({state['state']})")
+    typer.echo(printable(f"cancel requested for {state['id']} ({state['state']})"))
 
 
 @app.command()
@@ -489,7 +497,7 @@ def stats(
         services.add_column(column)
     for s in result["services"]:
         services.add_row(
-            f"{s['namespace']}/{s['name']}",
+            shown(f"{s['namespace']}/{s['name']}"),
             str(s["deadLetters"]),
             str(s["unreplayed"]),
             str(s["audit"]),
@@ -500,8 +508,8 @@ def stats(
         revisions.add_column(column)
     for r in result["revisions"]:
         revisions.add_row(
-            f"{r['namespace']}/{r['name']}",
-            r["revision"] or "(untagged route)",
+            shown(f"{r['namespace']}/{r['name']}"),
+            shown(r["revision"] or "(untagged route)"),
             str(r["deadLetters"]),
             str(r["unreplayed"]),
         )
