@@ -171,13 +171,13 @@ class LocalRun:
 
     async def start(self) -> None:
         private_dir(self.state_dir)
+        self.log = EventLog(  # first: a log that cannot be read stops the run before it starts
+            private_database(self.state_dir / "broker.db"), synchronous=self.options.synchronous
+        )
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0)
         )
         self.services = Services(self._session)
-        self.log = EventLog(
-            private_database(self.state_dir / "broker.db"), synchronous=self.options.synchronous
-        )
         self.log.start(asyncio.get_running_loop())
         self.dispatcher = Dispatcher(
             self.log, self.services, self._session, hop_limit=self.options.hop_limit
