@@ -31,3 +31,11 @@ def test_unsafe_replay_settings_are_refused_at_start(
     code = main(["serve", "--db", f"sqlite:///{tmp_path}/e.db", flag, value])
     assert code == 2
     assert named in capsys.readouterr().err
+
+
+def test_loopback_only_needs_a_loopback_host(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["serve", "--db", f"sqlite:///{tmp_path}/e.db", "--loopback-only", "--host", "0.0.0.0"]
+    assert main(args) == 2
+    assert "--loopback-only needs a loopback --host" in capsys.readouterr().err

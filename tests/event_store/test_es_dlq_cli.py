@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import httpx
 import pytest
 from aiservice_functions import contract
+from aiservice_operator.cli.common import CONTROL
 from aiservice_operator.cli.dlq import app
 from typer.testing import CliRunner
 
@@ -146,3 +148,40 @@ def test_the_default_url_is_not_a_functions_port() -> None:
     from aiservice_operator.cli.dlq import DEFAULT_URL
 
     assert not DEFAULT_URL.endswith(f":{contract.DEFAULT_PORT}")
+
+
+ESCAPES = "\x1b]8;;http://evil.example/\x07click\x1b]8;;\x07\x1b[2J\r\x9b1A\u202e"
+MARKUP = "[link=http://evil.example/]x[/link]"
+
+
+def test_event_fields_cannot_drive_the_terminal(
+    runner: CliRunner, server: str, client: httpx.Client
+) -> None:
+    """Ids, types, sources and error bodies come from whoever posts to the Broker."""
+    doc = {
+        "specversion": "1.0",
+        "id": "esc" + ESCAPES,
+        "source": "/s" + ESCAPES,
+        "type": "t" + ESCAPES + MARKUP,
+        contract.EXT_ERROR_CODE: "500",
+        contract.EXT_ERROR_DEST: f"http://{SVC}.{NS}.svc.cluster.local",
+        contract.EXT_ERROR_DATA: base64.b64encode(ESCAPES.encode()).decode(),
+        "data": {"text": ESCAPES},
+    }
+    posted = client.post(
+        server + contract.dead_letter_path(NS, SVC),
+        headers={"content-type": "application/cloudevents+json"},
+        content=json.dumps(doc),
+    )
+    assert posted.status_code == 201, posted.text
+    seq = str(posted.json()["seq"])
+    wide = {**_env(server), "COLUMNS": "1000"}
+    for args in (["list"], ["show", seq], ["stats"]):
+        result = runner.invoke(app, args, env=wide)
+        assert result.exit_code == 0, result.output
+        assert not CONTROL.search(result.output.replace("\n", "")), (args, result.output)
+    listed = runner.invoke(app, ["list"], env=wide).output
+    assert "esc\\x1b]8;;http://evil.example/\\x07click" in listed  # shown, escaped
+    assert MARKUP in listed  # text, not a hyperlink
+    shown = runner.invoke(app, ["show", seq], env=wide).output
+    assert "\\x1b[2J\\r\\x9b1A\\u202e" in shown  # the error body, escaped

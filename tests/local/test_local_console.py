@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from aiservice_operator.local.manifests import load
-from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from aiservice_operator.local.runner import LocalRun, UpOptions
+from aiservice_operator.local.state_files import read_state
 
 from tests.support.browser import Tab
 from tests.support.local import (

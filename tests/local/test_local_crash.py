@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiservice_operator.local.runner import read_state
+from aiservice_operator.local.state_files import read_state
 from aiservice_operator.local.supervisor import free_port
 
 from tests.support.local import aiservice, model_file, sink_trigger, start_sink, write_manifests

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from aiservice_operator.local.dispatcher import load_trigger
 from aiservice_operator.local.manifests import load
-from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from aiservice_operator.local.runner import LocalRun, UpOptions
+from aiservice_operator.local.state_files import read_state
 
 from tests.support.local import Background
 

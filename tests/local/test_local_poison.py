@@ -154,7 +154,7 @@ def test_half_sent_requests_do_not_stall_the_ingress(broker: Broker) -> None:
     slow = []
     for i in range(8):
         sock = socket.create_connection(("127.0.0.1", port))
-        head = b"POST /shop/default HTTP/1.1\r\nHost: b\r\n"
+        head = f"POST /shop/default HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
         sock.sendall(head + (b"Content-Length: 300\r\n\r\n{" if i % 2 else b"ce-id: x"))
         slow.append(sock)
     try:

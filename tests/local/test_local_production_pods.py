@@ -13,7 +13,8 @@ import pytest
 import yaml
 from aiservice_operator.local.manifests import ManifestError, load
 from aiservice_operator.local.pod_env import LocalValues, MissingValue
-from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from aiservice_operator.local.runner import LocalRun, UpOptions
+from aiservice_operator.local.state_files import read_state
 from aiservice_operator.local.supervisor import LaunchSpec, RevisionFailed
 
 from tests.support.local import Background

@@ -17,7 +17,8 @@ from aiservice_operator.cli.main import app
 from aiservice_operator.core.compile import shadow_trigger_name
 from aiservice_operator.core.rollout import annotation as aiservice_annotation
 from aiservice_operator.local.manifests import load
-from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from aiservice_operator.local.runner import LocalRun, UpOptions
+from aiservice_operator.local.state_files import read_state
 from typer.testing import CliRunner
 
 from tests.support.local import Background, aiservice, write_manifests
@@ -221,7 +222,10 @@ def test_abort_command_rolls_back(rolled: LocalRun) -> None:
     assert state is not None
     url = f"{state['commandsUrl']}/t/shadowed"
     command = {"X-Aisvc-Command": "1"}
-    assert httpx.post(f"{url}/sideways", headers=command).status_code == 400
+    unknown = httpx.post(f"{url}/sideways", headers=command)
+    assert unknown.status_code == 404 and "unknown command" in unknown.json()["error"]
+    unknown = httpx.post(f"{state['commandsUrl']}/t/nosuch/sideways", headers=command)
+    assert unknown.status_code == 404 and "unknown command" in unknown.json()["error"]
     assert httpx.post(f"{state['commandsUrl']}/t/nosuch/abort", headers=command).status_code == 400
     # A web page cannot send one: a cross-origin POST, or one without the header, is refused.
     evil = {**command, "Origin": "http://evil.example"}

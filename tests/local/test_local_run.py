@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -26,7 +27,8 @@ import typer
 from aiservice_functions import contract
 from aiservice_operator.cli.local import register
 from aiservice_operator.local.manifests import load
-from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from aiservice_operator.local.runner import LocalRun, UpOptions
+from aiservice_operator.local.state_files import read_state
 from aiservice_operator.local.view import render
 from rich.console import Console
 from typer.testing import CliRunner
@@ -317,3 +319,57 @@ def test_the_local_store_takes_dead_letters_only_on_the_credentialed_sink(env: E
     sinks = {t.dead_letter for t in triggers if t.owner == "stage-one"}
     key = (env.state_dir / "sink.key").read_bytes().strip()
     assert sinks == {base + contract.dead_letter_path("t", "stage-one", key)}
+
+
+REBIND = "rebind.attacker.example"
+"""A name a web page rebinds to 127.0.0.1: the browser still sends it as the Host."""
+
+
+def test_every_listener_answers_only_a_host_naming_its_loopback_address(env: Env) -> None:
+    store = env.state["eventStoreUrl"]
+    service_url = env.http.get(env.state["statusUrl"]).json()["services"][0]["url"]
+    event = {"ce-specversion": "1.0", "ce-id": "rebind", "ce-source": "/r", "ce-type": "t.rebind",
+             "content-type": "application/json"}  # fmt: skip
+    calls: list[tuple[str, str, dict[str, str], bytes]] = [
+        ("POST", env.broker, event, b"{}"),
+        ("GET", env.state["statusUrl"], {}, b""),
+        ("POST", env.state["commandsUrl"] + "/t/stage-one/pause", {"X-Aisvc-Command": "1"}, b""),
+        ("POST", service_url, event, b"{}"),
+        ("POST", store + "/v1/replays", {"content-type": "application/json"}, b"{}"),
+        ("GET", store + "/v1/decisions/trace?id=rebind", {}, b""),
+        ("GET", store + "/console/", {}, b""),
+    ]
+    for method, url, headers, body in calls:
+        port = urlsplit(url).port
+        forged = {**headers, "Host": f"{REBIND}:{port}", "Origin": f"http://{REBIND}:{port}"}
+        refused = env.http.request(method, url, headers=forged, content=body)
+        assert refused.status_code == 421, (url, refused.status_code, refused.text)
+        assert REBIND in refused.json()["error"]
+        for name in ("localhost", "127.0.0.1", "[::1]"):
+            named = {**headers, "Host": f"{name}:{port}"}
+            answered = env.http.request(method, url, headers=named, content=body)
+            assert answered.status_code != 421, (url, name, answered.text)
+
+
+def test_a_command_from_a_rebound_page_is_refused_whatever_its_host(env: Env) -> None:
+    url = env.state["commandsUrl"] + "/t/stage-one/pause"
+    port = urlsplit(url).port
+    page = {"X-Aisvc-Command": "1", "Origin": f"http://{REBIND}:{port}"}
+    refused = env.http.post(url, headers={**page, "Host": f"127.0.0.1:{port}"})
+    assert refused.status_code == 403 and "cross-origin" in refused.json()["error"]
+    own = {"X-Aisvc-Command": "1", "Origin": f"http://localhost:{port}"}
+    answered = env.http.post(url, headers=own)  # the run's own page: on to the command
+    assert answered.status_code == 400 and "no spec.rollout" in answered.json()["error"]
+
+
+def test_the_state_directory_and_its_files_are_private(env: Env) -> None:
+    """The broker log, the store's database and the logs hold event data: owner only."""
+    assert env.state_dir.stat().st_mode & 0o777 == 0o700
+    files = [p for p in env.state_dir.rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"broker.db", "event-store.db", "local.json", "sink.key"} <= names
+    assert any(p.parent.name == "logs" and p.suffix == ".log" for p in files)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {
+        p.name: oct(0o600) for p in files
+    }
+    assert (env.state_dir / "logs").stat().st_mode & 0o777 == 0o700

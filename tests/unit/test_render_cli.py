@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from aiservice_operator.cli.main import app
 from typer.testing import CliRunner
@@ -125,3 +126,60 @@ def test_version_and_completion() -> None:
     assert json.loads(result.stdout)["api"] == "aiservice.dev/v1alpha1"
     shown = CliRunner().invoke(app, ["--help"])
     assert "--install-completion" in shown.stdout
+
+
+def error_lines(err: str) -> list[str]:
+    """stderr's lines; each must be an `error: ` line (no traceback, nothing else)."""
+    lines = [line for line in err.splitlines() if line]
+    assert lines and all(line.startswith("error: ") for line in lines), err
+    return lines
+
+
+BAD_MANIFESTS = {
+    "empty-spec": ["spec.function: is required", "spec.models: must list at least one"],
+    "labels": [
+        "metadata.labels: must be an object, not list",
+        "metadata.annotations.a: must map strings to strings, not int",
+    ],
+    "latin1": ["cannot read: not UTF-8 text (byte 0xe9 at offset"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+@pytest.mark.parametrize("command", ["render", "up"])
+def test_bad_manifests_get_one_error_line_each(tmp_path: Path, case: str, command: str) -> None:
+    text = (EXAMPLES / "sentiment.yaml").read_text()
+    base = yaml.safe_load(text)
+    path = tmp_path / f"{case}.yaml"
+    if case == "empty-spec":
+        path.write_text(yaml.safe_dump({**base, "spec": {}}))
+    elif case == "labels":
+        meta = {**base["metadata"], "labels": [1, 2], "annotations": {"a": 1}}
+        path.write_text(yaml.safe_dump({**base, "metadata": meta}))
+    else:
+        path.write_bytes(text.encode() + "# café\n".encode("latin-1"))
+    state = ["--state-dir", str(tmp_path / "state")] if command == "up" else []
+    result = CliRunner().invoke(app, [command, "-f", str(path), *state])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = error_lines(result.stderr)
+    for want in BAD_MANIFESTS[case]:
+        assert any(str(path) in line and want in line for line in lines), (want, lines)
+
+
+def test_a_corrupt_broker_log_is_one_error_line(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "broker.db").write_bytes(b"not a database at all" * 200)
+    result = CliRunner().invoke(
+        app,
+        ["up", "-f", str(EXAMPLES / "sentiment.yaml"), "--state-dir", str(state),
+         "--broker-port", "0", "--serving-port", "0", "--event-store-port", "0", "--no-live"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert error_lines(result.stderr) == [
+        f"error: cannot start: {state / 'broker.db'} is not a broker log this version can "
+        "read (file is not a database); move it away to start with an empty log (the events "
+        "it holds are then not delivered)"
+    ]

@@ -28,6 +28,7 @@ from aiservice_functions.event_store.replay import (
 )
 from aiservice_functions.event_store.retention import RetentionPolicy
 from aiservice_functions.event_store.service import open_store
+from aiservice_functions.loopback_hosts import is_loopback
 from aiservice_functions.sink_key import load_sink_key
 
 ENV_DB = "AISVC_EVENT_STORE_DB"
@@ -128,6 +129,13 @@ def _access_options(s: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve the query/replay API without a token (local use only)",
     )
+    s.add_argument(
+        "--loopback-only",
+        action="store_true",
+        help="answer only requests whose Host names the loopback --host and --port "
+        "(127.0.0.1:PORT, localhost:PORT, [::1]:PORT), refusing others with 421: a web "
+        "page rebinding its name to 127.0.0.1 cannot reach the store (aisvc up sets it)",
+    )
 
 
 def _replay_options(s: argparse.ArgumentParser) -> None:
@@ -208,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(set {contract.ENV_EVENT_STORE_TOKEN_FILE} or --allow-unauthenticated)",
             file=sys.stderr,
         )
+    if args.loopback_only and not is_loopback(args.host):
+        print(f"error: --loopback-only needs a loopback --host, not {args.host}", file=sys.stderr)
+        return 2
     # Fail fast on a bad URL or an unreachable database, before forking workers.
     open_store(args.db).close()
     retention = RetentionPolicy(
@@ -242,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_body_bytes=args.max_body_bytes,
             replay_defaults=replay_defaults,
             sink_key=sink_key,
+            loopback_listener=(args.host, args.port) if args.loopback_only else None,
         )
 
     from aiservice_functions.event_store.server import serve

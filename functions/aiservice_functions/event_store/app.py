@@ -90,6 +90,7 @@ from aiservice_functions.event_store.replay import (
 )
 from aiservice_functions.event_store.service import WRITE_TIMEOUT_S, EventStore
 from aiservice_functions.event_store.writer import Overloaded, RecordRefused
+from aiservice_functions.loopback_hosts import MISDIRECTED, host_refusal
 from aiservice_functions.serving.bodies import read_body
 
 log = logging.getLogger(__name__)
@@ -263,9 +264,23 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     replay_defaults: ReplayOptions | None = None,
     sink_key: bytes | None = None,
+    loopback_listener: tuple[str, int] | None = None,
 ) -> Flask:
-    """The WSGI app over ``store`` (started here: its writer, retention and expiry run)."""
+    """The WSGI app over ``store`` (started here: its writer, retention and expiry run).
+
+    With ``loopback_listener`` (host, port), as a local run serves it, every request must
+    name that loopback listener in its ``Host`` (421 otherwise): a web page that rebinds
+    its own name to 127.0.0.1 cannot read or replay through the unauthenticated store.
+    The ingest front applies the same rule (:func:`loopback_of`)."""
     app = Flask("aiservice_functions.event_store")
+    if loopback_listener is not None:
+        listen_host, listen_port = loopback_listener
+
+        @app.before_request
+        def _loopback_only() -> Response | None:
+            refused = host_refusal(request.headers.get("Host"), listen_host, listen_port)
+            return _error(MISDIRECTED, refused) if refused else None
+
     # One byte of slack: a chunked body is cut at the limit by the server's stream, so
     # reading max+1 bytes is how an oversized one is told from one of exactly max bytes.
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
@@ -280,7 +295,7 @@ def create_app(
         max_body_bytes=max_body_bytes,
         replay_defaults=replay_defaults or ReplayOptions(),
     )
-    app.extensions[EXTENSION_KEY] = {"context": context}
+    app.extensions[EXTENSION_KEY] = {"context": context, "loopback": loopback_listener}
     app.register_blueprint(api)
     decisions = decision_api.register(app, store.decisions, _guard)
     store.metrics.database_gauge(
@@ -294,6 +309,12 @@ def create_app(
         console.blueprint(store, access, context.start_console_replay, decisions)
     )
     return app
+
+
+def loopback_of(app: Flask) -> tuple[str, int] | None:
+    """The loopback listener an app made by :func:`create_app` only answers for, if any."""
+    listener: tuple[str, int] | None = app.extensions[EXTENSION_KEY]["loopback"]
+    return listener
 
 
 def intake_of(app: Flask) -> Intake:

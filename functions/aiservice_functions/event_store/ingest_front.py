@@ -22,11 +22,12 @@ from urllib.parse import parse_qs
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 
-from aiservice_functions.event_store.app import intake_of
+from aiservice_functions.event_store.app import intake_of, loopback_of
 from aiservice_functions.event_store.database import StoreUnavailable
 from aiservice_functions.event_store.intake import Answer, Intake, Write, error, is_ingest
 from aiservice_functions.event_store.service import WRITE_TIMEOUT_S
 from aiservice_functions.event_store.writer import Overloaded, RecordRefused
+from aiservice_functions.loopback_hosts import MISDIRECTED, host_refusal
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class StoreApp:
         query_threads: int = DEFAULT_QUERY_THREADS,
     ) -> None:
         self.intake: Intake = intake_of(flask_app)
+        self.loopback = loopback_of(flask_app)
         self.read_timeout = read_timeout
         self.wsgi = WSGIMiddleware(flask_app, workers=query_threads)  # type: ignore[arg-type]
 
@@ -67,7 +69,8 @@ class StoreApp:
             await _send(send, body, close=True)
             return
         if is_ingest(scope["method"], scope["path"]):
-            await _send(send, await self._ingest(scope, body))
+            refused = self._misdirected(scope)
+            await _send(send, refused or await self._ingest(scope, body))
             return
         await self.wsgi(scope, _replay(body), send)  # type: ignore[arg-type]
 
@@ -80,6 +83,14 @@ class StoreApp:
                 await asyncio.to_thread(self.intake.store.stop)  # commits what is queued
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _misdirected(self, scope: Scope) -> Answer | None:
+        """421 for ingest naming another host than a local run's loopback listener (the
+        Flask app checks everything else itself)."""
+        if self.loopback is None:
+            return None
+        refused = host_refusal(_header(scope, b"host") or None, *self.loopback)
+        return error(MISDIRECTED, refused) if refused else None
 
     async def _ingest(self, scope: Scope, body: bytes) -> Answer:
         path = scope["path"]

@@ -8,12 +8,14 @@ path whole, on one line, as `kubectl` prints them.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 from typer.core import TyperGroup
 
 DEFAULT_STATE_DIR = Path(".aisvc")
@@ -34,9 +36,27 @@ EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+"""What a terminal acts on instead of printing: C0 and C1 controls (escape sequences,
+carriage return, backspace), line and paragraph separators, bidirectional overrides."""
+
+
+def printable(text: object) -> str:
+    """`text` safe to print to a terminal: control characters shown as escapes
+    (``\\x1b``, ``\\u202e``), so event data cannot move the cursor, retitle the window,
+    plant a hyperlink or hide text. Every human-readable output of untrusted text uses it."""
+    return CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+
+
+def shown(text: object) -> Text:
+    """`text` as a rich table cell or tree label: printable, and never read as markup
+    (``[link=...]`` in event data stays text)."""
+    return Text(printable(text))
+
+
 def one_line(text: object) -> str:
-    """`text` with its line breaks folded, for a one-line error message."""
-    return " ".join(str(text).split())
+    """`text` with its line breaks folded, for a one-line error message (printable)."""
+    return printable(" ".join(str(text).split()))
 
 
 def fail(message: str, code: int = EXIT_DEGRADED) -> typer.Exit:

@@ -10,33 +10,38 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import httpx
 import typer
 from aiservice_functions import contract
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from rich.tree import Tree
 
-from aiservice_operator.cli.common import DEFAULT_STATE_DIR, StateDirOpt
+from aiservice_operator.cli.common import DEFAULT_STATE_DIR, fail, one_line, printable, shown
 from aiservice_operator.cli.dlq import (
     Output,
     OutputOpt,
+    StoreStateDirOpt,
     Token,
     Url,
     _call,
     _when,
-    default_url,
+    store_for,
 )
 from aiservice_operator.core.decision_view import Node, chain_tree, compare
 from aiservice_operator.sources.event_store import EventStoreError
@@ -60,10 +65,11 @@ def _svc(namespace: str, name: str) -> str:
 
 
 def _label(node: Node) -> str:
-    seen = ", ".join(f"{s} {r}" for s, r in node.seen_by)
-    parts = [f"[bold]{node.type}[/bold] {node.key}", f"[dim]({seen})[/dim]"]
+    """The node as rich markup, its logged fields printable and escaped (never markup)."""
+    seen = _safe(", ".join(f"{s} {r}" for s, r in node.seen_by))
+    parts = [f"[bold]{_safe(node.type)}[/bold] {_safe(node.key)}", f"[dim]({seen})[/dim]"]
     if node.model_version:
-        parts.append(f"model {node.model_version}")
+        parts.append(f"model {_safe(node.model_version)}")
     if node.latency_ms is not None:
         parts.append(f"{node.latency_ms:.1f} ms")
     if node.receipts > 1:
@@ -71,9 +77,14 @@ def _label(node: Node) -> str:
     for d in node.dead_letters:
         state = "replayed" if d.get("replayed") else "not replayed"
         parts.append(
-            f"[red]dead-lettered by {d.get('name')} (HTTP {d.get('errorCode')}, {state})[/red]"
+            f"[red]dead-lettered by {_safe(d.get('name'))} "
+            f"(HTTP {_safe(d.get('errorCode'))}, {state})[/red]"
         )
     return " ".join(parts)
+
+
+def _safe(text: object) -> str:
+    return escape(printable(text))
 
 
 def _add(tree: Tree, node: Node) -> None:
@@ -88,11 +99,11 @@ def trace(
     ],
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show an event's whole chain: input, each stage's reply, dead letters on the way."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     body = _call("GET", url, "/v1/decisions/trace", token, params={"id": event})
     roots = chain_tree(body["records"], body["deadLetters"])
     if output is Output.json:
@@ -103,7 +114,7 @@ def trace(
         raise typer.Exit(code=1)
     console = Console()
     for correlation in body["correlationIds"]:
-        tree = Tree(f"chain {correlation}")
+        tree = Tree(shown(f"chain {correlation}"))
         for root in roots:
             if root.correlation == correlation:
                 _add(tree, root)
@@ -116,7 +127,7 @@ def trace(
 def _tag_url(namespace: str, name: str, model: str, target: str | None, state_dir: Path) -> str:
     if target:
         return target
-    from aiservice_operator.local.runner import read_state
+    from aiservice_operator.local.state_files import read_state
 
     state = read_state(state_dir) or {}
     if state.get("servingUrl"):
@@ -126,7 +137,7 @@ def _tag_url(namespace: str, name: str, model: str, target: str | None, state_di
 
 
 def _inputs(
-    url: str | None, token: str | None, namespace: str, name: str, since: str | None, limit: int
+    url: str, token: str | None, namespace: str, name: str, since: str | None, limit: int
 ) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     after = 0
@@ -150,6 +161,17 @@ def _binary(attributes: dict[str, Any], data: Any) -> tuple[dict[str, str], byte
     headers = {f"ce-{k}": str(v) for k, v in attributes.items() if k != "datacontenttype"}
     headers["content-type"] = str(attributes.get("datacontenttype") or "application/json")
     return headers, json.dumps(data).encode("utf-8")
+
+
+def _event_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A binary-mode reply's CloudEvent headers (its ``ce-`` attributes and content type),
+    without the framing and encoding of the answer it came in (Content-Length,
+    Transfer-Encoding, Content-Encoding: httpx has already decoded the body)."""
+    return {
+        k: v
+        for k, v in headers.items()
+        if k.lower().startswith("ce-") or k.lower() == "content-type"
+    }
 
 
 @dataclass
@@ -183,8 +205,9 @@ class _Resender:
             if answer.status_code != 200:
                 raise EventStoreError(f"{self.endpoint} answered {answer.status_code}")
             stored = client.post(
-                self.ingest, headers={**dict(answer.headers), **self.auth}, content=answer.content
-            )
+                self.ingest, headers={**_event_headers(answer.headers), **self.auth},
+                content=answer.content,
+            )  # fmt: skip
             if stored.status_code >= 300:
                 raise EventStoreError(
                     f"the event store refused the new decision: {stored.text[:200]}"
@@ -193,7 +216,7 @@ class _Resender:
             with self._lock:
                 self.errors += 1
                 if self.errors <= 3:
-                    typer.echo(f"warning: {item['key']}: {err}", err=True)
+                    typer.echo(f"warning: {one_line(item['key'])}: {one_line(err)}", err=True)
 
 
 def reprocess(
@@ -216,11 +239,12 @@ def reprocess(
     rate: Annotated[float, typer.Option(help="Events per second at most (0: no limit).")] = 0.0,
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Answer logged inputs again with another model version and report what changed."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
+    local_dir = state_dir or DEFAULT_STATE_DIR
     inputs = _inputs(url, token, namespace, name, _when(since, "--since"), limit)
     usable = [i for i in inputs if i.get("data") is not None]
     if dry_run:
@@ -230,7 +254,7 @@ def reprocess(
         typer.echo("error: the inputs were logged without data (includeData: false)", err=True)
         raise typer.Exit(code=1)
     run_id = f"{model}-{uuid.uuid4().hex[:12]}"
-    endpoint = _tag_url(namespace, name, model, target, state_dir)
+    endpoint = _tag_url(namespace, name, model, target, local_dir)
     store = url.rstrip("/")
     ingest = f"{store}{_svc(namespace, name)}/reprocessed?data=true&run={run_id}"
     auth = {"Authorization": f"Bearer {token}"} if token else {}
@@ -248,7 +272,7 @@ def reprocess(
     result = compare(pairs["pairs"], errors)
     published = (
         _publish(
-            pairs["pairs"], result.changed_keys, broker_url or _local_broker(namespace, state_dir)
+            pairs["pairs"], result.changed_keys, broker_url or _local_broker(namespace, local_dir)
         )
         if publish
         else 0
@@ -268,7 +292,7 @@ def reprocess(
     if result.confusion:
         table = Table("old label", "new label", "count")
         for (old, new), count in sorted(result.confusion.items()):
-            table.add_row(old, new, str(count), style="bold" if old != new else None)
+            table.add_row(shown(old), shown(new), str(count), style="bold" if old != new else None)
         console.print(table)
     if publish:
         console.print(f"published {published} corrections")
@@ -276,7 +300,7 @@ def reprocess(
 
 def _local_broker(namespace: str, state_dir: Path) -> str | None:
     """The local run's Broker in ``namespace``: ``default``, or the only one there."""
-    from aiservice_operator.local.runner import read_state
+    from aiservice_operator.local.state_files import read_state
 
     brokers: dict[str, str] = (read_state(state_dir) or {}).get("brokers") or {}
     if f"{namespace}/default" in brokers:
@@ -310,9 +334,9 @@ def _publish(pairs: list[dict[str, Any]], changed: tuple[str, ...], broker_url: 
 
 
 def _rows(
-    url: str | None, token: str | None, path: str, params: dict[str, str]
+    url: str, token: str | None, path: str, params: dict[str, str]
 ) -> Iterator[dict[str, Any]]:
-    base = (url or default_url()).rstrip("/")
+    base = url.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with (
         httpx.Client(timeout=None) as client,
@@ -321,7 +345,8 @@ def _rows(
         if response.status_code >= 400:
             response.read()
             typer.echo(
-                f"error: event store answered {response.status_code}: {response.text}", err=True
+                f"error: event store answered {response.status_code}: {one_line(response.text)}",
+                err=True,
             )
             raise typer.Exit(code=1)
         for line in response.iter_lines():
@@ -335,43 +360,90 @@ def export(
     since: Since = None,
     fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet.")] = "jsonl",
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="File to write (default: stdout); replaced only on success."
+        ),
     ] = None,
     with_feedback: Annotated[
         bool, typer.Option("--with-feedback", help="Join feedback labels.")
     ] = False,
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
 ) -> None:
-    """Stream logged inputs with their decisions as training data (constant memory)."""
-    url = url or default_url(state_dir)
+    """Stream logged inputs with their decisions as training data (constant memory).
+
+    CSV cells that a spreadsheet would run as a formula (starting with =, +, -, @, a tab
+    or a carriage return) are written with a leading ' so they stay text.
+    """
+    url, token = store_for(url, token, state_dir)
     if fmt not in ("jsonl", "csv", "parquet"):
         raise typer.BadParameter("must be jsonl, csv or parquet", param_hint="--format")
+    if fmt == "parquet" and out is None:
+        raise typer.BadParameter("parquet needs --out", param_hint="--out")
+    if out is not None and not out.parent.is_dir():
+        raise fail(f"cannot write {out}: the directory {out.parent} does not exist")
     params = {"feedback": "true" if with_feedback else "false"}
     when = _when(since, "--since")
     if when:
         params["since"] = when
     rows = _rows(url, token, _svc(namespace, name) + "/export", params)
     columns = [*EXPORT_COLUMNS, *(["feedbackLabel"] if with_feedback else [])]
-    if fmt == "parquet":
-        if out is None:
-            raise typer.BadParameter("parquet needs --out", param_hint="--out")
-        _parquet(rows, columns, out)
-        return
-    handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
     try:
-        if fmt == "jsonl":
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(_flat(row, columns))
+        if out is None:
+            _write_text(rows, columns, fmt, sys.stdout)
+            return
+        with _replacing(out) as tmp:
+            if fmt == "parquet":
+                _parquet(rows, columns, tmp)
+            else:
+                with tmp.open("w", encoding="utf-8", newline="") as handle:
+                    _write_text(rows, columns, fmt, handle)
+    except httpx.HTTPError as err:
+        raise fail(
+            f"cannot read the export from the event store at {url}: {one_line(err)}"
+        ) from None
+    except OSError as err:
+        raise fail(f"cannot write {out}: {one_line(err)}") from None
+
+
+@contextmanager
+def _replacing(out: Path) -> Iterator[Path]:
+    """A temporary file next to `out`, renamed onto it when the block succeeds and removed
+    when it fails, so a failed export leaves `out` as it was."""
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        tmp.replace(out)
     finally:
-        if out:
-            handle.close()
+        tmp.unlink(missing_ok=True)
+
+
+def _write_text(
+    rows: Iterator[dict[str, Any]], columns: list[str], fmt: str, handle: TextIO
+) -> None:
+    if fmt == "jsonl":
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    writer = csv.DictWriter(handle, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _csv_cell(v) for c, v in _flat(row, columns).items()})
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (OWASP's CSV injection guidance)."""
+
+
+def _csv_cell(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, prefixed with ' (kept as text)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _flat(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:

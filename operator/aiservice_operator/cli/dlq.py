@@ -19,10 +19,11 @@ from aiservice_functions import contract
 from aiservice_functions.durations import EXAMPLES, parse_duration
 from aiservice_functions.timestamps import parse_time, rfc3339
 from rich.console import Console
+from rich.highlighter import JSONHighlighter
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aiservice_operator.cli.common import DEFAULT_STATE_DIR, StateDirOpt
+from aiservice_operator.cli.common import DEFAULT_STATE_DIR, fail, one_line, printable, shown
 from aiservice_operator.sources.event_store import EventStoreClient, EventStoreError
 
 app = typer.Typer(
@@ -98,25 +99,53 @@ def _when(value: str | None, option: str) -> str | None:
     return value
 
 
-def default_url(state_dir: Path = DEFAULT_STATE_DIR) -> str:
-    """The event store of the local run with `state_dir`, if one runs, else DEFAULT_URL."""
-    from aiservice_operator.local.runner import read_state
+StoreStateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="State directory of a local run (`aisvc up --state-dir`) whose event store to "
+        f"use (default: {DEFAULT_STATE_DIR}, when a run is live there).",
+        show_default=False,
+    ),
+]
 
-    state = read_state(state_dir)
-    return str((state or {}).get("eventStoreUrl") or DEFAULT_URL)
+
+def store_for(url: str | None, token: str | None, state_dir: Path | None) -> tuple[str, str | None]:
+    """(base URL, token) of the event store a command talks to.
+
+    ``--url`` (or its variable) wins, with the token. Else the store of the live local
+    run in ``--state-dir`` (default ``.aisvc``), never with the token: a local run's
+    store needs none, and a state file must not be able to send it elsewhere. A
+    ``--state-dir`` naming no live run is an error, as for `aisvc send`; without one,
+    and no run in ``.aisvc``, DEFAULT_URL (a port-forward), with the token.
+    """
+    from aiservice_operator.local.state_files import read_state
+
+    if url:
+        return url, token
+    state = read_state(state_dir or DEFAULT_STATE_DIR)
+    if state is not None and state.get("eventStoreUrl"):
+        return str(state["eventStoreUrl"]), None
+    if state_dir is not None and state is not None:
+        raise fail(f"the local run in {state_dir} runs without an event store; pass --url")
+    if state_dir is not None:
+        raise fail(
+            f"no local run found in {state_dir} (start one with `aisvc up -f FILE`), or pass --url"
+        )
+    return DEFAULT_URL, token
 
 
-def _call(method: str, url: str | None, path: str, token: str | None, **kwargs: Any) -> Any:
+def _call(method: str, url: str, path: str, token: str | None, **kwargs: Any) -> Any:
     """One call to the store for a command: a failure is printed and ends the command
     with status 1."""
-    store = EventStoreClient(url or default_url(), token, timeout_seconds=30.0)
+    store = EventStoreClient(url, token, timeout_seconds=30.0)
     try:
         return store.json(method, path, **kwargs)
     except EventStoreError as err:
         hint = ""
         if err.status in (401, 403):
             hint = f" (set --token or {contract.ENV_EVENT_STORE_TOKEN})"
-        typer.echo(f"error: {err}{hint}", err=True)
+        typer.echo(f"error: {one_line(err)}{hint}", err=True)
         raise typer.Exit(code=1) from None
 
 
@@ -155,13 +184,13 @@ def _summary_table(items: list[dict[str, Any]], title: str) -> Table:
             replayed = f"failed ({item['lastReplayStatus']})"
         table.add_row(
             str(item["seq"]),
-            _short_time(item["receivedAt"]),
-            f"{item['namespace']}/{item['name']}",
-            item["type"],
-            item["id"],
+            shown(_short_time(item["receivedAt"])),
+            shown(f"{item['namespace']}/{item['name']}"),
+            shown(item["type"]),
+            shown(item["id"]),
             str(item["errorCode"] or ""),
-            item["revision"] or "",
-            replayed,
+            shown(item["revision"] or ""),
+            shown(replayed),
         )
     return table
 
@@ -170,7 +199,7 @@ def _summary_table(items: list[dict[str, Any]], title: str) -> Table:
 def list_(
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     namespace: Namespace = None,
     name: Name = None,
     type_: Type = None,
@@ -191,7 +220,7 @@ def list_(
     output: OutputOpt = Output.table,
 ) -> None:
     """List dead letters (newest first), filtered and paginated."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     params = _filters(namespace, name, type_, code, revision, since, until)
     params["kind"] = "audit" if audit else "dead-letter"
     if replayed is not None:
@@ -222,11 +251,11 @@ def show(
     seq: Annotated[int, typer.Argument(help="The record's SEQ (from `aisvc dlq list`).")],
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show one record: why it failed and the whole event."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     record = _call("GET", url, f"/v1/events/{seq}", token)
     if output is Output.json:
         typer.echo(json.dumps(record, indent=2))
@@ -251,13 +280,14 @@ def show(
         ("last replay", "lastReplayError"),
     ):
         value = f"{record['namespace']}/{record['name']}" if key is None else record.get(key)
-        table.add_row(label, "" if value is None else str(value))
+        table.add_row(label, shown("" if value is None else value))
     error_data = record.get("errorData")
     if error_data is not None:
-        shown = error_data if isinstance(error_data, str) else json.dumps(error_data, indent=2)
-        table.add_row("response", shown)
+        text = error_data if isinstance(error_data, str) else json.dumps(error_data, indent=2)
+        table.add_row("response", shown(text))
     console.print(table)
-    console.print_json(json.dumps(record["event"]))
+    event = json.dumps(record["event"], indent=2, ensure_ascii=False)
+    console.print(JSONHighlighter()(printable(event)))
 
 
 def _print_replay(summary: dict[str, Any]) -> None:
@@ -275,13 +305,17 @@ def _print_replay(summary: dict[str, Any]) -> None:
     for r in summary["results"]:
         result = f"ok ({r['status']})" if r["ok"] else (r["error"] or "failed")
         table.add_row(
-            str(r["seq"]), r["id"], f"{r['namespace']}/{r['name']}", str(r["replay"]), result
+            str(r["seq"]),
+            shown(r["id"]),
+            shown(f"{r['namespace']}/{r['name']}"),
+            str(r["replay"]),
+            shown(result),
         )
     console.print(table)
     if summary["selected"] == 0:
         console.print("nothing to replay (already replayed? use --force to re-send)")
     if summary["state"] != "succeeded":
-        console.print(f"replay {summary['id']} {summary['state']}", markup=False)
+        console.print(printable(f"replay {summary['id']} {summary['state']}"), markup=False)
 
 
 def _selection_body(seqs: list[int] | None, flt: dict[str, Any], all_: bool) -> dict[str, Any]:
@@ -309,7 +343,7 @@ def replay(
     ] = None,
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     namespace: Namespace = None,
     name: Name = None,
     type_: Type = None,
@@ -350,7 +384,7 @@ def replay(
     (the job goes on: `aisvc dlq cancel ID` stops it). Replaying the same selection
     again sends nothing unless --force.
     """
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     flt = _filters(namespace, name, type_, code, revision, since, until)
     body = _selection_body(seqs, flt, all_)
     settings = {"target": target, "broker": broker, "concurrency": concurrency, "rate": rate}
@@ -372,7 +406,7 @@ def replay(
         raise typer.Exit(code=1)
 
 
-def _follow(url: str | None, token: str | None, job: dict[str, Any], show: bool) -> Any:
+def _follow(url: str, token: str | None, job: dict[str, Any], show: bool) -> Any:
     """Poll a replay job until it ends, drawing a progress bar on stderr when ``show``."""
     path = f"{REPLAYS_PATH}/{job['id']}"
     console = Console(stderr=True)
@@ -408,19 +442,21 @@ def job_(
     job_id: Annotated[str, typer.Argument(help="Replay job id (from `dlq replay --detach`).")],
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show a replay job: its state and progress."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     state = _call("GET", url, f"{REPLAYS_PATH}/{job_id}", token)
     if output is Output.json:
         typer.echo(json.dumps(state, indent=2))
         return
     typer.echo(
-        f"{state['id']}  {state['state']}  {state['done']}/{state['selected']} done, "
-        f"{state['replayed']} replayed, {state['failed']} failed, "
-        f"{state['cancelled']} cancelled"
+        printable(
+            f"{state['id']}  {state['state']}  {state['done']}/{state['selected']} done, "
+            f"{state['replayed']} replayed, {state['failed']} failed, "
+            f"{state['cancelled']} cancelled"
+        )
     )
 
 
@@ -429,19 +465,19 @@ def cancel(
     job_id: Annotated[str, typer.Argument(help="Replay job id.")],
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
 ) -> None:
     """Cancel a replay job: sends in flight finish, the rest stay pending."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     state = _call("DELETE", url, f"{REPLAYS_PATH}/{job_id}", token)
-    typer.echo(f"cancel requested for {state['id']} ({state['state']})")
+    typer.echo(printable(f"cancel requested for {state['id']} ({state['state']})"))
 
 
 @app.command()
 def stats(
     url: Url = None,
     token: Token = None,
-    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    state_dir: StoreStateDirOpt = None,
     namespace: Namespace = None,
     name: Name = None,
     since: Since = None,
@@ -449,7 +485,7 @@ def stats(
     output: OutputOpt = Output.table,
 ) -> None:
     """Dead-letter counts per AIService and per revision."""
-    url = url or default_url(state_dir)
+    url, token = store_for(url, token, state_dir)
     params = _filters(namespace, name, None, None, None, since, until)
     result = _call("GET", url, contract.EVENT_STORE_STATS_PATH, token, params=params)
     if output is Output.json:
@@ -461,7 +497,7 @@ def stats(
         services.add_column(column)
     for s in result["services"]:
         services.add_row(
-            f"{s['namespace']}/{s['name']}",
+            shown(f"{s['namespace']}/{s['name']}"),
             str(s["deadLetters"]),
             str(s["unreplayed"]),
             str(s["audit"]),
@@ -472,8 +508,8 @@ def stats(
         revisions.add_column(column)
     for r in result["revisions"]:
         revisions.add_row(
-            f"{r['namespace']}/{r['name']}",
-            r["revision"] or "(untagged route)",
+            shown(f"{r['namespace']}/{r['name']}"),
+            shown(r["revision"] or "(untagged route)"),
             str(r["deadLetters"]),
             str(r["unreplayed"]),
         )

@@ -238,7 +238,7 @@ def _duration(text: str, option: str) -> float:
 
 
 def _broker_url(state_dir: Path, broker: str) -> str:
-    from aiservice_operator.local.runner import read_state
+    from aiservice_operator.local.state_files import read_state
 
     state = read_state(state_dir)
     if state is None:

@@ -15,9 +15,10 @@ import yaml
 from aiservice_functions.sink_key import load_sink_key
 
 from aiservice_operator.cli import decisions, dlq, fn, local, rollout
-from aiservice_operator.cli.common import PlainErrorsGroup
+from aiservice_operator.cli.common import PlainErrorsGroup, one_line
 from aiservice_operator.core.compile import CompileOptions, steady_state, to_yaml
 from aiservice_operator.core.spec import API_GROUP, API_VERSION, SpecError, parse
+from aiservice_operator.local.manifests import unreadable
 
 app = typer.Typer(
     name="aisvc",
@@ -98,37 +99,36 @@ def render(
     for given in files:
         found = _files(given)
         if not found:
-            typer.echo(f"{given}: no .yaml or .yml files in this directory", err=True)
+            _problem(f"{given}: no .yaml or .yml files in this directory")
             failed = True
         paths += found
     for path in paths:
         try:
             documents = _documents(path)
-        except (OSError, yaml.YAMLError) as err:
-            typer.echo(f"{path}: cannot read: {err}", err=True)
+        except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
+            _problem(f"{path}: cannot read: {unreadable(err)}")
             failed = True
             continue
         if not documents:
-            typer.echo(f"{path}: no YAML documents (an empty file?)", err=True)
+            _problem(f"{path}: no YAML documents (an empty file?)")
             failed = True
         for label, document in documents:
             if not isinstance(document, dict):
-                typer.echo(f"{label}: not a YAML mapping", err=True)
+                _problem(f"{label}: not a YAML mapping")
                 failed = True
                 continue
             try:
                 ais = parse(document)
             except SpecError as err:
                 for field, message in err.errors:
-                    typer.echo(f"{label}: {field}: {message}", err=True)
+                    _problem(f"{label}: {field}: {message}")
                 failed = True
                 continue
             key = (ais.namespace, ais.name)
             if key in seen:
-                typer.echo(
+                _problem(
                     f"{label}: AIService {ais.namespace}/{ais.name} is given twice "
-                    f"(first in {seen[key]})",
-                    err=True,
+                    f"(first in {seen[key]})"
                 )
                 failed = True
                 continue
@@ -137,6 +137,10 @@ def render(
     if failed:
         raise typer.Exit(code=1)
     typer.echo(to_yaml(objects), nl=False)
+
+
+def _problem(message: str) -> None:
+    typer.echo(f"error: {one_line(message)}", err=True)
 
 
 @app.command()

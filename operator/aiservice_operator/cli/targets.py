@@ -215,7 +215,7 @@ def connect(
 ) -> Target:
     """The local run with `state_dir` when one runs (and no cluster was named), else the
     cluster; when there is neither, say so in one line and exit 2."""
-    from aiservice_operator.local.runner import read_state
+    from aiservice_operator.local.state_files import read_state
 
     may_be_local = local is not False and kubeconfig is None and context is None
     if may_be_local:

@@ -36,6 +36,19 @@ class Reader:
             return {}
         return value
 
+    def string_map(self, value: Any, path: str) -> dict[str, str]:
+        """A mapping of strings to strings (labels, annotations); None is empty."""
+        out: dict[str, str] = {}
+        for key, item in self.mapping(value, path).items():
+            if not isinstance(key, str) or not isinstance(item, str):
+                wrong = item if isinstance(key, str) else key
+                self.fail(
+                    f"{path}.{key}", f"must map strings to strings, not {type(wrong).__name__}"
+                )
+            else:
+                out[key] = item
+        return out
+
     def sequence(self, value: Any, path: str, max_items: int | None = None) -> Sequence[Any]:
         if value is None:
             return ()

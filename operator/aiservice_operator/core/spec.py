@@ -197,6 +197,8 @@ def parse(manifest: Mapping[str, Any]) -> AIService:
         reader.fail("metadata.name", f"must be at most {MAX_NAME_LENGTH} characters")
     namespace = reader.string(metadata, "namespace", "metadata", default="default")
     spec = _parse_spec(reader, reader.mapping(manifest.get("spec"), "spec", required=True))
+    labels = reader.string_map(metadata.get("labels"), "metadata.labels")
+    annotations = reader.string_map(metadata.get("annotations"), "metadata.annotations")
     generation = metadata.get("generation", 0)
     if reader.errors or spec is None:
         raise SpecError(reader.errors)
@@ -206,8 +208,8 @@ def parse(manifest: Mapping[str, Any]) -> AIService:
         spec=spec,
         uid=str(metadata.get("uid", "")),
         generation=generation if isinstance(generation, int) else 0,
-        labels=dict(metadata.get("labels") or {}),
-        annotations=dict(metadata.get("annotations") or {}),
+        labels=labels,
+        annotations=annotations,
     )
 
 
@@ -237,8 +239,8 @@ _SPEC_FIELDS = {
 
 
 def _parse_spec(r: Reader, data: Mapping[str, Any]) -> AIServiceSpec | None:
-    if not data:
-        return None
+    if not data and any(path == "spec" for path, _ in r.errors):
+        return None  # missing or not a mapping: said once, not once per required field
     r.unknown(data, "spec", _SPEC_FIELDS)
     broker = r.string(data, "broker", "spec", default="default", pattern=DNS_LABEL)
     produces = r.string(data, "produces", "spec", default="")

@@ -8,9 +8,12 @@ event is refused with 400/415 and the reason; an unknown broker with 404.
 (promote, abort, pause, resume), as the ``aiservice.dev/<command>`` annotation does on a
 cluster; ``GET /_aisvc/metrics`` the run's rollout metrics (the operator's series of the
 same names), for a Prometheus watching a local rollout. A command needs the
-``X-Aisvc-Command: 1`` header and no foreign ``Origin``, so a web page the user visits
-cannot send one (a browser cannot add the header to a cross-origin request without a CORS
-preflight, which this server never grants).
+``X-Aisvc-Command: 1`` header and no foreign ``Origin`` (one that is not this listener's
+loopback address, whatever the ``Host`` says), so a web page the user visits cannot send
+one (a browser cannot add the header to a cross-origin request without a CORS preflight,
+which this server never grants). Every request must name this listener in its ``Host``
+(`aiservice_operator.local.hosts`), so a page rebinding its own name to 127.0.0.1 is
+refused too.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from typing import Any
 
 from aiohttp import web
 from aiservice_functions.cloudevents_http import InvalidEvent, parse_request
+from aiservice_functions.loopback_hosts import origin_refusal
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from aiservice_operator.core.rollout import COMMANDS
 from aiservice_operator.local.dispatcher import Dispatcher
+from aiservice_operator.local.hosts import listen_address, loopback_only
 
 STATUS_PATH = "/_aisvc/status"
 COMMAND_HEADER = "X-Aisvc-Command"
@@ -57,7 +63,8 @@ def ingress_app(
 
     async def command(request: web.Request) -> web.Response:
         origin = request.headers.get("Origin")
-        if origin is not None and origin != f"{request.scheme}://{request.host}":
+        listen = listen_address(request)
+        if origin is not None and (listen is None or origin_refusal(origin, *listen)):
             return web.json_response(
                 {"error": f"cross-origin command refused (Origin {origin[:100]})"}, status=403
             )
@@ -66,6 +73,11 @@ def ingress_app(
                 {"error": f"a command needs the header {COMMAND_HEADER}: 1"}, status=403
             )
         info = request.match_info
+        if info["command"] not in COMMANDS:
+            return web.json_response(
+                {"error": f"unknown command {info['command'][:100]!r} ({', '.join(COMMANDS)})"},
+                status=404,
+            )
         refused = (
             control(info["ns"], info["name"], info["command"])
             if control is not None
@@ -79,7 +91,7 @@ def ingress_app(
         body = metrics() if metrics is not None else b""
         return web.Response(body=body, headers={"content-type": CONTENT_TYPE_LATEST})
 
-    app = web.Application(client_max_size=MAX_EVENT_BYTES)
+    app = web.Application(client_max_size=MAX_EVENT_BYTES, middlewares=[loopback_only])
     app.router.add_get(STATUS_PATH, show_status)
     app.router.add_get(METRICS_PATH, show_metrics)
     app.router.add_post(COMMANDS_PATH + "/{ns}/{name}/{command}", command)

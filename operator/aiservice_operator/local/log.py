@@ -55,6 +55,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 """
 
+PROBES = (
+    "SELECT seq, broker, source, id, replay, cause, event, accepted_at, done FROM events LIMIT 0",
+    "SELECT seq, trigger, outcome, status, attempts, at FROM deliveries LIMIT 0",
+)
+"""Reads that fail on a log written by something else (the columns this version uses)."""
+
+
+class BrokerLogError(ValueError):
+    """The broker log file cannot be used: not SQLite, or not a broker log."""
+
+
 OUTCOMES = ("delivered", "dead-lettered", "dead-letter-failed", "dropped", "filtered")
 
 
@@ -99,9 +110,18 @@ class EventLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.executescript(SCHEMA)
+            for probe in PROBES:
+                self._db.execute(probe)
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise BrokerLogError(
+                f"{path} is not a broker log this version can read ({err}); move it away to "
+                "start with an empty log (the events it holds are then not delivered)"
+            ) from None
         self._queue: queue.Queue[tuple[_Op, asyncio.Future[Any]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -41,8 +41,8 @@ def load(paths: Iterable[Path]) -> Manifests:
             docs = [
                 d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None
             ]
-        except (OSError, yaml.YAMLError) as err:
-            errors.append(f"{path}: cannot read: {err}")
+        except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
+            errors.append(f"{path}: cannot read: {unreadable(err)}")
             continue
         for index, doc in enumerate(docs):
             label = f"{path} (document {index + 1})"
@@ -55,6 +55,15 @@ def load(paths: Iterable[Path]) -> Manifests:
     if not out.aiservices and not out.triggers:
         raise ManifestError("no AIService or Trigger in the manifests")
     return out
+
+
+def unreadable(err: Exception) -> str:
+    """Why a manifest file could not be read, in one line."""
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    return " ".join(str(err).split())
 
 
 def _add(out: Manifests, doc: Any, label: str) -> list[str]:

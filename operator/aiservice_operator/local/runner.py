@@ -21,7 +21,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +52,12 @@ from aiservice_operator.local.pod_env import ignored_fields
 from aiservice_operator.local.rollouts import LocalObserver
 from aiservice_operator.local.scaling import ScaleSettings
 from aiservice_operator.local.serving import Services, serving_app
+from aiservice_operator.local.state_files import (
+    STATE_FILE,
+    private_database,
+    private_dir,
+    write_state,
+)
 from aiservice_operator.local.supervisor import (
     FunctionProcess,
     LaunchSpec,
@@ -66,7 +72,6 @@ from aiservice_operator.sources.event_store import EventStoreClient
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "local.json"
 RECONCILE_EVERY_S = 0.5
 
 
@@ -165,12 +170,14 @@ class LocalRun:
         await self.stop()
 
     async def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
+        self.log = EventLog(  # first: a log that cannot be read stops the run before it starts
+            private_database(self.state_dir / "broker.db"), synchronous=self.options.synchronous
+        )
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0)
         )
         self.services = Services(self._session)
-        self.log = EventLog(self.state_dir / "broker.db", synchronous=self.options.synchronous)
         self.log.start(asyncio.get_running_loop())
         self.dispatcher = Dispatcher(
             self.log, self.services, self._session, hop_limit=self.options.hop_limit
@@ -243,11 +250,11 @@ class LocalRun:
 
     async def _start_event_store(self) -> None:
         assert self._session is not None
-        db = (self.state_dir / "event-store.db").resolve()
+        db = private_database(self.state_dir / "event-store.db").resolve()
         command = (
             sys.executable, "-m", "aiservice_functions.event_store", "serve",
             "--db", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(self.store_port),
-            "--allow-unauthenticated", "--broker-url", self.broker_url,
+            "--allow-unauthenticated", "--loopback-only", "--broker-url", self.broker_url,
             "--sink-key-file", str(self.sink_key_file),
             "--replay-allow-target", "127.0.0.0/8",  # a local run's targets are local
         )  # fmt: skip
@@ -414,13 +421,13 @@ class LocalRun:
 
     def command(self, namespace: str, name: str, command: str) -> str | None:
         """Queue a rollout command (the local form of the ``aiservice.dev/*`` annotations)."""
+        if command not in COMMANDS:
+            return f"{command!r} is not a rollout command ({', '.join(COMMANDS)})"
         run = self.services_runs.get((namespace, name))
         if run is None:
             return f"no AIService {namespace}/{name} in this run"
         if run.ais.spec.rollout is None:
             return f"{namespace}/{name} has no spec.rollout"
-        if command not in COMMANDS:
-            return f"{command!r} is not a rollout command ({', '.join(COMMANDS)})"
         key = annotation(cast(Command, command))
         run.ais = dataclasses.replace(run.ais, annotations={**run.ais.annotations, key: "true"})
         return None
@@ -445,14 +452,10 @@ class LocalRun:
             "commandsUrl": self.broker_url + COMMANDS_PATH,
             "metricsUrl": self.broker_url + METRICS_PATH,
             "eventStoreUrl": self.event_store_url if self.options.event_store else None,
-            "eventStoreToken": None,
             "consoleUrl": self.console_url,
             "clusterDomain": self.options.cluster_domain,
         }
-        path = self.state_dir / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        tmp.replace(path)
+        write_state(self.state_dir, state)
 
     # --- status -------------------------------------------------------------------------
 
@@ -561,30 +564,12 @@ def _replace_dead_letter(trigger: TriggerRuntime, url: str) -> TriggerRuntime:
     return dataclasses.replace(trigger, dead_letter=url)
 
 
-def read_state(state_dir: Path = Path(".aisvc")) -> Mapping[str, Any] | None:
-    """The running local executor's URLs (``local.json``), or None if none is running."""
-    path = state_dir / STATE_FILE
-    try:
-        state: dict[str, Any] = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    pid = state.get("pid")
-    if isinstance(pid, int):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-    return state
-
-
 def _sink_key(path: Path) -> bytes:
     """The run's sink key: kept in the state directory (owner-only), so a restarted run
     keeps the sink URLs of the events its broker log still owes."""
     if path.exists():
         return path.read_bytes().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     key = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -8,6 +8,8 @@ subscriber is a Service, and what the local service URLs serve:
 - ``http://127.0.0.1:<serving port>/{namespace}/{service}[/path]``: the traffic split;
 - ``http://127.0.0.1:<serving port>/{namespace}/{service}/tags/{tag}[/path]``: one tag
   (``stable``, ``canary``, a model name), as Knative gives each tag its own host.
+
+Only requests whose ``Host`` names the loopback listener are served (421 otherwise).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from aiservice_operator.local.hosts import loopback_only
 from aiservice_operator.local.supervisor import RevisionPool
 from aiservice_operator.local.traffic import Route, ServiceAddress
 
@@ -118,7 +121,7 @@ def serving_app(services: Services) -> web.Application:
         out["x-aisvc-revision"] = answer.revision
         return web.Response(status=answer.status, headers=out, body=answer.body)
 
-    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[loopback_only])
     app.router.add_route("*", "/{ns}/{svc}/tags/{tag}", forward)
     app.router.add_route("*", "/{ns}/{svc}/tags/{tag}/{tail:.*}", forward)
     app.router.add_route("*", "/{ns}/{svc}", forward)

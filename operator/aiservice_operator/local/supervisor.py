@@ -32,6 +32,7 @@ from aiservice_functions import contract
 
 from aiservice_operator.local.pod_env import LocalValues, MissingValue
 from aiservice_operator.local.scaling import ScaleSettings, choose_process, desired_processes
+from aiservice_operator.local.state_files import private_file
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,7 @@ class FunctionProcess:
         return self.proc is not None and self.proc.returncode is None
 
     async def start(self, session: aiohttp.ClientSession, timeout: float) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as out:
+        with open(private_file(self.log_path), "ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.spec.command(self.port),
                 env=self.spec.environment(self.port),
