@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from aiservice_functions.models import accelerator
+from aiservice_functions.models import accelerator, minilm
 from aiservice_functions.models.device import (
     CPU_FP32,
     CudaFacts,
@@ -251,3 +251,26 @@ def test_a_bf16_encoder_gives_fp32_embeddings_close_to_the_fp32_ones() -> None:
     assert bool((cosine > 0.99).all()), cosine
     with pytest.raises(ValueError, match="int8 quantization runs on CPU in fp32 only"):
         MiniLMEncoder(quantize="int8", placement=Placement(Device("cpu"), "bf16"))
+
+
+def test_a_batch_travels_to_the_device_as_one_stacked_tensor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoder = MiniLMEncoder()
+    batch = dict(
+        encoder.tokenizer(["a short one", "and a longer text"], padding=True, return_tensors="pt")
+    )
+    copies: list[tuple[int, ...]] = []
+    original = torch.Tensor.to
+
+    def counting_to(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        copies.append(tuple(self.shape))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", counting_to)
+    moved = minilm.move_batch(batch, "cpu")
+    monkeypatch.undo()
+    assert copies == [(len(batch), *batch["input_ids"].shape)]  # one copy, all three tensors
+    assert list(moved) == list(batch)
+    for name, tensor in batch.items():
+        assert torch.equal(moved[name], tensor)

@@ -89,17 +89,20 @@ class MiniLMEncoder:
             max_length=MAX_TOKENS,
             return_tensors="pt",
         )
-        if self.placement.device.is_cuda:
-            # The token ids, type ids and mask share shape and dtype: one host-to-device
-            # copy of the three stacked, instead of one per tensor.
-            names = list(batch.keys())
-            moved = torch.stack([batch[name] for name in names]).to(device, non_blocking=True)
-            batch = dict(zip(names, moved.unbind(0), strict=True))
+        inputs = move_batch(dict(batch), device) if self.placement.device.is_cuda else batch
         # Half-precision hidden states are pooled and normalised in fp32.
-        hidden = self.model(**batch).last_hidden_state.float()
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        hidden = self.model(**inputs).last_hidden_state.float()
+        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
+def move_batch(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
+    """The tokenizer's tensors on ``device`` in one host-to-device copy: the token ids,
+    type ids and mask share shape and dtype, so they travel stacked."""
+    names = list(batch)
+    moved = torch.stack([batch[name] for name in names]).to(device, non_blocking=True)
+    return dict(zip(names, moved.unbind(0), strict=True))
 
 
 def shared_encoder(placement: Placement = CPU_FP32) -> MiniLMEncoder:
