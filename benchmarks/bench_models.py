@@ -170,11 +170,27 @@ class Predictor:
 
 
 def load(name: str, model_uri: str | None = None) -> Predictor:
-    """Load ``name``'s default (or given) model exactly as the runtime would."""
+    """Load ``name``'s default (or given) model exactly as the runtime would, on the device
+    and in the precision ``AISVC_DEVICE``/``AISVC_PRECISION`` name (as the runtime does)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     install_event_placeholder()
     from aiservice_functions.models import uri as model_uris
+    from aiservice_functions.models.accelerator import cuda_facts
+    from aiservice_functions.models.device import (
+        parse_device,
+        parse_precision,
+        resolve_placement,
+    )
 
     function = importlib.import_module(NAMES[name]).function
     resolved = model_uris.resolve(model_uri or function.default_model_uri)
+    placement = resolve_placement(
+        parse_device(os.environ.get("AISVC_DEVICE")),
+        parse_precision(os.environ.get("AISVC_PRECISION")),
+        cuda_facts(),
+        on_device=function.load_on_device is not None,
+        function=name,
+    )
+    if function.load_on_device is not None:
+        return Predictor(name, function, function.load_on_device(resolved.path, "bench", placement))
     return Predictor(name, function, function.load(resolved.path, "bench"))

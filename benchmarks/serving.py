@@ -20,6 +20,12 @@ The 1-minute load average is recorded before every run; a ratio whose runs start
 above 3/4 of the CPUs' worth of load is flagged **noisy**. ``--neighbour`` keeps one
 core busy with another process for the whole run.
 
+``--device cuda`` runs the models on the GPU: ours once per precision of ``--precisions``
+(``ours-cuda-fp32``, ``ours-cuda-fp16``) plus ``ours-cpu``, the same function on the CPU,
+and KServe once per precision with the same model on the GPU; the in-process ceiling runs
+on the GPU in the first precision, and each server's GPU memory (``nvidia-smi``) is
+recorded after the runs. ``benchmarks/gpu.sh`` is the whole GPU run, set-up included.
+
 Set up once with ``benchmarks/setup.sh`` (wrk from Debian, KServe in
 ``benchmarks/.venv-kserve``, MLServer in ``benchmarks/.venv-mlserver``), then run
 ``.venv/bin/python benchmarks/serving.py``. ``--servers ours`` runs without the peers.
@@ -161,6 +167,34 @@ class Server:
         ticks = os.sysconf("SC_CLK_TCK")
         return sum(int(f[11]) + int(f[12]) for f in self._group_stats()) / ticks
 
+    def gpu_mb(self) -> float | None:
+        """GPU memory the process group holds (``nvidia-smi``), None without a GPU."""
+        if shutil.which("nvidia-smi") is None:
+            return None
+        pids = {int(f[0]) for f in self._group_stats_with_pid()}
+        query = ["nvidia-smi", "--query-compute-apps=pid,used_memory"]
+        out = subprocess.run(
+            [*query, "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30
+        )
+        total = 0.0
+        for line in out.stdout.splitlines():
+            pid, _, used = line.partition(",")
+            with contextlib.suppress(ValueError):
+                if int(pid) in pids:
+                    total += float(used)
+        return total
+
+    def _group_stats_with_pid(self) -> list[list[str]]:
+        """Like ``_group_stats``, with the pid in front."""
+        assert self.proc is not None
+        stats = []
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = status.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == self.proc.pid:
+                    stats.append([status.parent.name, *fields])
+        return stats
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -196,17 +230,22 @@ def ours(model: str, port: int, env: dict[str, str], label: str = "ours") -> Ser
     )
 
 
-def kserve(model: str, port: int, workers: int) -> Server:
+def kserve(model: str, port: int, workers: int, device_env: dict[str, str] | None = None) -> Server:
+    """``device_env``: ``AISVC_DEVICE``/``AISVC_PRECISION`` for the model (``bench_models``)."""
     command = [str(KSERVE_PYTHON), str(HERE / "kserve_server.py"), "--model", model]
     command += ["--http_port", str(port), "--workers", str(workers)]
     base = f"http://127.0.0.1:{port}"
+    device_env = device_env or {"AISVC_DEVICE": "cpu"}
+    suffix = ""
+    if device_env.get("AISVC_DEVICE", "cpu") != "cpu":
+        suffix = f"-cuda-{device_env.get('AISVC_PRECISION', 'fp16')}"
     return Server(
-        label=f"kserve-{workers}w",
+        label=f"kserve-{workers}w{suffix}",
         kind="kserve",
         url=f"{base}/v1/models/{model}:predict",
         ready_url=f"{base}/v1/models/{model}",
         command=command,
-        env={"PYTHONPATH": str(REPO / "functions")},
+        env={"PYTHONPATH": str(REPO / "functions"), **device_env},
         workers=workers,
     )
 
@@ -345,10 +384,15 @@ def _ceiling_worker(model: str, batch: int, seconds: float, start: Any, out: Any
 
 
 def ceiling(
-    model: str, processes: int, batch: int = 32, seconds: float = 8.0
+    model: str,
+    processes: int,
+    batch: int = 32,
+    seconds: float = 8.0,
+    device_env: dict[str, str] | None = None,
 ) -> tuple[float, float]:
     """Items/s of ``infer`` on full batches in ``processes`` single-threaded processes,
-    and the CPU milliseconds each item cost."""
+    and the CPU milliseconds each item cost; ``device_env`` places the model."""
+    os.environ.update(device_env or {"AISVC_DEVICE": "cpu"})  # spawned processes inherit it
     ctx = mp.get_context("spawn")
     start = ctx.Barrier(processes)
     out: Any = ctx.Queue()
@@ -373,6 +417,19 @@ def ceiling(
 
 
 # --- the benchmark ---------------------------------------------------------------------
+
+
+def gpu_name() -> str | None:
+    """The GPU's name and driver as ``nvidia-smi`` reports them, None without one."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return out.stdout.strip() or None
 
 
 def loadavg() -> float:
@@ -426,30 +483,55 @@ def check_answers(model: str, servers: list[Server]) -> None:
                 raise RuntimeError(f"{model}: {label} answered {data}, others {first}")
 
 
-def bench_model(model: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {"model": model, "runs": [], "ceiling": {}, "ceiling_cpu_ms": {}}
-    for processes in args.ceiling_processes:
-        rate, cpu_ms = ceiling(model, processes, seconds=args.ceiling_seconds)
-        result["ceiling"][str(processes)] = rate
-        result["ceiling_cpu_ms"][str(processes)] = cpu_ms
-        print(
-            f"  ceiling, {processes} process(es) x 1 thread, batch 32: {rate:.0f} items/s, "
-            f"{cpu_ms:.2f} CPU ms/item (load {loadavg():.1f})"
-        )
-
+def servers_for(
+    model: str, args: argparse.Namespace, devices: list[dict[str, str]]
+) -> list[Server]:
+    """The servers under test; ``devices``: the device settings of the GPU servers."""
+    on_gpu = args.device != "cpu"
     port = args.base_port
     servers: list[Server] = []
     if "ours" in args.servers:
-        servers.append(ours(model, port, dict(args.ours_env)))
+        base_env = dict(args.ours_env)
+        if on_gpu:
+            for device_env in devices:
+                label = f"ours-cuda-{device_env['AISVC_PRECISION']}"
+                servers.append(ours(model, port, {**base_env, **device_env}, label=label))
+                port += 1
+            servers.append(ours(model, port, {**base_env, "AISVC_DEVICE": "cpu"}, "ours-cpu"))
+        else:
+            servers.append(ours(model, port, {"AISVC_DEVICE": "cpu", **base_env}))
         for label, env in args.ours_variant:
             port += 1
-            servers.append(ours(model, port, {**dict(args.ours_env), **env}, label=label))
+            servers.append(ours(model, port, {**base_env, **env}, label=label))
     for workers in args.kserve_workers if "kserve" in args.servers else []:
-        port += 1
-        servers.append(kserve(model, port, workers))
+        for device_env in devices or [{"AISVC_DEVICE": "cpu"}]:
+            port += 1
+            servers.append(kserve(model, port, workers, device_env))
     for workers in args.mlserver_workers if "mlserver" in args.servers else []:
         port += 1
         servers.append(mlserver(model, port, workers))
+    return servers
+
+
+def bench_model(model: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {"model": model, "runs": [], "ceiling": {}, "ceiling_cpu_ms": {}}
+    on_gpu = args.device != "cpu"
+    devices = [{"AISVC_DEVICE": args.device, "AISVC_PRECISION": p} for p in args.precisions] or [
+        {"AISVC_DEVICE": "cpu"}
+    ]
+    batch = 128 if on_gpu else 32
+    for processes in args.ceiling_processes:
+        rate, cpu_ms = ceiling(
+            model, processes, batch=batch, seconds=args.ceiling_seconds, device_env=devices[0]
+        )
+        result["ceiling"][str(processes)] = rate
+        result["ceiling_cpu_ms"][str(processes)] = cpu_ms
+        print(
+            f"  ceiling on {devices[0]}, {processes} process(es) x 1 thread, batch {batch}: "
+            f"{rate:.0f} items/s, {cpu_ms:.2f} CPU ms/item (load {loadavg():.1f})"
+        )
+
+    servers = servers_for(model, args, devices if on_gpu else [])
 
     with running(servers, log_dir, args.start_timeout) as startup:
         result["startup_s"] = startup
@@ -482,6 +564,8 @@ def bench_model(model: str, args: argparse.Namespace, log_dir: Path) -> dict[str
                         flush=True,
                     )
         result["rss_mb"] = {s.label: round(s.rss_mb()) for s in servers}
+        gpu = {s.label: s.gpu_mb() for s in servers}
+        result["gpu_mb"] = {label: mb for label, mb in gpu.items() if mb is not None}
     return result
 
 
@@ -510,7 +594,7 @@ def report(result: dict[str, Any], concurrency: list[int]) -> str:
     servers = list(dict.fromkeys(run["server"] for run in result["runs"]))
     lines = [f"#### {result['model']}", ""]
     ceilings = ", ".join(f"{p} proc: {r:.0f}/s" for p, r in result["ceiling"].items())
-    lines.append(f"In-process ceiling (batch 32, 1 torch thread per process): {ceilings}.")
+    lines.append(f"In-process ceiling (1 torch thread per process): {ceilings}.")
     cpu = result.get("ceiling_cpu_ms", {}).get("1")
     if cpu:
         lines.append(f"In-process CPU per item (1 process): {cpu:.2f} ms.")
@@ -603,8 +687,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="extra environment for our runtime, e.g. AISVC_BATCH_MAX_WAIT_MS=2",
     )
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, or cuda[:N] to serve on a GPU (see above)"
+    )
+    parser.add_argument(
+        "--precisions", default="fp32,fp16", help="with --device cuda: one server per precision"
+    )
     parser.add_argument("--out", type=Path, default=None, help="raw JSON results file")
     args = parser.parse_args(argv)
+    args.precisions = [p for p in args.precisions.split(",") if p] if args.device != "cpu" else []
     args.models = [m for m in args.models.split(",") if m]
     args.servers = set(args.servers.split(","))
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -630,6 +721,8 @@ def preflight(args: argparse.Namespace) -> None:
         missing.append(f"KServe venv at {KSERVE_PYTHON.parent.parent}")
     if "mlserver" in args.servers and not MLSERVER_PYTHON.exists():
         missing.append(f"MLServer venv at {MLSERVER_PYTHON.parent.parent}")
+    if args.device != "cpu" and shutil.which("nvidia-smi") is None:
+        missing.append("nvidia-smi (a GPU and its driver)")
     if missing:
         sys.exit(f"missing: {', '.join(missing)}; run benchmarks/setup.sh first")
 
@@ -644,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         "load1_at_start": loadavg(),
         "noisy_above_load": quiet_limit(),
         "neighbour": args.neighbour,
+        "gpu": gpu_name(),
         "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()},
     }
     print(f"serving benchmark {started}: {os.cpu_count()} CPUs, load {meta['load1_at_start']}")
@@ -659,7 +753,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for result in results:
         print(report(result, args.concurrency))
-        print(f"\nstartup s: {result['startup_s']}; RSS MB after the runs: {result['rss_mb']}\n")
+        print(
+            f"\nstartup s: {result['startup_s']}; RSS MB after the runs: {result['rss_mb']}; "
+            f"GPU MB: {result.get('gpu_mb') or '-'}\n"
+        )
     print(f"raw runs: {out}")
     return 0
 

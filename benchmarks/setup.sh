@@ -33,7 +33,9 @@ make_venv .venv-kserve
 .venv-kserve/bin/python -m pip install --quiet "kserve==0.21.0" "uvloop==0.21.0" "uvicorn==0.38.0"
 .venv-kserve/bin/python -c 'import kserve, torch, cloudevents; print("kserve venv ready:", torch.__version__)'
 # Seldon MLServer 1.7 with adaptive batching (benchmarks/mlserver_runtime.py); its worker
-# pool needs a uvloop older than the main venv's.
-make_venv .venv-mlserver
-.venv-mlserver/bin/python -m pip install --quiet "mlserver==1.7.1" "uvloop==0.21.0"
-.venv-mlserver/bin/python -c 'import mlserver, torch; print("mlserver venv ready:", mlserver.__version__, torch.__version__)'
+# pool needs a uvloop older than the main venv's. SKIP_MLSERVER=1 leaves it out (gpu.sh).
+if [ "${SKIP_MLSERVER:-0}" != 1 ]; then
+  make_venv .venv-mlserver
+  .venv-mlserver/bin/python -m pip install --quiet "mlserver==1.7.1" "uvloop==0.21.0"
+  .venv-mlserver/bin/python -c 'import mlserver, torch; print("mlserver venv ready:", mlserver.__version__, torch.__version__)'
+fi

@@ -47,8 +47,16 @@ BAD = {
     "single stage": ("FROM python:3.11.11-slim\nUSER 1000\n", "not multi-stage"),
     "latest tag": (GOOD.replace("3.11.11-slim-bookworm", "latest"), "not pinned to a version"),
     "bare image": (GOOD.replace("python:3.11.11-slim-bookworm", "python"), "not pinned"),
-    "unpinned pip": (GOOD.replace('"flask==3.1.3"', "flask>=3"), "'flask>=3' is not pinned"),
+    "unpinned pip": (GOOD.replace('"flask==3.1.3"', '"flask>=3"'), "'flask>=3' is not pinned"),
     "pip -r": (GOOD.replace('"flask==3.1.3"', "-r requirements.txt"), "pip install -r"),
+    "unpinned pip in a branch": (
+        GOOD.replace(
+            'RUN pip install "flask==3.1.3"',
+            'RUN if [ "$V" = a ]; then pip install "flask==1.0"; else pip install flask; fi\n'
+            "RUN true",
+        ),
+        "'flask' is not pinned",
+    ),
     "root user": (GOOD.replace("USER 10001:10001", "USER 0"), "root"),
     "named user": (GOOD.replace("USER 10001:10001", "USER app"), "not numeric"),
     "no user": (GOOD.replace("USER 10001:10001\n", ""), "no USER"),
@@ -104,3 +112,30 @@ def test_operator_image_pins_exactly_the_declared_dependencies() -> None:
         version = next(iter(pin.specifier)).version
         assert declared[name].specifier.contains(version), f"{name}=={version} vs {declared[name]}"
         assert declared[name].extras <= pin.extras, f"{name}: extras {declared[name].extras}"
+
+
+def _torch_installs() -> list[list[str]]:
+    """The `pip install ... torch==...` commands of the functions image, in order."""
+    found = []
+    for stage in stages(ROOT / "functions" / "Dockerfile"):
+        for op, text in stage.instructions:
+            if op == "RUN":
+                found += [
+                    c
+                    for c in shell_commands(text)
+                    if any(r.startswith("torch==") for r in pip_requirements(c) or [])
+                ]
+    return found
+
+
+def test_functions_image_builds_a_cpu_and_a_cuda_variant_of_one_torch() -> None:
+    """VARIANT=cpu (default) takes torch's CPU build from its own index; VARIANT=cuda the
+    CUDA build, which is what PyPI serves; both the same pinned version."""
+    text = (ROOT / "functions" / "Dockerfile").read_text()
+    assert "ARG VARIANT=cpu" in text
+    assert '[ "$VARIANT" = cuda ]' in text and '[ "$VARIANT" = cpu ]' in text
+    cuda, cpu = _torch_installs()
+    assert "--index-url" not in cuda and "--extra-index-url" not in cuda
+    assert cpu[cpu.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
+    pins = {r for c in (cuda, cpu) for r in pip_requirements(c) or [] if r.startswith("torch")}
+    assert len(pins) == 1, pins

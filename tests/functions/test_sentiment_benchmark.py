@@ -106,3 +106,30 @@ def test_report_gives_medians_and_ratios_ours_over_baseline() -> None:
     # A ratio with a run that started above the quiet load is flagged.
     assert "| ours | mlserver-1w | 8 | 1.00x (1.12) |" in text
     assert text.splitlines()[-1].endswith("| 3.0 **noisy** |")
+
+
+def test_a_gpu_run_serves_each_precision_on_the_gpu_next_to_the_cpu() -> None:
+    """``--device cuda``: ours per precision and on CPU, KServe per precision, each with the
+    device settings the runtime (and ``bench_models`` for KServe) reads, on distinct ports."""
+    args = serving.parse_args(
+        ["--device", "cuda", "--servers", "ours,kserve", "--kserve-workers", "1"]
+    )
+    devices = [{"AISVC_DEVICE": "cuda", "AISVC_PRECISION": p} for p in args.precisions]
+    servers = serving.servers_for("sentiment", args, devices)
+    labels = [s.label for s in servers]
+    assert labels == [
+        "ours-cuda-fp32",
+        "ours-cuda-fp16",
+        "ours-cpu",
+        "kserve-1w-cuda-fp32",
+        "kserve-1w-cuda-fp16",
+    ]
+    env = {s.label: (s.env.get("AISVC_DEVICE"), s.env.get("AISVC_PRECISION")) for s in servers}
+    assert env["ours-cuda-fp16"] == env["kserve-1w-cuda-fp16"] == ("cuda", "fp16")
+    assert env["ours-cpu"] == ("cpu", None)
+    assert len({s.url.split("/")[2] for s in servers}) == len(servers)
+    cpu_only = serving.parse_args(["--servers", "ours,kserve", "--kserve-workers", "1"])
+    assert [s.env.get("AISVC_DEVICE") for s in serving.servers_for("fraud", cpu_only, [])] == [
+        "cpu",
+        "cpu",
+    ]

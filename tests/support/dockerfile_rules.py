@@ -91,16 +91,32 @@ def _pinned_image(image: str) -> bool:
     return tag != "latest" and re.search(r"\d+\.\d+", tag) is not None
 
 
+SHELL_KEYWORDS = {"if", "then", "elif", "else", "fi", "do", "done", "!"}
+"""Words that open or close a compound command: the simple command after one starts there."""
+
+
 def shell_commands(shell: str) -> list[list[str]]:
-    """A RUN line split into simple commands at &&, ||, ; and |."""
+    """A RUN line split into simple commands at &&, ||, ;, | and newlines, with the
+    keywords of `if ...; then ...; else ...; fi` dropped (each branch is checked)."""
+    text = shell.replace("\\\n", " ")
     try:
-        words = shlex.split(shell.replace("\\\n", " "), comments=True)
+        lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        words = list(lexer)
     except ValueError:
-        words = shell.split()
+        words = text.split()
     commands: list[list[str]] = [[]]
+    redirect_target = False
     for word in words:
-        if word in {"&&", "||", ";", "|"}:
+        if redirect_target:
+            redirect_target = False
+        elif word in {"&&", "||", ";", "|", ";;"}:
             commands.append([])
+        elif word in {">", ">>", "<", ">&", "<&", "&>", ">|"}:
+            redirect_target = True  # `>&2`, `> file`: not an argument
+        elif word in SHELL_KEYWORDS and not commands[-1]:
+            continue
         else:
             commands[-1].append(word)
     return [c for c in commands if c]

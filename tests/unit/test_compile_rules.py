@@ -539,3 +539,19 @@ def test_with_a_sink_key_every_decision_sink_carries_the_credential() -> None:
     ]
     assert len(sinks) == 3
     assert all(path.endswith("/" + credential) for path in sinks)
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_every_function_runs_on_the_device_torch_sees(gpu: bool) -> None:
+    """`AISVC_DEVICE=auto` for every revision: a pod given a GPU uses it, one without
+    runs on CPU, and only the resource request differs between the two manifests."""
+    m = manifest()
+    if gpu:
+        m["spec"]["function"]["resources"] = {
+            "requests": {"nvidia.com/gpu": 1},
+            "limits": {"nvidia.com/gpu": 1},
+        }
+    container = _container(steady_state(parse(m)), "v1")
+    device = [e for e in container["env"] if e["name"] == contract.ENV_DEVICE]
+    assert device == [{"name": contract.ENV_DEVICE, "value": "auto"}]
+    assert not any(e["name"] == contract.ENV_PRECISION for e in container["env"])

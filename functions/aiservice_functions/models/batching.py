@@ -7,7 +7,13 @@ that one thread avoids the GIL stalls seen when batches were handed between thre
 With ``max_wait`` 0 it still batches whatever is already queued, never waiting.
 
 If a batch fails, its items are retried one by one so a single poisonous event
-fails alone instead of taking its batch mates down with it.
+fails alone instead of taking its batch mates down with it; a :class:`BatchFailure`
+(the device ran out of memory) fails the whole batch at once instead.
+
+``keep_busy`` (on for GPU placement): when the previous batch left items waiting, they
+run at once instead of waiting up to ``max_wait`` for more. They queued while the device
+was busy, so waiting longer would only leave it idle; on a CPU the wait instead lets a
+fuller batch form.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 log = logging.getLogger(__name__)
+
+
+class BatchFailure(Exception):
+    """Raised by ``infer`` when the batch failed as a whole, not because of one of its items
+    (the device ran out of memory): retrying its items one by one would only repeat it."""
 
 
 class BatchResultError(RuntimeError):
@@ -53,6 +64,7 @@ class MicroBatcher(Generic[T, R]):
         on_batch: Callable[[int], None] | None = None,
         thread_setup: Callable[[], None] | None = None,
         name: str = "inference",
+        keep_busy: bool = False,
     ) -> None:
         if max_size < 1:
             raise ValueError(f"max batch size must be at least 1, got {max_size}")
@@ -60,6 +72,7 @@ class MicroBatcher(Generic[T, R]):
             raise ValueError(f"max batch wait must not be negative, got {max_wait_s}")
         self.max_size = max_size
         self.max_wait_s = max_wait_s
+        self.keep_busy = keep_busy
         self._infer = infer
         self._on_batch = on_batch
         self._thread_setup = thread_setup
@@ -84,9 +97,13 @@ class MicroBatcher(Generic[T, R]):
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def _gather(self, first: tuple[T, Future[R]]) -> tuple[list[tuple[T, Future[R]]], bool]:
+    def _gather(
+        self, first: tuple[T, Future[R]], backlog: bool = False
+    ) -> tuple[list[tuple[T, Future[R]]], bool]:
+        """``backlog``: ``first`` was already waiting when the last batch ended."""
         batch = [first]
-        deadline = time.monotonic() + self.max_wait_s
+        wait = 0.0 if backlog and self.keep_busy else self.max_wait_s
+        deadline = time.monotonic() + wait
         while len(batch) < self.max_size:
             remaining = deadline - time.monotonic()
             try:
@@ -107,10 +124,13 @@ class MicroBatcher(Generic[T, R]):
             self._thread_setup()
         stop = False
         while not stop:
-            first = self._queue.get()
+            try:
+                first, backlog = self._queue.get_nowait(), True
+            except queue.Empty:
+                first, backlog = self._queue.get(), False
             if first is None:
                 break
-            batch, stop = self._gather(first)
+            batch, stop = self._gather(first, backlog)
             # A future cancelled by its caller (timed out) still costs nothing extra here.
             live = [(item, fut) for item, fut in batch if fut.set_running_or_notify_cancel()]
             if not live:
@@ -122,6 +142,11 @@ class MicroBatcher(Generic[T, R]):
     def _execute(self, live: list[tuple[T, Future[R]]]) -> None:
         try:
             outputs = run_batch(self._infer, [item for item, _ in live])
+        except BatchFailure as err:
+            log.warning("batch of %d failed as a whole: %s", len(live), err)
+            for _, fut in live:
+                fut.set_exception(err)
+            return
         except BaseException as err:
             if len(live) == 1:
                 live[0][1].set_exception(err)
@@ -163,4 +188,8 @@ class InlineRunner(Generic[T, R]):
 
 def describe(runner: Any) -> dict[str, Any]:
     """Batching settings as logged at start."""
-    return {"batch_max_size": runner.max_size, "batch_max_wait_ms": runner.max_wait_s * 1000}
+    return {
+        "batch_max_size": runner.max_size,
+        "batch_max_wait_ms": runner.max_wait_s * 1000,
+        "batch_keep_busy": getattr(runner, "keep_busy", False),
+    }

@@ -11,7 +11,8 @@ with backoff and then dead-lettered):
 415    batched or non-JSON structured content mode
 422    the function rejected the payload (reason names the field)
 500    the model failed or passed ``AISVC_TIMEOUT_SECONDS``
-503    the model is not loaded yet, or failed to load
+503    the model is not loaded yet, or failed to load; or the device ran out of memory
+       on this event's batch (the cache is freed and the worker serves on)
 =====  ==========================================================================
 """
 
@@ -19,15 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from flask import Flask, Response, request
@@ -43,10 +46,18 @@ from aiservice_functions.cloudevents_http import (
     parse_request,
     render_response,
 )
+from aiservice_functions.models import accelerator
 from aiservice_functions.models import uri as model_uri
-from aiservice_functions.models.batching import InlineRunner, MicroBatcher, describe
+from aiservice_functions.models.batching import (
+    BatchFailure,
+    InlineRunner,
+    MicroBatcher,
+    describe,
+)
+from aiservice_functions.models.device import Placement
 from aiservice_functions.models.torch_setup import configure_torch
 from aiservice_functions.runtime.config import RuntimeConfig
+from aiservice_functions.runtime.device_health import DeviceHealth
 from aiservice_functions.runtime.function import Function, Rejected, load_entrypoint
 from aiservice_functions.runtime.metrics import RuntimeMetrics
 from aiservice_functions.runtime.reply import BinaryReplyWriter
@@ -68,6 +79,10 @@ class Answer(NamedTuple):
 
 class NotReady(Exception):
     pass
+
+
+class DeviceOutOfMemory(BatchFailure):
+    """The device ran out of memory on a batch: its events get 503 and are retried."""
 
 
 @dataclass
@@ -95,11 +110,18 @@ class FunctionService:
         config: RuntimeConfig,
         *,
         load_gate: threading.Event | None = None,
+        device_probe: Callable[[], None] | None = None,
     ) -> None:
+        """``device_probe``: checks the device for readiness (default: a round trip
+        through a CUDA device, none on CPU)."""
         self.function = function
         self.config = config
         self.metrics = RuntimeMetrics(config.model_version)
         self.state = ModelState()
+        device = config.placement.device
+        if device_probe is None and device.is_cuda:
+            device_probe = functools.partial(accelerator.probe, device)
+        self.device_health = DeviceHealth(device_probe)
         self._load_gate = load_gate
         self._binary_reply = _reply_writer(config)
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
@@ -127,7 +149,7 @@ class FunctionService:
             if self.function.uses_torch:
                 configure_torch(threads)
             resolved = model_uri.resolve(uri, cfg.model_sha256, stack=self.state.stack)
-            model = self.function.load(resolved.path, cfg.model_version)
+            model = self._load_model(resolved.path)
             self.state.model = model
             self.state.sha256 = resolved.sha256
             self.state.runner = self._make_runner(model, threads)
@@ -137,6 +159,10 @@ class FunctionService:
             return
         self.metrics.model_load.labels(cfg.model_version).set(time.monotonic() - started)
         self.metrics.model_ready.labels(cfg.model_version).set(1)
+        placement = cfg.placement
+        self.metrics.model_info.labels(
+            cfg.model_version, str(placement.device), placement.precision
+        ).set(1)
         self.state.ready.set()
         shared = multiproc.shared_dir()
         if shared is not None:
@@ -150,17 +176,30 @@ class FunctionService:
                 "model_version": cfg.model_version,
                 "load_seconds": round(time.monotonic() - started, 3),
                 "torch_threads": threads if self.function.uses_torch else None,
+                "device": str(cfg.placement.device),
+                "precision": cfg.placement.precision,
                 **describe(self.state.runner),
             },
         )
+
+    def _load_model(self, path: Path) -> Any:
+        """The function's model, on the configured device when the function can be placed."""
+        fn, cfg = self.function, self.config
+        if fn.load_on_device is not None:
+            return fn.load_on_device(path, cfg.model_version, cfg.placement)
+        return fn.load(path, cfg.model_version)
 
     def _make_runner(
         self, model: Any, threads: int
     ) -> MicroBatcher[Any, Any] | InlineRunner[Any, Any]:
         batch_hist = self.metrics.batch_size.labels(self.config.model_version)
+        placement = self.config.placement
 
         def infer(items: Sequence[Any]) -> Sequence[Any]:
-            return self.function.infer(model, items)
+            try:
+                return self.function.infer(model, items)
+            except Exception as err:
+                raise self._device_failure(err, placement, len(items)) from err
 
         if self.config.batch_max_size <= 1:
             return InlineRunner(infer, on_batch=batch_hist.observe)
@@ -177,7 +216,20 @@ class FunctionService:
             max_wait_s=self.config.batch_max_wait_ms / 1000.0,
             on_batch=batch_hist.observe,
             thread_setup=thread_setup,
+            keep_busy=placement.device.is_cuda,
         )
+
+    def _device_failure(self, err: Exception, placement: Placement, size: int) -> Exception:
+        """What a failed forward pass means: out of memory fails the batch with 503 and frees
+        the allocator's cache; a CUDA fault marks the device broken; else ``err`` itself."""
+        if accelerator.is_out_of_memory(err):
+            accelerator.release_cached_memory()
+            return DeviceOutOfMemory(
+                f"{placement.device} ran out of memory on a batch of {size}: {err}"
+            )
+        if placement.device.is_cuda and accelerator.is_device_fault(err):
+            self.device_health.mark_broken(f"{type(err).__name__}: {err}")
+        return err
 
     def all_workers_ready(self) -> bool:
         """This process's model is loaded, and so is every other worker's of the container."""
@@ -336,6 +388,8 @@ class FunctionService:
         """The answer to an event whose inference raised ``err``."""
         if isinstance(err, NotReady):
             return _error(503, f"not ready: {err}", "not_ready", event=event)
+        if isinstance(err, DeviceOutOfMemory):
+            return _error(503, str(err), "out_of_memory", event=event)
         if isinstance(err, TimeoutError):
             log.warning("inference timed out", extra=_event_log(event))
             return _error(500, str(err), "timeout", event=event)
@@ -459,16 +513,18 @@ def create_app(
     *,
     load_gate: threading.Event | None = None,
     start: bool = True,
+    device_probe: Callable[[], None] | None = None,
 ) -> Flask:
     """Build the WSGI app for ``function`` (a :class:`Function` or an entrypoint string).
 
     The model starts loading in a background thread at once (``start=False`` defers it;
-    ``load_gate`` holds it until set, for tests of readiness). ``app.extensions
+    ``load_gate`` holds it until set, for tests of readiness; ``device_probe`` replaces
+    the device check of readiness). ``app.extensions
     ["aisvc"]`` is the :class:`FunctionService`.
     """
     fn = load_entrypoint(function) if isinstance(function, str) else function
-    cfg = config or RuntimeConfig.from_env(fn.batching)
-    service = FunctionService(fn, cfg, load_gate=load_gate)
+    cfg = config or RuntimeConfig.for_function(fn)
+    service = FunctionService(fn, cfg, load_gate=load_gate, device_probe=device_probe)
     app = Flask(f"aisvc-{fn.name}")
     app.extensions["aisvc"] = service
     _route_events(app, service)
@@ -531,14 +587,27 @@ def _route_health(app: Flask, service: FunctionService) -> None:
         if service.state.error is not None:
             # A model that cannot load will not load by waiting: let the kubelet restart us.
             return _json(500, {"status": "failed", "error": service.state.error})
+        fault = service.device_health.fault
+        if fault is not None:
+            # Nor does a CUDA context after a device fault recover in this process.
+            return _json(500, {"status": "device_failed", "error": fault})
         return _json(200, {"status": "alive"})
 
     @app.get(contract.PATH_READINESS)
     def readiness() -> Response:
         if service.all_workers_ready():
+            problem = service.device_health.problem()
+            if problem is not None:
+                return _json(503, {"status": "device_unavailable", "error": problem})
             return _json(
                 200,
-                {"status": "ready", "model_version": version, "model_sha256": service.state.sha256},
+                {
+                    "status": "ready",
+                    "model_version": version,
+                    "model_sha256": service.state.sha256,
+                    "device": str(service.config.placement.device),
+                    "precision": service.config.placement.precision,
+                },
             )
         if service.state.error is not None:
             return _json(503, {"status": "failed", "error": service.state.error})

@@ -10,12 +10,26 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Self
 
 from aiservice_functions import contract
+from aiservice_functions.models.accelerator import cuda_facts
+from aiservice_functions.models.device import (
+    AUTO,
+    CPU_FP32,
+    NO_CUDA,
+    CudaFacts,
+    DeviceError,
+    DeviceRequest,
+    Placement,
+    parse_device,
+    parse_precision,
+    resolve_placement,
+)
 from aiservice_functions.models.quantize import Quantize, QuantizeError, parse_quantize
-from aiservice_functions.models.torch_setup import DEFAULT_TORCH_THREADS
+from aiservice_functions.models.torch_setup import DEFAULT_TORCH_THREADS, configure_torch
 from aiservice_functions.runtime.cpus import container_cpus
-from aiservice_functions.runtime.function import BatchDefaults
+from aiservice_functions.runtime.function import BatchDefaults, Function
 
 MAX_WORKERS = 32
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
@@ -55,6 +69,14 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+def torch_threads(env: Mapping[str, str] | None = None) -> int:
+    """``AISVC_TORCH_THREADS``: needed before torch is imported, so before :meth:`from_env`
+    can ask torch about devices. One by default, on CPU and GPU pods alike: on a GPU the
+    CPU threads only launch kernels and tokenize."""
+    env = os.environ if env is None else env
+    return _int(env, contract.ENV_TORCH_THREADS, DEFAULT_TORCH_THREADS, 1)
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     model_uri: str | None
@@ -78,11 +100,36 @@ class RuntimeConfig:
     quantize: Quantize = "none"
     """``AISVC_QUANTIZE``, applied by the text encoder; checked here so a bad value stops
     the server at start instead of failing every worker's model load."""
+    device: DeviceRequest = AUTO
+    """``AISVC_DEVICE`` as asked for; :attr:`placement` is what it resolved to."""
+    placement: Placement = CPU_FP32
+    """The device and precision the model runs in (CPU fp32 for a function that cannot be
+    placed); its device also sets the batching defaults."""
 
     @property
     def reply_source(self) -> str:
         """``source`` of reply events: which service and revision answered."""
         return f"/aiservices/{self.namespace}/{self.service}/{self.revision}"
+
+    @classmethod
+    def for_function(cls, function: Function, env: Mapping[str, str] | None = None) -> Self:
+        """``function``'s settings in this process, its device resolved from what torch sees.
+
+        torch is imported here (threads fixed first). In the server this runs once, before
+        the workers fork: they share torch's pages, and ``cuda`` asked for where torch sees
+        no device stops the server with the reason instead of running on CPU.
+        """
+        cuda = NO_CUDA
+        if function.uses_torch:
+            configure_torch(torch_threads(env))
+            cuda = cuda_facts()
+        return cls.from_env(
+            function.batching,
+            env,
+            cuda=cuda,
+            on_device=function.uses_torch and function.load_on_device is not None,
+            function=function.name,
+        )
 
     @classmethod
     def from_env(
@@ -91,15 +138,32 @@ class RuntimeConfig:
         env: Mapping[str, str] | None = None,
         *,
         cpus: int | None = None,
-    ) -> RuntimeConfig:
-        """``cpus``: the CPUs to size workers by (default: the container's, see ``cpus``)."""
+        cuda: CudaFacts = NO_CUDA,
+        on_device: bool = False,
+        function: str = "function",
+    ) -> Self:
+        """``cpus``: the CPUs to size workers by (default: the container's, see ``cpus``);
+        ``cuda``: what torch sees (``accelerator.cuda_facts``); ``on_device``: whether the
+        ``function`` (named in errors) can be placed on a device at all."""
         env = os.environ if env is None else env
+        try:
+            device = parse_device(env.get(contract.ENV_DEVICE))
+            placement = resolve_placement(
+                device,
+                parse_precision(env.get(contract.ENV_PRECISION)),
+                cuda,
+                on_device=on_device,
+                function=function,
+            )
+        except DeviceError as err:
+            raise ConfigError(str(err)) from None
+        on_cuda = placement.device.is_cuda
         revision = env.get(contract.ENV_K_REVISION) or "local"
         service = (
             env.get(contract.ENV_SERVICE_NAME) or env.get(contract.ENV_K_SERVICE) or "function"
         )
         version = env.get(contract.ENV_MODEL_VERSION) or revision
-        default_size = batching.max_size if batching.enabled else 1
+        default_size = batching.default_max_size(on_cuda)
         batch_max_size = _int(env, contract.ENV_BATCH_MAX_SIZE, default_size, 1)
         concurrency = _int(env, contract.ENV_CONCURRENCY, 0, 0)
         # One process per CPU of the container's quota: a process runs Python (HTTP,
@@ -115,6 +179,11 @@ class RuntimeConfig:
             quantize = parse_quantize(env.get(contract.ENV_QUANTIZE))
         except QuantizeError as err:
             raise ConfigError(str(err)) from None
+        if quantize == "int8" and placement != CPU_FP32:
+            raise ConfigError(
+                f"{contract.ENV_QUANTIZE}=int8 runs on CPU in fp32 only, and this revision "
+                f"runs on {placement} ({contract.ENV_DEVICE}, {contract.ENV_PRECISION})"
+            )
         return cls(
             model_uri=env.get(contract.ENV_MODEL_URI) or None,
             model_sha256=env.get(contract.ENV_MODEL_SHA256) or None,
@@ -132,7 +201,7 @@ class RuntimeConfig:
             timeout_seconds=_float(
                 env, contract.ENV_TIMEOUT_SECONDS, DEFAULT_TIMEOUT_SECONDS, 0.001
             ),
-            torch_threads=_int(env, contract.ENV_TORCH_THREADS, DEFAULT_TORCH_THREADS, 1),
+            torch_threads=torch_threads(env),
             workers=workers,
             header_timeout_seconds=_float(
                 env, contract.ENV_HEADER_TIMEOUT_SECONDS, DEFAULT_HEADER_TIMEOUT_SECONDS, 0.001
@@ -141,4 +210,6 @@ class RuntimeConfig:
                 env, contract.ENV_BODY_TIMEOUT_SECONDS, DEFAULT_BODY_TIMEOUT_SECONDS, 0.001
             ),
             quantize=quantize,
+            device=device,
+            placement=placement,
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiservice_functions.cloudevents_http import CloudEvent, data_json
+from aiservice_functions.models.device import Placement
 
 
 class Rejected(Exception):
@@ -44,6 +45,15 @@ class BatchDefaults:
     enabled: bool = False
     max_size: int = 32
     max_wait_ms: float = 5.0
+    cuda_max_size: int | None = None
+    """The max batch on a CUDA device (None: ``max_size``): a GPU's forward pass costs
+    about the same for 128 texts as for 32, so bigger batches are nearly free there."""
+
+    def default_max_size(self, on_cuda: bool) -> int:
+        """The max batch size when ``AISVC_BATCH_MAX_SIZE`` is not set (1: no batching)."""
+        if not self.enabled:
+            return 1
+        return (self.cuda_max_size or self.max_size) if on_cuda else self.max_size
 
 
 def _decode_json(event: CloudEvent) -> Any:
@@ -56,20 +66,25 @@ class Function:
 
     - ``load(path, version)``: build the model from a local file (the runtime has
       already resolved the model URI and checked its sha256); runs once, in the
-      background, before the service reports ready.
+      background, before the service reports ready. The model runs on CPU in fp32.
+    - ``load_on_device(path, version, placement)``, optional: ``load`` onto the device
+      and precision of ``placement`` (``models.device``), chosen by the runtime from
+      ``AISVC_DEVICE``/``AISVC_PRECISION``. A function without it runs on CPU only.
     - ``decode(event)``: turn one CloudEvent into one model input; raise
       :class:`Rejected` (or ``InvalidEvent``) for a payload the function cannot take.
       Runs on the request thread; keep it free of torch work.
     - ``infer(model, items)``: one output per input, in order; runs under
       ``torch.inference_mode()`` on a single inference thread when batching. An
       output is the reply event's JSON data, or ``None`` for "no reply". Raising
-      fails the events (500, retried by the delivery).
+      fails the events (500, retried by the delivery); the device running out of
+      memory fails them with 503 (retried too).
     """
 
     name: str
     load: Callable[[Path, str], Any]
     infer: Callable[[Any, Sequence[Any]], Sequence[Any]]
     decode: Callable[[CloudEvent], Any] = _decode_json
+    load_on_device: Callable[[Path, str, Placement], Any] | None = None
     default_model_uri: str | None = None
     batching: BatchDefaults = BatchDefaults()
     uses_torch: bool = True

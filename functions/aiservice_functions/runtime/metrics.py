@@ -24,6 +24,7 @@ OUTCOMES = (
     "rejected",  # 4xx: the function refused the payload
     "too_large",  # 413
     "not_ready",  # 503: model not loaded yet (or failed to load)
+    "out_of_memory",  # 503: the device ran out of memory on the event's batch
     "error",  # 500: the model failed
     "timeout",  # 500: past the inference deadline
 )
@@ -66,6 +67,14 @@ class RuntimeMetrics:
             multiprocess_mode="livemin",
         )
         self.model_ready.labels(model_version).set(0)
+        self.model_info = Gauge(
+            "aisvc_function_model_info",
+            "1 for the device (cpu, cuda:N) and precision (fp32, fp16, bf16) the model of "
+            "this version runs on, once loaded.",
+            ["model_version", "device", "precision"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
         self.model_load = Gauge(
             "aisvc_function_model_load_seconds",
             "How long the last load of this version's model took (fetch, verify, load), in "

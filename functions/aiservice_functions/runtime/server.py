@@ -86,20 +86,23 @@ def serve(
     if os.environ.get(contract.ENV_MODEL_URI):
         check_uri(os.environ[contract.ENV_MODEL_URI], os.environ.get(contract.ENV_MODEL_SHA256))
     function = load_entrypoint(entrypoint)
-    config = RuntimeConfig.from_env(function.batching)
+    # The device is resolved here, before any worker starts: `cuda` asked for where torch
+    # sees none stops the server with the reason (ConfigError), not a silent CPU run.
+    config = RuntimeConfig.for_function(function)
     host, port = host or default_host(), port or default_port()
-    if function.uses_torch:
-        # Imported once before the workers fork: they share its pages instead of each
-        # importing it again while the loop answers probes (torch starts no threads here).
-        from aiservice_functions.models.torch_setup import configure_torch
-
-        configure_torch(config.torch_threads)
     # Held (bound, never listening) while the server runs: an address in use fails
     # here, before any worker starts, and a process without SO_REUSEPORT cannot take it.
     holder = asgi_server.bind(host, port)
     log.info(
         "serving",
-        extra={"host": host, "port": port, "workers": config.workers, "function": function.name},
+        extra={
+            "host": host,
+            "port": port,
+            "workers": config.workers,
+            "function": function.name,
+            "device": str(config.placement.device),
+            "precision": config.placement.precision,
+        },
     )
     if config.workers == 1:
         multiproc.drop_inherited_dir()

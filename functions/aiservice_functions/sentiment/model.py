@@ -32,7 +32,8 @@ class SentimentModel:
 
     def __init__(self, head: SentimentHead, encoder: MiniLMEncoder | None = None) -> None:
         self.encoder = encoder or MiniLMEncoder()
-        self.head = head
+        # The head is tiny: it joins the encoder's device and stays in fp32.
+        self.head = head.to(str(self.encoder.placement.device))
 
     @classmethod
     def from_file(cls, path: Path, encoder: MiniLMEncoder | None = None) -> SentimentModel:
@@ -46,7 +47,7 @@ class SentimentModel:
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Label and confidence (probability of that label) per text, in order."""
-        probs = self.probabilities(texts)
+        probs = self.probabilities(texts).cpu()  # one copy back per batch
         best = probs.argmax(dim=1)
         return [
             Prediction(label=LABELS[int(i)], score=float(p[int(i)]))

@@ -2,7 +2,7 @@
 
 Reply data: ``{"topic", "confidence", "sentiment", "text", "route"}`` (plus
 ``"sentiment_score"`` when the input had a ``score``). Events are micro-batched like
-sentiment's: one padded MiniLM forward pass serves up to 32 concurrent events.
+sentiment's: one padded MiniLM forward pass serves up to 32 concurrent events (128 on a GPU).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aiservice_functions.cloudevents_http import CloudEvent, data_json
+from aiservice_functions.models.device import CPU_FP32, Placement
 from aiservice_functions.models.minilm import shared_encoder
 from aiservice_functions.models.text_input import InputError
 from aiservice_functions.runtime.function import BatchDefaults, Function, Rejected
@@ -23,7 +24,12 @@ DEFAULT_MODEL_URI = "pkg://aiservice_functions.topic/models/topic-v2.pt"
 
 def load(path: Path, version: str) -> TopicModel:
     """Build the predictor from a head file; MiniLM is shared with sentiment in one process."""
-    return TopicModel.from_file(path, encoder=shared_encoder())
+    return load_on_device(path, version, CPU_FP32)
+
+
+def load_on_device(path: Path, version: str, placement: Placement) -> TopicModel:
+    """:func:`load` with the encoder and head on ``placement``'s device and precision."""
+    return TopicModel.from_file(path, encoder=shared_encoder(placement))
 
 
 def decode(event: CloudEvent) -> ScoredReview:
@@ -55,8 +61,9 @@ def infer(model: TopicModel, reviews: Sequence[ScoredReview]) -> list[dict[str, 
 function = Function(
     name="topic",
     load=load,
+    load_on_device=load_on_device,
     decode=decode,
     infer=infer,
     default_model_uri=DEFAULT_MODEL_URI,
-    batching=BatchDefaults(enabled=True, max_size=32, max_wait_ms=5.0),
+    batching=BatchDefaults(enabled=True, max_size=32, max_wait_ms=5.0, cuda_max_size=128),
 )

@@ -20,7 +20,8 @@ class TopicModel:
 
     def __init__(self, head: TopicHead, encoder: MiniLMEncoder | None = None) -> None:
         self.encoder = encoder or MiniLMEncoder()
-        self.head = head
+        # The head is tiny: it joins the encoder's device and stays in fp32.
+        self.head = head.to(str(self.encoder.placement.device))
 
     @classmethod
     def from_file(cls, path: Path, encoder: MiniLMEncoder | None = None) -> TopicModel:
@@ -34,6 +35,6 @@ class TopicModel:
 
     def predict(self, texts: Sequence[str]) -> list[tuple[str, float]]:
         """(topic, probability of that topic) per text, in order."""
-        probs = self.probabilities(texts)
+        probs = self.probabilities(texts).cpu()  # one copy back per batch
         best = probs.argmax(dim=1)
         return [(TOPICS[int(i)], float(p[int(i)])) for i, p in zip(best, probs, strict=True)]

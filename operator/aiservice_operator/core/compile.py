@@ -250,6 +250,9 @@ def _env(ais: AIService, model: Model) -> list[dict[str, Any]]:
     workers = _workers(fn)
     if workers is not None:
         runtime.append((contract.ENV_WORKERS, str(workers)))
+    # The GPU the pod asks for (resources) is used when torch sees it, CPU otherwise:
+    # nothing else in the manifest is device-specific.
+    runtime.append((contract.ENV_DEVICE, contract.DEFAULT_DEVICE))
     # The root file system is read-only: temp files and downloads go to the emptyDirs.
     runtime += [("TMPDIR", TMP_DIR), (contract.ENV_MODEL_CACHE_DIR, MODEL_CACHE_DIR)]
     # User variables last and in their declared order: `$(VAR)` may refer to earlier ones.
