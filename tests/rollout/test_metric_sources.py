@@ -3,6 +3,7 @@ second, and against the real event store."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,30 +27,41 @@ FN_REVISION = "fnonly-v2-0000bbbb"
 
 
 @pytest.fixture(scope="module")
-def served(standin: Standin, prometheus: Prometheus) -> None:
+def served(standin: Standin, prometheus: Prometheus) -> float:
     """Events through two revisions: one seen by queue-proxy (40 events, 25% failing, each
-    taking 25 ms), one only by the function's own series (50 events, 10% failing)."""
+    taking 25 ms), one only by the function's own series (50 events, 10% failing).
+
+    Returns when the series were first scraped at zero (monotonic clock): a query window
+    must reach back past it, or increase() sees only part of the counts and extrapolates
+    (on a busy machine the sends and the settling take longer than any fixed window)."""
     standin.register(QP_REVISION, error_rate=0.25, delay_ms=25)
     standin.register(FN_REVISION, shape="fn", error_rate=0.1, delay_ms=2)
     qp = f'revision_app_request_count{{revision_name="{QP_REVISION}"}}'
     fn = f'aisvc_function_events_total{{revision_name="{FN_REVISION}"}}'
     # Scraped at 0 first, like a queue-proxy that has been running for a while.
     prometheus.wait_value(f"count({qp}) + count({fn})", 4)
+    zero = time.monotonic()
     assert standin.send(QP_REVISION, 40) == {200: 30, 500: 10}
     assert standin.send(FN_REVISION, 50, shape="fn") == {200: 45, 500: 5}
     prometheus.wait_settled(qp, 40)
     prometheus.wait_settled(fn, 50)  # settled at the same time: returns at once
+    return zero
+
+
+def window_since(start: float) -> float:
+    """A window reaching a few scrapes before ``start``."""
+    return max(WINDOW, time.monotonic() - start + 5.0)
 
 
 def test_queue_proxy_series_give_events_errors_and_p99(
-    served: None, prometheus: Prometheus
+    served: float, prometheus: Prometheus
 ) -> None:
     used, events, errors, p99 = PrometheusSource(prometheus.url).canary(
         namespace=NAMESPACE,
         service="metrics",
         revision=QP_REVISION,
         model="v2",
-        window_seconds=WINDOW,
+        window_seconds=window_since(served),
     )
     assert used == "queue-proxy"
     # increase() extrapolates to the window's edges; the ratio is what analysis uses.
@@ -59,13 +71,13 @@ def test_queue_proxy_series_give_events_errors_and_p99(
     assert p99 is not None and 25 <= p99 <= 1000
 
 
-def test_function_series_are_the_fallback(served: None, prometheus: Prometheus) -> None:
+def test_function_series_are_the_fallback(served: float, prometheus: Prometheus) -> None:
     used, events, errors, p99 = PrometheusSource(prometheus.url).canary(
         namespace=NAMESPACE,
         service="fnonly",
         revision=FN_REVISION,
         model="v2",
-        window_seconds=WINDOW,
+        window_seconds=window_since(served),
     )
     assert used == "function"
     assert 50 <= events <= 60
