@@ -13,6 +13,9 @@ with backoff and then dead-lettered):
 500    the model failed or passed ``AISVC_TIMEOUT_SECONDS``
 503    the model is not loaded yet, or failed to load
 =====  ==========================================================================
+
+An event whose data is a reference (``dataref``) is resolved before ``decode``; its own
+statuses (413/415/422 for a bad reference, 503 for a store outage) are in ``claimcheck``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ from aiservice_functions.cloudevents_http import (
 from aiservice_functions.models import uri as model_uri
 from aiservice_functions.models.batching import InlineRunner, MicroBatcher, describe
 from aiservice_functions.models.torch_setup import configure_torch
+from aiservice_functions.runtime.claimcheck import (
+    ClaimCheck,
+    RefFailed,
+    may_carry_reference,
+    wants_resolving,
+)
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.function import Function, Rejected, load_entrypoint
 from aiservice_functions.runtime.metrics import RuntimeMetrics
@@ -95,9 +104,11 @@ class FunctionService:
         config: RuntimeConfig,
         *,
         load_gate: threading.Event | None = None,
+        claim_check: ClaimCheck | None = None,
     ) -> None:
         self.function = function
         self.config = config
+        self.claim_check = claim_check or ClaimCheck(config.claim_check)
         self.metrics = RuntimeMetrics(config.model_version)
         self.state = ModelState()
         self._load_gate = load_gate
@@ -273,7 +284,10 @@ class FunctionService:
 
     async def handle_async(self, headers: Any, body: bytes, *, shadow: bool = False) -> Answer:
         """:meth:`handle` for an event loop: waits for its batch without holding a thread."""
-        started = self.begin(headers, body, shadow=shadow)
+        if may_carry_reference(headers, body):  # fetching blocks: off the event loop
+            started = await asyncio.to_thread(self.begin, headers, body, shadow=shadow)
+        else:
+            started = self.begin(headers, body, shadow=shadow)
         if isinstance(started, Answer):
             return started
         try:
@@ -315,6 +329,12 @@ class FunctionService:
         except InvalidEvent as err:
             return _error(err.status, err.reason, "invalid_event")  # no event to name
         event = parsed.event
+        if wants_resolving(event):
+            try:
+                event = self.claim_check.resolve(event)
+            except RefFailed as err:
+                outcome = "unavailable" if err.status >= 500 else "rejected"
+                return _error(err.status, err.reason, outcome, field=err.field, event=event)
         try:
             item = self.function.decode(event)
         except Rejected as err:
@@ -459,16 +479,18 @@ def create_app(
     *,
     load_gate: threading.Event | None = None,
     start: bool = True,
+    claim_check: ClaimCheck | None = None,
 ) -> Flask:
     """Build the WSGI app for ``function`` (a :class:`Function` or an entrypoint string).
 
     The model starts loading in a background thread at once (``start=False`` defers it;
     ``load_gate`` holds it until set, for tests of readiness). ``app.extensions
-    ["aisvc"]`` is the :class:`FunctionService`.
+    ["aisvc"]`` is the :class:`FunctionService`. ``claim_check`` replaces the one built
+    from ``config`` (tests give it a stand-in host resolver).
     """
     fn = load_entrypoint(function) if isinstance(function, str) else function
     cfg = config or RuntimeConfig.from_env(fn.batching)
-    service = FunctionService(fn, cfg, load_gate=load_gate)
+    service = FunctionService(fn, cfg, load_gate=load_gate, claim_check=claim_check)
     app = Flask(f"aisvc-{fn.name}")
     app.extensions["aisvc"] = service
     _route_events(app, service)
