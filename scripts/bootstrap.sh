@@ -11,4 +11,4 @@ fi
 python -m pip install --quiet --upgrade pip setuptools wheel
 # The CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[operator,functions,eventstore,parquet,dev]"
+python -m pip install --quiet -e ".[operator,functions,eventstore,parquet,s3,images,train,dev]"
