@@ -21,9 +21,12 @@ def split() -> tuple[Any, Any, Any, Any]:
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    result: tuple[Any, Any, Any, Any] = tuple(  # type: ignore[assignment]
+    result: tuple[Any, Any, Any, Any] = tuple(
         train_test_split(
-            digits.images, digits.target, test_size=HELD_OUT, random_state=SEED,
+            digits.images,
+            digits.target,
+            test_size=HELD_OUT,
+            random_state=SEED,
             stratify=digits.target,
         )
     )
