@@ -136,7 +136,9 @@ def test_a_store_outage_is_retried_and_bad_credentials_too(
     assert answer.status_code == 503 and "refused" in answer.json()["error"]
 
 
-def test_missing_credentials_are_named(s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_credentials_are_named(
+    s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with _serve(s3_env) as base:
         wait_ready(base)
