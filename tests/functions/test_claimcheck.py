@@ -95,7 +95,7 @@ def test_a_referenced_photo_is_answered_as_if_sent_inline(
         ("s3://photos/in/seven.png", {"ce_datasha256": "0" * 64}, 422, "does not match"),
         ("s3://photos/in/seven.png", {"ce_datasha256": "abc"}, 400, "64 hex digits"),
         ("s3://photos/in/big.png", {}, 413, "AISVC_CLAIMCHECK_MAX_BYTES=4000"),
-        ("s3://photos/in/notes.txt", {}, 422, "not a readable PNG or JPEG"),
+        ("s3://photos/in/notes.txt", {"content_type": "text/plain"}, 422, "not a readable PNG"),
         ("s3://photos/in/seven.png", {"content_type": "image/jpeg"}, 415, "'image/png'"),
         ("s3://other/in/seven.png", {}, 422, "from 'photos' only"),
         ("ftp://files.example/a.png", {}, 422, "use s3://bucket/key or https://"),
@@ -116,7 +116,7 @@ def test_only_allowed_content_types_are_fetched(s3_env: dict[str, str]) -> None:
     env = {**s3_env, "AISVC_CLAIMCHECK_CONTENT_TYPES": "image/png,image/jpeg"}
     with _serve(env) as base:
         wait_ready(base)
-        answer = _ref(base, "s3://photos/in/notes.txt")
+        answer = _ref(base, "s3://photos/in/notes.txt", content_type="text/plain")
     assert answer.status_code == 415 and "'text/plain' is not accepted" in answer.json()["error"]
 
 

@@ -173,7 +173,11 @@ def _resolve_s3(
         if object_store.error_code(err) in object_store.NOT_FOUND_CODES:
             raise ModelURIError(f"model {uri}: no such object") from err
         raise ModelURIError(f"model {uri}: download failed: {err}") from err
-    return _verified(uri, target, expected)
+    try:
+        return _verified(uri, target, expected)
+    except ModelURIError:
+        target.unlink(missing_ok=True)  # never leave unverified bytes in the cache
+        raise
 
 
 SUPPORTED_SCHEMES = ("file", "pkg", "http", "https", "s3")
