@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import http.server
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import requests
 from aiservice_functions import digits
 from aiservice_functions.runtime.app import create_app
 from aiservice_functions.runtime.claimcheck import ClaimCheck, ClaimCheckConfig
+from aiservice_functions.runtime.function import ByReference, Function
 
 from tests.support.digits import as_image, held_out
 from tests.support.net import free_port
@@ -253,3 +255,39 @@ def test_references_are_refused_where_no_claim_check_is_configured(files: str) -
     assert answer.status_code == 422 and "claimCheck" in answer.json()["error"]
     # Data given inline wins over a reference: nothing is fetched, the bytes are decoded.
     assert inline.status_code == 422 and "not a readable" in inline.json()["error"]
+
+
+# --- outputs written back by reference ---------------------------------------------------
+
+
+def _repeat_infer(model: Any, items: Sequence[Any]) -> list[Any]:
+    return [ByReference(bytes(item) * 3000, "image/png") for item in items]
+
+
+REPEATER = Function(
+    name="repeater",
+    load=lambda path, version: None,
+    decode=lambda event: event.get_data(),
+    infer=_repeat_infer,
+    uses_torch=False,
+)
+
+
+def test_a_large_output_is_written_under_the_service_prefix_and_replied_by_reference(
+    s3: S3Server, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    model = tmp_path / "model.txt"
+    model.write_text("none")
+    env = {**s3_env, "AISVC_MODEL_URI": model.as_uri()}
+    with serving(create_app(REPEATER, config_for(REPEATER, env))) as base:
+        wait_ready(base)
+        answer = post_binary(base, b"abc", content_type="application/octet-stream")
+    assert answer.status_code == 200, answer.text
+    assert answer.content == b""
+    ref, digest = answer.headers["ce-dataref"], answer.headers["ce-datasha256"]
+    expected = b"abc" * 3000
+    assert digest == hashlib.sha256(expected).hexdigest()
+    assert ref == f"s3://photos/shop/echo/{digest}"  # <namespace>/<service>/ of BASE_ENV
+    stored = s3.client().get_object(Bucket="photos", Key=ref.removeprefix("s3://photos/"))
+    assert stored["Body"].read() == expected and stored["ContentType"] == "image/png"
+    assert answer.headers["content-type"] == "image/png"

@@ -56,7 +56,12 @@ from aiservice_functions.runtime.claimcheck import (
     wants_resolving,
 )
 from aiservice_functions.runtime.config import RuntimeConfig
-from aiservice_functions.runtime.function import Function, Rejected, load_entrypoint
+from aiservice_functions.runtime.function import (
+    ByReference,
+    Function,
+    Rejected,
+    load_entrypoint,
+)
 from aiservice_functions.runtime.metrics import RuntimeMetrics
 from aiservice_functions.runtime.reply import BinaryReplyWriter
 from aiservice_functions.serving import multiproc
@@ -373,6 +378,8 @@ class FunctionService:
             return Answer(202, {}, b"", "no_reply", event)
         try:
             latency_ms = (time.perf_counter() - pending.started) * 1000
+            if isinstance(output, ByReference):
+                return self._reply_by_reference(pending, output, latency_ms)
             if pending.mode == "binary" and self._binary_reply is not None:
                 status, out_headers, out_body = self._binary_reply.write(
                     output, self._reply_extensions(event, pending.trace, latency_ms)
@@ -387,6 +394,30 @@ class FunctionService:
                 500, f"reply could not be rendered: {type(err).__name__}", "error", event=event
             )
         return Answer(status, out_headers, out_body, "replied", event)
+
+    def _reply_by_reference(
+        self, pending: Pending, output: ByReference, latency_ms: float
+    ) -> Answer:
+        """Write a large output to the claim-check bucket; reply with its reference."""
+        try:
+            ref, digest = self.claim_check.store(output.data, output.content_type)
+        except RefFailed as err:
+            return _error(err.status, err.reason, "error", event=pending.event)
+        except Exception as err:  # the store failed: retried like a failed model
+            log.warning("output could not be stored", extra=_event_log(pending.event))
+            return _error(
+                503, f"output could not be stored: {type(err).__name__}", "unavailable",
+                event=pending.event,
+            )  # fmt: skip
+        reply = self.reply_event(pending.event, None, pending.trace, latency_ms)
+        attributes = {
+            **reply.get_attributes(),
+            contract.EXT_DATAREF: ref,
+            contract.EXT_DATASHA256: digest,
+            "datacontenttype": output.content_type,
+        }
+        status, out_headers, out_body = render_response(make_event(attributes), pending.mode)
+        return Answer(status, out_headers, out_body, "replied", pending.event)
 
     def too_large(self) -> Answer:
         limit = self.config.max_body_bytes
