@@ -323,6 +323,9 @@ def test_claim_check_secret_and_env_credentials_are_refused_together() -> None:
     m["spec"]["function"]["env"] = []
     with pytest.raises(ValueError, match=r"spec\.function\.claimCheck\.region"):
         parse(m)
+    m["spec"]["function"]["claimCheck"] = {"endpoint": "http://s3:9000"}
+    with pytest.raises(ValueError, match=r"spec\.function\.claimCheck\.bucket: is required"):
+        parse(m)
 
 
 def test_revision_template_carries_scaling_concurrency_timeout_and_probe() -> None:
