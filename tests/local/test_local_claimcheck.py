@@ -96,7 +96,7 @@ def test_photos_by_reference_through_aisvc_up(run: tuple[Background, Any], tmp_p
     for n in range(COUNT):
         result = runner.invoke(app, [
             "send", "--type", "com.example.digit.photographed", "--id", f"photo-{n}",
-            "--data-file", str(photos / f"{n}.png"), "--bucket", "photos",
+            "--data-file", str(photos / f"{n}.png"),  # the run's claimCheck bucket
             "--state-dir", str(bg.run.state_dir),
         ])  # fmt: skip
         assert result.exit_code == 0, result.output

@@ -229,6 +229,8 @@ def send(
     if data_file is not None:
         if data != "{}":
             raise fail("--data and --data-file exclude each other", 2)
+        if not bucket and not to:
+            bucket, endpoint = _local_claim_check(state_dir, endpoint)
         reference = _upload(data_file, bucket, endpoint)
     attributes = {
         "specversion": "1.0",
@@ -267,6 +269,20 @@ def send(
         typer.echo(response.text)
     if response.status_code >= 300:
         raise typer.Exit(code=1)
+
+
+def _local_claim_check(state_dir: Path, endpoint: str) -> tuple[str, str]:
+    """The bucket (and endpoint) of the local run's only AIService with a claimCheck."""
+    from aiservice_operator.local.runner import read_state
+
+    state = read_state(state_dir) or {}
+    checks: dict[str, dict[str, str]] = dict(state.get("claimChecks") or {})
+    buckets = {c["bucket"]: c.get("endpoint", "") for c in checks.values()}
+    if len(buckets) != 1:
+        found = f"buckets {', '.join(sorted(buckets))}" if buckets else "no claimCheck"
+        raise fail(f"--data-file: the local run declares {found}; pick one with --bucket", 2)
+    ((bucket, declared),) = buckets.items()
+    return bucket, endpoint or declared
 
 
 def _upload(path: Path, bucket: str, endpoint: str) -> dict[str, str]:

@@ -448,6 +448,11 @@ class LocalRun:
             "eventStoreToken": None,
             "consoleUrl": self.console_url,
             "clusterDomain": self.options.cluster_domain,
+            "claimChecks": {
+                f"{a.namespace}/{a.name}": {"bucket": cc.bucket, "endpoint": cc.endpoint}
+                for a in self.manifests.aiservices
+                if (cc := a.spec.function.claim_check) is not None
+            },
         }
         path = self.state_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
