@@ -22,4 +22,4 @@ if [ -n "${TORCH_INDEX_URL:-}" ]; then
 else
   python -m pip install --quiet "torch==2.13.0"
 fi
-python -m pip install --quiet -e ".[operator,functions,eventstore,parquet,dev]"
+python -m pip install --quiet -e ".[operator,functions,eventstore,parquet,s3,images,train,dev]"

@@ -89,6 +89,26 @@ def test_hostile_record_data_is_rendered_as_text(tmp_path: Path) -> None:
                 assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
 
 
+def test_an_input_sent_by_reference_shows_its_reference(tmp_path: Path) -> None:
+    """Claim-check: the store has the reference and digest, never the photo; the chain shows
+    them where the data would be."""
+    digest = "ab" * 32
+    with serving(tmp_path / "d.db", token=TOKEN) as base, httpx.Client() as raw:
+        url = f"{base}{SINK.format(name='digits', role='inputs')}?data=true"
+        headers = {
+            "ce-specversion": "1.0", "ce-type": "com.example.digit.photographed",
+            "ce-source": "/shop/app", "ce-id": "photo-1", "content-type": "image/png",
+            "ce-dataref": "s3://photos/uploads/photo-1", "ce-datasha256": digest,
+        }  # fmt: skip
+        assert raw.post(url, headers=headers).status_code == 201
+        client, _ = signed_in(base)
+        with closing(client):
+            page = client.get("/console/decisions", params={"q": "photo-1"})
+    assert page.status_code == 200
+    assert "dataref: s3://photos/uploads/photo-1" in page.text
+    assert f"datasha256: {digest}" in page.text
+
+
 def test_the_decision_pages_need_a_signed_in_session(tmp_path: Path) -> None:
     with serving(tmp_path / "d.db", token=TOKEN) as base, httpx.Client(base_url=base) as client:
         for path in ("/console/decisions", "/console/decisions/shop/sentiment/runs/r"):

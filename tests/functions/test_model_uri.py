@@ -12,7 +12,13 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import requests
+from aiservice_functions import digits
 from aiservice_functions.models.uri import ModelURIError, as_uri, resolve, sha256_file
+from aiservice_functions.runtime.app import create_app
+
+from tests.support.runtime import config_for, serving, wait_ready
+from tests.support.s3 import S3Server, s3_server
 
 CONTENT = b"model bytes \x00\x01\x02" * 100
 SHA = hashlib.sha256(CONTENT).hexdigest()
@@ -142,3 +148,81 @@ def test_as_uri_turns_existing_paths_into_file_uris(tmp_path: Path) -> None:
     with contextlib.chdir(tmp_path):
         assert as_uri("m.bin") == path.as_uri()
     assert as_uri("pkg://a/b") == "pkg://a/b"
+
+
+# --- s3:// against a real S3 server (SeaweedFS) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    with s3_server() as server:
+        client = server.client()
+        client.put_object(Bucket="models", Key="fraud/v3.pt", Body=CONTENT)
+        digits_model = resolve(digits.MODEL_V1).path.read_bytes()
+        client.put_object(Bucket="models", Key="digits/v1.pt", Body=digits_model)
+        yield server
+
+
+@pytest.fixture
+def pod_env(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """Credentials and endpoint as a pod gets them (valueFrom a Secret, envFrom a ConfigMap):
+    boto3 reads AWS_ENDPOINT_URL itself, so nothing S3-specific is configured in the URI."""
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    return s3
+
+
+def test_an_s3_model_is_downloaded_checked_and_cached(pod_env: S3Server, tmp_path: Path) -> None:
+    resolved = resolve("s3://models/fraud/v3.pt", SHA, cache_dir=tmp_path)
+    assert resolved.sha256 == SHA and resolved.path.read_bytes() == CONTENT
+    assert resolve("s3://models/fraud/v3.pt", cache_dir=tmp_path / "other").sha256 == SHA
+
+
+def test_an_s3_model_with_the_wrong_digest_is_refused_and_not_kept(
+    pod_env: S3Server, tmp_path: Path
+) -> None:
+    with pytest.raises(ModelURIError, match=f"sha256 mismatch: expected {'0' * 64}, got {SHA}"):
+        resolve("s3://models/fraud/v3.pt", "0" * 64, cache_dir=tmp_path)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_missing_s3_model_is_named(pod_env: S3Server, tmp_path: Path) -> None:
+    with pytest.raises(ModelURIError, match=r"s3://models/fraud/v9.pt: no such object"):
+        resolve("s3://models/fraud/v9.pt", SHA, cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("unset", "words"),
+    [
+        (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), "set AWS_ACCESS_KEY_ID and"),
+        (("AWS_SECRET_ACCESS_KEY",), "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"),
+    ],
+)
+def test_missing_s3_credentials_are_refused_naming_the_variable(
+    pod_env: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    unset: tuple[str, ...],
+    words: str,
+) -> None:
+    for name in unset:
+        monkeypatch.delenv(name)
+    with pytest.raises(ModelURIError, match=words):
+        resolve("s3://models/fraud/v3.pt", SHA, cache_dir=tmp_path)
+
+
+def test_a_revision_serves_an_s3_model_and_a_second_start_reuses_the_cache(
+    pod_env: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real runtime loads the digits model from S3; the object is then deleted, and a
+    second start (same cache volume) still serves it, from the verified copy."""
+    sha = hashlib.sha256(resolve(digits.MODEL_V1).path.read_bytes()).hexdigest()
+    monkeypatch.setenv("AISVC_MODEL_CACHE_DIR", str(tmp_path))
+    env = {"AISVC_MODEL_URI": "s3://models/digits/v1.pt", "AISVC_MODEL_SHA256": sha}
+    for start in (1, 2):
+        with serving(create_app(digits.function, config_for(digits.function, env))) as base:
+            wait_ready(base)
+            ready = requests.get(f"{base}/health/readiness", timeout=5).json()
+        assert ready["model_sha256"] == sha, start
+        if start == 1:
+            pod_env.client().delete_object(Bucket="models", Key="digits/v1.pt")

@@ -300,6 +300,20 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "spec.function.securityContext.seccompProfile.type"),
     ("startup-too-long", _set("spec.function.startupTimeoutSeconds", 3601),
      "spec.function.startupTimeoutSeconds", "spec.function.startupTimeoutSeconds"),
+    ("claim-check-bucket-uppercase", _set("spec.function.claimCheck", {"bucket": "Photos"}),
+     "spec.function.claimCheck.bucket", "spec.function.claimCheck.bucket"),
+    ("claim-check-endpoint-with-credentials", _set("spec.function.claimCheck", {
+        "bucket": "photos", "endpoint": "https://user:pw@s3.example.com"}),
+     "spec.function.claimCheck.endpoint", "spec.function.claimCheck.endpoint"),
+    ("claim-check-bad-content-type", _set("spec.function.claimCheck", {
+        "bucket": "photos", "contentTypes": ["png"]}),
+     "spec.function.claimCheck.contentTypes.0", "spec.function.claimCheck.contentTypes[0]"),
+    ("claim-check-bad-host", _set("spec.function.claimCheck", {
+        "bucket": "photos", "allowHosts": ["https://files.internal"]}),
+     "spec.function.claimCheck.allowHosts.0", "spec.function.claimCheck.allowHosts[0]"),
+    ("claim-check-too-slow", _set("spec.function.claimCheck", {
+        "bucket": "photos", "timeoutSeconds": 601}),
+     "spec.function.claimCheck.timeoutSeconds", "spec.function.claimCheck.timeoutSeconds"),
     ("broker-config-of-another-class", _set("spec.managedBroker", {"class": "Kafka", "config": {
         "apiVersion": "eventing.knative.dev/v1alpha1", "kind": "RabbitmqBrokerConfig",
         "name": "r"}}),
@@ -398,6 +412,12 @@ VALID: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
         "modelCacheVolume": "cache",
         "securityContext": {"runAsUser": 10001, "runAsGroup": 10001},
         "startupTimeoutSeconds": 900})),
+    ("claim-check", _set("spec.function.claimCheck", {
+        "bucket": "photos.eu-1", "endpoint": "https://s3.example.com:9000/store",
+        "secretName": "photos-s3", "prefix": "payments/fraud", "maxBytes": 10485760,
+        "timeoutSeconds": 10, "contentTypes": ["image/png", "image/jpeg"],
+        "allowHosts": ["files.internal", "*.svc.cluster.local", "10.0.0.0/8", "fd00::/8"]})),
+    ("claim-check-minimal", _set("spec.function.claimCheck", {"bucket": "photos"})),
     ("root-opt-out", _set("spec.function.securityContext", {
         "runAsNonRoot": False, "runAsUser": 0, "readOnlyRootFilesystem": False,
         "allowPrivilegeEscalation": True, "seccompProfile": {"type": "Unconfined"}})),

@@ -68,6 +68,7 @@ CASES = {
     "broker-kafka": lambda: [steady_state(a) for a in load("broker-kafka.yaml")],
     "broker-rabbitmq": lambda: [steady_state(a) for a in load("broker-rabbitmq.yaml")],
     "broker-channel": lambda: [steady_state(a) for a in load("broker-channel.yaml")],
+    "digits-claim-check": lambda: [steady_state(a) for a in load("digits-claim-check.yaml")],
     "canary-at-25-shadow": _canary_at_25_with_shadow,
     "canary-revision-pending": _canary_pending,
 }

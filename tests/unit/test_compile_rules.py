@@ -288,6 +288,46 @@ def test_function_environment_uses_the_contract_names() -> None:
     assert not names & {contract.ENV_BATCH_MAX_SIZE, contract.ENV_BATCH_MAX_WAIT_MS}
 
 
+def test_claim_check_becomes_the_runtime_environment_and_the_secret_its_keys() -> None:
+    m = manifest()
+    m["spec"]["function"]["claimCheck"] = {
+        "bucket": "photos", "endpoint": "http://s3.store.svc:8333", "secretName": "photos-s3",
+        "contentTypes": ["image/png", "image/jpeg"], "allowHosts": ["files.internal"],
+        "maxBytes": 5000000,
+    }  # fmt: skip
+    env = _container(steady_state(parse(m)), "v1")["env"]
+    plain = {e["name"]: e.get("value") for e in env}
+    assert plain[contract.ENV_CLAIMCHECK_BUCKET] == "photos"
+    assert plain[contract.ENV_CLAIMCHECK_ENDPOINT] == "http://s3.store.svc:8333"
+    assert plain[contract.ENV_CLAIMCHECK_MAX_BYTES] == "5000000"
+    assert plain[contract.ENV_CLAIMCHECK_TIMEOUT_SECONDS] == "30"
+    assert plain[contract.ENV_CLAIMCHECK_CONTENT_TYPES] == "image/png,image/jpeg"
+    assert plain[contract.ENV_CLAIMCHECK_ALLOW_HOSTS] == "files.internal"
+    assert contract.ENV_CLAIMCHECK_PREFIX not in plain  # the runtime defaults it
+    secret = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+    assert secret == {
+        "AWS_ACCESS_KEY_ID": {"name": "photos-s3", "key": "access-key-id"},
+        "AWS_SECRET_ACCESS_KEY": {"name": "photos-s3", "key": "secret-access-key"},
+    }
+    without = {e["name"] for e in _container(steady_state(parse(manifest())), "v1")["env"]}
+    assert not any(name.startswith("AISVC_CLAIMCHECK") for name in without)
+
+
+def test_claim_check_secret_and_env_credentials_are_refused_together() -> None:
+    m = manifest()
+    m["spec"]["function"]["claimCheck"] = {"bucket": "photos", "secretName": "photos-s3"}
+    m["spec"]["function"]["env"] = [{"name": "AWS_ACCESS_KEY_ID", "value": "x"}]
+    with pytest.raises(ValueError, match=r"spec\.function\.claimCheck\.secretName"):
+        parse(m)
+    m["spec"]["function"]["claimCheck"] = {"bucket": "photos", "region": "eu"}
+    m["spec"]["function"]["env"] = []
+    with pytest.raises(ValueError, match=r"spec\.function\.claimCheck\.region"):
+        parse(m)
+    m["spec"]["function"]["claimCheck"] = {"endpoint": "http://s3:9000"}
+    with pytest.raises(ValueError, match=r"spec\.function\.claimCheck\.bucket: is required"):
+        parse(m)
+
+
 def test_revision_template_carries_scaling_concurrency_timeout_and_probe() -> None:
     m = manifest(autoscaling={"minScale": 1, "maxScale": 4, "metric": "rps", "target": 150})
     m["spec"]["function"].update(concurrency=8, timeoutSeconds=20)

@@ -2,7 +2,8 @@
 
 Supported: ``file:///abs/path``, ``pkg://package.name/path/in/package`` (models shipped
 inside a Python package), ``http(s)://`` (sha256 mandatory; cached by digest) and
-``s3://bucket/key`` (needs boto3; with a sha256, a copy already in the cache is reused).
+``s3://bucket/key`` (needs boto3; credentials and endpoint from the environment, see
+``object_store``; with a sha256, a copy already in the cache is reused).
 Anything else is refused: a revision must name exactly the bytes it serves, so nothing is
 ever fetched from a model hub by name.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from aiservice_functions import contract
+from aiservice_functions import contract, object_store
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -159,20 +160,24 @@ def _resolve_s3(
         # A restarted container finds the model on the cache volume: no second download.
         return ResolvedModel(uri=uri, path=target, sha256=expected)
     try:
-        import boto3
-    except ImportError:
-        raise ModelURIError(
-            f"model {uri}: s3:// needs boto3, which is not installed "
-            "(install the 's3' extra: aiservice-operator[s3])"
-        ) from None
+        s3 = object_store.client()
+    except object_store.ObjectStoreError as err:
+        raise ModelURIError(f"model {uri}: {err}") from None
     target_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(target.suffix + ".part")
     try:
-        boto3.client("s3").download_file(bucket, key, str(tmp))
+        s3.download_file(bucket, key, str(tmp))
         shutil.move(tmp, target)
     except Exception as err:  # boto3 raises many unrelated types
+        tmp.unlink(missing_ok=True)
+        if object_store.error_code(err) in object_store.NOT_FOUND_CODES:
+            raise ModelURIError(f"model {uri}: no such object") from err
         raise ModelURIError(f"model {uri}: download failed: {err}") from err
-    return _verified(uri, target, expected)
+    try:
+        return _verified(uri, target, expected)
+    except ModelURIError:
+        target.unlink(missing_ok=True)  # never leave unverified bytes in the cache
+        raise
 
 
 SUPPORTED_SCHEMES = ("file", "pkg", "http", "https", "s3")

@@ -14,6 +14,9 @@ with backoff and then dead-lettered):
 503    the model is not loaded yet, or failed to load; or the device ran out of memory
        on this event's batch (the cache is freed and the worker serves on)
 =====  ==========================================================================
+
+An event whose data is a reference (``dataref``) is resolved before ``decode``; its own
+statuses (413/415/422 for a bad reference, 503 for a store outage) are in ``claimcheck``.
 """
 
 from __future__ import annotations
@@ -56,9 +59,20 @@ from aiservice_functions.models.batching import (
 )
 from aiservice_functions.models.device import Placement
 from aiservice_functions.models.torch_setup import configure_torch
+from aiservice_functions.runtime.claimcheck import (
+    ClaimCheck,
+    RefFailed,
+    may_carry_reference,
+    wants_resolving,
+)
 from aiservice_functions.runtime.config import RuntimeConfig
 from aiservice_functions.runtime.device_health import DeviceHealth
-from aiservice_functions.runtime.function import Function, Rejected, load_entrypoint
+from aiservice_functions.runtime.function import (
+    ByReference,
+    Function,
+    Rejected,
+    load_entrypoint,
+)
 from aiservice_functions.runtime.metrics import RuntimeMetrics
 from aiservice_functions.runtime.reply import BinaryReplyWriter
 from aiservice_functions.serving import multiproc
@@ -111,11 +125,13 @@ class FunctionService:
         *,
         load_gate: threading.Event | None = None,
         device_probe: Callable[[], None] | None = None,
+        claim_check: ClaimCheck | None = None,
     ) -> None:
         """``device_probe``: checks the device for readiness (default: a round trip
         through a CUDA device, none on CPU)."""
         self.function = function
         self.config = config
+        self.claim_check = claim_check or ClaimCheck(config.claim_check)
         self.metrics = RuntimeMetrics(config.model_version)
         self.state = ModelState()
         device = config.placement.device
@@ -325,7 +341,10 @@ class FunctionService:
 
     async def handle_async(self, headers: Any, body: bytes, *, shadow: bool = False) -> Answer:
         """:meth:`handle` for an event loop: waits for its batch without holding a thread."""
-        started = self.begin(headers, body, shadow=shadow)
+        if may_carry_reference(headers, body):  # fetching blocks: off the event loop
+            started = await asyncio.to_thread(self.begin, headers, body, shadow=shadow)
+        else:
+            started = self.begin(headers, body, shadow=shadow)
         if isinstance(started, Answer):
             return started
         try:
@@ -367,6 +386,12 @@ class FunctionService:
         except InvalidEvent as err:
             return _error(err.status, err.reason, "invalid_event")  # no event to name
         event = parsed.event
+        if wants_resolving(event):
+            try:
+                event = self.claim_check.resolve(event)
+            except RefFailed as err:
+                outcome = "unavailable" if err.status >= 500 else "rejected"
+                return _error(err.status, err.reason, outcome, field=err.field, event=event)
         try:
             item = self.function.decode(event)
         except Rejected as err:
@@ -407,6 +432,8 @@ class FunctionService:
             return Answer(202, {}, b"", "no_reply", event)
         try:
             latency_ms = (time.perf_counter() - pending.started) * 1000
+            if isinstance(output, ByReference):
+                return self._reply_by_reference(pending, output, latency_ms)
             if pending.mode == "binary" and self._binary_reply is not None:
                 status, out_headers, out_body = self._binary_reply.write(
                     output, self._reply_extensions(event, pending.trace, latency_ms)
@@ -421,6 +448,30 @@ class FunctionService:
                 500, f"reply could not be rendered: {type(err).__name__}", "error", event=event
             )
         return Answer(status, out_headers, out_body, "replied", event)
+
+    def _reply_by_reference(
+        self, pending: Pending, output: ByReference, latency_ms: float
+    ) -> Answer:
+        """Write a large output to the claim-check bucket; reply with its reference."""
+        try:
+            ref, digest = self.claim_check.store(output.data, output.content_type)
+        except RefFailed as err:
+            return _error(err.status, err.reason, "error", event=pending.event)
+        except Exception as err:  # the store failed: retried like a failed model
+            log.warning("output could not be stored", extra=_event_log(pending.event))
+            return _error(
+                503, f"output could not be stored: {type(err).__name__}", "unavailable",
+                event=pending.event,
+            )  # fmt: skip
+        reply = self.reply_event(pending.event, None, pending.trace, latency_ms)
+        attributes = {
+            **reply.get_attributes(),
+            contract.EXT_DATAREF: ref,
+            contract.EXT_DATASHA256: digest,
+            "datacontenttype": output.content_type,
+        }
+        status, out_headers, out_body = render_response(make_event(attributes), pending.mode)
+        return Answer(status, out_headers, out_body, "replied", pending.event)
 
     def too_large(self) -> Answer:
         limit = self.config.max_body_bytes
@@ -514,17 +565,21 @@ def create_app(
     load_gate: threading.Event | None = None,
     start: bool = True,
     device_probe: Callable[[], None] | None = None,
+    claim_check: ClaimCheck | None = None,
 ) -> Flask:
     """Build the WSGI app for ``function`` (a :class:`Function` or an entrypoint string).
 
     The model starts loading in a background thread at once (``start=False`` defers it;
     ``load_gate`` holds it until set, for tests of readiness; ``device_probe`` replaces
-    the device check of readiness). ``app.extensions
-    ["aisvc"]`` is the :class:`FunctionService`.
+    the device check of readiness). ``app.extensions["aisvc"]`` is the
+    :class:`FunctionService`. ``claim_check`` replaces the one built from ``config``
+    (tests give it a stand-in host resolver).
     """
     fn = load_entrypoint(function) if isinstance(function, str) else function
     cfg = config or RuntimeConfig.for_function(fn)
-    service = FunctionService(fn, cfg, load_gate=load_gate, device_probe=device_probe)
+    service = FunctionService(
+        fn, cfg, load_gate=load_gate, device_probe=device_probe, claim_check=claim_check
+    )
     app = Flask(f"aisvc-{fn.name}")
     app.extensions["aisvc"] = service
     _route_events(app, service)

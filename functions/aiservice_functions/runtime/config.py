@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 from aiservice_functions import contract
@@ -28,8 +28,10 @@ from aiservice_functions.models.device import (
 )
 from aiservice_functions.models.quantize import Quantize, QuantizeError, parse_quantize
 from aiservice_functions.models.torch_setup import DEFAULT_TORCH_THREADS, configure_torch
+from aiservice_functions.runtime.claimcheck import ClaimCheckConfig
 from aiservice_functions.runtime.cpus import container_cpus
 from aiservice_functions.runtime.function import BatchDefaults, Function
+from aiservice_functions.targets import TargetPolicy
 
 MAX_WORKERS = 32
 DEFAULT_HEADER_TIMEOUT_SECONDS = 10.0
@@ -105,6 +107,8 @@ class RuntimeConfig:
     placement: Placement = CPU_FP32
     """The device and precision the model runs in (CPU fp32 for a function that cannot be
     placed); its device also sets the batching defaults."""
+    claim_check: ClaimCheckConfig = field(default_factory=ClaimCheckConfig)
+    """Where ``dataref`` events are fetched from and large outputs written to."""
 
     @property
     def reply_source(self) -> str:
@@ -212,4 +216,31 @@ class RuntimeConfig:
             quantize=quantize,
             device=device,
             placement=placement,
+            claim_check=_claim_check(
+                env, namespace=env.get(contract.ENV_NAMESPACE) or "default", service=service
+            ),
         )
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(x.strip().lower() for x in env.get(name, "").split(",") if x.strip())
+
+
+def _claim_check(env: Mapping[str, str], *, namespace: str, service: str) -> ClaimCheckConfig:
+    allow = _list(env, contract.ENV_CLAIMCHECK_ALLOW_HOSTS)
+    try:
+        TargetPolicy.parse(allow)
+    except ValueError as err:
+        raise ConfigError(f"{contract.ENV_CLAIMCHECK_ALLOW_HOSTS}: {err}") from None
+    prefix = env.get(contract.ENV_CLAIMCHECK_PREFIX, "").strip().strip("/")
+    return ClaimCheckConfig(
+        bucket=env.get(contract.ENV_CLAIMCHECK_BUCKET, "").strip() or None,
+        endpoint=env.get(contract.ENV_CLAIMCHECK_ENDPOINT, "").strip() or None,
+        prefix=f"{prefix or f'{namespace}/{service}'}/",
+        max_bytes=_int(
+            env, contract.ENV_CLAIMCHECK_MAX_BYTES, contract.DEFAULT_CLAIMCHECK_MAX_BYTES, 1
+        ),
+        timeout_seconds=_float(env, contract.ENV_CLAIMCHECK_TIMEOUT_SECONDS, 30.0, 0.001),
+        allow_hosts=allow,
+        content_types=_list(env, contract.ENV_CLAIMCHECK_CONTENT_TYPES),
+    )

@@ -56,6 +56,16 @@ class BatchDefaults:
         return (self.cuda_max_size or self.max_size) if on_cuda else self.max_size
 
 
+@dataclass(frozen=True)
+class ByReference:
+    """An output too large for an event: ``infer`` returns it, and the runtime writes
+    ``data`` to the claim-check bucket (``spec.function.claimCheck``, under the AIService's
+    prefix) and replies with a ``dataref`` to it instead of the bytes."""
+
+    data: bytes
+    content_type: str = "application/octet-stream"
+
+
 def _decode_json(event: CloudEvent) -> Any:
     return data_json(event)
 
@@ -75,9 +85,10 @@ class Function:
       Runs on the request thread; keep it free of torch work.
     - ``infer(model, items)``: one output per input, in order; runs under
       ``torch.inference_mode()`` on a single inference thread when batching. An
-      output is the reply event's JSON data, or ``None`` for "no reply". Raising
-      fails the events (500, retried by the delivery); the device running out of
-      memory fails them with 503 (retried too).
+      output is the reply event's JSON data, a :class:`ByReference` (large bytes,
+      replied by reference), or ``None`` for "no reply". Raising fails the events (500,
+      retried by the delivery); the device running out of memory fails them with 503
+      (retried too).
     """
 
     name: str

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from aiservice_functions import contract
 from aiservice_functions.durations import parse_duration
 from rich.console import Console
 
@@ -190,6 +191,30 @@ def send(
     ] = "",
     to: Annotated[str, typer.Option(help="Post here instead of the local broker.")] = "",
     structured: Annotated[bool, typer.Option(help="Structured content mode.")] = False,
+    data_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-file",
+            help="Upload this file to the claim-check bucket and send a reference to it "
+            "(dataref) instead of data.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    bucket: Annotated[
+        str,
+        typer.Option(
+            envvar=contract.ENV_CLAIMCHECK_BUCKET,
+            help="Bucket for --data-file (the AIService's spec.function.claimCheck.bucket).",
+        ),
+    ] = "",
+    endpoint: Annotated[
+        str,
+        typer.Option(
+            envvar=contract.ENV_CLAIMCHECK_ENDPOINT,
+            help="S3 endpoint for --data-file (default: AWS_ENDPOINT_URL, else AWS).",
+        ),
+    ] = "",
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
 ) -> None:
     """Post one CloudEvent, by default to the broker of the local run (`aisvc up`)."""
@@ -200,6 +225,13 @@ def send(
     except ValueError as err:
         raise fail(f"--data is not JSON: {err}", 2) from None
     url = to or _broker_url(state_dir, broker)
+    reference: dict[str, str] = {}
+    if data_file is not None:
+        if data != "{}":
+            raise fail("--data and --data-file exclude each other", 2)
+        if not bucket and not to:
+            bucket, endpoint = _local_claim_check(state_dir, endpoint)
+        reference = _upload(data_file, bucket, endpoint)
     attributes = {
         "specversion": "1.0",
         "id": event_id or str(uuid.uuid4()),
@@ -211,7 +243,17 @@ def send(
         if not sep:
             raise fail(f"--ext {item!r}: expected name=value", 2)
         attributes[name] = value
-    if structured:
+    if reference:
+        content_type = reference.pop("datacontenttype")
+        attributes.update(reference)
+        if structured:
+            headers = {"content-type": "application/cloudevents+json"}
+            body = json.dumps({**attributes, "datacontenttype": content_type})
+        else:
+            headers = {f"ce-{k}": v for k, v in attributes.items()}
+            headers["content-type"] = content_type
+            body = ""
+    elif structured:
         headers = {"content-type": "application/cloudevents+json"}
         body = json.dumps({**attributes, "datacontenttype": "application/json", "data": payload})
     else:
@@ -227,6 +269,47 @@ def send(
         typer.echo(response.text)
     if response.status_code >= 300:
         raise typer.Exit(code=1)
+
+
+def _local_claim_check(state_dir: Path, endpoint: str) -> tuple[str, str]:
+    """The bucket (and endpoint) of the local run's only AIService with a claimCheck."""
+    from aiservice_operator.local.state_files import read_state
+
+    state = read_state(state_dir) or {}
+    checks: dict[str, dict[str, str]] = dict(state.get("claimChecks") or {})
+    buckets = {c["bucket"]: c.get("endpoint", "") for c in checks.values()}
+    if len(buckets) != 1:
+        found = f"buckets {', '.join(sorted(buckets))}" if buckets else "no claimCheck"
+        raise fail(f"--data-file: the local run declares {found}; pick one with --bucket", 2)
+    ((bucket, declared),) = buckets.items()
+    return bucket, endpoint or declared
+
+
+def _upload(path: Path, bucket: str, endpoint: str) -> dict[str, str]:
+    """Put ``path`` under ``uploads/<sha256>`` of ``bucket``; the claim-check attributes."""
+    import hashlib
+    import mimetypes
+
+    from aiservice_functions import object_store
+
+    if not bucket:
+        raise fail(f"--data-file needs a bucket: --bucket or {contract.ENV_CLAIMCHECK_BUCKET}", 2)
+    content = path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    key = f"uploads/{digest}"
+    try:
+        s3 = object_store.client(endpoint_url=endpoint or None, timeout_s=30)
+        s3.put_object(Bucket=bucket, Key=key, Body=content, ContentType=content_type)
+    except object_store.ObjectStoreError as err:
+        raise fail(str(err), 2) from None
+    except Exception as err:  # boto3 raises many unrelated types
+        raise fail(f"upload to s3://{bucket}/{key} failed: {one_line(err)}") from None
+    return {
+        contract.EXT_DATAREF: f"s3://{bucket}/{key}",
+        contract.EXT_DATASHA256: digest,
+        "datacontenttype": content_type,
+    }
 
 
 def _duration(text: str, option: str) -> float:

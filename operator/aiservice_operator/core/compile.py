@@ -26,8 +26,10 @@ from aiservice_operator.core import names as naming
 from aiservice_operator.core.spec import (
     API_GROUP,
     API_VERSION,
+    CLAIM_CHECK_SECRET_KEYS,
     KIND,
     AIService,
+    ClaimCheck,
     Consume,
     Filter,
     Function,
@@ -253,6 +255,7 @@ def _env(ais: AIService, model: Model) -> list[dict[str, Any]]:
     # The GPU the pod asks for (resources) is used when torch sees it, CPU otherwise:
     # nothing else in the manifest is device-specific.
     runtime.append((contract.ENV_DEVICE, contract.DEFAULT_DEVICE))
+    runtime += _claim_check_env(fn.claim_check)
     # The root file system is read-only: temp files and downloads go to the emptyDirs.
     runtime += [("TMPDIR", TMP_DIR), (contract.ENV_MODEL_CACHE_DIR, MODEL_CACHE_DIR)]
     # User variables last and in their declared order: `$(VAR)` may refer to earlier ones.
@@ -260,7 +263,32 @@ def _env(ais: AIService, model: Model) -> list[dict[str, Any]]:
     # from what was written, and Knative refuses a template rewrite under the same name).
     runtime_env = [{"name": k, "value": v} if v else {"name": k} for k, v in runtime]
     user_env = [{k: v for k, v in e.items() if not (k == "value" and v == "")} for e in fn.env]
-    return runtime_env + user_env
+    secret_env: list[dict[str, Any]] = []
+    if fn.claim_check is not None and fn.claim_check.secret_name:
+        secret_env = [
+            {"name": var, "valueFrom": {"secretKeyRef": {"name": fn.claim_check.secret_name,
+                                                         "key": key}}}
+            for var, key in CLAIM_CHECK_SECRET_KEYS.items()
+        ]  # fmt: skip
+    return runtime_env + secret_env + user_env
+
+
+def _claim_check_env(cc: ClaimCheck | None) -> list[tuple[str, str]]:
+    """`spec.function.claimCheck` as the runtime reads it (``AISVC_CLAIMCHECK_*``)."""
+    if cc is None:
+        return []
+    env = [
+        (contract.ENV_CLAIMCHECK_BUCKET, cc.bucket),
+        (contract.ENV_CLAIMCHECK_MAX_BYTES, str(cc.max_bytes)),
+        (contract.ENV_CLAIMCHECK_TIMEOUT_SECONDS, str(cc.timeout_seconds)),
+    ]
+    optional = (
+        (contract.ENV_CLAIMCHECK_ENDPOINT, cc.endpoint),
+        (contract.ENV_CLAIMCHECK_PREFIX, cc.prefix),
+        (contract.ENV_CLAIMCHECK_CONTENT_TYPES, ",".join(cc.content_types)),
+        (contract.ENV_CLAIMCHECK_ALLOW_HOSTS, ",".join(cc.allow_hosts)),
+    )
+    return env + [(name, value) for name, value in optional if value]
 
 
 def _security_context(fn: Function) -> dict[str, Any]:

@@ -171,6 +171,36 @@ class SecurityContext:
     seccomp_profile: SeccompProfile = "RuntimeDefault"
 
 
+CLAIM_CHECK_SECRET_KEYS = {
+    "AWS_ACCESS_KEY_ID": "access-key-id",
+    "AWS_SECRET_ACCESS_KEY": "secret-access-key",
+}
+"""Environment variable <- key of `claimCheck.secretName` (the keys `s3-credentials.yaml` uses)."""
+S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+S3_ENDPOINT = re.compile(r"^https?://[^\s/?#@]+(/[^\s?#]*)?$")
+CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+ALLOW_HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$|^[0-9a-f.:]+/[0-9]{1,3}$")
+KEY_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
+DEFAULT_CLAIM_CHECK_MAX_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    """`spec.function.claimCheck`: where events may keep their data (``dataref``)."""
+
+    bucket: str
+    endpoint: str = ""
+    """S3 endpoint of the bucket; empty: AWS (or the pod's ``AWS_ENDPOINT_URL``)."""
+    secret_name: str = ""
+    """A Secret with ``access-key-id``/``secret-access-key``; empty: set by `env` or IRSA."""
+    prefix: str = ""
+    """Key prefix of outputs written back; empty: ``<namespace>/<name>``."""
+    max_bytes: int = DEFAULT_CLAIM_CHECK_MAX_BYTES
+    timeout_seconds: int = 30
+    content_types: tuple[str, ...] = ()
+    allow_hosts: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Function:
     image: str
@@ -197,6 +227,7 @@ class Function:
     security_context: SecurityContext = SecurityContext()
     startup_timeout_seconds: int = 0
     """How long a new pod may take to load its model; 0: Knative's defaults."""
+    claim_check: ClaimCheck | None = None
 
 
 @dataclass(frozen=True)

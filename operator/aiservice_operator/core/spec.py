@@ -14,6 +14,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -23,12 +24,16 @@ from aiservice_functions.durations import parse_duration
 
 from aiservice_operator.core.manifest_reader import Reader
 from aiservice_operator.core.resource import (
+    ALLOW_HOST,
     API_GROUP,
     API_VERSION,
     ATTRIBUTE_NAME,
     BROKER_CLASSES,
     BROKER_CONFIG_KINDS,
+    CLAIM_CHECK_SECRET_KEYS,
     CONFIG_KEY,
+    CONTENT_TYPE,
+    DEFAULT_CLAIM_CHECK_MAX_BYTES,
     DEFAULT_DECISION_RETENTION,
     DNS_1123_LABEL,
     DNS_LABEL,
@@ -40,6 +45,7 @@ from aiservice_operator.core.resource import (
     GPU_RESOURCES,
     IMAGE,
     IMAGE_HINT,
+    KEY_PREFIX,
     KIND,
     LABEL_KEY,
     LABEL_VALUE,
@@ -71,6 +77,8 @@ from aiservice_operator.core.resource import (
     RESERVED_MODEL_NAMES,
     RESERVED_MOUNT_PATHS,
     RESERVED_VOLUME_PREFIX,
+    S3_BUCKET,
+    S3_ENDPOINT,
     SHA256,
     VOLUME_SOURCES,
     AIService,
@@ -80,6 +88,7 @@ from aiservice_operator.core.resource import (
     BackoffPolicy,
     Batching,
     BrokerClass,
+    ClaimCheck,
     Consume,
     DeadLetter,
     DecisionLog,
@@ -691,8 +700,62 @@ _FUNCTION_FIELDS = {
     "image", "entrypoint", "env", "envFrom", "resources", "concurrency", "timeoutSeconds",
     "batching", "serviceAccountName", "imagePullSecrets", "nodeSelector", "tolerations",
     "affinity", "runtimeClassName", "volumes", "volumeMounts", "modelCacheVolume",
-    "securityContext", "startupTimeoutSeconds",
+    "securityContext", "startupTimeoutSeconds", "claimCheck",
 }  # fmt: skip
+_CLAIM_CHECK_FIELDS = {
+    "bucket", "endpoint", "secretName", "prefix", "maxBytes", "timeoutSeconds",
+    "contentTypes", "allowHosts",
+}  # fmt: skip
+
+
+def _parse_claim_check(
+    r: Reader, value: Any, path: str, env: Sequence[Mapping[str, Any]]
+) -> ClaimCheck | None:
+    if value is None:
+        return None
+    data = r.mapping(value, path)
+    r.unknown(data, path, _CLAIM_CHECK_FIELDS)
+    secret = r.string(data, "secretName", path, default="", pattern=OPTIONAL_SUBDOMAIN)
+    if secret:
+        for entry in env:
+            if entry.get("name") in CLAIM_CHECK_SECRET_KEYS:
+                r.fail(
+                    f"{path}.secretName",
+                    f"spec.function.env sets {entry.get('name')} already; keep one of the two",
+                )
+    lists: dict[str, tuple[str, ...]] = {}
+    for key, pattern in (("contentTypes", CONTENT_TYPE), ("allowHosts", ALLOW_HOST)):
+        items: list[str] = []
+        for index, item in enumerate(r.sequence(data.get(key), f"{path}.{key}", MAX_POD_LIST)):
+            where = f"{path}.{key}[{index}]"
+            if not isinstance(item, str) or len(item) > 253 or not pattern.match(item):
+                r.fail(where, f"{item!r} is not valid")
+                continue
+            if "/" in item and key == "allowHosts":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    r.fail(where, f"{item!r} is not a network (CIDR)")
+            items.append(item)
+        lists[key] = tuple(items)
+    return ClaimCheck(
+        bucket=r.string(data, "bucket", path, pattern=S3_BUCKET, hint="an S3 bucket name"),
+        endpoint=r.string(
+            data, "endpoint", path, default="", pattern=S3_ENDPOINT if data.get("endpoint")
+            else None, hint="http(s)://host[:port][/path]", max_length=512,
+        ),
+        secret_name=secret,
+        prefix=r.string(data, "prefix", path, default="", max_length=200,
+                        pattern=KEY_PREFIX if data.get("prefix") else None,
+                        hint="key segments joined by /"),
+        max_bytes=r.integer(
+            data, "maxBytes", path, default=DEFAULT_CLAIM_CHECK_MAX_BYTES, minimum=1,
+            maximum=1 << 40,
+        ),
+        timeout_seconds=r.integer(data, "timeoutSeconds", path, default=30, minimum=1, maximum=600),
+        content_types=lists["contentTypes"],
+        allow_hosts=lists["allowHosts"],
+    )  # fmt: skip
 
 
 def _parse_function(r: Reader, data: Mapping[str, Any]) -> Function:
@@ -726,6 +789,7 @@ def _parse_function(r: Reader, data: Mapping[str, Any]) -> Function:
         if volume["name"] not in mounted:
             # Knative refuses a revision with a volume nothing mounts.
             r.fail(f"{path}.volumes[{index}]", "is neither mounted nor the modelCacheVolume")
+    env = _parse_env(r, data.get("env"), f"{path}.env")
     return Function(
         image=r.string(data, "image", path, max_length=512, pattern=IMAGE, hint=IMAGE_HINT),
         entrypoint=r.string(
@@ -735,7 +799,7 @@ def _parse_function(r: Reader, data: Mapping[str, Any]) -> Function:
             pattern=re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"),
             hint="a dotted Python module path",
         ),
-        env=_parse_env(r, data.get("env"), f"{path}.env"),
+        env=env,
         env_from=_parse_env_from(r, data.get("envFrom"), f"{path}.envFrom"),
         resources=_parse_resources(r, data.get("resources"), f"{path}.resources"),
         concurrency=r.integer(data, "concurrency", path, default=16, minimum=0, maximum=1000),
@@ -765,6 +829,7 @@ def _parse_function(r: Reader, data: Mapping[str, Any]) -> Function:
         startup_timeout_seconds=r.integer(
             data, "startupTimeoutSeconds", path, default=0, minimum=0, maximum=MAX_STARTUP_SECONDS
         ),
+        claim_check=_parse_claim_check(r, data.get("claimCheck"), f"{path}.claimCheck", env),
     )
 
 

@@ -454,6 +454,11 @@ class LocalRun:
             "eventStoreUrl": self.event_store_url if self.options.event_store else None,
             "consoleUrl": self.console_url,
             "clusterDomain": self.options.cluster_domain,
+            "claimChecks": {
+                f"{a.namespace}/{a.name}": {"bucket": cc.bucket, "endpoint": cc.endpoint}
+                for a in self.manifests.aiservices
+                if (cc := a.spec.function.claim_check) is not None
+            },
         }
         write_state(self.state_dir, state)
 

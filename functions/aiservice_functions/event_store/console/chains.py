@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aiservice_functions import contract
 from aiservice_functions.event_store.console.present import readable_json
 from aiservice_functions.event_store.decisions import StoredDecision
 from aiservice_functions.event_store.records import us_text
@@ -78,6 +79,16 @@ def data_text(value: Any) -> str:
     return text if len(text) <= DATA_SHOWN else text[:DATA_SHOWN] + "\n… (cut short)"
 
 
+def shown(record: StoredDecision) -> str:
+    """What a record's data cell shows: its data, or for data sent by reference (claim-check),
+    the reference and its digest (the store never has the bytes)."""
+    ref = record.attributes.get(contract.EXT_DATAREF)
+    if record.data is None and ref:
+        digest = record.attributes.get(contract.EXT_DATASHA256)
+        return f"dataref: {ref}" + (f"\ndatasha256: {digest}" if digest else "")
+    return data_text(record.data)
+
+
 def _label(record: StoredDecision) -> str:
     version = f" · {record.model_version}" if record.model_version else ""
     return f"{record.role}{version}"
@@ -123,7 +134,7 @@ def _chain(correlation: str, records: Sequence[StoredDecision], dead: set[str]) 
                 latency_ms=r.latency_ms,
                 at=us_text(r.received_at) or "",
                 offset_ms=round((r.received_at - start) / 1000, 1),
-                data=data_text(r.data),
+                data=shown(r),
                 dead_lettered=r.key in dead,
                 label=_label(r),
                 y=12 + row * ROW,
@@ -150,7 +161,7 @@ def pairs(
         out.append(
             Pair(
                 key=new.causation or new.key,
-                input=data_text(given.data) if given is not None else "",
+                input=shown(given) if given is not None else "",
                 old=data_text(old.data) if old is not None else "",
                 new=data_text(new.data),
                 old_version=old.model_version if old is not None else None,
