@@ -14,6 +14,7 @@ the same bounds, so a slow client holds no thread there either. One port, one pr
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
@@ -94,7 +95,7 @@ class StoreApp:
 
     async def _ingest(self, scope: Scope, body: bytes) -> Answer:
         path = scope["path"]
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        query = _query(scope.get("query_string", b""))
         prepared = self.intake.prepare(path, query, _headers(scope), body)
         if isinstance(prepared, Answer):
             return prepared
@@ -129,6 +130,18 @@ class StoreApp:
                         return bytes(body)
         except TimeoutError:
             return error(408, f"request body not received within {self.read_timeout:g}s")
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_query(raw: bytes) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    parsed = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
+    return tuple((k, tuple(v)) for k, v in parsed.items())
+
+
+def _query(raw: bytes) -> dict[str, list[str]]:
+    """The query of a request: ingest URLs repeat (one per AIService and role), so each
+    is parsed once."""
+    return {k: list(v) for k, v in _parsed_query(raw)}
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -22,6 +22,7 @@ database is unavailable. Knative's delivery retries ``429`` and ``5xx``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -217,7 +218,7 @@ class Intake:
             if refused is not None:
                 metrics.decision(role, "refused", None)
                 return error(*refused)
-        settings = LogSettings.from_query(query)
+        settings = _settings(tuple((k, tuple(v)) for k, v in query.items()))
         event = parse_request(headers, body).event
         record = to_decision(
             event,
@@ -249,6 +250,13 @@ class Intake:
             self.store.metrics.ingest(_KIND_OF_PATH[kind], outcome)
         elif role in ROLE_OF_PATH:
             self.store.metrics.decision(ROLE_OF_PATH[role], outcome, None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _settings(query: tuple[tuple[str, tuple[str, ...]], ...]) -> LogSettings:
+    """A sink URL's settings: the same few URLs come again and again (one per AIService
+    and role), so each is read once (a bad one raises, and is not kept)."""
+    return LogSettings.from_query(dict(query))
 
 
 def _challenge(status: int) -> Headers:
