@@ -60,9 +60,7 @@ SPLIT = _all(
     NO_ROLLOUT,
     _set("spec.traffic.split", [{"model": "v1", "percent": 90}, {"model": "v2", "percent": 10}]),
 )
-QUALITY_LOG = _all(
-    _set("spec.decisionLog", {}), _set("spec.rollout.analysis.minAgreement", 0.85)
-)
+QUALITY_LOG = _all(_set("spec.decisionLog", {}), _set("spec.rollout.analysis.minAgreement", 0.85))
 """The decision log on and one quality check: the other quality fields judged alone."""
 HTTP_MODEL = "https://models.example/a.pt"
 RESERVED_ENV = "spec.function.env[].name: AISVC_*, K_*, PORT and TMPDIR are reserved"

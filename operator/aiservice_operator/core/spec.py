@@ -928,7 +928,8 @@ def _check_quality_log(r: Reader, rollout: Rollout | None, log: DecisionLog) -> 
         r.fail(ap, "minAgreement, maxOutputDrift, minAccuracy and maxAccuracyDrop read the "
                "decision log: set spec.decisionLog (enabled)")  # fmt: skip
     elif rollout.analysis.compare != DEFAULT_COMPARE and not log.include_data:
-        r.fail(f"{ap}.compare", "a path other than $.label needs spec.decisionLog.includeData: true")
+        needs = "a path other than $.label needs spec.decisionLog.includeData: true"
+        r.fail(f"{ap}.compare", needs)
 
 
 def _parse_autoscaling(r: Reader, data: Mapping[str, Any]) -> Autoscaling:
