@@ -67,7 +67,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
 from aiservice_functions.cloudevents_http import InvalidEvent
-from aiservice_functions.event_store import auth, console, decision_api, ingest
+from aiservice_functions.event_store import auth, console, decision_api, ingest, quality
 from aiservice_functions.event_store.guard import redact_url
 from aiservice_functions.event_store.jobs import ReplayJobs, job_json
 from aiservice_functions.event_store.records import (
@@ -384,6 +384,7 @@ def create_app(
     }
     app.register_blueprint(api)
     decisions = decision_api.register(app, store, _guard, max_body_bytes, metrics, sink_key)
+    quality.register(app, store, _guard)
     metrics.database_gauge(
         "aisvc_event_store_decisions_stored",
         "Decision-log records kept, per AIService and role (input, reply, reprocessed, feedback).",
