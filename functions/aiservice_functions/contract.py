@@ -72,7 +72,11 @@ EXT_MODEL_VERSION = "modelversion"
 EXT_TRACEPARENT = "traceparent"
 """W3C trace context, copied from the request to the reply."""
 EXT_SHADOW = "aisvcshadow"
-"""Set (``"true"``) on events mirrored to a canary in shadow mode: answer 202, no reply."""
+"""Set (``"true"``) on events mirrored to a canary in shadow mode: the reply is typed
+`SHADOW_REPLY_TYPE`."""
+SHADOW_REPLY_TYPE = "dev.aiservice.shadow.reply"
+"""Type of a shadow canary's answer: the same reply as usual under a type only the
+decision log subscribes to, so no consumer acts on it and the rollout can compare it."""
 SHADOW_PATH = "/shadow"
 """Knative Triggers cannot add extensions, so the shadow Trigger posts to this path instead;
 the runtime treats it exactly like an event carrying `EXT_SHADOW`."""
@@ -116,7 +120,7 @@ EVENT_STORE_AUDIT_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/audit"
 EVENT_STORE_DECISIONS_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/decisions/{role}"
 """POST: decision-log ingest, ``role`` one of `DECISION_ROLES`; the compiled sink URL
 carries the AIService's `spec.decisionLog` settings as its query (see the event store)."""
-DECISION_ROLES = ("inputs", "replies", "reprocessed", "feedback")
+DECISION_ROLES = ("inputs", "replies", "reprocessed", "feedback", "shadow")
 ROLLOUT_DECISION_TYPE = "dev.aiservice.rollout.decision"
 """CloudEvent type of a rollout decision in the audit log (the operator sends, the console
 draws)."""
