@@ -126,6 +126,8 @@ ROLLOUT_DECISION_TYPE = "dev.aiservice.rollout.decision"
 draws)."""
 EVENT_STORE_STATS_PATH = "/v1/stats"
 """GET: dead-letter counts per AIService and per revision (canary analysis reads it)."""
+EVENT_STORE_QUALITY_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/quality"
+"""GET: model-quality figures of two versions over a window, from the decision log."""
 ENV_EVENT_STORE_URL = "AISVC_EVENT_STORE_URL"
 """Base URL of the event store, for clients (``aisvc dlq``, the rollout analysis)."""
 ENV_EVENT_STORE_TOKEN = "AISVC_EVENT_STORE_TOKEN"
@@ -176,6 +178,11 @@ def dead_letter_path(namespace: str, name: str, key: bytes | None = None) -> str
 def audit_path(namespace: str, name: str, key: bytes | None = None) -> str:
     """Path on the event store that ingests the audit events of one AIService."""
     return ingest_path(namespace, name, "audit", key)
+
+
+def quality_path(namespace: str, name: str) -> str:
+    """Path of one AIService's quality query on the event store."""
+    return EVENT_STORE_QUALITY_PATH.format(namespace=namespace, name=name)
 
 
 def decisions_path(namespace: str, name: str, role: str, key: bytes | None = None) -> str:

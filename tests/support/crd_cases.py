@@ -60,7 +60,11 @@ SPLIT = _all(
     NO_ROLLOUT,
     _set("spec.traffic.split", [{"model": "v1", "percent": 90}, {"model": "v2", "percent": 10}]),
 )
-QUALITY_LOG = _all(_set("spec.decisionLog", {}), _set("spec.rollout.analysis.minAgreement", 0.85))
+QUALITY_LOG = _all(
+    _set("spec.decisionLog", {}),
+    _set("spec.rollout.shadow", True),
+    _set("spec.rollout.analysis.minAgreement", 0.85),
+)
 """The decision log on and one quality check: the other quality fields judged alone."""
 HTTP_MODEL = "https://models.example/a.pt"
 RESERVED_ENV = "spec.function.env[].name: AISVC_*, K_*, PORT and TMPDIR are reserved"
@@ -341,7 +345,11 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("decision-unknown-field", _set("spec.decisionLog", {"sample": 0.5}),
      "sample", "spec.decisionLog.sample"),
     # spec.rollout.analysis: the model-quality checks
-    ("quality-without-decision-log", _set("spec.rollout.analysis.minAgreement", 0.9),
+    ("agreement-without-shadow", _all(
+        QUALITY_LOG, _set("spec.rollout.shadow", False)),
+     "spec.rollout.analysis.minAgreement needs spec.rollout.shadow: true",
+     "spec.rollout.analysis.minAgreement"),
+    ("quality-without-decision-log", _set("spec.rollout.analysis.maxOutputDrift", 0.2),
      "read the decision log: set spec.decisionLog", "spec.rollout.analysis"),
     ("quality-with-decision-log-off", _all(
         _set("spec.decisionLog", {"enabled": False}),
@@ -467,6 +475,7 @@ VALID: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
         "maxAccuracyDrop": 0.05, "minFeedback": 30, "compare": "$.label"}))),
     ("quality-numeric-output", _all(
         _set("spec.decisionLog", {"includeData": True, "sampleRate": 0.5}),
+        _set("spec.rollout.shadow", True),
         _set("spec.rollout.analysis", {
             "minAgreement": 0.9, "maxOutputDrift": 0.1, "compare": "$.scores.positive",
             "tolerance": 0.05}))),

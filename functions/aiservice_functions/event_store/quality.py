@@ -39,6 +39,7 @@ from typing import Any, Final
 
 from flask import Blueprint, Flask, Response, jsonify, request
 
+from aiservice_functions import contract
 from aiservice_functions.cloudevents_http import InvalidEvent
 from aiservice_functions.event_store import ingest
 from aiservice_functions.event_store.decisions import TABLE
@@ -201,7 +202,7 @@ def blueprint(store: SqlStore, guard: Guard) -> Blueprint:
         response.status_code = err.status
         return response
 
-    @bp.get("/v1/namespaces/<namespace>/aiservices/<name>/quality")
+    @bp.get(contract.EVENT_STORE_QUALITY_PATH.replace("{", "<").replace("}", ">"))
     def quality(namespace: str, name: str) -> Response:
         refused = guard()
         if refused:

@@ -869,12 +869,16 @@ def _parse_rollout(
     except ValueError as err:
         r.fail(f"{path}.interval", str(err))
     analysis = _parse_analysis(r, r.mapping(data.get("analysis"), f"{path}.analysis"))
+    shadow = r.boolean(data, "shadow", path, default=False)
+    if analysis.min_agreement is not None and not shadow:
+        r.fail(f"{path}.analysis.minAgreement", "needs spec.rollout.shadow: true (only then "
+               "does the canary answer the inputs the stable answers)")  # fmt: skip
     return Rollout(
         canary=canary,
         steps=tuple(steps),
         interval_seconds=interval,
         analysis=analysis,
-        shadow=r.boolean(data, "shadow", path, default=False),
+        shadow=shadow,
         rollback=r.choice(
             data, "rollback", path, default="instant", choices=("instant", "stepped")
         ),
