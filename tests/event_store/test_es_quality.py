@@ -169,3 +169,20 @@ def test_the_window_is_found_by_its_index(tmp_path: Any) -> None:
             ("a", "b", 0, 1),
         ).fetchall()
     assert "aisvc_decisions_window" in " ".join(str(row) for row in plan)
+
+
+def test_feedback_counts_in_the_window_it_arrives_in(server: str, client: httpx.Client) -> None:
+    """Labels come after the decisions: the window holds the feedback, not the answers."""
+    decisions = [answer(client, server, n, "v1", "negative") for n in range(3)]
+    for n in range(3):
+        answer(client, server, n, "v2", "positive", shadow=True)
+    between = datetime.now(UTC)
+    for decision in decisions:
+        feedback(client, server, decision, "negative")
+    later = {"since": between.isoformat(), "until": (between + timedelta(minutes=1)).isoformat()}
+    body = ask(client, server, **later)
+    assert body["paired"] == 0  # no answer in this window ...
+    v1, v2 = body["versions"]["v1"], body["versions"]["v2"]
+    assert (v1["labelled"], v1["correct"], v2["labelled"], v2["correct"]) == (3, 3, 3, 0)
+    before = {"since": (between - timedelta(minutes=5)).isoformat(), "until": between.isoformat()}
+    assert ask(client, server, **before)["versions"]["v2"]["labelled"] == 0  # ... nor feedback

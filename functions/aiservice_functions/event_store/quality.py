@@ -20,10 +20,11 @@ round trip and returns a few dozen rows.
   values, each decile's largest value its upper edge; a value goes to the first bucket
   whose edge is at least the value, above every edge to the last. Missing values are
   bucket ``none``.
-- *Feedback*: a feedback record names a decision (its id or ``source#id``); its label is
-  the truth for that decision's input, so it grades every version's answer to the same
-  input (a shadow answer too). ``labelled`` counts a version's answers with a truth,
-  ``correct`` those whose ``label`` equals it.
+- *Feedback*: the feedback records received in the window (labels usually come long
+  after the decision). Each names a decision (its id or ``source#id``); its label is the
+  truth for that decision's input, so it grades every version's answer to the same input,
+  whenever given (a shadow answer too). ``labelled`` counts a version's answers with a
+  truth, ``correct`` those whose ``label`` equals it.
 
 ``GET /v1/namespaces/{ns}/aiservices/{name}/quality?canary=&stable=&since=&until=
 &compare=&tolerance=`` (read token) answers ``{"versions": {v: {"answers", "outputs":
@@ -55,7 +56,9 @@ NONE_BUCKET: Final = "none"
 INDEXES: Final = (
     # The window's answers of one service: equality on the first three, range on time.
     f"CREATE INDEX IF NOT EXISTS {TABLE}_window ON {TABLE} (namespace, name, role, received_at)",
-    # Feedback by the decision it names is served by the log's own index on causation.
+    # The decision a feedback names by its id (by its key: the log's own index on event_key;
+    # the answers to that decision's input: its index on causation).
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_eid ON {TABLE} (event_id)",
 )
 
 Guard = Callable[..., Response | None]
@@ -133,12 +136,22 @@ def query(
             AND received_at >= ? AND received_at < ? AND model_version IN (?, ?)
             AND causation IS NOT NULL),
     a AS (SELECT mv, cause, MIN(v) AS v, MIN(lab) AS lab FROM r GROUP BY mv, cause),
+    fb AS (
+        SELECT causation AS decision, label AS truth FROM {TABLE}
+        WHERE namespace = ? AND name = ? AND role = 'feedback'
+            AND received_at >= ? AND received_at < ? AND label IS NOT NULL),
     f AS (
-        SELECT r.cause AS cause, MAX(fb.label) AS truth
-        FROM r JOIN {TABLE} fb ON fb.causation IN (r.eid, r.ekey)
-        WHERE fb.namespace = ? AND fb.name = ? AND fb.role = 'feedback'
-            AND fb.label IS NOT NULL
-        GROUP BY r.cause),
+        SELECT d.causation AS cause, MAX(fb.truth) AS truth
+        FROM fb JOIN {TABLE} d ON d.event_key = fb.decision OR d.event_id = fb.decision
+        WHERE d.namespace = ? AND d.name = ? AND d.role IN ('reply', 'shadow')
+            AND d.causation IS NOT NULL
+        GROUP BY d.causation),
+    g AS (
+        SELECT x.model_version AS mv, MIN(x.label) AS lab, MIN(f.truth) AS truth
+        FROM f JOIN {TABLE} x ON x.causation = f.cause
+        WHERE x.namespace = ? AND x.name = ? AND x.role IN ('reply', 'shadow')
+            AND x.model_version IN (?, ?)
+        GROUP BY x.model_version, f.cause),
     {buckets}
     p AS (
         SELECT CASE WHEN {agree} THEN 1 ELSE 0 END AS agreed
@@ -147,10 +160,11 @@ def query(
     UNION ALL
     SELECT 'pairs', '', '', COUNT(*), COALESCE(SUM(agreed), 0) FROM p
     UNION ALL
-    SELECT 'feedback', a.mv, '', COUNT(*),
-        COALESCE(SUM(CASE WHEN a.lab = f.truth THEN 1 ELSE 0 END), 0)
-    FROM a JOIN f ON a.cause = f.cause GROUP BY a.mv"""
-    params: list[Any] = [namespace, name, since_us, until_us, canary, stable, namespace, name]
+    SELECT 'feedback', mv, '', COUNT(*), COALESCE(SUM(CASE WHEN lab = truth THEN 1 ELSE 0 END), 0)
+    FROM g GROUP BY mv"""
+    params: list[Any] = [namespace, name, since_us, until_us, canary, stable]
+    params += [namespace, name, since_us, until_us, namespace, name]
+    params += [namespace, name, canary, stable]
     params += bucket_params
     if numeric:
         params.append(tolerance)
