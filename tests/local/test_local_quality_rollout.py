@@ -28,14 +28,15 @@ from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
 
 from tests.support.local import Background
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+"""Four real-model rollouts share one run; starting it takes minutes on a busy machine."""
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 V1 = "pkg://aiservice_functions.sentiment/models/head-v1.pt"
 V2 = "pkg://aiservice_functions.sentiment/models/head-v2.pt"
 BAD = (DATA / "sentiment-head-always-positive.pt").as_uri()
 NS = "q"
-WAIT_S = 300.0
+WAIT_S = 240.0
 TRAFFIC_GATES = {"maxErrorRate": 0.05, "maxP99LatencyMs": 5000, "maxDeadLetterRate": 0.05,
                  "minEvents": 30, "failureLimit": 1}  # fmt: skip
 QUALITY = {"minAgreement": 0.85, "maxOutputDrift": 0.2}
@@ -132,9 +133,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRun, La
             for review in itertools.cycle(REVIEWS):
                 if stop.is_set():
                     return
-                event_id = str(uuid.uuid4())
-                truth[event_id] = review.label
-                for name in SERVICES:
+                for name in SERVICES:  # an id each: the broker takes (source, id) once
+                    event_id = f"{name}-{uuid.uuid4()}"
+                    truth[event_id] = review.label
                     headers = {"ce-specversion": "1.0", "ce-id": event_id,
                                "ce-source": "/reviews", "ce-type": f"test.review.{name}",
                                "content-type": "application/json"}  # fmt: skip
