@@ -38,7 +38,10 @@ BAD = (DATA / "sentiment-head-always-positive.pt").as_uri()
 NS = "q"
 WAIT_S = 240.0
 TRAFFIC_GATES = {"maxErrorRate": 0.05, "maxP99LatencyMs": 5000, "maxDeadLetterRate": 0.05,
-                 "minEvents": 30, "failureLimit": 1}  # fmt: skip
+                 "minEvents": 14, "failureLimit": 1}  # fmt: skip
+"""A busy machine delivers ~3 reviews a second to each service: 14 fill a 5 s window. v2
+disagrees with v1 on 2 of the 24 reviews, 11 and 13 apart in the cycle, so any 14 or more
+consecutive reviews hold at most ceil(n / 11) of them: agreement >= 12/14 = 0.857."""
 QUALITY = {"minAgreement": 0.85, "maxOutputDrift": 0.2}
 SERVICES: dict[str, tuple[str, dict[str, Any]]] = {
     "agree": (BAD, {"minAgreement": 0.85}),
@@ -47,7 +50,8 @@ SERVICES: dict[str, tuple[str, dict[str, Any]]] = {
     "graded": (BAD, {"minAccuracy": 0.8, "minFeedback": 20}),
 }
 REVIEWS = hand_written_set()
-"""24 natural reviews, half positive, streamed round-robin: every window holds them alike."""
+"""24 natural reviews, half positive, streamed round-robin: every window holds them alike
+(v1 labels 10 positive, v2 10, the bad head 24)."""
 
 
 def manifest(name: str, canary: str, checks: dict[str, Any]) -> dict[str, Any]:
