@@ -23,8 +23,10 @@ import pytest
 import yaml
 from aiservice_functions import contract
 from aiservice_functions.sentiment.data import hand_written_set
+from aiservice_operator.cli.main import app
 from aiservice_operator.local.manifests import load
 from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from typer.testing import CliRunner
 
 from tests.support.local import Background
 
@@ -260,3 +262,25 @@ def test_min_accuracy_holds_below_min_feedback_then_rolls_back_on_labels(
     metrics = failed["metrics"]
     assert metrics["feedback"] >= 20 and metrics["accuracy"] < 0.8
     assert metrics["stableAccuracy"] > metrics["accuracy"]
+
+
+def test_status_and_the_console_show_the_quality_checks(run: tuple[LocalRun, Labeller]) -> None:
+    local, _ = run
+    finished(local, "agree")
+    state = ["--state-dir", str(local.state_dir)]
+    shown = CliRunner().invoke(app, ["status", "agree", "-n", NS, *state])
+    assert shown.exit_code == 0, shown.output
+    table = [line.split() for line in shown.stdout.splitlines()]
+    assert ["quality", "value", "limit"] in table
+    row = next(cells for cells in table if cells[:1] == ["agreement"] and "min" in cells)
+    assert row[2:] == ["min", "0.85", "FAILED"] and float(row[1]) < 0.85
+    as_json = CliRunner().invoke(app, ["status", "agree", "-n", NS, "-o", "json", *state])
+    rows = {q["check"]: q for q in json.loads(as_json.stdout)["quality"]}
+    assert rows["agreement"]["value"] < 0.85 and rows["output drift"]["limit"] is None
+
+    store = read_state(local.state_dir)
+    assert store is not None
+    page = httpx.get(f"{store['eventStoreUrl']}/console/rollouts/{NS}/agree", timeout=10)
+    assert page.status_code == 200, page.text[:500]
+    card = page.text.split('id="quality"', 1)[1].split("</section>", 1)[0]
+    assert "Agreement with the stable" in card and "min 0.85" in card and "failed" in card
