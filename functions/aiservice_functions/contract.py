@@ -94,7 +94,11 @@ EXT_MODEL_VERSION = "modelversion"
 EXT_TRACEPARENT = "traceparent"
 """W3C trace context, copied from the request to the reply."""
 EXT_SHADOW = "aisvcshadow"
-"""Set (``"true"``) on events mirrored to a canary in shadow mode: answer 202, no reply."""
+"""Set (``"true"``) on events mirrored to a canary in shadow mode: the reply is typed
+`SHADOW_REPLY_TYPE`."""
+SHADOW_REPLY_TYPE = "dev.aiservice.shadow.reply"
+"""Type of a shadow canary's answer: the same reply as usual under a type only the
+decision log subscribes to, so no consumer acts on it and the rollout can compare it."""
 SHADOW_PATH = "/shadow"
 """Knative Triggers cannot add extensions, so the shadow Trigger posts to this path instead;
 the runtime treats it exactly like an event carrying `EXT_SHADOW`."""
@@ -143,12 +147,14 @@ EVENT_STORE_AUDIT_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/audit"
 EVENT_STORE_DECISIONS_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/decisions/{role}"
 """POST: decision-log ingest, ``role`` one of `DECISION_ROLES`; the compiled sink URL
 carries the AIService's `spec.decisionLog` settings as its query (see the event store)."""
-DECISION_ROLES = ("inputs", "replies", "reprocessed", "feedback")
+DECISION_ROLES = ("inputs", "replies", "reprocessed", "feedback", "shadow")
 ROLLOUT_DECISION_TYPE = "dev.aiservice.rollout.decision"
 """CloudEvent type of a rollout decision in the audit log (the operator sends, the console
 draws)."""
 EVENT_STORE_STATS_PATH = "/v1/stats"
 """GET: dead-letter counts per AIService and per revision (canary analysis reads it)."""
+EVENT_STORE_QUALITY_PATH = "/v1/namespaces/{namespace}/aiservices/{name}/quality"
+"""GET: model-quality figures of two versions over a window, from the decision log."""
 ENV_EVENT_STORE_URL = "AISVC_EVENT_STORE_URL"
 """Base URL of the event store, for clients (``aisvc dlq``, the rollout analysis)."""
 ENV_EVENT_STORE_TOKEN = "AISVC_EVENT_STORE_TOKEN"
@@ -199,6 +205,11 @@ def dead_letter_path(namespace: str, name: str, key: bytes | None = None) -> str
 def audit_path(namespace: str, name: str, key: bytes | None = None) -> str:
     """Path on the event store that ingests the audit events of one AIService."""
     return ingest_path(namespace, name, "audit", key)
+
+
+def quality_path(namespace: str, name: str) -> str:
+    """Path of one AIService's quality query on the event store."""
+    return EVENT_STORE_QUALITY_PATH.format(namespace=namespace, name=name)
 
 
 def decisions_path(namespace: str, name: str, role: str, key: bytes | None = None) -> str:

@@ -27,6 +27,11 @@ CHECKS: Final = {
     "error_rate": ("errorRate", "maxErrorRate", 1.0),
     "p99_latency_seconds": ("p99LatencyMs", "maxP99LatencyMs", 0.001),
     "dead_letter_rate": ("deadLetterRate", "maxDeadLetterRate", 1.0),
+    # Model quality, from the decision log (a limit only where the rollout sets the check).
+    "agreement": ("agreement", "minAgreement", 1.0),
+    "output_drift": ("outputDrift", "maxOutputDrift", 1.0),
+    "accuracy": ("accuracy", "minAccuracy", 1.0),
+    "accuracy_drop": ("accuracyDrop", "maxAccuracyDrop", 1.0),
 }
 """The analysis checks, keyed as in `status.rollout.lastAnalysis`."""
 
@@ -58,13 +63,15 @@ class RolloutMetrics:
         self.analysis = Gauge(
             "aisvc_rollout_analysis_value",
             "The canary's value in the last analysis, by check (error_rate, "
-            "p99_latency_seconds, dead_letter_rate); absent while it had no data.",
+            "p99_latency_seconds, dead_letter_rate, and from the decision log agreement, "
+            "output_drift, accuracy, accuracy_drop); absent while it had no data.",
             [*labels, "check"],
             registry=registry,
         )
         self.limit = Gauge(
             "aisvc_rollout_analysis_limit",
-            "The threshold each check of the analysis is held to (spec.rollout.analysis).",
+            "The threshold each check of the analysis is held to (spec.rollout.analysis); "
+            "a quality check has one only where the rollout sets it.",
             [*labels, "check"],
             registry=registry,
         )
@@ -94,6 +101,8 @@ class RolloutMetrics:
             value, limit = last.get(value_key), last.get(limit_key)
             if isinstance(limit, int | float):
                 self.limit.labels(namespace, name, check).set(limit * scale)
+            else:
+                _remove(self.limit, namespace, name, check)
             if isinstance(value, int | float):
                 self.analysis.labels(namespace, name, check).set(value * scale)
             else:

@@ -24,7 +24,8 @@ def record(seq: int, type_: str, data: Any, **fields: Any) -> StoredEvent:
 
 def decision(seq: int, at: str, action: str, weight: Any, **extra: Any) -> StoredEvent:
     data = {"at": at, "action": action, "phase": "Progressing", "step": 1, "weight": weight,
-            "reason": "r", "metrics": {"successRate": 0.99812, "p95": 40}, **extra}  # fmt: skip
+            "reason": "r", "metrics": {"successRate": 0.99812, "p95": 40}}  # fmt: skip
+    data.update(extra)
     return record(seq, contract.ROLLOUT_DECISION_TYPE, data)
 
 
@@ -82,3 +83,24 @@ def test_data_is_decoded_for_reading_and_long_bodies_are_cut() -> None:
     assert present.data(binary) == '{\n  "a": 1\n}'
     huge = record(2, "t", "x" * (present.MAX_SHOWN + 10))
     assert present.data(huge).endswith("(10 more characters)")
+
+
+def test_the_quality_card_shows_the_latest_analysis_checks_beside_their_limits() -> None:
+    quality = {"agreement": 0.417, "minAgreement": 0.85, "outputDrift": 0.05,
+               "maxOutputDrift": 0.2, "accuracy": None, "minAccuracy": 0.8,
+               "accuracyDrop": "forged", "maxAccuracyDrop": None, "paired": 48,
+               "feedback": 3, "compare": "$.label"}  # fmt: skip
+    raw = [
+        decision(1, "2026-01-01T00:00:00Z", "hold", 0, metrics={**quality, "agreement": 0.9}),
+        decision(2, "2026-01-01T00:05:00Z", "rollback", 0, metrics=quality),
+        decision(3, "2026-01-01T00:06:00Z", "succeed", 0),  # no analysis behind it
+    ]
+    card = rollouts.quality(rollouts.decisions(raw), raw)
+    assert card is not None and card.at.startswith("2026-01-01T00:05")
+    rows = {r.check.split()[0]: (r.value, r.limit, r.verdict) for r in card.rows}
+    assert rows["Agreement"] == ("0.417", "min 0.85", "failed")
+    assert rows["Output"] == ("0.050", "max 0.2", "ok")
+    assert rows["Feedback"] == ("no data", "min 0.8", "")
+    assert rows["Accuracy"] == ("no data", "not checked", "")  # a forged value is no number
+    assert "48 inputs answered by both versions, 3 canary answers" in card.note
+    assert rollouts.quality(rollouts.decisions(raw[2:]), raw[2:]) is None

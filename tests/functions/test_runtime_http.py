@@ -16,6 +16,7 @@ from typing import Any
 import echo_fn
 import pytest
 import requests
+from aiservice_functions import contract
 from aiservice_functions.cloudevents_http import parse_request
 from aiservice_functions.runtime.app import FunctionService, create_app
 from hypothesis import HealthCheck, given, settings
@@ -159,17 +160,24 @@ def test_function_returning_none_gives_202(base: str, session: requests.Session)
     assert response.status_code == 202 and response.content == b""
 
 
-def test_shadow_event_is_processed_but_gets_no_reply(base: str, session: requests.Session) -> None:
+def test_shadow_event_is_answered_under_the_shadow_reply_type(
+    base: str, session: requests.Session
+) -> None:
+    """The answer reaches the decision log (for the rollout's quality checks) and no
+    consumer: its type is one only the decision log subscribes to."""
     before = session.get(f"{base}/metrics").text
     response = post_binary(base, {"text": "mirror"}, session, ce_aisvcshadow="true")
-    assert response.status_code == 202 and response.content == b""
+    assert response.status_code == 200, response.text
+    assert response.headers["ce-type"] == contract.SHADOW_REPLY_TYPE
+    assert response.headers["ce-modelversion"] == "v2"
+    assert response.headers["ce-causationid"].endswith("#" + response.request.headers["ce-id"])
     after = session.get(f"{base}/metrics").text
     shadow = {"outcome": "shadow", "model_version": "v2"}
     name = "aisvc_function_events_total"
     assert metric_value(after, name, **shadow) == metric_value(before, name, **shadow) + 1
 
 
-def test_posts_to_the_shadow_path_are_processed_but_get_no_reply(
+def test_posts_to_the_shadow_path_are_answered_under_the_shadow_reply_type(
     base: str, session: requests.Session
 ) -> None:
     """Knative Triggers cannot add the shadow extension: the shadow Trigger posts here."""
@@ -177,7 +185,8 @@ def test_posts_to_the_shadow_path_are_processed_but_get_no_reply(
     response = session.post(
         f"{base}/shadow", data=json.dumps({"text": "mirror"}), headers=binary_headers()
     )
-    assert response.status_code == 202 and response.content == b""
+    assert response.status_code == 200
+    assert response.headers["ce-type"] == contract.SHADOW_REPLY_TYPE
     bad = session.post(f"{base}/shadow", data=b"{}", headers={"content-type": "application/json"})
     assert bad.status_code == 400
     after = session.get(f"{base}/metrics").text

@@ -202,7 +202,9 @@ def shadow_stats(run: LocalRun) -> tuple[int, int]:
     return run.dispatcher.stats.delivered[name], run.dispatcher.stats.answered[name]
 
 
-def test_shadow_mode_mirrors_events_to_the_canary_without_replies(rolled: LocalRun) -> None:
+def test_shadow_mode_mirrors_events_to_the_canary_and_no_consumer_gets_its_replies(
+    rolled: LocalRun,
+) -> None:
     service = phase_of(rolled, "shadowed", {"Progressing"})
     weights = {r["model"]: r["percent"] for r in service["revisions"]}
     assert weights["v2"] == service["rollout"]["weight"] < 100  # routed as the rollout says
@@ -211,7 +213,9 @@ def test_shadow_mode_mirrors_events_to_the_canary_without_replies(rolled: LocalR
         assert time.monotonic() < deadline, "no shadow deliveries"
         time.sleep(0.1)
     delivered, answered = shadow_stats(rolled)
-    assert delivered >= 5 and answered == 0  # the canary's /shadow path answers 202, no reply
+    # The canary answers, under the shadow reply type: only a decision log's Trigger
+    # selects it (tests/unit/test_compile_rules.py), and this service keeps none.
+    assert delivered >= 5 and answered > 0
     roles = {t["role"] for t in rolled.snapshot()["triggers"] if t["owner"] == "shadowed"}
     assert roles == {"primary", "shadow"}
 

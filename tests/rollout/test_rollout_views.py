@@ -16,8 +16,10 @@ from aiservice_operator.cli.rollout_view import (
     human_age,
     list_row,
     poll,
+    status_view,
     summary,
 )
+from rich.console import Console
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -112,6 +114,7 @@ def test_summary_is_the_machine_readable_state() -> None:
         "pausedBy": "",
         "message": "why",
         "history": history,
+        "quality": [],  # no quality checks in this rollout
         "conditions": [
             {"type": "Ready", "status": "True", "reason": "", "message": "Ready is True"}
         ],
@@ -213,3 +216,29 @@ def test_poll_gives_up_at_the_timeout() -> None:
     )
     assert not finished and obj["status"]["rollout"]["phase"] == "Progressing"
     assert fake.sleeps == [1.0, 1.0, 0.5] and fake.now == 2.5  # never sleeps past it
+
+
+QUALITY_ANALYSIS = {
+    "errorRate": 0.0, "agreement": 0.417, "minAgreement": 0.85, "outputDrift": 0.558,
+    "maxOutputDrift": 0.2, "accuracy": None, "minAccuracy": None, "accuracyDrop": None,
+    "maxAccuracyDrop": None, "paired": 48, "feedback": 0,
+}  # fmt: skip
+
+
+def test_status_shows_each_quality_check_beside_its_limit() -> None:
+    obj = aiservice("Failed")
+    obj["status"]["rollout"]["lastAnalysis"] = QUALITY_ANALYSIS
+    rows = {q["check"]: q for q in summary(obj)["quality"]}
+    assert rows["agreement"] == {"check": "agreement", "value": 0.417, "limit": 0.85,
+                                 "bound": "min"}  # fmt: skip
+    assert rows["accuracy"]["limit"] is None
+    console = Console(width=120, record=True)
+    console.print(status_view(obj))
+    text = console.export_text()
+    line = {k: next(x for x in text.splitlines() if x.startswith(k + " "))
+            for k in ("agreement", "output drift", "accuracy")}  # fmt: skip
+    assert "0.417" in line["agreement"] and "min 0.85" in line["agreement"]
+    assert "FAILED" in line["agreement"]
+    assert "max 0.2" in line["output drift"] and "FAILED" in line["output drift"]
+    assert "no data" in line["accuracy"] and "not checked" in line["accuracy"]
+    assert "48 inputs answered by both, 0 canary answers with feedback" in text

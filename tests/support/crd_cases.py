@@ -60,6 +60,12 @@ SPLIT = _all(
     NO_ROLLOUT,
     _set("spec.traffic.split", [{"model": "v1", "percent": 90}, {"model": "v2", "percent": 10}]),
 )
+QUALITY_LOG = _all(
+    _set("spec.decisionLog", {}),
+    _set("spec.rollout.shadow", True),
+    _set("spec.rollout.analysis.minAgreement", 0.85),
+)
+"""The decision log on and one quality check: the other quality fields judged alone."""
 HTTP_MODEL = "https://models.example/a.pt"
 RESERVED_ENV = "spec.function.env[].name: AISVC_*, K_*, PORT and TMPDIR are reserved"
 GPU_LIMITS = "spec.function.resources.limits: GPU requests must equal limits"
@@ -352,6 +358,41 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "spec.decisionLog.retention must be a duration", "spec.decisionLog.retention"),
     ("decision-unknown-field", _set("spec.decisionLog", {"sample": 0.5}),
      "sample", "spec.decisionLog.sample"),
+    # spec.rollout.analysis: the model-quality checks
+    ("agreement-without-shadow", _all(
+        QUALITY_LOG, _set("spec.rollout.shadow", False)),
+     "spec.rollout.analysis.minAgreement needs spec.rollout.shadow: true",
+     "spec.rollout.analysis.minAgreement"),
+    ("quality-without-decision-log", _set("spec.rollout.analysis.maxOutputDrift", 0.2),
+     "read the decision log: set spec.decisionLog", "spec.rollout.analysis"),
+    ("quality-with-decision-log-off", _all(
+        _set("spec.decisionLog", {"enabled": False}),
+        _set("spec.rollout.analysis.maxOutputDrift", 0.2)),
+     "read the decision log: set spec.decisionLog", "spec.rollout.analysis"),
+    ("agreement-over-one", _all(QUALITY_LOG, _set("spec.rollout.analysis.minAgreement", 1.5)),
+     "spec.rollout.analysis.minAgreement", "spec.rollout.analysis.minAgreement"),
+    ("drift-negative", _all(QUALITY_LOG, _set("spec.rollout.analysis.maxOutputDrift", -0.1)),
+     "spec.rollout.analysis.maxOutputDrift", "spec.rollout.analysis.maxOutputDrift"),
+    ("accuracy-over-one", _all(QUALITY_LOG, _set("spec.rollout.analysis.minAccuracy", 2)),
+     "spec.rollout.analysis.minAccuracy", "spec.rollout.analysis.minAccuracy"),
+    ("accuracy-drop-over-one",
+     _all(QUALITY_LOG, _set("spec.rollout.analysis.maxAccuracyDrop", 1.01)),
+     "spec.rollout.analysis.maxAccuracyDrop", "spec.rollout.analysis.maxAccuracyDrop"),
+    ("feedback-zero", _all(QUALITY_LOG, _set("spec.rollout.analysis.minFeedback", 0)),
+     "spec.rollout.analysis.minFeedback", "spec.rollout.analysis.minFeedback"),
+    ("compare-not-a-path", _all(QUALITY_LOG, _set("spec.rollout.analysis.compare", "label")),
+     "spec.rollout.analysis.compare must be a JSON path", "spec.rollout.analysis.compare"),
+    ("compare-path-without-data", _all(
+        QUALITY_LOG, _set("spec.rollout.analysis.compare", "$.score")),
+     "a path other than $.label needs spec.decisionLog.includeData",
+     "spec.rollout.analysis.compare"),
+    ("tolerance-on-the-label", _all(QUALITY_LOG, _set("spec.rollout.analysis.tolerance", 0.1)),
+     "spec.rollout.analysis.tolerance needs compare", "spec.rollout.analysis.tolerance"),
+    ("tolerance-negative", _all(
+        QUALITY_LOG, _set("spec.decisionLog", {"includeData": True}),
+        _set("spec.rollout.analysis.compare", "$.score"),
+        _set("spec.rollout.analysis.tolerance", -1)),
+     "spec.rollout.analysis.tolerance", "spec.rollout.analysis.tolerance"),
 ]  # fmt: skip
 
 VALID: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
@@ -449,4 +490,15 @@ VALID: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
         _set("spec.rollout.interval", "1.5m"), _set("spec.decisionLog", {"retention": "90m"}))),
     ("delivery-go-style-durations", _set("spec.delivery", {
         "backoffDelay": "250ms", "timeout": "1m30s"})),
+    ("quality-checks-on-the-label", _all(QUALITY_LOG, _set("spec.rollout.analysis", {
+        "minAgreement": 0.85, "maxOutputDrift": 0.2, "minAccuracy": 0.8,
+        "maxAccuracyDrop": 0.05, "minFeedback": 30, "compare": "$.label"}))),
+    ("quality-numeric-output", _all(
+        _set("spec.decisionLog", {"includeData": True, "sampleRate": 0.5}),
+        _set("spec.rollout.shadow", True),
+        _set("spec.rollout.analysis", {
+            "minAgreement": 0.9, "maxOutputDrift": 0.1, "compare": "$.scores.positive",
+            "tolerance": 0.05}))),
+    ("quality-fields-without-checks", _set("spec.rollout.analysis", {
+        "compare": "$.score", "minFeedback": 5})),
 ]  # fmt: skip

@@ -61,6 +61,9 @@ CASES = {
     "pipeline": lambda: [steady_state(a) for a in load("pipeline.yaml")],
     "canary": lambda: [steady_state(a) for a in load("canary.yaml")],
     "canary-rollback": lambda: [steady_state(a) for a in load("canary-rollback.yaml")],
+    "canary-quality": lambda: [
+        compile_aiservice(a, weights=intended_weights(a, 10)) for a in load("canary-quality.yaml")
+    ],
     "gpu-sentiment": lambda: [steady_state(a) for a in load("gpu-sentiment.yaml")],
     "s3-credentials": lambda: [steady_state(a) for a in load("s3-credentials.yaml")],
     "restricted": lambda: [steady_state(a) for a in load("restricted.yaml")],

@@ -595,3 +595,27 @@ def test_every_function_runs_on_the_device_torch_sees(gpu: bool) -> None:
     device = [e for e in container["env"] if e["name"] == contract.ENV_DEVICE]
     assert device == [{"name": contract.ENV_DEVICE, "value": "auto"}]
     assert not any(e["name"] == contract.ENV_PRECISION for e in container["env"])
+
+
+def test_a_shadow_canarys_answers_go_to_the_decision_log_only() -> None:
+    data = manifest()
+    data["spec"]["decisionLog"] = {}
+    data["spec"]["rollout"] = {"canary": "v2", "shadow": True}
+    ais = parse(data)
+    options = CompileOptions(event_store_url="http://es:9000")
+    triggers = compile_aiservice(ais, options=options, weights={"v1": 100, "v2": 0}).triggers
+    by_role = {t["metadata"]["labels"][LABEL_ROLE]: t for t in triggers}
+    shadow = by_role["decision-shadow"]
+    assert shadow["spec"]["filters"] == [
+        {"exact": {"type": contract.SHADOW_REPLY_TYPE}},
+        {"prefix": {"source": f"/aiservices/{ais.namespace}/{ais.name}/"}},
+    ]
+    path = urlsplit(shadow["spec"]["subscriber"]["uri"]).path
+    assert path == f"/v1/namespaces/{ais.namespace}/aiservices/{ais.name}/decisions/shadow"
+    # No other Trigger selects the shadow type: no consumer acts on a shadow answer.
+    others = [t for t in triggers if t is not shadow]
+    assert all(contract.SHADOW_REPLY_TYPE not in str(t["spec"]["filters"]) for t in others)
+    # Without shadow mode there is nothing to log.
+    data["spec"]["rollout"]["shadow"] = False
+    roles = {t["metadata"]["labels"][LABEL_ROLE] for t in steady_state(parse(data)).triggers}
+    assert "decision-shadow" not in roles

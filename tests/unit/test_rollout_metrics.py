@@ -61,3 +61,24 @@ def test_forget_drops_every_series_of_the_aiservice() -> None:
     metrics.forget("shop", "never-seen")
     names = {labels for _, labels in samples(registry)}
     assert names and all(("aiservice", "other") in labels for labels in names)
+
+
+def test_quality_checks_have_values_and_only_the_limits_the_rollout_sets() -> None:
+    registry = CollectorRegistry()
+    metrics = RolloutMetrics(registry)
+    quality = {**ANALYSIS, "agreement": 0.42, "minAgreement": 0.85, "outputDrift": 0.56,
+               "maxOutputDrift": None, "accuracy": None, "minAccuracy": 0.8}  # fmt: skip
+    state = RolloutState("Failed", "v2", "v1", "h", last_analysis=quality)
+    metrics.record("shop", "reviews", state, "rollback")
+    got = samples(registry)
+    assert got[key("aisvc_rollout_analysis_value", check="agreement")] == 0.42
+    assert got[key("aisvc_rollout_analysis_limit", check="agreement")] == 0.85
+    assert got[key("aisvc_rollout_analysis_value", check="output_drift")] == 0.56
+    assert key("aisvc_rollout_analysis_limit", check="output_drift") not in got  # not checked
+    assert key("aisvc_rollout_analysis_value", check="accuracy") not in got  # no feedback yet
+    assert got[key("aisvc_rollout_analysis_limit", check="accuracy")] == 0.8
+    # The next rollout drops the check: its limit goes with it.
+    metrics.record(
+        "shop", "reviews", RolloutState("Failed", "v2", "v1", "h2", last_analysis=ANALYSIS)
+    )
+    assert key("aisvc_rollout_analysis_limit", check="agreement") not in samples(registry)

@@ -64,7 +64,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
-from aiservice_functions.event_store import auth, console, decision_api, params
+from aiservice_functions.event_store import auth, console, decision_api, params, quality
 from aiservice_functions.event_store.database import StoreUnavailable
 from aiservice_functions.event_store.guard import redact_url
 from aiservice_functions.event_store.intake import Answer, Intake, Write
@@ -298,6 +298,7 @@ def create_app(
     app.extensions[EXTENSION_KEY] = {"context": context, "loopback": loopback_listener}
     app.register_blueprint(api)
     decisions = decision_api.register(app, store.decisions, _guard)
+    quality.register(app, store.db, _guard)
     store.metrics.database_gauge(
         "aisvc_event_store_decisions_stored",
         "Decision-log records kept, per AIService and role (input, reply, reprocessed, feedback).",

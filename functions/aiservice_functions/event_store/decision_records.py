@@ -23,8 +23,10 @@ ROLE_OF_PATH: Final = {
     "replies": "reply",
     "reprocessed": "reprocessed",
     "feedback": "feedback",
+    "shadow": "shadow",
 }
-"""Path segment -> the role stored in each record."""
+"""Path segment -> the role stored in each record (``shadow``: a canary's answer to a
+mirrored copy in shadow mode, which reaches no consumer but the log)."""
 DEFAULT_RETENTION_S: Final = 30 * 86400
 MAX_RETENTION_S: Final = 9999 * 86400
 MAX_REDACT: Final = 16
@@ -148,7 +150,7 @@ def _revision(role: str, source: str, document: Mapping[str, Any]) -> str | None
     explicit = document.get(contract.EXT_REVISION)
     if explicit:
         return str(explicit)
-    if role in ("reply", "reprocessed"):
+    if role in ("reply", "reprocessed", "shadow"):
         parts = source.strip("/").split("/")
         if len(parts) == 4 and parts[0] == "aiservices":
             return parts[3]

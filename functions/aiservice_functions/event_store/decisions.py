@@ -74,6 +74,12 @@ def _schema(autoinc: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {TABLE}_rev ON {TABLE} (namespace, name, revision)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_type ON {TABLE} (type)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_run ON {TABLE} (run_id)",
+        # The quality query's window: one service's answers, equality on the first three,
+        # range on time; and the decision a feedback names by its id (by its key: the
+        # index on event_key).
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_window ON {TABLE} "
+        "(namespace, name, role, received_at)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_eid ON {TABLE} (event_id)",
     ]
 
 

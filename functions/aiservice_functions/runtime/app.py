@@ -4,8 +4,9 @@ Error contract with Knative delivery (4xx is dead-lettered at once, 5xx is retri
 with backoff and then dead-lettered):
 
 =====  ==========================================================================
-200    reply event, in the request's content mode
-202    processed, no reply (no ``produces`` type, function returned None, shadow)
+200    reply event, in the request's content mode; for a shadow copy, the reply typed
+       ``contract.SHADOW_REPLY_TYPE`` (only the decision log subscribes to it)
+202    processed, no reply (no ``produces`` type, or the function returned None)
 400    not a valid CloudEvent, or data the function cannot read (JSON reason)
 413    body over ``AISVC_MAX_BODY_BYTES``
 415    batched or non-JSON structured content mode
@@ -288,15 +289,16 @@ class FunctionService:
         data: Any,
         trace: Mapping[str, str] | None = None,
         latency_ms: float | None = None,
+        type_: str | None = None,
     ) -> CloudEvent:
-        """The reply: ``produces`` type, this revision as source, model version, trace,
-        cause and correlation.
+        """The reply: ``produces`` type (or ``type_``), this revision as source, model
+        version, trace, cause and correlation.
 
         ``trace`` holds the W3C ``traceparent``/``tracestate`` HTTP headers, used when
         the event itself carries no trace extension (Knative propagates the headers).
         """
         attributes: dict[str, Any] = {
-            "type": self.config.reply_type,
+            "type": type_ or self.config.reply_type,
             "source": self.config.reply_source,
             contract.EXT_MODEL_VERSION: self.config.model_version,
         }
@@ -426,14 +428,21 @@ class FunctionService:
     def finish(self, pending: Pending, output: Any) -> Answer:
         """The reply to a decoded event, from the function's output."""
         event = pending.event
-        if pending.shadow or _truthy(event.get_extension(contract.EXT_SHADOW)):
-            return Answer(202, {}, b"", "shadow", event)
+        shadow = pending.shadow or _truthy(event.get_extension(contract.EXT_SHADOW))
         if output is None or not self.config.reply_type:
-            return Answer(202, {}, b"", "no_reply", event)
+            return Answer(202, {}, b"", "shadow" if shadow else "no_reply", event)
         try:
             latency_ms = (time.perf_counter() - pending.started) * 1000
             if isinstance(output, ByReference):
                 return self._reply_by_reference(pending, output, latency_ms)
+            if shadow:
+                # Only the decision log subscribes to this type: the answer is kept for
+                # the rollout's quality checks and reaches no consumer.
+                reply = self.reply_event(
+                    event, output, pending.trace, latency_ms, contract.SHADOW_REPLY_TYPE
+                )
+                status, out_headers, out_body = render_response(reply, pending.mode)
+                return Answer(status, out_headers, out_body, "shadow", event)
             if pending.mode == "binary" and self._binary_reply is not None:
                 status, out_headers, out_body = self._binary_reply.write(
                     output, self._reply_extensions(event, pending.trace, latency_ms)

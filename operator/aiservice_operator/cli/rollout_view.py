@@ -31,6 +31,14 @@ BAR_WIDTH: Final = 40
 LIST_COLUMNS: Final = (
     "NAME", "NAMESPACE", "PHASE", "STEP", "STABLE", "CANARY", "WEIGHT", "READY", "AGE",
 )  # fmt: skip
+QUALITY_CHECKS: Final = (
+    # (shown as, value key, limit key, "min" or "max"), keyed as in status.rollout.lastAnalysis
+    ("agreement", "agreement", "minAgreement", "min"),
+    ("output drift", "outputDrift", "maxOutputDrift", "max"),
+    ("accuracy", "accuracy", "minAccuracy", "min"),
+    ("accuracy drop", "accuracyDrop", "maxAccuracyDrop", "max"),
+)
+"""The model-quality checks of the last analysis, read from the decision log."""
 PERMANENT_NOT_READY: Final = frozenset({"InvalidSpec", "NameConflict", "KnativeFeatureDisabled"})
 """Ready=False reasons that only a spec change ends: waiting for them is pointless."""
 
@@ -78,6 +86,22 @@ def health(obj: Mapping[str, Any]) -> Health:
     return "progressing"
 
 
+def quality(last_analysis: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The quality checks the last analysis judged: each value beside its limit (`None`
+    for a check the rollout does not set, or a value without data yet)."""
+    if "agreement" not in last_analysis:
+        return []
+    return [
+        {
+            "check": shown,
+            "value": last_analysis.get(value),
+            "limit": last_analysis.get(limit),
+            "bound": bound,
+        }
+        for shown, value, limit, bound in QUALITY_CHECKS
+    ]
+
+
 def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
     """The machine-readable state of one AIService (`-o json|yaml`)."""
     meta, spec, status = _parts(obj)
@@ -100,6 +124,7 @@ def summary(obj: Mapping[str, Any]) -> dict[str, Any]:
         "pausedBy": state.get("pausedBy", ""),
         "message": state.get("message", ""),
         "history": list(state.get("history") or ()),
+        "quality": quality(state.get("lastAnalysis") or {}),
         "conditions": list(status.get("conditions") or ()),
     }
 
@@ -257,6 +282,7 @@ def status_view(obj: Mapping[str, Any]) -> Group:
     ]
     if state.get("message"):
         parts.append(Text(str(state["message"]), style="dim"))
+    parts += quality_view(state.get("lastAnalysis") or {})
     history = list(state.get("history") or [])[-6:]
     if history:
         table = Table("at", "decision", "weight", "why", box=None, pad_edge=False)
@@ -270,3 +296,24 @@ def status_view(obj: Mapping[str, Any]) -> Group:
             )
         parts.append(table)
     return Group(*parts)
+
+
+def quality_view(last_analysis: Mapping[str, Any]) -> list[Table | Text]:
+    """The last analysis' quality checks: value, limit, and whether it held."""
+    rows = quality(last_analysis)
+    if not rows:
+        return []
+    table = Table("quality", "value", "limit", "", box=None, pad_edge=False)
+    for row in rows:
+        value, limit = row["value"], row["limit"]
+        shown_limit = "not checked" if limit is None else f"{row['bound']} {limit:g}"
+        verdict = ""
+        if value is not None and limit is not None:
+            ok = value >= limit if row["bound"] == "min" else value <= limit
+            verdict = "ok" if ok else "FAILED"
+        table.add_row(
+            row["check"], "no data" if value is None else f"{value:.3f}", shown_limit, verdict
+        )
+    paired, feedback = last_analysis.get("paired"), last_analysis.get("feedback")
+    note = f"{paired} inputs answered by both, {feedback} canary answers with feedback"
+    return [table, Text(note, style="dim")]

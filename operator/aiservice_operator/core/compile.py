@@ -42,12 +42,18 @@ LABEL_NAME = "aiservice.dev/name"
 LABEL_MODEL = "aiservice.dev/model"
 LABEL_ROLE = "aiservice.dev/role"
 """On Triggers: `primary` for the one serving a consumes entry, `shadow` for its mirror,
-`decision-inputs` / `decision-replies` / `decision-feedback` for the ones feeding the
-decision log."""
+`decision-inputs` / `decision-replies` / `decision-feedback` / `decision-shadow` (a shadow
+canary's answers) for the ones feeding the decision log."""
 ROLE_DECISION_INPUTS = "decision-inputs"
 ROLE_DECISION_REPLIES = "decision-replies"
 ROLE_DECISION_FEEDBACK = "decision-feedback"
-DECISION_ROLES = (ROLE_DECISION_INPUTS, ROLE_DECISION_REPLIES, ROLE_DECISION_FEEDBACK)
+ROLE_DECISION_SHADOW = "decision-shadow"
+DECISION_ROLES = (
+    ROLE_DECISION_INPUTS,
+    ROLE_DECISION_REPLIES,
+    ROLE_DECISION_FEEDBACK,
+    ROLE_DECISION_SHADOW,
+)
 LABEL_MANAGED_BROKER = "aiservice.dev/managed-broker"
 """On a Broker the operator created: it is shared, so it carries no `aiservice.dev/name`."""
 ANNOTATION_BROKER_CLASS = "eventing.knative.dev/broker.class"
@@ -685,6 +691,14 @@ def _decision_triggers(ais: AIService, options: CompileOptions) -> list[dict[str
             {"prefix": {"source": reply_source_prefix(ais)}},
         ]
         triggers.append(_decision_trigger(ais, "replies", ROLE_DECISION_REPLIES, replies, options))
+        if ais.spec.rollout is not None and ais.spec.rollout.shadow:
+            # A shadow canary's answers, under a type no consumer subscribes to: the
+            # rollout's agreement and drift checks compare them with the stable's.
+            shadow = [
+                {"exact": {"type": contract.SHADOW_REPLY_TYPE}},
+                {"prefix": {"source": reply_source_prefix(ais)}},
+            ]
+            triggers.append(_decision_trigger(ais, "shadow", ROLE_DECISION_SHADOW, shadow, options))
     feedback = [  # Knative allows one attribute per `exact`
         {"exact": {"type": contract.FEEDBACK_TYPE}},
         {"exact": {contract.EXT_FEEDBACK_FOR: ais.name}},

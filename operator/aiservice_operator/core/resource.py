@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from aiservice_functions.durations import parse_duration
 
@@ -250,6 +250,13 @@ class Traffic:
     """Fixed split across models (sums to 100); empty: all traffic to `stable`."""
 
 
+DEFAULT_COMPARE: Final = "$.label"
+"""The output the quality checks compare by default: the reply's `label`, which the
+decision log keeps for every decision, with or without its data."""
+COMPARE_PATH: Final = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_]*){1,8}$")
+"""`spec.rollout.analysis.compare`: a dotted JSON path into the reply's data."""
+
+
 @dataclass(frozen=True)
 class Analysis:
     max_error_rate: float = 0.02
@@ -257,6 +264,36 @@ class Analysis:
     max_dead_letter_rate: float = 0.01
     min_events: int = 20
     failure_limit: int = 2
+    # Model-quality checks, read from the decision log (None: not checked).
+    min_agreement: float | None = None
+    """Share of the inputs both versions answered on which the canary agrees with the stable."""
+    max_output_drift: float | None = None
+    """Jensen-Shannon distance (base 2, 0..1) between the two versions' output distributions."""
+    min_accuracy: float | None = None
+    """The canary's share of correct answers among the decisions that received feedback."""
+    max_accuracy_drop: float | None = None
+    """How far the canary's accuracy may fall below the stable's over the same window."""
+    min_feedback: int = 20
+    """Below this many labelled answers of the canary, the accuracy checks hold."""
+    compare: str = DEFAULT_COMPARE
+    """The output compared and bucketed: `$.label` (kept for every decision) or a path
+    into the reply's data (needs `spec.decisionLog.includeData`)."""
+    tolerance: float | None = None
+    """When set, `compare` is numeric: two answers agree within this distance, and drift
+    buckets the values by the stable's deciles."""
+
+    @property
+    def quality(self) -> bool:
+        """Whether any check reads the decision log."""
+        return self.agreement_or_drift or self.accuracy
+
+    @property
+    def agreement_or_drift(self) -> bool:
+        return self.min_agreement is not None or self.max_output_drift is not None
+
+    @property
+    def accuracy(self) -> bool:
+        return self.min_accuracy is not None or self.max_accuracy_drop is not None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from aiservice_operator.core import audit as audit_events
-from aiservice_operator.core.analysis import Observer, SourceUnavailable
+from aiservice_operator.core.analysis import Observer, QualityQuery, SourceUnavailable
 from aiservice_operator.core.compile import intended_weights, revision_name
 from aiservice_operator.core.rollout import (
     COMMANDS,
@@ -145,6 +145,7 @@ def rollout_tick(
             window_seconds=spec.rollout.interval_seconds,
             now=now,
             canary_ready=canary_ready,
+            quality=QualityQuery.of(spec.rollout.analysis, spec.traffic.stable),
         )
     state, weight, decision = step(spec, before, observation, now, commands)
     audit_error = None

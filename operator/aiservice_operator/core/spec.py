@@ -31,9 +31,11 @@ from aiservice_operator.core.resource import (
     BROKER_CLASSES,
     BROKER_CONFIG_KINDS,
     CLAIM_CHECK_SECRET_KEYS,
+    COMPARE_PATH,
     CONFIG_KEY,
     CONTENT_TYPE,
     DEFAULT_CLAIM_CHECK_MAX_BYTES,
+    DEFAULT_COMPARE,
     DEFAULT_DECISION_RETENTION,
     DNS_1123_LABEL,
     DNS_LABEL,
@@ -266,6 +268,8 @@ def _parse_spec(r: Reader, data: Mapping[str, Any]) -> AIServiceSpec | None:
     rollout = None
     if rollout_data is not None:
         rollout = _parse_rollout(r, r.mapping(rollout_data, "spec.rollout"), names, traffic)
+    decision_log = _parse_decision_log(r, data.get("decisionLog"))
+    _check_quality_log(r, rollout, decision_log)
     return AIServiceSpec(
         broker=broker,
         consumes=consumes,
@@ -277,7 +281,7 @@ def _parse_spec(r: Reader, data: Mapping[str, Any]) -> AIServiceSpec | None:
         autoscaling=_parse_autoscaling(r, r.mapping(data.get("autoscaling"), "spec.autoscaling")),
         delivery=_parse_delivery(r, r.mapping(data.get("delivery"), "spec.delivery")),
         dead_letter=_parse_dead_letter(r, r.mapping(data.get("deadLetter"), "spec.deadLetter")),
-        decision_log=_parse_decision_log(r, data.get("decisionLog")),
+        decision_log=decision_log,
         managed_broker=_parse_managed_broker(r, data.get("managedBroker")),
     )
 
@@ -931,30 +935,72 @@ def _parse_rollout(
             r.fail(f"{path}.interval", "must be at least 1s")
     except ValueError as err:
         r.fail(f"{path}.interval", str(err))
-    a = r.mapping(data.get("analysis"), f"{path}.analysis")
-    ap = f"{path}.analysis"
-    r.unknown(
-        a,
-        ap,
-        {"maxErrorRate", "maxP99LatencyMs", "maxDeadLetterRate", "minEvents", "failureLimit"},
+    analysis = _parse_analysis(r, r.mapping(data.get("analysis"), f"{path}.analysis"))
+    shadow = r.boolean(data, "shadow", path, default=False)
+    if analysis.min_agreement is not None and not shadow:
+        r.fail(f"{path}.analysis.minAgreement", "needs spec.rollout.shadow: true (only then "
+               "does the canary answer the inputs the stable answers)")  # fmt: skip
+    return Rollout(
+        canary=canary,
+        steps=tuple(steps),
+        interval_seconds=interval,
+        analysis=analysis,
+        shadow=shadow,
+        rollback=r.choice(
+            data, "rollback", path, default="instant", choices=("instant", "stepped")
+        ),
     )
+
+
+_ANALYSIS_FIELDS = {
+    "maxErrorRate", "maxP99LatencyMs", "maxDeadLetterRate", "minEvents", "failureLimit",
+    "minAgreement", "maxOutputDrift", "minAccuracy", "maxAccuracyDrop", "minFeedback",
+    "compare", "tolerance",
+}  # fmt: skip
+
+
+def _parse_analysis(r: Reader, a: Mapping[str, Any]) -> Analysis:
+    ap = "spec.rollout.analysis"
+    r.unknown(a, ap, _ANALYSIS_FIELDS)
+
+    def share(key: str) -> float | None:
+        return r.number(a, key, ap, default=0.0, maximum=1.0) if key in a else None
+
+    compare = r.string(a, "compare", ap, default=DEFAULT_COMPARE, max_length=256)
+    if not COMPARE_PATH.match(compare):
+        r.fail(f"{ap}.compare", f"{compare[:80]!r} is not a JSON path such as $.label or $.score")
+    tolerance = r.number(a, "tolerance", ap, default=0.0) if "tolerance" in a else None
     analysis = Analysis(
         max_error_rate=r.number(a, "maxErrorRate", ap, default=0.02, maximum=1.0),
         max_p99_latency_ms=r.number(a, "maxP99LatencyMs", ap, default=500.0, minimum=1.0),
         max_dead_letter_rate=r.number(a, "maxDeadLetterRate", ap, default=0.01, maximum=1.0),
         min_events=r.integer(a, "minEvents", ap, default=20, minimum=1),
         failure_limit=r.integer(a, "failureLimit", ap, default=2, minimum=1),
+        min_agreement=share("minAgreement"),
+        max_output_drift=share("maxOutputDrift"),
+        min_accuracy=share("minAccuracy"),
+        max_accuracy_drop=share("maxAccuracyDrop"),
+        min_feedback=r.integer(a, "minFeedback", ap, default=20, minimum=1),
+        compare=compare,
+        tolerance=tolerance,
     )
-    return Rollout(
-        canary=canary,
-        steps=tuple(steps),
-        interval_seconds=interval,
-        analysis=analysis,
-        shadow=r.boolean(data, "shadow", path, default=False),
-        rollback=r.choice(
-            data, "rollback", path, default="instant", choices=("instant", "stepped")
-        ),
-    )
+    if tolerance is not None and compare == DEFAULT_COMPARE:
+        r.fail(f"{ap}.tolerance", "needs compare: a numeric output path such as $.score")
+    return analysis
+
+
+def _check_quality_log(r: Reader, rollout: Rollout | None, log: DecisionLog) -> None:
+    """The quality checks read the decision log: it must be on (with data for a path
+    other than the label, which is kept without it)."""
+    if rollout is None or not rollout.analysis.quality:
+        return
+    ap = "spec.rollout.analysis"
+    if not log.enabled:
+        r.fail(ap, "minAgreement, maxOutputDrift, minAccuracy and maxAccuracyDrop read the "
+               "decision log: set spec.decisionLog (enabled)")  # fmt: skip
+    elif rollout.analysis.compare != DEFAULT_COMPARE and not log.include_data:
+        needs = "a path other than $.label needs spec.decisionLog.includeData: true"
+        r.fail(f"{ap}.compare", needs)
 
 
 def _parse_autoscaling(r: Reader, data: Mapping[str, Any]) -> Autoscaling:

@@ -4,7 +4,8 @@
 feeds it and applies its result, as the operator does: the canary's numbers come from
 its processes' own ``/metrics`` (``aisvc_function_events_total``,
 ``aisvc_function_latency_seconds``) scraped at each analysis, dead letters from the local
-event store's stats, and the new weights are compiled and routed like any other change.
+event store's stats and model quality from its decision log (the operator's own
+``read_quality``), and the new weights are compiled and routed like any other change.
 The rollout state lives in memory for the run (a cluster keeps it in ``status.rollout``).
 """
 
@@ -17,12 +18,19 @@ from datetime import datetime, timedelta
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from aiservice_operator.core.analysis import Observation, Traffic, observation, p99_from_buckets
+from aiservice_operator.core.analysis import (
+    Observation,
+    QualityQuery,
+    Traffic,
+    observation,
+    p99_from_buckets,
+)
 from aiservice_operator.sources.canary import (
     ERROR_OUTCOMES,
     FUNCTION_EVENTS,
     FUNCTION_LATENCY_BUCKET,
     read_dead_letters,
+    read_quality,
 )
 from aiservice_operator.sources.event_store import EventStoreClient
 
@@ -83,6 +91,7 @@ class LocalObserver:
         window_seconds: float,
         now: datetime,
         canary_ready: bool,
+        quality: QualityQuery | None = None,
     ) -> Observation:
         unavailable: list[str] = []
         total = Scrape()
@@ -115,4 +124,19 @@ class LocalObserver:
             "function",
             tuple(unavailable),
         )
-        return observation(traffic, dead, window_seconds=window_seconds, canary_ready=canary_ready)
+        figures = read_quality(
+            self.event_store,
+            quality,
+            namespace=namespace,
+            service=service,
+            model=model,
+            since=now - timedelta(seconds=window_seconds),
+            until=now,
+        )
+        return observation(
+            traffic,
+            dead,
+            window_seconds=window_seconds,
+            canary_ready=canary_ready,
+            quality=figures,
+        )

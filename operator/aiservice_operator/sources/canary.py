@@ -13,7 +13,9 @@ served, how many failed, its p99 latency, and how many of its events were dead-l
   `serving.knative.dev/revision` label and namespace).
 - The event store (`sources.event_store`): `GET /v1/stats?namespace=&name=&since=`
   counts dead letters per revision; those of the canary are the ones attributed to its
-  revision name, its model tag or the `canary` tag.
+  revision name, its model tag or the `canary` tag. When the rollout has quality checks,
+  `GET .../quality` gives the decision log's figures (`read_quality`, shared with the
+  local run's observer).
 
 Every query is a template with `{namespace}`, `{service}`, `{revision}`, `{model}` and
 `{interval}` placeholders (plain text substitution, so PromQL's own braces need no
@@ -32,7 +34,10 @@ from datetime import datetime, timedelta
 import httpx
 
 from aiservice_operator.core.analysis import (
+    NO_EVENT_STORE,
     Observation,
+    Quality,
+    QualityQuery,
     SourceUnavailable,
     Traffic,
     observation,
@@ -195,6 +200,37 @@ def read_dead_letters(
         return err
 
 
+def read_quality(
+    store: EventStoreClient | None,
+    query: QualityQuery | None,
+    *,
+    namespace: str,
+    service: str,
+    model: str,
+    since: datetime,
+    until: datetime,
+) -> Quality | SourceUnavailable | None:
+    """The decision log's quality figures of the canary `model` when the rollout asked
+    for them (`query`); the reason when they could not be read (no store included)."""
+    if query is None:
+        return None
+    if store is None:
+        return SourceUnavailable(NO_EVENT_STORE)
+    try:
+        return store.quality(
+            namespace=namespace,
+            name=service,
+            canary=model,
+            stable=query.stable,
+            since=since,
+            until=until,
+            compare=query.compare,
+            tolerance=query.tolerance,
+        )
+    except SourceUnavailable as err:
+        return err
+
+
 @dataclass
 class MetricsObserver:
     """Both sources together: one `Observation` of the canary over one interval."""
@@ -216,6 +252,7 @@ class MetricsObserver:
         window_seconds: float,
         now: datetime,
         canary_ready: bool,
+        quality: QualityQuery | None = None,
     ) -> Observation:
         window_seconds = max(window_seconds, self.min_window_seconds)
         try:
@@ -237,4 +274,19 @@ class MetricsObserver:
             model=model,
             since=now - timedelta(seconds=window_seconds),
         )
-        return observation(traffic, dead, window_seconds=window_seconds, canary_ready=canary_ready)
+        figures = read_quality(
+            self.event_store,
+            quality,
+            namespace=namespace,
+            service=service,
+            model=model,
+            since=now - timedelta(seconds=window_seconds),
+            until=now,
+        )
+        return observation(
+            traffic,
+            dead,
+            window_seconds=window_seconds,
+            canary_ready=canary_ready,
+            quality=figures,
+        )

@@ -16,7 +16,7 @@ import httpx
 from aiservice_functions import contract
 from aiservice_functions.timestamps import rfc3339
 
-from aiservice_operator.core.analysis import SourceUnavailable
+from aiservice_operator.core.analysis import Quality, SourceUnavailable, VersionQuality
 
 __all__ = ["EventStoreClient", "EventStoreError"]
 
@@ -99,6 +99,41 @@ class EventStoreClient:
             namespace=namespace, name=service, targets={revision, model, "canary"}, since=since
         )
 
+    def quality(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        canary: str,
+        stable: str,
+        since: datetime,
+        until: datetime,
+        compare: str,
+        tolerance: float | None,
+    ) -> Quality:
+        """The decision log's quality figures of `canary` against `stable` (model versions)
+        over [since, until), from `GET .../quality` (one query in the store)."""
+        params: dict[str, str] = {
+            "canary": canary,
+            "stable": stable,
+            "since": rfc3339(since),
+            "until": rfc3339(until),
+            "compare": compare,
+        }
+        if tolerance is not None:
+            params["tolerance"] = repr(tolerance)
+        body = self.json("GET", contract.quality_path(namespace, name), params=params)
+        try:
+            versions = body["versions"]
+            return Quality(
+                canary=_version(versions[canary]),
+                stable=_version(versions[stable]),
+                paired=int(body["paired"]),
+                agreed=int(body["agreed"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise EventStoreError(f"event store at {self.url}: unexpected quality: {err}") from err
+
     def send_audit(self, namespace: str, name: str, event: Mapping[str, Any]) -> None:
         """POST one structured-mode CloudEvent to the AIService's audit log."""
         self.request(
@@ -107,6 +142,15 @@ class EventStoreClient:
             json=dict(event),
             headers={"Content-Type": "application/cloudevents+json"},
         )
+
+
+def _version(data: Mapping[str, Any]) -> VersionQuality:
+    return VersionQuality(
+        answers=int(data["answers"]),
+        outputs={str(k): int(v) for k, v in dict(data["outputs"]).items()},
+        labelled=int(data["labelled"]),
+        correct=int(data["correct"]),
+    )
 
 
 def _reason(response: httpx.Response) -> str:

@@ -120,6 +120,69 @@ def decisions(records: Iterable[StoredEvent]) -> list[Decision]:
     return out
 
 
+QUALITY_CHECKS: Final = (
+    # (shown as, value key, limit key, bound), keyed as in the decision's metrics
+    ("Agreement with the stable", "agreement", "minAgreement", "min"),
+    ("Output drift (Jensen-Shannon)", "outputDrift", "maxOutputDrift", "max"),
+    ("Feedback accuracy", "accuracy", "minAccuracy", "min"),
+    ("Accuracy drop against the stable", "accuracyDrop", "maxAccuracyDrop", "max"),
+)
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    check: str
+    value: str
+    limit: str
+    verdict: str
+    """``ok``, ``failed``, or empty (not checked, or no data yet)."""
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The model-quality checks of the latest analysis that judged them."""
+
+    at: str
+    rows: list[QualityRow]
+    note: str
+
+
+def quality(items: list[Decision], raw: Iterable[StoredEvent]) -> Quality | None:
+    """The newest decision's quality checks (``None`` when no analysis had any)."""
+    by_seq = {r.seq: r for r in raw}
+    for d in reversed(items):
+        data = by_seq[d.seq].document.get("data") if d.seq in by_seq else None
+        metrics = data.get("metrics") if isinstance(data, Mapping) else None
+        if not isinstance(metrics, Mapping) or "agreement" not in metrics:
+            continue
+        rows = []
+        for shown, value_key, limit_key, bound in QUALITY_CHECKS:
+            value, limit = _number(metrics.get(value_key)), _number(metrics.get(limit_key))
+            verdict = ""
+            if value is not None and limit is not None:
+                ok = value >= limit if bound == "min" else value <= limit
+                verdict = "ok" if ok else "failed"
+            rows.append(
+                QualityRow(
+                    shown,
+                    "no data" if value is None else f"{value:.3f}",
+                    "not checked" if limit is None else f"{bound} {limit:g}",
+                    verdict,
+                )
+            )
+        note = (f"{_metric(metrics.get('paired'))} inputs answered by both versions, "
+                f"{_metric(metrics.get('feedback'))} canary answers with feedback; "
+                f"compared: {_text(metrics.get('compare'))}")  # fmt: skip
+        return Quality(d.at, rows, note)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 def chart(items: list[Decision]) -> Chart | None:
     """The canary weight over time as SVG coordinates (``None`` without weights)."""
     weighted = [d for d in items if d.weight is not None]

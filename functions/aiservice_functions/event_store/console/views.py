@@ -381,5 +381,6 @@ def _rollout_routes(bp: Blueprint, store: EventStore) -> None:
             name=name,
             decisions=list(reversed(items)),
             chart=rollouts.chart(items),
+            quality=rollouts.quality(items, found.items),
             truncated=found.next_cursor is not None,
         )
