@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiservice_functions.cloudevents_http import CloudEvent
+from aiservice_operator.local import log as log_module
 from aiservice_operator.local.dispatcher import Dispatcher, TriggerRuntime, load_trigger
 from aiservice_operator.local.ingress import ingress_app
 from aiservice_operator.local.log import EventLog
@@ -169,3 +170,38 @@ async def test_a_slow_decision_log_does_not_hold_the_services_own_deliveries(
     assert sorted(logged) == sorted(delivered)
     assert dispatcher.stats.delivered["fraud"] == events
     assert dispatcher.stats.delivered["log-inputs"] == events
+
+
+async def test_an_event_the_log_cannot_commit_is_a_503_and_the_log_goes_on(
+    tmp_path: Path,
+    runners: list[web.AppRunner],
+    session: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(log_module, "BUSY_TIMEOUT_S", 0.05)
+    event_log = EventLog(tmp_path / "broker.db")
+    event_log.start(asyncio.get_running_loop())
+    dispatcher = Dispatcher(event_log, Services(session), session, [])
+    url = await serve(ingress_app(dispatcher, {"shop/default"}, dict), runners) + "/shop/default"
+    blocker = sqlite3.connect(tmp_path / "broker.db", isolation_level=None)
+
+    async def send(event_id: str) -> tuple[int, str | None]:
+        headers = {"ce-specversion": "1.0", "ce-id": event_id, "ce-source": "/shop",
+                   "ce-type": "order.placed", "content-type": "application/json"}  # fmt: skip
+        timeout = aiohttp.ClientTimeout(total=HANG_GUARD_S)
+        async with session.post(url, data=b"{}", headers=headers, timeout=timeout) as resp:
+            return resp.status, resp.headers.get("Retry-After")
+
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # the file stays locked past the busy timeout
+        refused = await send("locked-out")
+        blocker.execute("ROLLBACK")
+        accepted = await send("after")
+    finally:
+        blocker.close()
+        event_log.close()
+    assert refused == (503, "1")
+    assert accepted == (202, None)
+    with sqlite3.connect(tmp_path / "broker.db") as db:
+        ids = [row[0] for row in db.execute("SELECT id FROM events")]
+    assert ids == ["after"]  # the refused event was not half-written
