@@ -170,3 +170,24 @@ async def test_nothing_listening_is_a_loopback_error() -> None:
 )
 def test_only_plain_http_to_loopback_is_handled(url: str, local: bool) -> None:
     assert handles(url) is local
+
+
+async def test_a_non_ascii_header_value_is_sent_as_utf8() -> None:
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.headers["x-note"])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/in", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    client = LoopbackClient()
+    response = await client.post(
+        f"http://127.0.0.1:{runner.addresses[0][1]}/in", {"x-note": "café ✓"}, b"", timeout=30
+    )
+    client.close()
+    await runner.cleanup()
+    assert (response.status, seen) == (204, ["café ✓"])

@@ -67,7 +67,7 @@ def request_head(target: str, host: str, headers: Mapping[str, str], length: int
         if not _NAME.fullmatch(name) or _BAD_VALUE.search(value):
             raise ValueError(f"header {name[:100]!r}: not a valid HTTP header")
         lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
 
 class _Connection(asyncio.Protocol):

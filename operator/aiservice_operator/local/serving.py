@@ -111,6 +111,8 @@ def serving_app(services: Services) -> web.Application:
             )
         except NoRoute as err:
             return web.json_response({"error": str(err)}, status=404)
+        except ValueError as err:  # a header that cannot be forwarded
+            return web.json_response({"error": str(err)}, status=400)
         except (aiohttp.ClientError, OSError) as err:
             return web.json_response({"error": f"revision unreachable: {err}"}, status=502)
         out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
