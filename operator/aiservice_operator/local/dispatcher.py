@@ -33,7 +33,8 @@ from aiservice_functions.cloudevents_http import (
 )
 from cloudevents.core.formats.json import JSONFormat
 
-from aiservice_operator.local import delivery
+from aiservice_operator.core.compile import DECISION_ROLES
+from aiservice_operator.local import delivery, loopback
 from aiservice_operator.local.filters import Predicate, attribute_strings, compile_trigger
 from aiservice_operator.local.log import EventLog, Pending, Record, Reply
 from aiservice_operator.local.serving import NoRoute, Services
@@ -42,6 +43,11 @@ from aiservice_operator.local.traffic import ServiceAddress, resolve_service_url
 log = logging.getLogger(__name__)
 
 DEFAULT_HOP_LIMIT = 16
+DEFAULT_MAX_IN_FLIGHT = 256
+"""Posts in flight at once for the services' own deliveries and plain Triggers."""
+DEFAULT_LOG_IN_FLIGHT = 32
+"""Posts in flight at once for the decision-log Triggers: a budget of their own, so a
+slow event store holds at most this many and never the services' own deliveries."""
 LOOP_STATUS = 508
 """The code a looping reply is dead-lettered with (HTTP's "Loop Detected")."""
 
@@ -173,7 +179,8 @@ class Dispatcher:
         triggers: Iterable[TriggerRuntime] = (),
         *,
         hop_limit: int = DEFAULT_HOP_LIMIT,
-        max_in_flight: int = 256,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        log_in_flight: int = DEFAULT_LOG_IN_FLIGHT,
     ) -> None:
         self.log = event_log
         self.services = services
@@ -183,6 +190,7 @@ class Dispatcher:
         self.stats = Stats()
         self.listeners: list[Listener] = []
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._log_slots = asyncio.Semaphore(log_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -303,24 +311,33 @@ class Dispatcher:
             except Exception:  # a display problem must not fail a delivery
                 log.exception("listener failed")
 
+    def _budget(self, trigger: TriggerRuntime) -> asyncio.Semaphore:
+        """The decision log's Triggers draw on their own budget, everything else on the
+        services': a backlog in one never holds the other's posts."""
+        return self._log_slots if trigger.role in DECISION_ROLES else self._slots
+
     async def _post(
         self,
         dest: Destination,
         headers: Mapping[str, str],
         body: bytes,
         timeout: float | None,
+        slots: asyncio.Semaphore,
     ) -> _Attempt:
-        async with self._slots:
+        async with slots:
             if isinstance(dest, ServiceAddress):
                 try:
                     answer = await self.services.post(dest, headers, body, timeout)
                 except NoRoute as err:
                     return _Attempt(404, str(err).encode(), {})
                 return _Attempt(answer.status, answer.body, answer.headers, answer.revision)
+            if loopback.handles(dest):  # the local event store, a local endpoint: the lean client
+                resp = await self.services.client.post(dest, headers, body, timeout)
+                return _Attempt(resp.status, resp.body, resp.headers)
             async with self.session.post(
                 dest, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp:
-                return _Attempt(resp.status, await resp.read(), dict(resp.headers))
+            ) as answered:
+                return _Attempt(answered.status, await answered.read(), dict(answered.headers))
 
     async def _deliver(
         self, trigger: TriggerRuntime, event: CloudEvent
@@ -366,7 +383,9 @@ class Dispatcher:
         while True:
             attempt += 1
             try:
-                result = await self._post(dest, headers, body, policy.timeout)
+                result = await self._post(
+                    dest, headers, body, policy.timeout, self._budget(trigger)
+                )
             except (aiohttp.ClientError, OSError, TimeoutError) as err:
                 result = _Attempt(None, f"{type(err).__name__}: {err}".encode(), {})
             decision = delivery.decide(policy, attempt, result.status)

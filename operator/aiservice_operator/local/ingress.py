@@ -2,7 +2,8 @@
 
 ``POST /{namespace}/{broker}`` takes one CloudEvent (binary or structured mode), logs it
 durably and only then answers 202, so an accepted event survives a crash. A malformed
-event is refused with 400/415 and the reason; an unknown broker with 404.
+event is refused with 400/415 and the reason; an unknown broker with 404; an event the
+log could not commit (disk full) with 503 and ``Retry-After``, so the sender retries.
 ``GET /_aisvc/status`` serves the status snapshot ``aisvc status`` reads;
 ``POST /_aisvc/aiservices/{namespace}/{name}/{command}`` sends a rollout command
 (promote, abort, pause, resume), as the ``aiservice.dev/<command>`` annotation does on a
@@ -29,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from aiservice_operator.core.rollout import COMMANDS
 from aiservice_operator.local.dispatcher import Dispatcher
 from aiservice_operator.local.hosts import listen_address, loopback_only
+from aiservice_operator.local.log import LogUnavailable
 
 STATUS_PATH = "/_aisvc/status"
 COMMAND_HEADER = "X-Aisvc-Command"
@@ -37,6 +39,7 @@ METRICS_PATH = "/_aisvc/metrics"
 Control = Callable[[str, str, str], str | None]
 """(namespace, name, command) -> None when accepted, else the reason it was refused."""
 MAX_EVENT_BYTES = 4 * 1024 * 1024
+RETRY_AFTER_S = "1"
 
 
 def ingress_app(
@@ -55,7 +58,12 @@ def ingress_app(
             parsed = parse_request(dict(request.headers), await request.read())
         except InvalidEvent as err:
             return web.json_response({"error": err.reason}, status=err.status)
-        fresh = await dispatcher.accept(broker, parsed.event)
+        try:
+            fresh = await dispatcher.accept(broker, parsed.event)
+        except LogUnavailable as err:  # not committed: the sender retries (Knative does on 503)
+            return web.json_response(
+                {"error": str(err)}, status=503, headers={"Retry-After": RETRY_AFTER_S}
+            )
         return web.Response(status=202, headers={} if fresh else {"x-aisvc-duplicate": "true"})
 
     async def show_status(_: web.Request) -> web.Response:

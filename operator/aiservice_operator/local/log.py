@@ -99,6 +99,14 @@ class Reply:
 
 
 _Op = Callable[[sqlite3.Connection], Any]
+MAX_GROUP = 512
+"""Writes committed together at most: bounds how long one group holds the writer."""
+BUSY_TIMEOUT_S = 30.0
+"""How long a write waits for another connection's lock on the file (e.g. a sqlite3 shell)."""
+
+
+class LogUnavailable(Exception):
+    """The log could not commit (disk full, file locked too long): nothing was accepted."""
 
 
 class EventLog:
@@ -109,7 +117,9 @@ class EventLog:
             raise ValueError("synchronous must be FULL or NORMAL")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S
+        )
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
@@ -122,9 +132,16 @@ class EventLog:
                 f"{path} is not a broker log this version can read ({err}); move it away to "
                 "start with an empty log (the events it holds are then not delivered)"
             ) from None
-        self._queue: queue.Queue[tuple[_Op, asyncio.Future[Any]] | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[tuple[_Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.submitted = 0
+        """Writes handed to the writer so far (committed or still waiting)."""
+        self.groups = 0
+        """Transactions committed (each one fsync with ``synchronous=FULL``)."""
+        self.writes = 0
+        """Writes committed in them: ``writes / groups`` is the mean group size."""
+        self.largest_group = 0
 
     # --- reads at start-up (before the writer runs) ---------------------------------
 
@@ -176,7 +193,7 @@ class EventLog:
             batch = []
             while item is not None:
                 batch.append(item)
-                if len(batch) >= 512:
+                if len(batch) >= MAX_GROUP:
                     break
                 try:
                     item = self._queue.get_nowait()
@@ -184,24 +201,59 @@ class EventLog:
                     break
             else:
                 stop = True
-            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-            self._db.execute("BEGIN IMMEDIATE")
-            for op, future in batch:
-                self._db.execute("SAVEPOINT op")
-                try:
-                    results.append((future, op(self._db), None))
-                    self._db.execute("RELEASE op")
-                except Exception as err:  # one bad write must not fail the whole group
-                    self._db.execute("ROLLBACK TO op")
-                    self._db.execute("RELEASE op")
-                    results.append((future, None, err))
-            self._db.execute("COMMIT")
+            if not batch:
+                continue
+            try:
+                results = self._commit_group(batch)
+            except sqlite3.Error as err:  # the transaction itself failed: none of it is kept
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                failed: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = [
+                    (future, None, LogUnavailable(f"broker log: {err}")) for _, future in batch
+                ]
+                loop.call_soon_threadsafe(_settle_all, failed)
+                continue
+            self.groups += 1
+            self.writes += len(batch)
+            self.largest_group = max(self.largest_group, len(batch))
             # One wake-up of the event loop per group, not per write.
             loop.call_soon_threadsafe(_settle_all, results)
+
+    def _commit_group(
+        self, batch: list[tuple[_Op, asyncio.Future[Any]]]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """Run every write of the group in one transaction and commit once.
+
+        Fast path: the writes run back to back. Should one raise, the whole group is
+        rolled back and run again with a savepoint per write, so a bad write fails only
+        its own sender and the others still commit, each all or nothing.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            values = [op(self._db) for op, _ in batch]
+        except Exception:
+            self._db.execute("ROLLBACK")
+        else:
+            self._db.execute("COMMIT")
+            return [(future, value, None) for (_, future), value in zip(batch, values, strict=True)]
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._db.execute("BEGIN IMMEDIATE")
+        for op, future in batch:
+            self._db.execute("SAVEPOINT op")
+            try:
+                results.append((future, op(self._db), None))
+                self._db.execute("RELEASE op")
+            except Exception as err:  # one bad write must not fail the whole group
+                self._db.execute("ROLLBACK TO op")
+                self._db.execute("RELEASE op")
+                results.append((future, None, err))
+        self._db.execute("COMMIT")
+        return results
 
     async def _run(self, op: _Op) -> Any:
         assert self._loop is not None, "EventLog.start() was not called"
         future: asyncio.Future[Any] = self._loop.create_future()
+        self.submitted += 1
         self._queue.put((op, future))
         return await future
 

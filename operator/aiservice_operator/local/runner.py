@@ -235,6 +235,8 @@ class LocalRun:
         if self._store is not None:
             await self._store.stop()
             self._store = None
+        if self.services is not None:
+            self.services.client.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -503,6 +505,11 @@ class LocalRun:
             "triggers": trigger_rows,
             "eventStoreUrl": self.event_store_url if self.options.event_store else None,
             "resumed": self.resumed,
+            "log": (
+                {"commits": self.log.groups, "writes": self.log.writes}
+                if self.log is not None
+                else None
+            ),
             "warnings": list(self.warnings),
         }
 

@@ -23,6 +23,7 @@ import aiohttp
 from aiohttp import web
 
 from aiservice_operator.local.hosts import loopback_only
+from aiservice_operator.local.loopback import LoopbackClient
 from aiservice_operator.local.supervisor import RevisionPool
 from aiservice_operator.local.traffic import Route, ServiceAddress
 
@@ -49,6 +50,8 @@ class Services:
     def __init__(self, session: aiohttp.ClientSession, draw: Callable[[], float] = random.random):
         self.session = session
         self.draw = draw
+        self.client = LoopbackClient()
+        """Posts to the revision processes (and the run's other loopback servers)."""
         self.routes: dict[tuple[str, str], Route] = {}
         self.pools: dict[str, RevisionPool] = {}
         self.sent: Counter[str] = Counter()
@@ -74,7 +77,8 @@ class Services:
         body: bytes,
         timeout: float | None,
     ) -> Answer:
-        """Forward one request to a revision of the service; raises on network errors/timeout."""
+        """Forward one request to a revision of the service; raises on network errors/timeout
+        (OSError, TimeoutError)."""
         revision = self.revision_for(address)
         pool = self.pools.get(revision)
         if pool is None:
@@ -84,13 +88,8 @@ class Services:
         proc = await pool.acquire()
         self.sent[revision] += 1
         try:
-            async with self.session.post(
-                proc.url + address.path,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                answer = Answer(resp.status, dict(resp.headers), await resp.read(), revision)
+            resp = await self.client.post(proc.url + address.path, headers, body, timeout)
+            answer = Answer(resp.status, resp.headers, resp.body, revision)
         except BaseException:
             self.failed[revision] += 1
             raise
@@ -115,6 +114,8 @@ def serving_app(services: Services) -> web.Application:
             )
         except NoRoute as err:
             return web.json_response({"error": str(err)}, status=404)
+        except ValueError as err:  # a header that cannot be forwarded
+            return web.json_response({"error": str(err)}, status=400)
         except (aiohttp.ClientError, OSError) as err:
             return web.json_response({"error": f"revision unreachable: {err}"}, status=502)
         out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
