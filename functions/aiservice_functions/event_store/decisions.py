@@ -157,8 +157,7 @@ _INSERT: Final = f"""INSERT INTO {TABLE} (namespace, name, role, source, event_i
     event_key, causation, correlation, trace_id, model_version, revision, latency_ms, data,
     data_hash, attributes, event_time, received_at, expires_at, run_id, corrects, label)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (namespace, name, role, source, event_id) DO NOTHING
-RETURNING seq"""
+ON CONFLICT (namespace, name, role, source, event_id) DO NOTHING"""
 _REDELIVERED: Final = f"""UPDATE {TABLE} SET receipts = receipts + 1
 WHERE namespace = ? AND name = ? AND role = ? AND source = ? AND event_id = ?
 RETURNING seq"""
@@ -200,12 +199,12 @@ class DecisionLog:
         """Write ``records`` in the open transaction, inserts in key order (no deadlock
         between store processes), then redeliveries; ``(seq, created)`` each, in order."""
         order = sorted(range(len(records)), key=lambda i: _key(records[i]))
-        inserted = self.db.run_many(conn, _INSERT, [_insert_params(records[i]) for i in order])
+        inserted = self.db.insert_many(conn, _INSERT, [_insert_params(records[i]) for i in order])
         results: list[tuple[int, bool] | None] = [None] * len(records)
         again = []
-        for i, row in zip(order, inserted, strict=True):
-            if row is not None:
-                results[i] = (int(row["seq"]), True)
+        for i, seq in zip(order, inserted, strict=True):
+            if seq is not None:
+                results[i] = (seq, True)
             else:
                 again.append(i)
         if again:

@@ -71,8 +71,7 @@ def _schema(autoinc: str, blob: str) -> list[str]:
 _INSERT: Final = f"""INSERT INTO {TABLE} (kind, namespace, name, source, event_id, type,
     document, error_dest, error_code, error_data, revision, received_at, last_received_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (kind, namespace, name, source, event_id) DO NOTHING
-RETURNING seq"""
+ON CONFLICT (kind, namespace, name, source, event_id) DO NOTHING"""
 # A redelivery carrying an ``aisvcreplay`` count at least the record's replay count means a
 # replayed event failed again: the record is un-marked as replayed and takes the new error.
 _FAILED_AGAIN: Final = "(? > 0 AND ? >= replay_count)"
@@ -150,12 +149,12 @@ class EventTable:
         among them update their record. An event that appears twice in ``events`` is
         created once and counted as a redelivery once."""
         order = sorted(range(len(events)), key=lambda i: _key(events[i]))
-        inserted = self.db.run_many(conn, _INSERT, [_insert_params(events[i]) for i in order])
+        inserted = self.db.insert_many(conn, _INSERT, [_insert_params(events[i]) for i in order])
         results: list[tuple[int, bool] | None] = [None] * len(events)
         again = []
-        for i, row in zip(order, inserted, strict=True):
-            if row is not None:
-                results[i] = (int(row["seq"]), True)
+        for i, seq in zip(order, inserted, strict=True):
+            if seq is not None:
+                results[i] = (seq, True)
             else:
                 again.append(i)
         if again:
