@@ -123,3 +123,19 @@ def test_stop_commits_what_is_queued_then_refuses(store: EventStore) -> None:
     with pytest.raises(StoreUnavailable, match="shutting down"):
         w.submit(store.events, _event("late"))
     assert store.events.count(EventFilter()) == 4
+
+
+def test_a_request_that_stopped_waiting_does_not_stop_the_writer(
+    store: EventStore, writer: GroupWriter
+) -> None:
+    gate = Gate(store.events)
+    held = writer.submit(gate, _event("held"))
+    assert gate.entered.wait(30)
+    gone = writer.submit(gate, _event("gone"))
+    assert gone.cancel()  # its sender timed out (the front answered 503)
+    gate.release.set()
+    assert held.result(30)[1] is True
+    after = writer.submit(store.events, _event("after"))
+    assert after.result(30)[1] is True  # the writer is still there
+    # The record whose sender gave up was committed all the same: a retry is a redelivery.
+    assert {r.event_id for r in store.events.page(EventFilter()).items} == {"held", "gone", "after"}

@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -155,10 +155,7 @@ class GroupWriter:
                 done = time.perf_counter()
                 self._on_group(len(group), done - started, [done - p.queued_at for p in group])
             for p, outcome in zip(group, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    p.future.set_exception(outcome)
-                else:
-                    p.future.set_result(outcome)
+                _resolve(p.future, outcome)
 
     def _write(self, group: list[_Pending]) -> list[tuple[int, bool] | BaseException]:
         """Each record's outcome: ``(seq, created)`` or the error for its request."""
@@ -192,3 +189,15 @@ class GroupWriter:
                 for i, result in zip(indexes, written, strict=True):
                     results[i] = result
         return [r for r in results if r is not None]
+
+
+def _resolve(future: Future[tuple[int, bool]], outcome: tuple[int, bool] | BaseException) -> None:
+    """Give a request its outcome, unless it stopped waiting (its sender timed out and was
+    answered 503: the record, committed after all, is a redelivery when it is retried)."""
+    try:
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+    except InvalidStateError:
+        pass
