@@ -90,12 +90,18 @@ class GroupWriter:
         self._queue: deque[_Pending] = deque()
         self._ready = threading.Condition()
         self._stopping = False
+        self._writing = 0
         self._thread: threading.Thread | None = None
 
     @property
     def depth(self) -> int:
         """Records waiting for the writer now."""
         return len(self._queue)
+
+    @property
+    def writing(self) -> int:
+        """Records the writer has taken and not yet answered (its current group)."""
+        return self._writing
 
     def start(self) -> GroupWriter:
         if self._thread is None:
@@ -138,6 +144,7 @@ class GroupWriter:
             while not self._queue and not self._stopping:
                 self._ready.wait()
             count = min(len(self._queue), self.max_group)
+            self._writing = count
             return [self._queue.popleft() for _ in range(count)]
 
     def _run(self) -> None:
@@ -156,6 +163,7 @@ class GroupWriter:
                 self._on_group(len(group), done - started, [done - p.queued_at for p in group])
             for p, outcome in zip(group, outcomes, strict=True):
                 _resolve(p.future, outcome)
+            self._writing = 0
 
     def _write(self, group: list[_Pending]) -> list[tuple[int, bool] | BaseException]:
         """Each record's outcome: ``(seq, created)`` or the error for its request."""
