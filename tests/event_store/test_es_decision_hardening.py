@@ -69,7 +69,7 @@ def _no_constant(name: str) -> None:
 def every_column(store: EventStore) -> str:
     with store.db.transaction(write=False) as conn:
         rows = store.db.execute(conn, "SELECT * FROM aisvc_decisions").fetchall()
-    return json.dumps([list(map(str, r)) for r in rows])
+    return json.dumps([[str(v) for v in dict(r).values()] for r in rows])
 
 
 @pytest.mark.parametrize("encoding", list(ENCODINGS))

@@ -8,6 +8,8 @@ import json
 import httpx
 import pytest
 from aiservice_functions import contract
+from aiservice_functions.event_store.records import NewEvent, now_us
+from aiservice_functions.event_store.service import EventStore
 from aiservice_operator.cli.common import CONTROL
 from aiservice_operator.cli.dlq import app
 from typer.testing import CliRunner
@@ -155,7 +157,7 @@ MARKUP = "[link=http://evil.example/]x[/link]"
 
 
 def test_event_fields_cannot_drive_the_terminal(
-    runner: CliRunner, server: str, client: httpx.Client
+    runner: CliRunner, server: str, client: httpx.Client, store: EventStore
 ) -> None:
     """Ids, types, sources and error bodies come from whoever posts to the Broker."""
     doc = {
@@ -173,8 +175,18 @@ def test_event_fields_cannot_drive_the_terminal(
         headers={"content-type": "application/cloudevents+json"},
         content=json.dumps(doc),
     )
-    assert posted.status_code == 201, posted.text
-    seq = str(posted.json()["seq"])
+    # The store refuses control characters in attributes now (a CloudEvents String holds
+    # none), but records kept from before may hold them: the CLI must show them safely.
+    assert posted.status_code == 400, posted.text
+    stored, _ = store.events.add(
+        NewEvent(
+            kind="dead-letter", namespace=NS, name=SVC, source=doc["source"],
+            event_id=doc["id"], type=doc["type"], document=doc,
+            error_dest=doc[contract.EXT_ERROR_DEST], error_code=500,
+            error_data=ESCAPES.encode(), revision=None, received_at=now_us(),
+        )
+    )  # fmt: skip
+    seq = str(stored)
     wide = {**_env(server), "COLUMNS": "1000"}
     for args in (["list"], ["show", seq], ["stats"]):
         result = runner.invoke(app, args, env=wide)

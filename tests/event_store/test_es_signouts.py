@@ -18,4 +18,4 @@ def test_a_signed_out_session_stays_out_and_expired_rows_are_dropped(store: Even
     signouts.sign_out("b", 3600)  # each sign-out sweeps what has expired
     with store.db.transaction(write=False) as conn:
         rows = store.db.execute(conn, f"SELECT session_id FROM {TABLE} ORDER BY 1").fetchall()
-    assert [r[0] for r in rows] == ["a", "b"]
+    assert [r["session_id"] for r in rows] == ["a", "b"]
