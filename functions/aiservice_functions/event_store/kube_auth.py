@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -115,7 +116,9 @@ class KubeReviews:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.server = server
-        verify: Any = str(server.ca_file) if server.ca_file else True
+        verify: Any = (
+            ssl.create_default_context(cafile=str(server.ca_file)) if server.ca_file else True
+        )
         self._client = httpx.Client(base_url=server.url, verify=verify, timeout=TIMEOUT_S)
         self._tokens: TtlCache[str, Identity | None] = TtlCache(ttl_s, max_entries, clock)
         self._decisions: TtlCache[tuple[Any, ...], bool] = TtlCache(ttl_s, max_entries, clock)
