@@ -11,20 +11,25 @@ exactly those the chart grants. Two teams: alice reads ``team-a``, bob reads ``t
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from aiservice_functions.event_store import auth, create_app, open_store
 from aiservice_functions.event_store.guard import TargetPolicy
 from aiservice_functions.event_store.kube_auth import ApiServer, KubeReviews
 from aiservice_functions.event_store.replay import ReplayOptions
+from aiservice_operator.cli.dlq import app as dlq_app
+from typer.testing import CliRunner
 
 from tests.support.cluster import Cluster, wait_for
 from tests.support.event_store import post_dead_letter, serving_front
@@ -196,7 +201,16 @@ def test_a_trace_across_namespaces_shows_only_the_callers_hops(teams: Teams) -> 
     assert {"hidden": True} in trace["records"]
 
 
-def test_replay_needs_the_replay_permission(teams: Teams) -> None:
+def _audited(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [
+        (str(getattr(r, "audit")), str(getattr(r, "by")))  # noqa: B009
+        for r in caplog.records
+        if hasattr(r, "audit")
+    ]
+
+
+def test_replay_needs_the_replay_permission(teams: Teams, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aiservice_functions.event_store")
     body = {"filter": {"namespace": teams.a}}
     refused = _post(teams, "alice", "/v1/replay", body)
     assert refused.status_code == 403, refused.text
@@ -211,6 +225,7 @@ def test_replay_needs_the_replay_permission(teams: Teams) -> None:
     assert done.status_code == 200, done.text
     assert done.json()["replayed"] == 2
     assert sorted(teams.received) == [f"{teams.a}-0", f"{teams.a}-1"]
+    assert _audited(caplog) == [("replay", teams.users["carol"])]
     job = _post(teams, "carol", "/v1/replays", {"all": True, "force": True})
     assert job.status_code == 202, job.text
     assert job.json()["request"]["by"] == teams.users["carol"]
@@ -218,7 +233,10 @@ def test_replay_needs_the_replay_permission(teams: Teams) -> None:
     assert _get(teams, "alice", f"/v1/replays/{job.json()['id']}").status_code == 404
 
 
-def test_reprocessing_runs_need_the_reprocess_permission(teams: Teams) -> None:
+def test_reprocessing_runs_need_the_reprocess_permission(
+    teams: Teams, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aiservice_functions.event_store")
     path = f"/v1/namespaces/{teams.a}/aiservices/svc/decisions/reprocessed?data=true&run=r1"
     headers = {
         "ce-specversion": "1.0", "ce-type": "com.example.review.scored",
@@ -231,6 +249,10 @@ def test_reprocessing_runs_need_the_reprocess_permission(teams: Teams) -> None:
             content=b'{"label": "x"}',
         )
         assert response.status_code == status, response.text
+    assert _audited(caplog) == [("reprocess", teams.users["carol"])]
+    exported = _get(teams, "carol", f"/v1/namespaces/{teams.a}/aiservices/svc/decisions/export")
+    assert exported.status_code == 200
+    assert _audited(caplog)[-1] == ("export", teams.users["carol"])
 
 
 def test_forged_and_revoked_tokens_are_401(cluster: Cluster, teams: Teams) -> None:
@@ -322,3 +344,43 @@ def test_the_console_signs_in_with_a_kubernetes_token_and_shows_only_its_namespa
         assert "1 more record(s) of this chain are in namespaces you may not read" in chain
     with _console_sign_in(teams, "not-a-token") as refused:
         assert refused.get("/console/api/counts").status_code == 401
+
+
+def _exec_kubeconfig(cluster: Cluster, home: Path, token: str) -> Path:
+    """A kubeconfig whose user is an exec credential plugin (as cloud providers ship)."""
+    plugin = home / "credential-plugin"
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {"token": token},
+    }
+    plugin.write_text(f"#!/bin/sh\necho '{json.dumps(credential)}'\n")
+    plugin.chmod(0o700)
+    path = cluster.token_kubeconfig(home / "exec-kubeconfig", "unused")
+    cfg = yaml.safe_load(path.read_text())
+    cfg["users"][0]["user"] = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": str(plugin),
+            "interactiveMode": "Never",
+        }
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_the_cli_acts_with_the_kubeconfig_identity(
+    cluster: Cluster, teams: Teams, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    alice = cluster.token_kubeconfig(tmp_path / "alice", teams.tokens["alice"])
+    bob = _exec_kubeconfig(cluster, tmp_path, teams.tokens["bob"])
+    for kubeconfig, mine in ((alice, teams.a), (bob, teams.b)):
+        env = {"KUBECONFIG": str(kubeconfig), "AISVC_EVENT_STORE_TOKEN": ""}
+        listed = runner.invoke(dlq_app, ["list", "-o", "json", "--url", teams.url], env=env)
+        assert listed.exit_code == 0, listed.output
+        assert {i["namespace"] for i in json.loads(listed.stdout)["items"]} == {mine}
+    env = {"KUBECONFIG": str(alice), "AISVC_EVENT_STORE_TOKEN": ""}
+    refused = runner.invoke(dlq_app, ["replay", "--url", teams.url, "-n", teams.a], env=env)
+    assert refused.exit_code == 1
+    assert "create aiservices/replay" in refused.output
