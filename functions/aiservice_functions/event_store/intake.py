@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,6 +100,7 @@ class Intake:
     authenticator: auth.Authenticator
     _runs_logged: OrderedDict[str, None] = field(default_factory=OrderedDict, compare=False)
     """Reprocessing runs already in the audit log (one line per run, not per record)."""
+    _runs_lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
 
     def needs_thread(self, path: str) -> bool:
         """Whether preparing this ingest may block on the Kubernetes API (a reprocessing
@@ -262,11 +264,12 @@ class Intake:
         return Write(self.store.decisions, record, answer)
 
     def _audit_run(self, run_id: str, by: str, namespace: str, name: str) -> None:
-        if run_id in self._runs_logged:
-            return
-        self._runs_logged[run_id] = None
-        while len(self._runs_logged) > 1024:
-            self._runs_logged.popitem(last=False)
+        with self._runs_lock:
+            if run_id in self._runs_logged:
+                return
+            self._runs_logged[run_id] = None
+            while len(self._runs_logged) > 1024:
+                self._runs_logged.popitem(last=False)
         log.info(
             "reprocess by %s",
             by,
