@@ -216,7 +216,7 @@ def test_event_store_defaults_to_sqlite_on_a_volume(render: RenderFn) -> None:
     assert store["spec"]["replicas"] == 1
     assert store["spec"]["strategy"] == {"type": "Recreate"}
     pod = store["spec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is True  # auth.mode kubernetes (test_rbac)
     container = pod["containers"][0]
     assert container["command"] == ["python", "-m", "aiservice_functions.event_store"]
     assert container["args"] == [
@@ -244,6 +244,12 @@ def test_operator_reaches_the_event_store_where_the_compiler_expects_it(render: 
     env = _env(_operator(render().objects)["spec"]["template"]["spec"]["containers"][0])
     assert env["AISVC_EVENT_STORE_URL"] == CompileOptions().event_store_url
     assert env["AISVC_CLUSTER_DOMAIN"] == CompileOptions().cluster_domain
+    # auth.mode kubernetes (the default): the operator reads the store as itself.
+    assert env["AISVC_EVENT_STORE_TOKEN_FILE"] == (
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )
+    token_mode = render({"eventStore": {"auth": {"mode": "token"}}}).objects
+    env = _env(_operator(token_mode)["spec"]["template"]["spec"]["containers"][0])
     assert env["AISVC_EVENT_STORE_TOKEN_FILE"] == "/var/run/secrets/aiservice/event-store/token"
 
 

@@ -92,10 +92,68 @@ def test_peering_replicas_use_the_object_the_role_allows(render: RenderFn) -> No
     assert env[ENV_PEERING_NAME] == peering["metadata"]["name"]
 
 
-def test_event_store_has_no_api_access(render: RenderFn) -> None:
-    rendered = render()
+def test_event_store_in_token_mode_has_no_api_access(render: RenderFn) -> None:
+    rendered = render({"eventStore": {"auth": {"mode": "token"}}})
     store = rendered.deployment("event-store")
     account = store["spec"]["template"]["spec"]["serviceAccountName"]
     assert account != _operator_account(rendered)
     assert store["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     assert _granted_to_operator(rendered, account) == set()
+    env = {
+        e["name"]: e.get("value") for e in store["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["AISVC_EVENT_STORE_AUTH_MODE"] == "token"
+
+
+def test_event_store_in_kubernetes_mode_may_only_ask_for_reviews(render: RenderFn) -> None:
+    """The default on install: the store's account creates TokenReviews and
+    SubjectAccessReviews, nothing else; the operator reads the store as itself."""
+    rendered = render()
+    store = rendered.deployment("event-store")
+    spec = store["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is True
+    assert _granted_to_operator(rendered, spec["serviceAccountName"]) == {
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("authorization.k8s.io", "subjectaccessreviews", "create"),
+    }
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["AISVC_EVENT_STORE_AUTH_MODE"] == "kubernetes"
+    operator = rendered.deployment("operator")["spec"]["template"]["spec"]["containers"][0]
+    operator_env = {e["name"]: e.get("value") for e in operator["env"]}
+    assert operator_env["AISVC_EVENT_STORE_TOKEN_FILE"] == (
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )
+
+
+def _rules(role: dict[str, Any]) -> set[Permission]:
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_user_roles_read_and_replay_and_aggregate(render: RenderFn) -> None:
+    rendered = render()
+    roles = {o["metadata"]["name"]: o for o in rendered.objects if o["kind"] == "ClusterRole"}
+    viewer, replayer = roles["aiservice-viewer"], roles["aiservice-operator-replayer"]
+    read = {("aiservice.dev", "aiservices", v) for v in ("get", "list", "watch")}
+    assert _rules(viewer) == read
+    assert _rules(replayer) == read | {
+        ("aiservice.dev", "aiservices/replay", "create"),
+        ("aiservice.dev", "aiservices/reprocess", "create"),
+    }
+    assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    labels = replayer["metadata"]["labels"]
+    assert labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    off = render({"eventStore": {"auth": {"roles": {"aggregateToView": False, "create": True}}}})
+    viewer = next(o for o in off.objects if o["metadata"]["name"] == "aiservice-viewer")
+    assert "rbac.authorization.k8s.io/aggregate-to-view" not in viewer["metadata"]["labels"]
+    none = render({"eventStore": {"auth": {"roles": {"create": False}}}})
+    assert not [
+        o
+        for o in none.objects
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"].startswith("aiservice-")
+    ]

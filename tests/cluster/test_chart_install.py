@@ -105,3 +105,33 @@ def test_install_with_other_values(cluster: Cluster, ns: str, tmp_path: Path) ->
     kinds = {k for k, _ in _release_objects(cluster, "chart-b", ns)}
     assert {"ServiceMonitor", "PodMonitor", "PodDisruptionBudget"} <= kinds
     cluster.helm("uninstall", "chart-b", "-n", ns, "--wait")
+
+
+def _store_auth_mode(cluster: Cluster, ns: str) -> str | None:
+    found = json.loads(
+        cluster.kubectl(
+            "get", "deploy", "-n", ns, "-l", "app.kubernetes.io/component=event-store", "-o", "json"
+        ).stdout
+    )["items"]  # fmt: skip
+    assert len(found) == 1
+    env = found[0]["spec"]["template"]["spec"]["containers"][0].get("env") or []
+    return next((e["value"] for e in env if e["name"] == "AISVC_EVENT_STORE_AUTH_MODE"), None)
+
+
+def test_auth_mode_is_kubernetes_on_install_and_kept_on_upgrade(cluster: Cluster, ns: str) -> None:
+    """A fresh install runs kubernetes mode; an upgrade keeps the running store's mode, and a
+    store from before the setting (no mode in its environment) keeps its shared token."""
+    release = "chart-c"
+    # The user ClusterRoles are cluster-wide: the session's main release owns them.
+    args = [release, str(CHART), "-n", ns, "--set", "eventStore.auth.roles.create=false"]
+    cluster.helm("install", *args)
+    assert _store_auth_mode(cluster, ns) == "kubernetes"
+    cluster.helm("upgrade", *args)
+    assert _store_auth_mode(cluster, ns) == "kubernetes"
+    store = f"deployment/{release}-aiservice-operator-event-store"
+    cluster.kubectl("set", "env", store, "-n", ns, "AISVC_EVENT_STORE_AUTH_MODE-")
+    cluster.helm("upgrade", *args)
+    assert _store_auth_mode(cluster, ns) == "token"
+    cluster.helm("upgrade", *args, "--set", "eventStore.auth.mode=kubernetes")
+    assert _store_auth_mode(cluster, ns) == "kubernetes"
+    cluster.helm("uninstall", release, "-n", ns, "--wait")

@@ -19,6 +19,7 @@ from tests.support.processes import stop
 RELEASE = "aiservice-operator"
 SYSTEM_NS = "aiservice-system"
 SA = f"system:serviceaccount:{SYSTEM_NS}:{RELEASE}"
+SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
 class OperatorProcess:
@@ -85,6 +86,14 @@ def start_operator(
     kubeconfig = cluster.token_kubeconfig(workdir / "kubeconfig", token, SYSTEM_NS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "AISVC_"))}
     env.update(chart_env(cluster, workdir))
+    # The pod's own ServiceAccount token (auth.mode kubernetes: the operator reads the
+    # event store as itself): the TokenRequest token of the same account.
+    own = workdir / "secrets" / "serviceaccount-token"
+    own.parent.mkdir(parents=True, exist_ok=True)
+    own.write_text(token)
+    for name, value in list(env.items()):
+        if value == SA_TOKEN_PATH:
+            env[name] = str(own)
     env.update(
         KUBECONFIG=str(kubeconfig),
         POD_NAME="aiservice-operator-local",

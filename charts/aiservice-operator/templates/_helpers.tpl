@@ -108,3 +108,21 @@ fsGroup: 65532
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* The event store's auth mode: eventStore.auth.mode when set; else kubernetes on a
+fresh install, and on an upgrade whatever the running store uses (a store from before
+the setting existed runs token mode, so an upgrade never locks its users out). */}}
+{{- define "aisvc.eventStore.authMode" -}}
+{{- $mode := .Values.eventStore.auth.mode -}}
+{{- if not $mode -}}
+{{- $mode = "kubernetes" -}}
+{{- $running := lookup "apps/v1" "Deployment" .Release.Namespace (include "aisvc.eventStore.fullname" .) -}}
+{{- if and .Release.IsUpgrade $running -}}
+{{- $mode = "token" -}}
+{{- range (index $running.spec.template.spec.containers 0).env -}}
+{{- if eq .name "AISVC_EVENT_STORE_AUTH_MODE" -}}{{- $mode = .value -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $mode -}}
+{{- end -}}

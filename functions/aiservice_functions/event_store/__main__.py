@@ -2,7 +2,8 @@
 
 Configuration also comes from the environment (what the chart sets):
 ``AISVC_EVENT_STORE_DB`` (database URL), ``AISVC_EVENT_STORE_TOKEN_FILE`` /
-``AISVC_EVENT_STORE_TOKEN`` (query/replay token), ``AISVC_EVENT_STORE_BROKER_URL``.
+``AISVC_EVENT_STORE_TOKEN`` (query/replay token), ``AISVC_EVENT_STORE_AUTH_MODE``
+(``token`` or ``kubernetes``), ``AISVC_EVENT_STORE_BROKER_URL``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from flask import Flask
 
@@ -19,6 +21,12 @@ from aiservice_functions.durations import parse_duration
 from aiservice_functions.event_store import auth
 from aiservice_functions.event_store.app import DEFAULT_MAX_BODY_BYTES, create_app
 from aiservice_functions.event_store.guard import TargetPolicy
+from aiservice_functions.event_store.kube_auth import (
+    DEFAULT_TTL_S,
+    SA_DIR,
+    ApiServer,
+    KubeReviews,
+)
 from aiservice_functions.event_store.replay import (
     DEFAULT_BROKER_URL,
     MAX_CONCURRENCY,
@@ -34,6 +42,7 @@ from aiservice_functions.sink_key import load_sink_key
 ENV_DB = "AISVC_EVENT_STORE_DB"
 ENV_BROKER_URL = "AISVC_EVENT_STORE_BROKER_URL"
 ENV_REPLAY_ALLOW = "AISVC_EVENT_STORE_REPLAY_ALLOW"
+ENV_AUTH_CACHE_TTL = "AISVC_EVENT_STORE_AUTH_CACHE_TTL"
 
 
 def duration(text: str) -> float:
@@ -105,6 +114,37 @@ def _serving_options(s: argparse.ArgumentParser) -> None:
 
 def _access_options(s: argparse.ArgumentParser) -> None:
     """Who may query, replay and post records."""
+    s.add_argument(
+        "--auth-mode",
+        choices=auth.MODES,
+        default=os.environ.get(auth.ENV_AUTH_MODE, "token"),
+        help="kubernetes: callers send their own Kubernetes token and RBAC decides, per "
+        "namespace (TokenReview, SubjectAccessReview); token: the shared token(s) below "
+        f"(default: ${auth.ENV_AUTH_MODE}, else token)",
+    )
+    s.add_argument(
+        "--kube-api-url",
+        default=None,
+        help="API server for --auth-mode=kubernetes (default: the pod's, from "
+        "KUBERNETES_SERVICE_HOST and the ServiceAccount mount)",
+    )
+    s.add_argument(
+        "--kube-token-file",
+        default=None,
+        help="the store's own token for the reviews (default: the ServiceAccount's)",
+    )
+    s.add_argument(
+        "--kube-ca-file",
+        default=None,
+        help="CA of the API server (default: the ServiceAccount's ca.crt)",
+    )
+    s.add_argument(
+        "--auth-cache-ttl",
+        type=duration,
+        default=os.environ.get(ENV_AUTH_CACHE_TTL, f"{DEFAULT_TTL_S:g}s"),
+        help=f"how long review answers are kept (default: ${ENV_AUTH_CACHE_TTL}, else "
+        f"{DEFAULT_TTL_S:g}s; a revoked RoleBinding takes effect within it)",
+    )
     s.add_argument(
         "--token-file",
         default=None,
@@ -195,6 +235,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _kube_reviews(args: argparse.Namespace) -> KubeReviews | None:
+    """The cluster's reviews in ``kubernetes`` mode (``None`` in ``token`` mode)."""
+    if args.auth_mode != "kubernetes":
+        return None
+    if args.kube_api_url:
+        server = ApiServer(
+            args.kube_api_url,
+            Path(args.kube_token_file or SA_DIR / "token"),
+            Path(args.kube_ca_file) if args.kube_ca_file else SA_DIR / "ca.crt",
+        )
+    else:
+        server = ApiServer.in_cluster()
+        if args.kube_token_file or args.kube_ca_file:
+            server = ApiServer(
+                server.url,
+                Path(args.kube_token_file) if args.kube_token_file else server.token_file,
+                Path(args.kube_ca_file) if args.kube_ca_file else server.ca_file,
+            )
+    server.token_file.read_text(encoding="utf-8")  # fail fast: the store's own token
+    return KubeReviews(server, ttl_s=args.auth_cache_ttl)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     token = auth.load_token(token_file=args.token_file)
@@ -210,7 +272,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     read_token = auth.load_read_token(args.read_token_file)
-    if token is None and not args.allow_unauthenticated:
+    try:
+        reviews = _kube_reviews(args)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if reviews is None and token is None and not args.allow_unauthenticated:
         print(
             "note: no token configured; the query/replay API refuses every request "
             f"(set {contract.ENV_EVENT_STORE_TOKEN_FILE} or --allow-unauthenticated)",
@@ -245,11 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     def factory() -> Flask:
+        authenticator = auth.Authenticator(
+            token, read_token, args.allow_unauthenticated, _kube_reviews(args)
+        )
         return create_app(
             open_store(args.db, retention=retention),
-            token=token,
-            read_token=read_token,
-            allow_unauthenticated=args.allow_unauthenticated,
+            authenticator=authenticator,
             max_body_bytes=args.max_body_bytes,
             replay_defaults=replay_defaults,
             sink_key=sink_key,

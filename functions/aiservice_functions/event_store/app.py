@@ -46,6 +46,14 @@ Query and replay (``Authorization: Bearer <token>``; 401 without it, 403 when wr
 Console: ``/console/`` (see :mod:`.console`), the same data for people, behind the same
 token. A read-only token (``read_token``) passes every query but not replay.
 
+In ``kubernetes`` auth mode (:mod:`.access`) the bearer token is the caller's own: lists,
+counts and stats hold only the namespaces where they may ``get aiservices``; one
+AIService's records need that permission in its namespace (403), one record by ``seq``
+is 404 outside it; replaying needs ``create aiservices/replay`` in each namespace
+concerned (403 naming the first that is not); replay jobs are shown to whoever started
+them (and to those who may read every namespace). Replays are logged with the caller's
+identity and record it on the job (``request.by``).
+
 Health: ``/health/liveness``; ``/health/readiness`` (the database answers).
 Metrics: ``GET /metrics`` (Prometheus text, no token: counts and timings only, see
 :mod:`.telemetry`). No event data, error data or tokens are logged.
@@ -60,15 +68,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiservice_functions import contract
 from aiservice_functions.event_store import auth, console, decision_api, params, quality
+from aiservice_functions.event_store.access import Action, Caller
 from aiservice_functions.event_store.database import StoreUnavailable
 from aiservice_functions.event_store.guard import redact_url
 from aiservice_functions.event_store.intake import Answer, Intake, Write
 from aiservice_functions.event_store.jobs import job_json
+from aiservice_functions.event_store.kube_auth import ReviewUnavailable
 from aiservice_functions.event_store.params import ParamError
 from aiservice_functions.event_store.records import (
     KINDS,
@@ -221,9 +231,7 @@ class _Context:
 
     store: EventStore
     intake: Intake
-    token: str | None
-    read_token: str | None
-    allow_unauthenticated: bool
+    authenticator: auth.Authenticator
     max_body_bytes: int
     replay_defaults: ReplayOptions
 
@@ -233,7 +241,7 @@ class _Context:
         self.store.metrics.replay(summary.replayed, summary.failed)
         return summary
 
-    def start_console_replay(self, seqs: Sequence[int], force: bool) -> str:
+    def start_console_replay(self, seqs: Sequence[int], force: bool, by: str) -> str:
         """The console's replay: a job over these records, with the store's defaults."""
         options = replace(self.replay_defaults, force=force)
         request = {
@@ -242,12 +250,20 @@ class _Context:
             "from": "console",
             "target": redact_url(options.target) if options.target else None,
             "broker": options.broker,
+            "by": by,
         }
-        return self.store.replays.start(EventFilter(seqs=tuple(seqs)), options, request)
+        job_id = self.store.replays.start(EventFilter(seqs=tuple(seqs)), options, request)
+        audit_log("replay", by, job=job_id, seqs=len(seqs), via="console")
+        return job_id
 
 
 api = Blueprint("event_store", __name__)
 """The HTTP API; :func:`create_app` registers it on an app with its :class:`_Context`."""
+
+
+def audit_log(action: str, by: str, **details: Any) -> None:
+    """One JSON log line per replay, reprocessing run and export, naming who asked."""
+    log.info("%s by %s", action, by, extra={"audit": action, "by": by, **details})
 
 
 def _ctx() -> _Context:
@@ -265,13 +281,17 @@ def create_app(
     replay_defaults: ReplayOptions | None = None,
     sink_key: bytes | None = None,
     loopback_listener: tuple[str, int] | None = None,
+    authenticator: auth.Authenticator | None = None,
 ) -> Flask:
     """The WSGI app over ``store`` (started here: its writer, retention and expiry run).
 
     With ``loopback_listener`` (host, port), as a local run serves it, every request must
     name that loopback listener in its ``Host`` (421 otherwise): a web page that rebinds
     its own name to 127.0.0.1 cannot read or replay through the unauthenticated store.
-    The ingest front applies the same rule (:func:`loopback_of`)."""
+    The ingest front applies the same rule (:func:`loopback_of`).
+
+    ``authenticator`` picks the auth mode; without it, ``token`` mode with ``token``,
+    ``read_token`` and ``allow_unauthenticated``."""
     app = Flask("aiservice_functions.event_store")
     if loopback_listener is not None:
         listen_host, listen_port = loopback_listener
@@ -285,27 +305,26 @@ def create_app(
     # reading max+1 bytes is how an oversized one is told from one of exactly max bytes.
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
     store.start()
-    intake = Intake(store, sink_key, max_body_bytes, token, read_token, allow_unauthenticated)
+    authenticator = authenticator or auth.Authenticator(token, read_token, allow_unauthenticated)
+    intake = Intake(store, sink_key, max_body_bytes, authenticator)
     context = _Context(
         store=store,
         intake=intake,
-        token=token,
-        read_token=read_token,
-        allow_unauthenticated=allow_unauthenticated,
+        authenticator=authenticator,
         max_body_bytes=max_body_bytes,
         replay_defaults=replay_defaults or ReplayOptions(),
     )
     app.extensions[EXTENSION_KEY] = {"context": context, "loopback": loopback_listener}
     app.register_blueprint(api)
-    decisions = decision_api.register(app, store.decisions, _guard)
-    quality.register(app, store.db, _guard)
+    decisions = decision_api.register(app, store.decisions, _guard, _caller)
+    quality.register(app, store.db, _guard_read)
     store.metrics.database_gauge(
         "aisvc_event_store_decisions_stored",
         "Decision-log records kept, per AIService and role (input, reply, reprocessed, feedback).",
         ["namespace", "aiservice", "role"],
         decisions.counts,
     )
-    access = console.Access(token, read_token, allow_unauthenticated)
+    access = console.Access(authenticator, sink_key)
     app.register_blueprint(
         console.blueprint(store, access, context.start_console_replay, decisions)
     )
@@ -338,6 +357,11 @@ def _unavailable(err: StoreUnavailable) -> Response:
     return _error(503, "storage unavailable, retry later")
 
 
+@api.app_errorhandler(ReviewUnavailable)
+def _no_review(err: ReviewUnavailable) -> Response:
+    return _error(503, str(err))
+
+
 @api.app_errorhandler(ParamError)
 def _bad_request(err: ParamError) -> Response:
     return _error(400, str(err))
@@ -349,17 +373,39 @@ def _http_error(err: HTTPException) -> Response:
 
 
 def _guard(need: auth.Scope = "read") -> Response | None:
-    """The refusal for a request without the token this call needs, else ``None``
-    (a read-only token passes ``read`` but not ``replay``)."""
-    ctx = _ctx()
-    refusal = auth.check(
-        ctx.token,
-        ctx.allow_unauthenticated,
-        request.headers.get("Authorization"),
-        read_token=ctx.read_token,
-        need=need,
-    )
-    return _error(refusal.status, refusal.reason) if refusal else None
+    """The refusal for a request without the token this call needs, else ``None`` and
+    the request's :func:`_caller` is known (a read-only token passes ``read`` but not
+    ``replay``; in ``kubernetes`` mode each route asks RBAC about its namespaces)."""
+    found = _ctx().authenticator.caller(request.headers.get("Authorization"), need)
+    if isinstance(found, auth.Refusal):
+        return _error(found.status, found.reason)
+    g.aisvc_caller = found
+    return None
+
+
+def _caller() -> Caller:
+    """Who the request is (set by :func:`_guard`)."""
+    caller: Caller = g.aisvc_caller
+    return caller
+
+
+def _readable() -> frozenset[str] | None:
+    """The namespaces the caller may read (``None``: all)."""
+    return _caller().readable(_ctx().store.namespaces)
+
+
+def _guard_read(namespace: str) -> Response | None:
+    """The refusal of a read of one namespace's records: no token, or no RBAC for it."""
+    return _guard() or _forbidden("read", namespace)
+
+
+def _forbidden(action: Action, namespace: str) -> Response | None:
+    """403 when the caller may not do ``action`` in ``namespace``."""
+    caller = _caller()
+    if caller.may(action, namespace):
+        return None
+    rule = {"read": "get aiservices", "replay": "create aiservices/replay"}.get(action, action)
+    return _error(403, f"{caller.name} may not {action} in namespace {namespace!r} ({rule})")
 
 
 def _authorized(
@@ -424,6 +470,7 @@ for _template in (
 def _list(source: dict[str, Any], flt: EventFilter) -> Response:
     ctx = _ctx()
     limit = params.integer(source, "limit", 1, MAX_PAGE) or 50
+    flt = replace(flt, namespaces=_readable())
     try:
         with ctx.store.metrics.timed("page"):
             page = ctx.store.events.page(flt, limit=limit, cursor=params.cursor(source))
@@ -435,6 +482,9 @@ def _list(source: dict[str, Any], flt: EventFilter) -> Response:
 @api.get(_flask_path(contract.EVENT_STORE_DEAD_LETTERS_PATH))
 @_authorized()
 def dead_letters(namespace: str, name: str) -> Response:
+    refused = _forbidden("read", namespace)
+    if refused:
+        return refused
     args = dict(request.args)
     return _list(args, _filter(args, kind="dead-letter", namespace=namespace, name=name))
 
@@ -442,6 +492,9 @@ def dead_letters(namespace: str, name: str) -> Response:
 @api.get(_flask_path(contract.EVENT_STORE_AUDIT_PATH))
 @_authorized()
 def audit(namespace: str, name: str) -> Response:
+    refused = _forbidden("read", namespace)
+    if refused:
+        return refused
     args = dict(request.args)
     return _list(args, _filter(args, kind="audit", namespace=namespace, name=name))
 
@@ -461,7 +514,7 @@ def event(seq: int) -> Response:
         return _error(404, f"no record with seq {seq}")
     with ctx.store.metrics.timed("get"):
         record = ctx.store.events.get(seq)
-    if record is None:
+    if record is None or not _caller().may("read", record.namespace):
         return _error(404, f"no record with seq {seq}")
     return jsonify(record.detail())
 
@@ -471,6 +524,7 @@ def event(seq: int) -> Response:
 def stats() -> Response:
     ctx = _ctx()
     flt = _filter(dict(request.args), kind=None, replayed=None)
+    flt = replace(flt, namespaces=_readable())
     with ctx.store.metrics.timed("stats"):
         services, revisions = ctx.store.events.stats(flt)
     return jsonify(
@@ -492,9 +546,13 @@ def replay_route() -> Response:
     """Synchronous replay (small selections); see ``/v1/replays`` for jobs."""
     ctx = _ctx()
     body = _json_body()
-    flt = _selection(body)
+    flt = _replayable(_selection(body))
+    if isinstance(flt, Response):
+        return flt
     options = _replay_options(body, ctx.replay_defaults)
-    return jsonify(ctx.run_replay(flt, options).to_json())
+    summary = ctx.run_replay(flt, options)
+    audit_log("replay", _caller().name, replayed=summary.replayed, failed=summary.failed)
+    return jsonify(summary.to_json())
 
 
 @api.post(REPLAYS_PATH)
@@ -502,7 +560,9 @@ def replay_route() -> Response:
 def start_replay() -> Response:
     ctx = _ctx()
     body = _json_body()
-    flt = _selection(body)
+    flt = _replayable(_selection(body))
+    if isinstance(flt, Response):
+        return flt
     options = _replay_options(body, ctx.replay_defaults)
     summary: dict[str, Any] = {k: body[k] for k in ("seqs", "filter", "all") if k in body}
     summary.update(
@@ -512,8 +572,10 @@ def start_replay() -> Response:
         concurrency=options.concurrency,
         rate=options.rate,
         limit=options.limit,
+        by=_caller().name,
     )
     job_id = ctx.store.replays.start(flt, options, summary)
+    audit_log("replay", _caller().name, job=job_id)
     row = ctx.store.jobs.get(job_id)
     assert row is not None
     response = jsonify(job_json(row, with_results=False))
@@ -522,11 +584,38 @@ def start_replay() -> Response:
     return response
 
 
+def _replayable(flt: EventFilter) -> EventFilter | Response:
+    """``flt`` narrowed to the namespaces where the caller may replay; 403 when it names
+    (by namespace or by ``seq``) records of a namespace where they may not, or when it
+    would replay nothing they may."""
+    caller = _caller()
+    if caller.everywhere("replay"):
+        return flt
+    wanted = sorted(_ctx().store.events.namespaces(replace(flt, kind="dead-letter")))
+    allowed = frozenset(ns for ns in wanted if caller.may("replay", ns))
+    explicit = flt.namespace is not None or flt.seqs is not None
+    denied = [ns for ns in wanted if ns not in allowed]
+    if flt.namespace is not None and not wanted:
+        denied = [flt.namespace] if not caller.may("replay", flt.namespace) else []
+    if denied and (explicit or not allowed):
+        return _forbidden("replay", denied[0]) or _error(403, "replay not allowed")
+    return replace(flt, namespaces=allowed)
+
+
+def _job_visible(row: dict[str, Any]) -> bool:
+    """A replay job is shown to whoever started it, and to those who may read every
+    namespace (shared tokens included)."""
+    caller = _caller()
+    if caller.identity is None or caller.everywhere("read"):
+        return True
+    return bool(job_json(row, with_results=False)["request"].get("by") == caller.name)
+
+
 @api.get(REPLAYS_PATH)
 @_authorized()
 def list_replays() -> Response:
     limit = params.integer(dict(request.args), "limit", 1, 500) or 50
-    rows = _ctx().store.jobs.recent(limit)
+    rows = [r for r in _ctx().store.jobs.recent(limit) if _job_visible(r)]
     return jsonify({"items": [job_json(r, with_results=False) for r in rows]})
 
 
@@ -534,7 +623,7 @@ def list_replays() -> Response:
 @_authorized()
 def get_replay(job_id: str) -> Response:
     row = _ctx().store.jobs.get(job_id[:64])
-    if row is None:
+    if row is None or not _job_visible(row):
         return _error(404, f"no replay job {job_id[:64]!r}")
     return jsonify(job_json(row))
 
@@ -544,7 +633,8 @@ def get_replay(job_id: str) -> Response:
 @_authorized("replay")
 def cancel_replay(job_id: str) -> Response:
     jobs = _ctx().store.jobs
-    if not jobs.request_cancel(job_id[:64]):
+    found = jobs.get(job_id[:64])
+    if found is None or not _job_visible(found) or not jobs.request_cancel(job_id[:64]):
         return _error(404, f"no replay job {job_id[:64]!r}")
     row = jobs.get(job_id[:64])
     assert row is not None

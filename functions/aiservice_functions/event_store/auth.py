@@ -1,5 +1,9 @@
 """Bearer-token auth for the query and replay API (ingest stays open inside the cluster).
 
+Two modes (:class:`Authenticator`): ``kubernetes``, where the bearer token is the
+caller's own Kubernetes token (:mod:`.kube_auth` asks the cluster who it is and what
+they may do), and ``token``, the shared tokens described here.
+
 The token comes from ``--token-file`` / ``AISVC_EVENT_STORE_TOKEN_FILE`` (the chart mounts
 it from a Secret) or ``AISVC_EVENT_STORE_TOKEN``. Without a token the query API refuses
 every request unless the server was started with ``--allow-unauthenticated``.
@@ -18,6 +22,17 @@ from pathlib import Path
 from typing import Final, Literal
 
 from aiservice_functions import contract
+from aiservice_functions.event_store.access import (
+    OPEN_CALLER,
+    READ_TOKEN_CALLER,
+    TOKEN_CALLER,
+    Caller,
+)
+from aiservice_functions.event_store.kube_auth import KubeReviews, ReviewUnavailable
+
+Mode = Literal["token", "kubernetes"]
+MODES: Final[tuple[Mode, ...]] = ("kubernetes", "token")
+ENV_AUTH_MODE: Final = "AISVC_EVENT_STORE_AUTH_MODE"
 
 Scope = Literal["read", "replay"]
 """What a token allows: ``read`` lists and shows; ``replay`` also replays."""
@@ -92,3 +107,61 @@ def check(
     if need == "replay" and granted != "replay":
         return Refusal(403, "this token allows reading only, not replay")
     return None
+
+
+def bearer(header: str | None) -> str | Refusal:
+    """The token of an ``Authorization: Bearer`` header, or the 401 that refuses it."""
+    if not header:
+        return Refusal(401, "missing Authorization: Bearer <token>")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return Refusal(401, "Authorization must be 'Bearer <token>'")
+    return given.strip()
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """Who a request is, in the store's mode: :meth:`caller`."""
+
+    token: str | None = None
+    read_token: str | None = None
+    allow_unauthenticated: bool = False
+    reviews: KubeReviews | None = None
+    """Set: ``kubernetes`` mode (the shared tokens are then not accepted)."""
+
+    @property
+    def mode(self) -> Mode:
+        return "kubernetes" if self.reviews is not None else "token"
+
+    def caller(self, header: str | None, need: Scope = "read") -> Caller | Refusal:
+        """The caller ``header`` authenticates, or why not (401 unknown, 403 a token
+        without ``need``, 503 when the cluster cannot be asked)."""
+        if self.reviews is None:
+            refusal = check(
+                self.token,
+                self.allow_unauthenticated,
+                header,
+                read_token=self.read_token,
+                need=need,
+            )
+            if refusal is not None:
+                return refusal
+            if self.token is None:
+                return OPEN_CALLER
+            given = bearer(header)
+            assert isinstance(given, str)  # check() refused every other header
+            return TOKEN_CALLER if scope_of(given, self.token) else READ_TOKEN_CALLER
+        return self.kube_caller(bearer(header))
+
+    def kube_caller(self, given: str | Refusal) -> Caller | Refusal:
+        """The Kubernetes user of token ``given`` (``kubernetes`` mode)."""
+        if isinstance(given, Refusal):
+            return given
+        assert self.reviews is not None
+        try:
+            identity = self.reviews.who(given)
+        except ReviewUnavailable as err:
+            return Refusal(503, str(err))
+        if identity is None:
+            return Refusal(401, "token not accepted by the cluster (expired, revoked or forged)")
+        return Caller(identity.username, identity, check=self.reviews.allowed)

@@ -13,7 +13,11 @@ Query (bearer token), JSON:
 - ``GET .../decisions/compare?run=RUN`` → ``{"run", "pairs": [{"input", "old", "new"}]}``
   for a reprocessing run: each input with its logged reply and the new one.
 - ``GET .../decisions/export?since=&until=&feedback=true`` → NDJSON, one line per logged
-  input (data, output, model version, outcome, time), streamed.
+  input (data, output, model version, outcome, time), streamed; logged with who asked.
+
+In ``kubernetes`` auth mode one AIService's routes need ``get aiservices`` in its
+namespace (403); a trace keeps the records and dead letters of the namespaces the caller
+may read, and shows each hop elsewhere only as ``{"hidden": true}``, in its place.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from flask import Blueprint, Flask, Response, jsonify, request
 
 from aiservice_functions.cloudevents_http import InvalidEvent, json_text
 from aiservice_functions.event_store import params
+from aiservice_functions.event_store.access import Caller, shown
 from aiservice_functions.event_store.decision_records import ROLE_OF_PATH
 from aiservice_functions.event_store.decisions import DecisionLog
 
@@ -44,7 +49,29 @@ def _error(status: int, reason: str) -> Response:
     return response
 
 
-def blueprint(decisions: DecisionLog, guard: Guard) -> Blueprint:
+Callers = Callable[[], Caller]
+"""The caller of the current request (known once ``guard`` passed it)."""
+
+HIDDEN: Final = {"hidden": True}
+"""A hop of a trace in a namespace the caller may not read: that it exists, nothing else."""
+
+
+def _readable(caller: Caller, decisions: DecisionLog) -> frozenset[str] | None:
+    return caller.readable(lambda: decisions.namespaces() | decisions.dead_letter_namespaces())
+
+
+def _refused(guard: Guard, callers: Callers, namespace: str) -> Response | None:
+    """The guard's refusal, else 403 when the caller may not read ``namespace``."""
+    refused = guard()
+    if refused:
+        return refused
+    caller = callers()
+    if caller.may("read", namespace):
+        return None
+    return _error(403, f"{caller.name} may not read in namespace {namespace!r} (get aiservices)")
+
+
+def blueprint(decisions: DecisionLog, guard: Guard, callers: Callers) -> Blueprint:
     """The decision log's query routes over ``decisions`` (ingest is :mod:`.intake`'s)."""
     bp = Blueprint("decisions", __name__)
     service_path = "/v1/namespaces/<namespace>/aiservices/<name>/decisions"
@@ -57,12 +84,14 @@ def blueprint(decisions: DecisionLog, guard: Guard) -> Blueprint:
     def bad_parameter(err: params.ParamError) -> Response:
         return _error(400, str(err))
 
-    _add_lookups(bp, service_path, decisions, guard)
-    _add_run_views(bp, service_path, decisions, guard)
+    _add_lookups(bp, service_path, decisions, guard, callers)
+    _add_run_views(bp, service_path, decisions, guard, callers)
     return bp
 
 
-def _add_lookups(bp: Blueprint, service_path: str, decisions: DecisionLog, guard: Guard) -> None:
+def _add_lookups(
+    bp: Blueprint, service_path: str, decisions: DecisionLog, guard: Guard, callers: Callers
+) -> None:
     """A chain by any of its ids, and one AIService's decisions page by page."""
 
     @bp.get("/v1/decisions/trace")
@@ -74,19 +103,29 @@ def _add_lookups(bp: Blueprint, service_path: str, decisions: DecisionLog, guard
         if not query or len(query) > _ID_MAX:
             raise InvalidEvent(f"id is required (at most {_ID_MAX} characters)")
         correlations, records = decisions.chain(query)
-        keys = sorted({(r.source, r.event_id) for r in records})
+        readable = _readable(callers(), decisions)
+        visible = [r for r in records if shown(r.namespace, readable)]
+        keys = sorted({(r.source, r.event_id) for r in visible})
+        if readable is not None:
+            correlations = sorted({r.correlation for r in visible})
         return jsonify(
             {
                 "query": query,
                 "correlationIds": correlations,
-                "records": [r.to_json() for r in records],
-                "deadLetters": decisions.dead_letters_of(keys),
+                "records": [
+                    r.to_json() if shown(r.namespace, readable) else HIDDEN for r in records
+                ],
+                "deadLetters": [
+                    d
+                    for d in decisions.dead_letters_of(keys)
+                    if shown(str(d["namespace"]), readable)
+                ],
             }
         )
 
     @bp.get(service_path)
     def list_decisions(namespace: str, name: str) -> Response:
-        refused = guard()
+        refused = _refused(guard, callers, namespace)
         if refused:
             return refused
         role = request.args.get("role") or None
@@ -110,12 +149,14 @@ def _add_lookups(bp: Blueprint, service_path: str, decisions: DecisionLog, guard
         )
 
 
-def _add_run_views(bp: Blueprint, service_path: str, decisions: DecisionLog, guard: Guard) -> None:
+def _add_run_views(
+    bp: Blueprint, service_path: str, decisions: DecisionLog, guard: Guard, callers: Callers
+) -> None:
     """A reprocessing run against the decisions it re-made, and the export as JSON lines."""
 
     @bp.get(service_path + "/compare")
     def compare(namespace: str, name: str) -> Response:
-        refused = guard()
+        refused = _refused(guard, callers, namespace)
         if refused:
             return refused
         run_id = request.args.get("run") or ""
@@ -133,9 +174,15 @@ def _add_run_views(bp: Blueprint, service_path: str, decisions: DecisionLog, gua
 
     @bp.get(service_path + "/export")
     def export(namespace: str, name: str) -> Response:
-        refused = guard()
+        refused = _refused(guard, callers, namespace)
         if refused:
             return refused
+        by = callers().name
+        log.info(
+            "export by %s",
+            by,
+            extra={"audit": "export", "by": by, "namespace": namespace, "aiservice": name},
+        )
         since = params.timestamp(request.args, "since")
         until = params.timestamp(request.args, "until")
         feedback = (request.args.get("feedback") or "").lower() in ("1", "true", "yes")
@@ -147,7 +194,7 @@ def _add_run_views(bp: Blueprint, service_path: str, decisions: DecisionLog, gua
         return Response(lines(), content_type="application/x-ndjson")
 
 
-def register(app: Flask, decisions: DecisionLog, guard: Guard) -> DecisionLog:
+def register(app: Flask, decisions: DecisionLog, guard: Guard, callers: Callers) -> DecisionLog:
     """Add the decision log's query routes to the event store's app."""
-    app.register_blueprint(blueprint(decisions, guard))
+    app.register_blueprint(blueprint(decisions, guard, callers))
     return decisions

@@ -367,6 +367,21 @@ class DecisionLog:
         old = {r.causation: r for r in self.by_causes(namespace, name, "reply", causes)}
         return [(inputs.get(c), old.get(c), n) for n in new if (c := n.causation or "")]
 
+    def namespaces(self) -> set[str]:
+        """The namespaces with decision records."""
+        with self.db.transaction(write=False) as conn:
+            rows = self.db.execute(conn, f"SELECT DISTINCT namespace FROM {TABLE}").fetchall()
+        return {r["namespace"] for r in rows}
+
+    def dead_letter_namespaces(self) -> set[str]:
+        """The namespaces with dead letters (a trace may show them)."""
+        with self.db.transaction(write=False) as conn:
+            rows = self.db.execute(
+                conn,
+                f"SELECT DISTINCT namespace FROM {EVENTS_TABLE} WHERE kind = 'dead-letter'",
+            ).fetchall()
+        return {r["namespace"] for r in rows}
+
     def services(self, limit: int = 500) -> list[dict[str, Any]]:
         """AIServices with decisions: records and the newest ``received_at`` of each."""
         with self.db.transaction(write=False) as conn:

@@ -96,7 +96,12 @@ class StoreApp:
     async def _ingest(self, scope: Scope, body: bytes) -> Answer:
         path = scope["path"]
         query = _query(scope.get("query_string", b""))
-        prepared = self.intake.prepare(path, query, _headers(scope), body)
+        if self.intake.needs_thread(path):
+            prepared = await asyncio.to_thread(
+                self.intake.prepare, path, query, _headers(scope), body
+            )
+        else:
+            prepared = self.intake.prepare(path, query, _headers(scope), body)
         if isinstance(prepared, Answer):
             return prepared
         return await self._commit(path, prepared)

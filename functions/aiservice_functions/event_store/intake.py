@@ -26,8 +26,10 @@ import functools
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiservice_functions.cloudevents_http import InvalidEvent, parse_request
@@ -38,6 +40,7 @@ from aiservice_functions.event_store.decision_records import (
     LogSettings,
     to_decision,
 )
+from aiservice_functions.event_store.kube_auth import ReviewUnavailable
 from aiservice_functions.event_store.records import Kind, now_us, to_us
 from aiservice_functions.event_store.service import EventStore
 from aiservice_functions.event_store.writer import GroupTable, Overloaded, RecordRefused
@@ -95,9 +98,20 @@ class Intake:
     store: EventStore
     sink_key: bytes | None
     max_body_bytes: int
-    token: str | None
-    read_token: str | None = None
-    allow_unauthenticated: bool = False
+    authenticator: auth.Authenticator
+    _runs_logged: OrderedDict[str, None] = field(default_factory=OrderedDict, compare=False)
+    """Reprocessing runs already in the audit log (one line per run, not per record)."""
+    _runs_lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
+
+    def needs_thread(self, path: str) -> bool:
+        """Whether preparing this ingest may block on the Kubernetes API (a reprocessing
+        record in ``kubernetes`` mode): the ingest front then prepares it off the loop."""
+        match = _PATH.match(path)
+        return (
+            self.authenticator.mode == "kubernetes"
+            and match is not None
+            and ROLE_OF_PATH.get(match["role"] or "") == "reprocessed"
+        )
 
     def prepare(
         self, path: str, query: Mapping[str, Sequence[str]], headers: Mapping[str, str], body: bytes
@@ -201,18 +215,23 @@ class Intake:
         ingest.check_name("AIService name", name)
         run_id: str | None = None
         if role == "reprocessed":
-            refusal = auth.check(
-                self.token,
-                self.allow_unauthenticated,
-                headers.get("authorization"),
-                read_token=self.read_token,
-                need="replay",
-            )
-            if refusal is not None:
-                return error(refusal.status, refusal.reason, _challenge(refusal.status))
+            caller = self.authenticator.caller(headers.get("authorization"), need="replay")
+            if isinstance(caller, auth.Refusal):
+                return error(caller.status, caller.reason, _challenge(caller.status))
+            try:
+                allowed = caller.may("reprocess", namespace)
+            except ReviewUnavailable as err:
+                return error(503, str(err))
+            if not allowed:
+                return error(
+                    403,
+                    f"{caller.name} may not reprocess in namespace {namespace!r} "
+                    "(create aiservices/reprocess)",
+                )
             run_id = (query.get("run") or [""])[-1]
             if not run_id or len(run_id) > 128:
                 raise InvalidEvent("reprocessed records need ?run= (at most 128 characters)")
+            self._audit_run(run_id, caller.name, namespace, name)
         else:
             refused = ingest.credential_refusal(self.sink_key, namespace, name, credential)
             if refused is not None:
@@ -244,6 +263,20 @@ class Intake:
             return Answer(201 if created else 200, ((SEQ_HEADER, str(seq)),))
 
         return Write(self.store.decisions, record, answer)
+
+    def _audit_run(self, run_id: str, by: str, namespace: str, name: str) -> None:
+        with self._runs_lock:
+            if run_id in self._runs_logged:
+                return
+            self._runs_logged[run_id] = None
+            while len(self._runs_logged) > 1024:
+                self._runs_logged.popitem(last=False)
+        log.info(
+            "reprocess by %s",
+            by,
+            extra={"audit": "reprocess", "by": by, "run": run_id, "namespace": namespace,
+                   "aiservice": name},
+        )  # fmt: skip
 
     def _count(self, kind: str | None, role: str | None, outcome: str) -> None:
         if kind is not None:

@@ -53,7 +53,8 @@ COMPARE_PATH: Final = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_]*){1,8}$")
 """A dotted JSON path (identifiers only: it is written into the SQL as a literal)."""
 DECILES: Final = 10
 NONE_BUCKET: Final = "none"
-Guard = Callable[..., Response | None]
+Guard = Callable[[str], Response | None]
+"""Refuses a read of one namespace's records (no token, or no RBAC for it), else None."""
 
 
 def _value(backend: str, compare: str, numeric: bool) -> str:
@@ -206,7 +207,7 @@ def blueprint(store: Database, guard: Guard) -> Blueprint:
 
     @bp.get(contract.EVENT_STORE_QUALITY_PATH.replace("{", "<").replace("}", ">"))
     def quality(namespace: str, name: str) -> Response:
-        refused = guard()
+        refused = guard(namespace)
         if refused:
             return refused
         ingest.check_name("namespace", namespace)

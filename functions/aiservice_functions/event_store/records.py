@@ -180,6 +180,8 @@ class EventFilter:
     replayed: bool | None = None
     seqs: tuple[int, ...] | None = None
     """Only these records (by ``seq``)."""
+    namespaces: frozenset[str] | None = None
+    """Only records of these namespaces (the caller's readable ones; ``None``: all)."""
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,10 @@ class EventStore:
     def url(self) -> str:
         return self.db.url
 
+    def namespaces(self) -> set[str]:
+        """Every namespace with records: what a caller's readable namespaces are asked among."""
+        return self.events.namespaces(EventFilter()) | self.decisions.namespaces()
+
     def _pending(self) -> list[tuple[str, str, int]]:
         services, _ = self.events.stats(EventFilter(kind="dead-letter"))
         return [(c.namespace, c.name, c.unreplayed) for c in services]

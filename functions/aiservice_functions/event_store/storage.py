@@ -200,6 +200,12 @@ class EventTable:
             else:
                 conds.append(f"seq IN ({', '.join('?' for _ in flt.seqs)})")
                 params.extend(flt.seqs)
+        if flt.namespaces is not None:
+            if not flt.namespaces:
+                conds.append("1 = 0")
+            else:
+                conds.append(f"namespace IN ({', '.join('?' for _ in flt.namespaces)})")
+                params.extend(sorted(flt.namespaces))
         return (" AND ".join(conds) or "1 = 1"), params
 
     @staticmethod
@@ -253,6 +259,15 @@ class EventTable:
                 conn, f"SELECT {_COLUMNS} FROM {TABLE} WHERE seq = ?", (seq,)
             ).fetchone()
         return self._record(row) if row is not None else None
+
+    def namespaces(self, flt: EventFilter) -> set[str]:
+        """The namespaces of the records ``flt`` selects."""
+        where, params = self._where(flt)
+        with self.db.transaction(write=False) as conn:
+            rows = self._run(
+                conn, f"SELECT DISTINCT namespace FROM {TABLE} WHERE {where}", params
+            ).fetchall()
+        return {r["namespace"] for r in rows}
 
     def count(self, flt: EventFilter) -> int:
         where, params = self._where(flt)

@@ -2,7 +2,9 @@
 
 Talks to the event store's HTTP API (see `aiservice_functions.event_store.app`) at
 `--url` / `AISVC_EVENT_STORE_URL`, with the bearer token from `--token` /
-`AISVC_EVENT_STORE_TOKEN`. Tables for people, `--output json` for scripts.
+`AISVC_EVENT_STORE_TOKEN`, else the user's own token from the current kubeconfig context
+(:mod:`.identity`; an event store in auth mode ``kubernetes``). Tables for people,
+`--output json` for scripts.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ Token = Annotated[
     typer.Option(
         "--token",
         envvar=contract.ENV_EVENT_STORE_TOKEN,
-        help="Bearer token of the event store's query API.",
+        help="Bearer token of the event store's query API (default: the current "
+        "kubeconfig context's token, for a store in auth mode kubernetes).",
         show_default=False,
     ),
 ]
@@ -117,12 +120,13 @@ def store_for(url: str | None, token: str | None, state_dir: Path | None) -> tup
     run in ``--state-dir`` (default ``.aisvc``), never with the token: a local run's
     store needs none, and a state file must not be able to send it elsewhere. A
     ``--state-dir`` naming no live run is an error, as for `aisvc send`; without one,
-    and no run in ``.aisvc``, DEFAULT_URL (a port-forward), with the token.
+    and no run in ``.aisvc``, DEFAULT_URL (a port-forward), with the token. Without a
+    token, a cluster's store gets the user's own, from the current kubeconfig context.
     """
     from aiservice_operator.local.state_files import read_state
 
     if url:
-        return url, token
+        return url, token or _own_token()
     state = read_state(state_dir or DEFAULT_STATE_DIR)
     if state is not None and state.get("eventStoreUrl"):
         return str(state["eventStoreUrl"]), None
@@ -132,7 +136,18 @@ def store_for(url: str | None, token: str | None, state_dir: Path | None) -> tup
         raise fail(
             f"no local run found in {state_dir} (start one with `aisvc up -f FILE`), or pass --url"
         )
-    return DEFAULT_URL, token
+    return DEFAULT_URL, token or _own_token()
+
+
+def _own_token() -> str | None:
+    """The current kubeconfig context's bearer token (``None`` without a kubeconfig)."""
+    from aiservice_operator.cli.identity import NoToken, kubeconfig_token
+
+    try:
+        return kubeconfig_token()
+    except NoToken as err:
+        typer.echo(f"note: {err}", err=True)
+        return None
 
 
 def _call(method: str, url: str, path: str, token: str | None, **kwargs: Any) -> Any:
@@ -144,7 +159,10 @@ def _call(method: str, url: str, path: str, token: str | None, **kwargs: Any) ->
     except EventStoreError as err:
         hint = ""
         if err.status in (401, 403):
-            hint = f" (set --token or {contract.ENV_EVENT_STORE_TOKEN})"
+            hint = (
+                f" (set --token or {contract.ENV_EVENT_STORE_TOKEN}; a store in auth mode "
+                "kubernetes takes your kubeconfig's token, and RBAC decides)"
+            )
         typer.echo(f"error: {one_line(err)}{hint}", err=True)
         raise typer.Exit(code=1) from None
 

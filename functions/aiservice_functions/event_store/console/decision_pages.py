@@ -8,13 +8,15 @@ Read-only, so any signed-in session may open them; they read the decision log di
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from flask import Blueprint, Response, request
 
 from aiservice_functions.event_store import params
+from aiservice_functions.event_store.access import shown
 from aiservice_functions.event_store.console import chains
-from aiservice_functions.event_store.console.render import page
+from aiservice_functions.event_store.console.render import caller, page
 from aiservice_functions.event_store.decisions import DecisionLog
 from aiservice_functions.event_store.records import us_text
 
@@ -28,8 +30,16 @@ def when(us: int, digits: int = 19) -> str:
     return (us_text(us) or "")[:digits].replace("T", " ")
 
 
-def add_routes(bp: Blueprint, decisions: DecisionLog) -> None:
-    """Register the decision pages on the console's blueprint."""
+def add_routes(
+    bp: Blueprint, decisions: DecisionLog, namespaces: Callable[[], Iterable[str]]
+) -> None:
+    """Register the decision pages on the console's blueprint (``namespaces``: those
+    with records, among which the caller's readable ones are found)."""
+
+    def forbidden(namespace: str) -> Response | None:
+        if caller().may("read", namespace):
+            return None
+        return page("error.html", 403, message=f"You may not read namespace {namespace}.")
 
     @bp.get("/decisions")
     def decision_search() -> Response:
@@ -40,15 +50,29 @@ def add_routes(bp: Blueprint, decisions: DecisionLog) -> None:
                 error=f"An id has at most {QUERY_MAX} characters.",
             )  # fmt: skip
         found = None
+        readable = caller().readable(namespaces)
+        hidden = 0
         if query:
             _, records = decisions.chain(query)
-            keys = sorted({(r.source, r.event_id) for r in records})
-            dead = [d["key"] for d in decisions.dead_letters_of(keys)]
-            found = chains.chains(records, dead)
+            visible = [r for r in records if shown(r.namespace, readable)]
+            hidden = len(records) - len(visible)
+            keys = sorted({(r.source, r.event_id) for r in visible})
+            dead = [
+                d["key"]
+                for d in decisions.dead_letters_of(keys)
+                if shown(str(d["namespace"]), readable)
+            ]
+            found = chains.chains(visible, dead)
+        services = (
+            [s for s in decisions.services() if shown(str(s["namespace"]), readable)]
+            if not query
+            else []
+        )
         return page(
             "decisions.html",
             query=query,
-            services=decisions.services() if not query else [],
+            services=services,
+            hidden=hidden,
             found=found,
             error=None,
             when=when,
@@ -56,6 +80,9 @@ def add_routes(bp: Blueprint, decisions: DecisionLog) -> None:
 
     @bp.get("/decisions/<namespace>/<name>")
     def decision_service(namespace: str, name: str) -> Response:
+        refused = forbidden(namespace)
+        if refused:
+            return refused
         try:
             before = params.integer(request.args, "before", 1)
         except params.ParamError as err:
@@ -74,6 +101,9 @@ def add_routes(bp: Blueprint, decisions: DecisionLog) -> None:
 
     @bp.get("/decisions/<namespace>/<name>/runs/<run>")
     def decision_run(namespace: str, name: str, run: str) -> Response:
+        refused = forbidden(namespace)
+        if refused:
+            return refused
         found = chains.pairs(decisions.compare(namespace, name, run[:QUERY_MAX], PAIRS_SHOWN))
         return page(
             "decision_run.html",

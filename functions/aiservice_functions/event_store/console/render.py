@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Response, g, jsonify, render_template, request
 
+from aiservice_functions.event_store.access import Caller
 from aiservice_functions.event_store.console.session import Session
 
 
@@ -54,3 +55,9 @@ def remember(session: Session) -> None:
     """Make ``session`` the request's; its cookie is written with the response."""
     g.console_session = session
     g.console_cookie_dirty = True
+
+
+def caller() -> Caller:
+    """Who the signed-in session acts as (the guard sets it before any page runs)."""
+    found: Caller = g.console_caller
+    return found

@@ -10,7 +10,7 @@ for ``Origin`` and the session's CSRF token before its handler runs.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
@@ -20,6 +20,7 @@ from werkzeug.wrappers.response import Response as BaseResponse
 from aiservice_functions.event_store import jobs, params
 from aiservice_functions.event_store.console import decision_pages, present, rollouts
 from aiservice_functions.event_store.console.render import (
+    caller,
     current,
     json_error,
     page,
@@ -40,9 +41,9 @@ from aiservice_functions.event_store.decisions import DecisionLog
 from aiservice_functions.event_store.records import EventFilter, us_text
 from aiservice_functions.event_store.service import EventStore
 
-Replayer = Callable[[Sequence[int], bool], str]
+Replayer = Callable[[Sequence[int], bool, str], str]
 """Starts a replay job for the dead letters with these ``seq`` numbers (``force``: also
-replayed ones); the job's id."""
+replayed ones) on behalf of a caller (named); the job's id."""
 
 PAGE_SIZE: Final = 50
 MAX_REPLAY: Final = 1000
@@ -145,7 +146,7 @@ def blueprint(
     _dead_letter_routes(bp, store)
     _replay_routes(bp, store, start_replay)
     _rollout_routes(bp, store)
-    decision_pages.add_routes(bp, decisions)
+    decision_pages.add_routes(bp, decisions, store.namespaces)
     return bp
 
 
@@ -185,6 +186,7 @@ def _guard_requests(bp: Blueprint, access: Access, sessions: Sessions, signouts:
             if request.path.startswith("/console/api/"):
                 return json_error(401, "sign in first")
             return redirect("/console/login?" + urlencode({"next": request.full_path.rstrip("?")}))
+        g.console_caller = access.caller(current())
         return None
 
     @bp.after_request
@@ -212,11 +214,11 @@ def _sign_in_routes(bp: Blueprint, access: Access, signouts: SignOuts) -> None:
             return page("error.html", 403, message=DISABLED)
         error = None
         if request.method == "POST":
-            scope = access.scope_of(request.form.get("token", ""))
-            if scope is not None:
-                remember(new_session(scope))  # a fresh CSRF token with the new scope
+            signed_in = access.sign_in(request.form.get("token", ""))
+            if not isinstance(signed_in, str):
+                remember(signed_in)  # a fresh CSRF token with the new scope
                 return redirect(target)
-            error = "That token is not accepted here."
+            error = signed_in
         return page("login.html", 401 if error else 200, error=error, next=target)
 
     @bp.post("/logout")
@@ -228,8 +230,9 @@ def _sign_in_routes(bp: Blueprint, access: Access, signouts: SignOuts) -> None:
 
 
 def counts(store: EventStore) -> dict[str, Any]:
-    """Dead letters and audit records per AIService and revision, with totals."""
-    services, revisions = store.events.stats(EventFilter())
+    """Dead letters and audit records per AIService and revision, with totals (of the
+    namespaces the caller may read)."""
+    services, revisions = store.events.stats(EventFilter(namespaces=readable(store)))
     return {
         "services": [
             {
@@ -260,6 +263,11 @@ def counts(store: EventStore) -> dict[str, Any]:
     }
 
 
+def readable(store: EventStore) -> frozenset[str] | None:
+    """The namespaces the signed-in caller may read (``None``: all)."""
+    return caller().readable(store.namespaces)
+
+
 def _overview_routes(bp: Blueprint, store: EventStore) -> None:
     @bp.get("/")
     def overview() -> Response:
@@ -279,7 +287,9 @@ def _dead_letter_routes(bp: Blueprint, store: EventStore) -> None:
         if not filters.errors:
             try:
                 found = store.events.page(
-                    filters.flt, limit=PAGE_SIZE, cursor=params.cursor(request.args)
+                    replace(filters.flt, namespaces=readable(store)),
+                    limit=PAGE_SIZE,
+                    cursor=params.cursor(request.args),
                 )
             except ValueError as err:  # ParamError included
                 filters.errors.append(str(err))
@@ -303,7 +313,11 @@ def _dead_letter_routes(bp: Blueprint, store: EventStore) -> None:
     @bp.get("/dead-letters/<int:seq>")
     def dead_letter(seq: int) -> Response:
         record = store.events.get(seq) if seq <= params.INT64_MAX else None
-        if record is None or record.kind != "dead-letter":
+        if (
+            record is None
+            or record.kind != "dead-letter"
+            or not caller().may("read", record.namespace)
+        ):
             return page("error.html", 404, message=f"No dead letter with seq {seq}.")
         return page(
             "dead_letter.html",
@@ -315,6 +329,27 @@ def _dead_letter_routes(bp: Blueprint, store: EventStore) -> None:
             state=present.state(record),
             here=request.path,
         )
+
+
+def _replay_denied(store: EventStore, seqs: Sequence[int]) -> str | None:
+    """The first namespace of these dead letters where the caller may not replay."""
+    who = caller()
+    if who.everywhere("replay"):
+        return None
+    for namespace in sorted(store.events.namespaces(EventFilter(seqs=tuple(seqs)))):
+        if not who.may("replay", namespace):
+            return namespace
+    return None
+
+
+def _job_visible(row: dict[str, Any] | None) -> bool:
+    """A job is shown to whoever started it and to those who may read everywhere."""
+    if row is None:
+        return False
+    who = caller()
+    if who.identity is None or who.everywhere("read"):
+        return True
+    return bool(jobs.job_json(row, with_results=False)["request"].get("by") == who.name)
 
 
 def _replay_routes(bp: Blueprint, store: EventStore, start_replay: Replayer) -> None:
@@ -330,7 +365,10 @@ def _replay_routes(bp: Blueprint, store: EventStore, start_replay: Replayer) -> 
             return refuse(400, str(err))
         if not seqs or len(seqs) > MAX_REPLAY:
             return refuse(400, f"Select between 1 and {MAX_REPLAY} dead letters to replay.")
-        job_id = start_replay(seqs, request.form.get("force") == "true")
+        denied = _replay_denied(store, seqs)
+        if denied is not None:
+            return refuse(403, f"You may not replay in namespace {denied} (aiservices/replay).")
+        job_id = start_replay(seqs, request.form.get("force") == "true", caller().name)
         where = f"/console/replays/{job_id}"
         if not wants_json():
             back = params.console_path(request.form.get("back"))
@@ -345,7 +383,7 @@ def _replay_routes(bp: Blueprint, store: EventStore, start_replay: Replayer) -> 
     @bp.get("/replays/<job_id>")
     def replay_job(job_id: str) -> Response:
         row = store.jobs.get(job_id[:64])
-        if row is None:
+        if row is None or not _job_visible(row):
             return page("error.html", 404, message=f"No replay job {job_id[:64]!r}.")
         job = jobs.job_json(row)
         return page(
@@ -358,7 +396,7 @@ def _replay_routes(bp: Blueprint, store: EventStore, start_replay: Replayer) -> 
     @bp.get("/api/replays/<job_id>")
     def api_replay_job(job_id: str) -> Response:
         row = store.jobs.get(job_id[:64])
-        if row is None:
+        if row is None or not _job_visible(row):
             return json_error(404, f"no replay job {job_id[:64]!r}")
         return jsonify(jobs.job_json(row))
 
@@ -366,11 +404,13 @@ def _replay_routes(bp: Blueprint, store: EventStore, start_replay: Replayer) -> 
 def _rollout_routes(bp: Blueprint, store: EventStore) -> None:
     @bp.get("/rollouts")
     def rollout_list() -> Response:
-        services, _ = store.events.stats(EventFilter())
+        services, _ = store.events.stats(EventFilter(namespaces=readable(store)))
         return page("rollouts.html", services=[c for c in services if c.audit])
 
     @bp.get("/rollouts/<namespace>/<name>")
     def rollout(namespace: str, name: str) -> Response:
+        if not caller().may("read", namespace):
+            return page("error.html", 403, message=f"You may not read namespace {namespace}.")
         found = store.events.page(
             EventFilter(kind="audit", namespace=namespace, name=name), limit=AUDIT_SHOWN
         )
