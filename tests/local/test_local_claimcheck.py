@@ -128,7 +128,7 @@ def test_photos_by_reference_through_aisvc_up(run: tuple[Background, Any], tmp_p
 
 
 def _event_store_url(bg: Background) -> str:
-    from aiservice_operator.local.runner import read_state
+    from aiservice_operator.local.state_files import read_state
 
     state = read_state(bg.run.state_dir)
     assert state is not None

@@ -25,7 +25,8 @@ from aiservice_functions import contract
 from aiservice_functions.sentiment.data import hand_written_set
 from aiservice_operator.cli.main import app
 from aiservice_operator.local.manifests import load
-from aiservice_operator.local.runner import LocalRun, UpOptions, read_state
+from aiservice_operator.local.runner import LocalRun, UpOptions
+from aiservice_operator.local.state_files import read_state
 from typer.testing import CliRunner
 
 from tests.support.local import Background
