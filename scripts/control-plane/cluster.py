@@ -634,6 +634,12 @@ def in_ns_resolves(d: Path, pod: str, name: str) -> bool:
 def bring_up_eventing(d: Path, state: dict[str, Any]) -> None:
     """Knative Eventing's processes, CoreDNS and kube-proxy in their network namespaces."""
     t0 = time.monotonic()
+    missing = [tool for tool in ("ip", "iptables") if shutil.which(tool) is None]
+    if missing or os.geteuid() != 0:
+        raise SystemExit(
+            "control-plane: --with-eventing needs root (network namespaces), iproute2 and "
+            f"iptables; missing: {', '.join(missing) or 'root'}"
+        )
     build = subprocess.run(
         ["bash", str(HERE / "build-eventing.sh")], text=True, stdout=subprocess.PIPE
     )
@@ -713,7 +719,8 @@ def down() -> None:
         state = load_state(d)
         for name in reversed(list(state["components"])):
             stop(d, state, name)
-    eventing.remove_netns(d)
+        if "eventing" in state:
+            eventing.remove_netns(d)
     shutil.rmtree(d, ignore_errors=True)
 
 

@@ -19,12 +19,6 @@ from tests.support.operator_process import RELEASE, SYSTEM_NS
 _counter = itertools.count(1)
 
 
-def eventing_requested() -> bool:
-    """Knative Eventing's data plane (test_eventing.py) is opt-in: AISVC_CLUSTER_EVENTING=1.
-    It needs root (network namespaces) and builds seven more binaries."""
-    return os.environ.get("AISVC_CLUSTER_EVENTING") == "1"
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
@@ -43,7 +37,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             pytest.fail(reason.replace("SKIPPED", "FAILED"))
         pytest.skip(reason)
     c = Cluster(tmp_path_factory.mktemp("control-plane") / "state")
-    c.up(with_eventing=eventing_requested())
+    c.up()
     try:
         yield c
     finally:

@@ -96,6 +96,16 @@ class Cluster:
         extra = ["--service", service] if service else []
         return self.control("pod", name, *extra, "--", *argv).strip().splitlines()[-1]
 
+    def pod_exec(
+        self, name: str, argv: list[str], timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `argv` in the network namespace of the pod `name` (its 127.0.0.1 and DNS)."""
+        netns = f"{self.state['eventing']['netns']}-pod-{name}"
+        return subprocess.run(
+            ["ip", "netns", "exec", netns, *argv],
+            env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+
     def down(self) -> None:
         self.control("down")
 
