@@ -19,8 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from aiservice_functions import contract
 from aiservice_operator.local import delivery, filters
+from aiservice_operator.local.supervisor import LaunchSpec
 
 from tests.support.cluster import (
     REPO_ROOT,
@@ -30,6 +32,8 @@ from tests.support.cluster import (
     go_available,
     wait_for,
 )
+from tests.support.knative_status import KnativeStatus
+from tests.support.operator_process import RELEASE, SYSTEM_NS, OperatorProcess, start_operator
 
 SINK = str(REPO_ROOT / "tests" / "support" / "event_sink.py")
 
@@ -113,9 +117,12 @@ def post(
     data: Any,
     source: str = "/tests/eventing",
     id_: str | None = None,
+    timeout: float = 60,
     **ext: str,
 ) -> str:
-    """A binary-mode CloudEvent posted to the Broker `default`'s ingress; returns its id."""
+    """A binary-mode CloudEvent posted to the Broker `default`'s ingress; returns its id.
+    With the in-memory channel the ingress answers once the whole fan-out is done (every
+    Trigger's delivery, retries and replies included): its fan-out is synchronous."""
     event_id = id_ or str(uuid.uuid4())
     headers = {
         "ce-specversion": "1.0",
@@ -125,7 +132,7 @@ def post(
         "content-type": "application/json",
     } | {f"ce-{k}": v for k, v in ext.items()}
     resp = httpx.post(
-        f"{cluster.broker_ingress}/{ns}/default", headers=headers, json=data, timeout=30
+        f"{cluster.broker_ingress}/{ns}/default", headers=headers, json=data, timeout=timeout
     )
     assert resp.status_code == 202, resp.text
     return event_id
@@ -414,3 +421,91 @@ def test_dead_letters_reach_the_event_store_as_knative_sends_them(
     # knativebrokerttl) and marks the replay; Knative's ingress stamps a new arrival time.
     attrs = {k[3:] for k in again["headers"] if k.startswith("ce-")}
     assert attrs == {"specversion", "id", "source", "type", "knativearrivaltime", "aisvcreplay"}
+
+
+# --- the real operator's AIServices on Knative's data plane -----------------------------
+
+
+@pytest.fixture(scope="module")
+def knative(cluster: Cluster) -> Iterator[KnativeStatus]:
+    """Knative Serving's controllers' part (the tier's one stand-in), on this module's plane."""
+    with cluster.http() as client, KnativeStatus(client) as standin:
+        yield standin
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: Cluster, knative: KnativeStatus, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    cluster.helm(
+        "install", RELEASE, str(REPO_ROOT / "charts" / "aiservice-operator"),
+        "-n", SYSTEM_NS, "--create-namespace",
+    )  # fmt: skip
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/aiservices.aiservice.dev"
+    )
+    op = start_operator(cluster, tmp_path_factory.mktemp("operator"))
+    yield op
+    op.stop()
+    cluster.helm("uninstall", RELEASE, "-n", SYSTEM_NS)
+
+
+def serve_revision(cluster: Cluster, ns: str, name: str) -> str:
+    """THE BOUNDARY: Knative Serving's data plane cannot run here (no Envoy build), so the
+    Knative Service's ready revision runs as a process in a network namespace, the way
+    `aisvc up` launches it (LaunchSpec), registered as the Service `name` its URL names."""
+    ksvc = ready(cluster, "ksvc", name, ns, timeout=180)
+    assert ksvc["status"]["address"]["url"] == f"http://{name}.{ns}.svc.cluster.local"
+    spec = LaunchSpec.from_template(ksvc["spec"]["template"], ns)
+    argv = spec.command(8080)
+    argv[argv.index("--host") + 1] = "0.0.0.0"  # a pod's address, as on a cluster
+    env = {k: v for k, v in spec.environment(8080).items() if os.environ.get(k) != v}
+    pod = f"{ns}-{name}"
+    addr = cluster.pod(pod, ["env", *(f"{k}={v}" for k, v in env.items()), *argv], f"{ns}/{name}")
+    # The kubelet's part: no traffic before the container's readinessProbe passes.
+    (container,) = ksvc["spec"]["template"]["spec"]["containers"]
+    path = container["readinessProbe"]["httpGet"]["path"]
+    probe = f"import urllib.request as u; u.urlopen('http://127.0.0.1:8080{path}', timeout=2)"
+    wait_for(
+        lambda: cluster.pod_exec(pod, [sys.executable, "-c", probe]).returncode == 0,
+        180,
+        f"{name}'s readinessProbe",
+    )
+    return addr
+
+
+def test_pipeline_replies_flow_through_knative(
+    cluster: Cluster, operator: OperatorProcess, ns: str, tmp_path: Path
+) -> None:
+    """examples/pipeline.yaml applied through the real operator: reviews posted to the
+    Broker reach sentiment-stage through the operator's Trigger, its replies reach
+    topic-stage through the Broker, and topic-stage's replies reach a plain Trigger."""
+    text = (REPO_ROOT / "examples/pipeline.yaml").read_text()
+    # topic-stage's filter names sentiment-stage's reply source, which names the namespace.
+    text = text.replace("/aiservices/shop/", f"/aiservices/{ns}/")
+    docs = list(yaml.safe_load_all(text))
+    for doc in docs:
+        doc["metadata"]["namespace"] = ns
+        doc["spec"].pop("decisionLog", None)  # no event store in this test
+        doc["spec"].pop("deadLetter", None)
+    broker(cluster, ns)
+    routed = sink(cluster, ns, "routed", tmp_path / "routed.jsonl")
+    trigger(cluster, ns, "routed", "routed",
+            filter={"attributes": {"type": "com.example.review.routed"}})  # fmt: skip
+    cluster.apply(*docs)
+    for doc in docs:
+        serve_revision(cluster, ns, doc["metadata"]["name"])
+    for doc in docs:
+        for t in cluster.list("trigger", ns, f"aiservice.dev/name={doc['metadata']['name']}"):
+            ready(cluster, "trigger", t["metadata"]["name"], ns)
+
+    texts = ["great product, works perfectly", "broke after a day, refund please", "okay"]
+    # The first review waits for both models to load: the ingress answers after the fan-out.
+    ids = [
+        post(cluster, ns, "com.example.review.submitted", {"text": t}, timeout=300) for t in texts
+    ]
+    wait_for(lambda: len(received(routed)) >= len(ids), 180, "the routed replies")
+    got = received(routed)
+    assert len(got) == len(ids)
+    assert {r["headers"]["ce-type"] for r in got} == {"com.example.review.routed"}
+    assert all(r["headers"]["ce-source"].startswith(f"/aiservices/{ns}/topic-stage") for r in got)
