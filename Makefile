@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test lint typecheck imports unit e2e bench clean cluster-build cluster-up cluster-down test-cluster s3-build
+.PHONY: setup demo test lint typecheck imports unit e2e bench clean cluster-build cluster-up cluster-down test-cluster test-eventing s3-build
 
 $(BIN)/aisvc: pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
@@ -45,7 +45,7 @@ s3-build:
 
 cluster-up: $(BIN)/aisvc
 	@bash scripts/helm.sh kubectl >/dev/null
-	@bash scripts/control-plane.sh up
+	@bash scripts/control-plane.sh up $(if $(WITH_EVENTING),--with-eventing)
 	@echo "export KUBECONFIG=$(CURDIR)/.cluster/kubeconfig"
 
 cluster-down:
@@ -53,6 +53,11 @@ cluster-down:
 
 test-cluster: setup cluster-build
 	$(BIN)/pytest tests/cluster -m cluster
+
+# Opt-in: Knative Eventing's own data plane in the cluster tier (root: network namespaces).
+test-eventing: setup cluster-build
+	@bash scripts/control-plane.sh build-eventing >/dev/null
+	AISVC_CLUSTER_EVENTING=1 $(BIN)/pytest tests/cluster/test_eventing.py -m cluster
 
 e2e: setup
 	$(BIN)/pytest tests/e2e --e2e

@@ -6,9 +6,15 @@ and webhook configurations are applied, and an ExternalName Service points each 
 configuration at the local webhook process. prometheus-operator's ServiceMonitor and
 PodMonitor CRDs are applied too (the chart's optional monitors).
 
-    cluster.py up      start everything, wait until it admits, print the kubeconfig's path
-    cluster.py down    stop every process started by `up` and remove the state folder
+    cluster.py up [--with-eventing]   start everything, wait until it admits, print the
+                                      kubeconfig's path; --with-eventing adds Knative
+                                      Eventing's data plane (eventing.py)
+    cluster.py down    stop every process started by `up`, remove the state folder and every
+                       network namespace `up` made
     cluster.py stop|start|restart COMPONENT...   (etcd, kube-apiserver, ...; for tests)
+    cluster.py pod NAME [--service NS/SVC] -- ARGV...
+        (--with-eventing) run ARGV in a new network namespace on the tier's bridge, print its
+        address; --service registers it as Service NS/SVC (port 80 to the pod's 8080)
 
 The state folder (AISVC_CLUSTER_DIR, default .cluster/ in the checkout) holds certificates,
 etcd's data, logs, the admin kubeconfig and state.json. Every port is picked free at `up`,
@@ -30,17 +36,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import eventing
+import relay
 import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-ORDER = [
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "serving-webhook",
-    "eventing-webhook",
-]
 CONTROLLERS = [
     "garbage-collector-controller",
     "namespace-controller",
@@ -514,12 +515,14 @@ def webhooks_admit(d: Path) -> bool:
 # --- commands ----------------------------------------------------------------------------
 
 
-def up() -> None:
+def up(with_eventing: bool = False) -> None:
     d = state_dir()
     if (d / "state.json").exists():
         state = load_state(d)
-        if all(alive(c["pid"]) for c in state["components"].values() if c.get("pid")) and all(
-            c.get("pid") for c in state["components"].values()
+        if (
+            (not with_eventing or "eventing" in state)
+            and all(alive(c["pid"]) for c in state["components"].values() if c.get("pid"))
+            and all(c.get("pid") for c in state["components"].values())
         ):
             print(d / "kubeconfig")
             return
@@ -559,6 +562,8 @@ def up() -> None:
     save_state(d, state)
     try:
         bring_up(d, state, bin_root, ports)
+        if with_eventing:
+            bring_up_eventing(d, state)
     except BaseException:
         down()
         raise
@@ -610,35 +615,142 @@ def bring_up(d: Path, state: dict[str, Any], bin_root: Path, ports: dict[str, in
     wait_for("Knative webhooks admitting", lambda: webhooks_admit(d), 90, d)
 
 
+def in_ns_connect(ns: str, host: str, port: int) -> bool:
+    with relay.in_netns(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.settimeout(3)
+        s.connect((host, port))
+        return True
+
+
+def in_ns_resolves(d: Path, pod: str, name: str) -> bool:
+    """`name` resolves inside `pod`'s namespace (its resolv.conf names CoreDNS)."""
+    code = f"import socket; socket.getaddrinfo({name!r}, 80)"
+    proc = subprocess.run(
+        [*eventing.in_ns(d, pod), sys.executable, "-c", code], capture_output=True, timeout=10
+    )
+    return proc.returncode == 0
+
+
+def bring_up_eventing(d: Path, state: dict[str, Any]) -> None:
+    """Knative Eventing's processes, CoreDNS and kube-proxy in their network namespaces."""
+    t0 = time.monotonic()
+    missing = [tool for tool in ("ip", "iptables") if shutil.which(tool) is None]
+    if missing or os.geteuid() != 0:
+        raise SystemExit(
+            "control-plane: --with-eventing needs root (network namespaces), iproute2 and "
+            f"iptables; missing: {', '.join(missing) or 'root'}"
+        )
+    build = subprocess.run(
+        ["bash", str(HERE / "build-eventing.sh")], text=True, stdout=subprocess.PIPE
+    )
+    if build.returncode != 0:
+        raise SystemExit(build.returncode)
+    ev_root = Path(build.stdout.strip().splitlines()[-1])
+    api_port = state["ports"]["apiserver"]
+    ingress_port = free_ports(1)[0]
+    state["ports"]["broker-ingress"] = ingress_port
+    state["eventing"] = {"bin": str(ev_root), "netns": eventing.prefix(d), "pods": {}}
+    state["components"].update(eventing.component_specs(d, ev_root / "bin", api_port))
+    save_state(d, state)
+    eventing.make_router(d)
+    for name, (addr, _svc, _c) in eventing.COMPONENTS.items():
+        eventing.make_pod(d, name, addr)
+    (d / "relay.json").write_text(json.dumps(eventing.relay_rules(d, api_port, ingress_port)))
+    (d / "Corefile").write_text(eventing.corefile(d))
+    apply(d, eventing.manifests(ev_root))
+    kc(d, "wait", "--for=condition=Established", "--timeout=60s",
+       "crd/inmemorychannels.messaging.knative.dev")  # fmt: skip
+    kc(d, "patch", "deployment", "imc-dispatcher", "-n", eventing.SYSTEM_NS,
+       "--subresource=status", "--type=merge", "-p", eventing.status_patch())  # fmt: skip
+    start(d, state, "relay")
+    router = eventing.netns(d, "router")
+    wait_for("relay", lambda: in_ns_connect(router, "127.0.0.1", api_port), 30, d, "relay")
+    for name in ["kube-proxy", *eventing.COMPONENTS]:
+        start(d, state, name)
+    wait_for(
+        "cluster DNS",
+        lambda: in_ns_resolves(d, "broker-filter", "broker-ingress.knative-eventing.svc"),
+        60, d, "coredns",
+    )  # fmt: skip
+    for name in ("broker-ingress", "broker-filter", "imc-dispatcher"):
+        cluster_ip = eventing.COMPONENTS[name][1]
+        assert cluster_ip
+        wait_for(
+            f"{name} through its ClusterIP",
+            lambda ip=cluster_ip: in_ns_connect(router, ip, 80), 90, d, name,
+        )  # fmt: skip
+    for name in ("eventing-controller", "mt-broker-controller", "imc-controller", "kube-proxy"):
+        pid = state["components"][name]["pid"]
+        if not alive(pid):
+            raise SystemExit(f"control-plane: {name} exited:\n" + tail(d / "logs" / f"{name}.log"))
+    log(f"eventing data plane up in {time.monotonic() - t0:.1f}s")
+
+
+def start_pod(name: str, argv: list[str], service: str | None = None) -> None:
+    """A test's process in its own network namespace on the bridge; prints its address."""
+    d = state_dir()
+    state = load_state(d)
+    if "eventing" not in state:
+        raise SystemExit("control-plane: `pod` needs `up --with-eventing`")
+    pods = state["eventing"]["pods"]
+    key = f"pod-{name}"
+    if key in state["components"]:
+        stop(d, state, key)
+        addr = pods[name]
+    else:
+        used = set(pods.values())
+        n = next(i for i in range(eventing.FIRST_TEST_POD, 250)
+                 if f"{eventing.POD_PREFIX}{i}" not in used)  # fmt: skip
+        addr = f"{eventing.POD_PREFIX}{n}"
+        eventing.make_pod(d, key, addr)
+        pods[name] = addr
+    state["components"][key] = {"argv": [*eventing.in_ns(d, key), *argv], "env": {}}
+    save_state(d, state)
+    start(d, state, key)
+    if service:
+        svc_ns, _, svc_name = service.partition("/")
+        apply(d, eventing.service_docs(svc_name, svc_ns, addr, None))
+    print(addr)
+
+
 def down() -> None:
     d = state_dir()
     if (d / "state.json").exists():
         state = load_state(d)
-        for name in reversed(ORDER):
-            if name in state["components"]:
-                stop(d, state, name)
+        for name in reversed(list(state["components"])):
+            stop(d, state, name)
+        if "eventing" in state:
+            eventing.remove_netns(d)
     shutil.rmtree(d, ignore_errors=True)
 
 
 def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in ("up", "down", "stop", "start", "restart"):
+    if not argv or argv[0] not in ("up", "down", "stop", "start", "restart", "pod"):
         raise SystemExit(__doc__)
     cmd = argv[0]
     if cmd == "up":
-        up()
+        up(with_eventing="--with-eventing" in argv[1:])
+    elif cmd == "pod":
+        rest, service = argv[2:], None
+        if rest[:1] == ["--service"] and len(rest) > 1:
+            service, rest = rest[1], rest[2:]
+        if len(rest) < 2 or rest[0] != "--" or "/" not in (service or "/"):
+            raise SystemExit("usage: cluster.py pod NAME [--service NS/SVC] -- ARGV...")
+        start_pod(argv[1], rest[1:], service)
     elif cmd == "down":
         down()
     else:
         d = state_dir()
         state = load_state(d)
+        names = list(state["components"])
         for name in argv[1:]:
             if name not in state["components"]:
-                raise SystemExit(f"control-plane: no component {name!r} (one of {ORDER})")
+                raise SystemExit(f"control-plane: no component {name!r} (one of {names})")
         if cmd in ("stop", "restart"):
-            for name in reversed([n for n in ORDER if n in argv[1:]]):
+            for name in reversed([n for n in names if n in argv[1:]]):
                 stop(d, state, name)
         if cmd in ("start", "restart"):
-            for name in [n for n in ORDER if n in argv[1:]]:
+            for name in [n for n in names if n in argv[1:]]:
                 start(d, state, name)
                 wait_component(d, state, name)
 

@@ -75,9 +75,36 @@ class Cluster:
             raise RuntimeError(f"control-plane.sh {' '.join(args)}: {proc.stderr[-4000:]}")
         return proc.stdout
 
-    def up(self) -> Cluster:
-        self.control("up")
+    def up(self, with_eventing: bool = False) -> Cluster:
+        self.control("up", *(["--with-eventing"] if with_eventing else []))
         return self
+
+    @property
+    def eventing(self) -> bool:
+        """Knative Eventing's data plane runs (up --with-eventing)."""
+        return "eventing" in self.state
+
+    @property
+    def broker_ingress(self) -> str:
+        """The broker ingress's ClusterIP, relayed to the host's loopback: a Broker's URL is
+        `http://broker-ingress.knative-eventing.svc.cluster.local/<ns>/<name>`."""
+        return f"http://127.0.0.1:{self.state['ports']['broker-ingress']}"
+
+    def pod(self, name: str, argv: list[str], service: str | None = None) -> str:
+        """Run `argv` in its own network namespace on the tier's bridge (as a pod); with
+        `service` ("ns/name") it is registered as that Service. Returns its address."""
+        extra = ["--service", service] if service else []
+        return self.control("pod", name, *extra, "--", *argv).strip().splitlines()[-1]
+
+    def pod_exec(
+        self, name: str, argv: list[str], timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `argv` in the network namespace of the pod `name` (its 127.0.0.1 and DNS)."""
+        netns = f"{self.state['eventing']['netns']}-pod-{name}"
+        return subprocess.run(
+            ["ip", "netns", "exec", netns, *argv],
+            env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
 
     def down(self) -> None:
         self.control("down")
