@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiservice_functions import fraud
+from aiservice_functions import digits, fraud
 from aiservice_functions.cloudevents_http import InvalidEvent, parse_request
 from aiservice_functions.models.minilm import model_dir
 from aiservice_functions.runtime.function import Rejected
@@ -32,6 +32,7 @@ DECODERS: dict[str, Callable[[Any], Any]] = {
     "sentiment": sentiment.decode,
     "topic": topic.decode,
     "fraud": fraud.decode,
+    "digits": digits.decode,
 }
 TEXT_FUNCTIONS = ("sentiment", "topic")
 STRUCTURED = {"content-type": "application/cloudevents+json"}
@@ -58,7 +59,26 @@ _transaction_like = st.fixed_dictionaries(
 )
 
 
+# What the digits function reads: image bytes (any bytes, a truncated or odd PNG header)
+# or {"image": base64}.
+_PNG = b"\x89PNG\r\n\x1a\n"
+_image_like = st.one_of(
+    st.binary(max_size=256),
+    st.binary(max_size=256).map(lambda b: _PNG + b),
+    st.binary(max_size=64).map(lambda b: b"\xff\xd8\xff" + b),
+)
+
+
+def _image_request(data: bytes) -> tuple[dict[str, str], bytes]:
+    return {**binary_headers(), "content-type": "image/png"}, data
+
+
 def _shaped(name: str) -> st.SearchStrategy[tuple[dict[str, str], bytes]]:
+    if name == "digits":
+        as_json = st.fixed_dictionaries({"image": json_values | st.text()}).map(
+            lambda v: (binary_headers(), json.dumps(v).encode("utf-8", "surrogatepass"))
+        )
+        return st.one_of(_image_like.map(_image_request), as_json)
     shape = _transaction_like if name == "fraud" else _text_like
     return shape.map(lambda v: (binary_headers(), json.dumps(v).encode("utf-8", "surrogatepass")))
 
