@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
+
+R = TypeVar("R")
 
 
 class StoreUnavailable(Exception):
@@ -197,6 +199,39 @@ class Database:
             cursor = cast(sqlite3.Cursor, self.execute(conn, sql, params))
             out.append(int(cursor.lastrowid or 0) if cursor.rowcount == 1 else None)
         return out
+
+    def write_group(
+        self,
+        conn: Connection,
+        records: Sequence[R],
+        *,
+        key: Callable[[R], tuple[str, ...]],
+        insert: tuple[str, Callable[[R], Sequence[Any]]],
+        redelivered: tuple[str, Callable[[R], Sequence[Any]]],
+    ) -> list[tuple[int | None, bool]]:
+        """Write a group of records in the open transaction: each is inserted (``insert``:
+        an ``INSERT .. ON CONFLICT DO NOTHING`` and its parameters) or, when its key is
+        taken, counted as a redelivery (``redelivered``: an ``UPDATE .. RETURNING seq``).
+        ``(seq, created)`` for each, in order; seq is None for a redelivery whose record
+        vanished meanwhile (deleted by retention). Inserts run in key order, so two store
+        processes writing overlapping groups lock rows in the same order and cannot
+        deadlock; a record twice in the group is created once and redelivered once."""
+        order = sorted(range(len(records)), key=lambda i: key(records[i]))
+        insert_sql, insert_params = insert
+        inserted = self.insert_many(conn, insert_sql, [insert_params(records[i]) for i in order])
+        results: list[tuple[int | None, bool]] = [(None, False)] * len(records)
+        again = []
+        for i, seq in zip(order, inserted, strict=True):
+            if seq is not None:
+                results[i] = (seq, True)
+            else:
+                again.append(i)
+        if again:
+            update_sql, update_params = redelivered
+            updated = self.run_many(conn, update_sql, [update_params(records[i]) for i in again])
+            for i, row in zip(again, updated, strict=True):
+                results[i] = (int(row["seq"]) if row is not None else None, False)
+        return results
 
     def create(self, statements: Sequence[str], lock_id: int) -> None:
         """Create tables and indexes if missing; on PostgreSQL under an advisory lock, as

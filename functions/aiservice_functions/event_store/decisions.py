@@ -196,23 +196,17 @@ class DecisionLog:
             return self.add_all(conn, [d])[0]
 
     def add_all(self, conn: Connection, records: Sequence[Decision]) -> list[tuple[int, bool]]:
-        """Write ``records`` in the open transaction, inserts in key order (no deadlock
-        between store processes), then redeliveries; ``(seq, created)`` each, in order."""
-        order = sorted(range(len(records)), key=lambda i: _key(records[i]))
-        inserted = self.db.insert_many(conn, _INSERT, [_insert_params(records[i]) for i in order])
-        results: list[tuple[int, bool] | None] = [None] * len(records)
-        again = []
-        for i, seq in zip(order, inserted, strict=True):
-            if seq is not None:
-                results[i] = (seq, True)
-            else:
-                again.append(i)
-        if again:
-            updated = self.db.run_many(conn, _REDELIVERED, [_key(records[i]) for i in again])
-            for i, row in zip(again, updated, strict=True):
-                # Gone already (expired between the two statements): nothing to count.
-                results[i] = (int(row["seq"]) if row is not None else 0, False)
-        return [r for r in results if r is not None]
+        """Write ``records`` in the open transaction (:meth:`Database.write_group`);
+        ``(seq, created)`` each, in order (seq 0 for a redelivery of a record that expired
+        meanwhile: nothing left to count)."""
+        written = self.db.write_group(
+            conn,
+            records,
+            key=_key,
+            insert=(_INSERT, _insert_params),
+            redelivered=(_REDELIVERED, _key),
+        )
+        return [(seq or 0, created) for seq, created in written]
 
     # --- reads ----------------------------------------------------------------------
 

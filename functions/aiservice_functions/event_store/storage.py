@@ -142,30 +142,21 @@ class EventTable:
             return self.add_all(conn, [event])[0]
 
     def add_all(self, conn: Connection, events: Sequence[NewEvent]) -> list[tuple[int, bool]]:
-        """Write ``events`` in the open transaction; ``(seq, created)`` for each, in order.
-
-        Inserts run first (in key order, so that two store processes writing overlapping
-        groups lock rows in the same order and cannot deadlock), then the redeliveries
-        among them update their record. An event that appears twice in ``events`` is
-        created once and counted as a redelivery once."""
-        order = sorted(range(len(events)), key=lambda i: _key(events[i]))
-        inserted = self.db.insert_many(conn, _INSERT, [_insert_params(events[i]) for i in order])
-        results: list[tuple[int, bool] | None] = [None] * len(events)
-        again = []
-        for i, seq in zip(order, inserted, strict=True):
-            if seq is not None:
-                results[i] = (seq, True)
-            else:
-                again.append(i)
-        if again:
-            updated = self.db.run_many(
-                conn, _REDELIVERED, [_redelivered_params(events[i]) for i in again]
-            )
-            for i, row in zip(again, updated, strict=True):
-                if row is None:  # deleted by retention between the two statements
-                    raise StoreUnavailable("record vanished while being updated; retry")
-                results[i] = (int(row["seq"]), False)
-        return [r for r in results if r is not None]
+        """Write ``events`` in the open transaction (:meth:`Database.write_group`);
+        ``(seq, created)`` for each, in order."""
+        written = self.db.write_group(
+            conn,
+            events,
+            key=_key,
+            insert=(_INSERT, _insert_params),
+            redelivered=(_REDELIVERED, _redelivered_params),
+        )
+        results = []
+        for seq, created in written:
+            if seq is None:  # deleted by retention between the two statements
+                raise StoreUnavailable("record vanished while being updated; retry")
+            results.append((seq, created))
+        return results
 
     # --- queries --------------------------------------------------------------------
 
