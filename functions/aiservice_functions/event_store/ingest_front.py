@@ -29,6 +29,7 @@ from aiservice_functions.event_store.intake import Answer, Intake, Write, error,
 from aiservice_functions.event_store.service import WRITE_TIMEOUT_S
 from aiservice_functions.event_store.writer import Overloaded, RecordRefused
 from aiservice_functions.loopback_hosts import MISDIRECTED, host_refusal
+from aiservice_functions.serving.asgi_server import request_headers
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,10 @@ class StoreApp:
         query = _query(scope.get("query_string", b""))
         if self.intake.needs_thread(path):
             prepared = await asyncio.to_thread(
-                self.intake.prepare, path, query, _headers(scope), body
+                self.intake.prepare, path, query, request_headers(scope), body
             )
         else:
-            prepared = self.intake.prepare(path, query, _headers(scope), body)
+            prepared = self.intake.prepare(path, query, request_headers(scope), body)
         if isinstance(prepared, Answer):
             return prepared
         return await self._commit(path, prepared)
@@ -147,15 +148,6 @@ def _query(raw: bytes) -> dict[str, list[str]]:
     """The query of a request: ingest URLs repeat (one per AIService and role), so each
     is parsed once."""
     return {k: list(v) for k, v in _parsed_query(raw)}
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    """Request headers, names lower-case, values latin-1 as WSGI gives them (joined)."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
-    return headers
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -24,6 +24,7 @@ from flask import Flask
 
 from aiservice_functions import contract
 from aiservice_functions.runtime.app import Answer, FunctionService, _error
+from aiservice_functions.serving.asgi_server import request_headers
 
 log = logging.getLogger("aiservice_functions.runtime")
 
@@ -33,15 +34,6 @@ Send = Any
 
 _EVENT_PATHS = frozenset(("/", contract.SHADOW_PATH))
 _CLOSE = (b"connection", b"close")
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    """Request headers, names lower-cased, as a WSGI server gives them (latin-1, joined)."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
-    return headers
 
 
 class EventApp:
@@ -70,7 +62,7 @@ class EventApp:
                 return
 
     async def _wsgi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = _headers(scope)
+        headers = request_headers(scope)
         body = await self._body(headers, receive)
         if body is None:
             return
@@ -99,7 +91,7 @@ class EventApp:
     async def _event(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         service = self.service
-        headers = _headers(scope)
+        headers = request_headers(scope)
         close = False
         try:
             body = await self._body(headers, receive)

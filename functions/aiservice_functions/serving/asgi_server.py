@@ -35,6 +35,16 @@ _WATCHED = {signal.SIGCHLD, *_STOP}
 log = logging.getLogger("aiservice_functions.serving")
 
 
+def request_headers(scope: Any) -> dict[str, str]:
+    """An ASGI request's headers, names lower-cased, values latin-1 as a WSGI server gives
+    them (repeated ones joined with commas)."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A socket bound with ``SO_REUSEPORT``: each worker binds one of its own."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
